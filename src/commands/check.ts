@@ -1,0 +1,57 @@
+// `lvssync check`: validates the managed set (keepalived.conf with its includes, ferm.conf) under a
+// root and prints the findings. Composition root: read, check, print.
+
+import path from 'node:path';
+import { hasErrors } from '../core/diagnostic.js';
+import { formatDiagnostics, formatSummary } from '../core/format.js';
+import { EXIT } from '../errors.js';
+import type { Io } from '../io.js';
+import { checkDirector } from '../shell/check-director.js';
+import { loadConfig, selfNode } from '../shell/load-config.js';
+
+export interface CheckOptions {
+  root?: string;
+  json?: boolean;
+  config?: string;
+  configId?: string;
+  node?: string;
+  external?: boolean;
+}
+
+export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
+  const { config } = await loadConfig(opts.config);
+  const root = path.resolve(opts.root ?? '/');
+  const node = selfNode(config, opts.node);
+  const configId = opts.configId ?? (node ? config.nodes[node]?.configId : undefined);
+  const r = await checkDirector({
+    root,
+    keepalivedPath: config.files.keepalived,
+    fermPath: config.files.ferm,
+    ...(configId === undefined ? {} : { configId }),
+    external: opts.external !== false,
+  });
+  const ok = !hasErrors(r.diagnostics);
+  if (opts.json) {
+    const diagnostics = r.diagnostics.map((d) => ({
+      severity: d.severity,
+      code: d.code,
+      file: d.file,
+      line: d.line,
+      col: d.col,
+      message: d.message,
+      ...(d.related ? { related: d.related } : {}),
+    }));
+    io.stdout(`${JSON.stringify({ ok, diagnostics, files: r.files })}\n`);
+  } else {
+    const sourceOf = (p: string) => r.snapshot.files.get(p)?.text;
+    if (r.diagnostics.length > 0) io.stdout(`${formatDiagnostics(r.diagnostics, sourceOf)}\n\n`);
+    const notes: string[] = [];
+    if (r.ferm && !r.ferm.available) notes.push('ferm not installed: ferm.conf not validated');
+    if (r.keepalivedTest && !r.keepalivedTest.available)
+      notes.push('keepalived not installed: no second opinion from keepalived -t');
+    io.stdout(
+      `${formatSummary(r.diagnostics, r.files.length)}${notes.length ? ` (${notes.join('; ')})` : ''}\n`,
+    );
+  }
+  return ok ? EXIT.OK : EXIT.FINDINGS;
+}

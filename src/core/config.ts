@@ -1,0 +1,283 @@
+// lvssync's own configuration (lvssync.yaml): the schema, defaults and one validation that reports
+// every problem at once with its path and rejects unknown keys. Pure.
+
+export interface NodeConfig {
+  /** SSH address of the node (its crossover address). */
+  address: string;
+  port: number;
+  /** Host name that identifies this node when lvssync runs on it (default: the node's name). */
+  hostname?: string;
+  /** keepalived's -i/--config-id on this node, for @id conditional lines. */
+  configId?: string;
+  /** Per-host values: router_id and declared per-host lines, rendered into this node's copy. */
+  router_id?: string;
+  hostLines: HostLine[];
+}
+
+/** A keyword whose value differs per node: `vrrp_instance vi_100 > priority` -> `100`. */
+export interface HostLine {
+  /** Path of keywords (with their first argument where needed): ['vrrp_instance vi_100', 'priority']. */
+  path: string[];
+  value: string;
+}
+
+export interface ServiceConfig {
+  name: 'ferm' | 'keepalived' | string;
+  /** Command that validates the staged files; `{root}` is replaced by the staging root. */
+  check?: string[];
+  reload: string[];
+  /** Command whose success means the service is running. */
+  status?: string[];
+}
+
+export interface Config {
+  cluster: string;
+  primary: string;
+  nodes: Record<string, NodeConfig>;
+  ssh: {
+    user: string;
+    identityFile?: string;
+    agent: boolean;
+    knownHosts: string;
+    connectTimeoutMs: number;
+  };
+  files: {
+    keepalived: string;
+    ferm: string;
+    /** Extra files or globs kept identical on both directors. */
+    extra: string[];
+  };
+  services: ServiceConfig[];
+  stateDir: string;
+  /** How many previous versions of the peer's files to keep for rollback. */
+  history: number;
+}
+
+export const DEFAULTS: Config = {
+  cluster: 'lvs',
+  primary: 'lvs1',
+  nodes: {},
+  ssh: { user: 'root', agent: false, knownHosts: '/etc/lvssync/known_hosts', connectTimeoutMs: 10_000 },
+  files: { keepalived: '/etc/keepalived/keepalived.conf', ferm: '/etc/ferm/ferm.conf', extra: [] },
+  services: [
+    {
+      name: 'ferm',
+      reload: ['systemctl', 'reload', 'ferm'],
+      status: ['systemctl', 'is-active', '--quiet', 'ferm'],
+    },
+    {
+      name: 'keepalived',
+      reload: ['systemctl', 'reload', 'keepalived'],
+      status: ['systemctl', 'is-active', '--quiet', 'keepalived'],
+    },
+  ],
+  stateDir: '/var/lib/lvssync',
+  history: 10,
+};
+
+type Problems = string[];
+
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function unknownKeys(
+  obj: Record<string, unknown>,
+  allowed: string[],
+  path: string,
+  problems: Problems,
+): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k))
+      problems.push(`${path}${path ? '.' : ''}${k}: unknown key (allowed: ${allowed.join(', ')})`);
+  }
+}
+
+function str(
+  v: unknown,
+  path: string,
+  problems: Problems,
+  opts: { required?: boolean; fallback?: string } = {},
+): string | undefined {
+  if (v === undefined || v === null) {
+    if (opts.required && opts.fallback === undefined) problems.push(`${path}: is required`);
+    return opts.fallback;
+  }
+  if (typeof v !== 'string' && typeof v !== 'number') {
+    problems.push(`${path}: must be a string`);
+    return opts.fallback;
+  }
+  const s = String(v);
+  if (s === '' && opts.required) problems.push(`${path}: must not be empty`);
+  return s;
+}
+
+function int(
+  v: unknown,
+  path: string,
+  problems: Problems,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    problems.push(`${path}: must be ${min}-${max}`);
+    return fallback;
+  }
+  return v;
+}
+
+function strList(v: unknown, path: string, problems: Problems, fallback: string[]): string[] {
+  if (v === undefined || v === null) return fallback;
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' && typeof x !== 'number')) {
+    problems.push(`${path}: must be a list of strings`);
+    return fallback;
+  }
+  return v.map(String);
+}
+
+function absPath(v: string | undefined, path: string, problems: Problems): void {
+  if (v !== undefined && !v.startsWith('/')) problems.push(`${path}: must be an absolute path`);
+}
+
+function validateNode(raw: unknown, path: string, problems: Problems): NodeConfig {
+  const node: NodeConfig = { address: '', port: 22, hostLines: [] };
+  if (!isObj(raw)) {
+    problems.push(`${path}: must be a mapping`);
+    return node;
+  }
+  unknownKeys(raw, ['address', 'port', 'hostname', 'configId', 'router_id', 'hostLines'], path, problems);
+  node.address = str(raw.address, `${path}.address`, problems, { required: true }) ?? '';
+  node.port = int(raw.port, `${path}.port`, problems, 1, 65535, 22);
+  const hostname = str(raw.hostname, `${path}.hostname`, problems);
+  if (hostname !== undefined) node.hostname = hostname;
+  const configId = str(raw.configId, `${path}.configId`, problems);
+  if (configId !== undefined) node.configId = configId;
+  const routerId = str(raw.router_id, `${path}.router_id`, problems);
+  if (routerId !== undefined) {
+    if (/\s/.test(routerId)) problems.push(`${path}.router_id: must be one word`);
+    node.router_id = routerId;
+  }
+  if (raw.hostLines !== undefined) {
+    if (!Array.isArray(raw.hostLines)) problems.push(`${path}.hostLines: must be a list`);
+    else
+      raw.hostLines.forEach((h, i) => {
+        const p = `${path}.hostLines[${i}]`;
+        if (!isObj(h)) {
+          problems.push(`${p}: must be a mapping with path and value`);
+          return;
+        }
+        unknownKeys(h, ['path', 'value'], p, problems);
+        const hp =
+          typeof h.path === 'string'
+            ? h.path.split('>').map((s) => s.trim())
+            : strList(h.path, `${p}.path`, problems, []);
+        if (hp.length === 0 || hp.some((s) => s === ''))
+          problems.push(`${p}.path: must name a keyword, e.g. 'vrrp_instance vi_100 > priority'`);
+        const value = str(h.value, `${p}.value`, problems, { required: true }) ?? '';
+        node.hostLines.push({ path: hp, value });
+      });
+  }
+  return node;
+}
+
+export function validateConfig(raw: unknown): { config: Config; problems: string[] } {
+  const problems: Problems = [];
+  const c: Config = structuredClone(DEFAULTS);
+  if (raw === undefined || raw === null) return { config: c, problems };
+  if (!isObj(raw)) return { config: c, problems: ['(top): must be a mapping'] };
+  unknownKeys(
+    raw,
+    ['cluster', 'primary', 'nodes', 'ssh', 'files', 'services', 'stateDir', 'history'],
+    '',
+    problems,
+  );
+  c.cluster = str(raw.cluster, 'cluster', problems, { fallback: c.cluster }) ?? c.cluster;
+  c.primary = str(raw.primary, 'primary', problems, { fallback: c.primary }) ?? c.primary;
+  if (raw.nodes !== undefined) {
+    if (!isObj(raw.nodes)) problems.push('nodes: must be a mapping of node name to settings');
+    else
+      for (const [name, n] of Object.entries(raw.nodes))
+        c.nodes[name] = validateNode(n, `nodes.${name}`, problems);
+  }
+  if (Object.keys(c.nodes).length > 0 && !c.nodes[c.primary]) {
+    problems.push(`primary: '${c.primary}' is not one of the nodes (${Object.keys(c.nodes).join(', ')})`);
+  }
+  if (raw.ssh !== undefined) {
+    if (!isObj(raw.ssh)) problems.push('ssh: must be a mapping');
+    else {
+      unknownKeys(
+        raw.ssh,
+        ['user', 'identityFile', 'agent', 'knownHosts', 'connectTimeoutMs'],
+        'ssh',
+        problems,
+      );
+      c.ssh.user = str(raw.ssh.user, 'ssh.user', problems, { fallback: c.ssh.user }) ?? c.ssh.user;
+      const idf = str(raw.ssh.identityFile, 'ssh.identityFile', problems);
+      absPath(idf, 'ssh.identityFile', problems);
+      if (idf !== undefined) c.ssh.identityFile = idf;
+      if (raw.ssh.agent !== undefined) {
+        if (typeof raw.ssh.agent !== 'boolean') problems.push('ssh.agent: must be true or false');
+        else c.ssh.agent = raw.ssh.agent;
+      }
+      c.ssh.knownHosts =
+        str(raw.ssh.knownHosts, 'ssh.knownHosts', problems, { fallback: c.ssh.knownHosts }) ??
+        c.ssh.knownHosts;
+      absPath(c.ssh.knownHosts, 'ssh.knownHosts', problems);
+      c.ssh.connectTimeoutMs = int(
+        raw.ssh.connectTimeoutMs,
+        'ssh.connectTimeoutMs',
+        problems,
+        100,
+        600_000,
+        c.ssh.connectTimeoutMs,
+      );
+    }
+  }
+  if (raw.files !== undefined) {
+    if (!isObj(raw.files)) problems.push('files: must be a mapping');
+    else {
+      unknownKeys(raw.files, ['keepalived', 'ferm', 'extra'], 'files', problems);
+      c.files.keepalived =
+        str(raw.files.keepalived, 'files.keepalived', problems, { fallback: c.files.keepalived }) ??
+        c.files.keepalived;
+      c.files.ferm = str(raw.files.ferm, 'files.ferm', problems, { fallback: c.files.ferm }) ?? c.files.ferm;
+      c.files.extra = strList(raw.files.extra, 'files.extra', problems, []);
+      absPath(c.files.keepalived, 'files.keepalived', problems);
+      absPath(c.files.ferm, 'files.ferm', problems);
+      for (const [i, e] of c.files.extra.entries()) absPath(e, `files.extra[${i}]`, problems);
+    }
+  }
+  if (raw.services !== undefined) {
+    if (!Array.isArray(raw.services)) problems.push('services: must be a list (in reload order)');
+    else {
+      c.services = raw.services.map((s, i) => {
+        const p = `services[${i}]`;
+        const svc: ServiceConfig = { name: '', reload: [] };
+        if (!isObj(s)) {
+          problems.push(`${p}: must be a mapping with name and reload`);
+          return svc;
+        }
+        unknownKeys(s, ['name', 'check', 'reload', 'status'], p, problems);
+        svc.name = str(s.name, `${p}.name`, problems, { required: true }) ?? '';
+        svc.reload = strList(s.reload, `${p}.reload`, problems, []);
+        if (svc.reload.length === 0)
+          problems.push(`${p}.reload: is required (the command that reloads ${svc.name || 'the service'})`);
+        if (s.check !== undefined) svc.check = strList(s.check, `${p}.check`, problems, []);
+        if (s.status !== undefined) svc.status = strList(s.status, `${p}.status`, problems, []);
+        return svc;
+      });
+      const names = c.services.map((s) => s.name);
+      const fi = names.indexOf('ferm');
+      const ki = names.indexOf('keepalived');
+      if (fi !== -1 && ki !== -1 && fi > ki)
+        problems.push(
+          'services: ferm must come before keepalived (marks must exist before the virtual servers use them)',
+        );
+    }
+  }
+  c.stateDir = str(raw.stateDir, 'stateDir', problems, { fallback: c.stateDir }) ?? c.stateDir;
+  absPath(c.stateDir, 'stateDir', problems);
+  c.history = int(raw.history, 'history', problems, 1, 1000, c.history);
+  return { config: c, problems };
+}

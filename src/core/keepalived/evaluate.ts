@@ -1,0 +1,304 @@
+// Turns the CSTs of keepalived.conf and the files it includes into the tree keepalived itself reads:
+// includes spliced in place, @id/@^id lines applied for a config-id, $NAME definitions substituted,
+// multi-line definitions and ~SEQ blocks expanded. Pure; never throws.
+
+import path from 'node:path/posix';
+import { type Diagnostic, diag, type Position } from '../diagnostic.js';
+import { globSnapshot, type Snapshot } from '../snapshot.js';
+import { type CstFile, type CstNode, type CstStatement, parseKeepalived } from './cst.js';
+import { type Token, tokenValue } from './lexer.js';
+
+/** One keyword line as keepalived sees it, with its block if it has one. */
+export interface Directive {
+  name: string;
+  args: string[];
+  pos: Position;
+  argPos: Position[];
+  children?: Directive[];
+  /** The statement in the file's CST (absent for lines produced by a multi-line definition). */
+  stmt?: CstStatement;
+}
+
+export interface IncludeRef {
+  /** Where the include line is. */
+  pos: Position;
+  /** The pattern as resolved against the including file's directory. */
+  pattern: string;
+  matched: string[];
+}
+
+export interface Evaluation {
+  directives: Directive[];
+  /** Every file read, in the order keepalived reads them (the root first). */
+  files: string[];
+  includes: IncludeRef[];
+  /** Directories the snapshot does not list but an include needs: read them and evaluate again. */
+  unknownDirs: string[];
+  diagnostics: Diagnostic[];
+}
+
+export interface EvaluateOptions {
+  /** keepalived's -i/--config-id; undefined means keepalived's default (none matches @id lines). */
+  configId?: string;
+  /** Parsed files, keyed by path, reused between runs (the snapshot's text must be unchanged). */
+  cache?: Map<string, { text: string; cst: CstFile; diagnostics: Diagnostic[] }>;
+}
+
+interface Def {
+  value: string;
+  multiline: boolean;
+}
+
+const MAX_DEPTH = 32;
+
+export function evaluateKeepalived(
+  snapshot: Snapshot,
+  rootPath: string,
+  opts: EvaluateOptions = {},
+): Evaluation {
+  const out: Evaluation = { directives: [], files: [], includes: [], unknownDirs: [], diagnostics: [] };
+  const defs = new Map<string, Def>();
+  const seenFiles = new Set<string>();
+  const includeStack: string[] = [];
+
+  const parsed = (p: string): CstFile | undefined => {
+    const f = snapshot.files.get(p);
+    if (!f) return undefined;
+    const cached = opts.cache?.get(p);
+    if (cached && cached.text === f.text) {
+      if (!seenFiles.has(p)) out.diagnostics.push(...cached.diagnostics);
+      return cached.cst;
+    }
+    const r = parseKeepalived(f.text, p);
+    opts.cache?.set(p, { text: f.text, cst: r.cst, diagnostics: r.diagnostics });
+    if (!seenFiles.has(p)) out.diagnostics.push(...r.diagnostics);
+    return r.cst;
+  };
+
+  const conditionHolds = (c: CstStatement['condition']): boolean => {
+    if (!c) return true;
+    const matches = opts.configId !== undefined && c.id === opts.configId;
+    return matches !== c.negate;
+  };
+
+  const substitute = (text: string, depth = 0): string => {
+    if (defs.size === 0 || text.indexOf('$') === -1 || depth > MAX_DEPTH) return text;
+    let changed = false;
+    const result = text.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=[\s,)]|$)/g,
+      (m, a, b) => {
+        const name = (a ?? b) as string;
+        const d = defs.get(name) ?? builtin(name);
+        if (!d || d.multiline) return m;
+        changed = true;
+        return d.value;
+      },
+    );
+    return changed ? substitute(result, depth + 1) : result;
+  };
+
+  const builtin = (name: string): Def | undefined => {
+    if (name === '_INSTANCE' && opts.configId !== undefined)
+      return { value: opts.configId, multiline: false };
+    return undefined;
+  };
+
+  // Expands a statement's words: definitions substituted, values containing spaces split into words.
+  const expandWords = (words: Token[], file: string): { values: string[]; pos: Position[] } => {
+    const values: string[] = [];
+    const pos: Position[] = [];
+    for (const w of words) {
+      const p = { file, line: w.line, col: w.col };
+      if (w.kind === 'word' && w.text.indexOf('$') !== -1 && defs.size > 0) {
+        const v = substitute(tokenValue(w));
+        for (const part of v.split(/[ \t]+/)) {
+          if (part === '') continue;
+          values.push(part);
+          pos.push(p);
+        }
+      } else {
+        values.push(tokenValue(w));
+        pos.push(p);
+      }
+    }
+    return { values, pos };
+  };
+
+  const walk = (
+    nodes: readonly CstNode[],
+    file: string,
+    sink: Directive[],
+    depth: number,
+    at?: Position,
+  ): void => {
+    for (const node of nodes) {
+      if (node.kind === 'trivia' || node.kind === 'stray') continue;
+      if (node.kind === 'definition') {
+        if (!conditionHolds(node.condition)) continue;
+        const value = node.value ?? '';
+        defs.set(node.name!, { value, multiline: value.includes('\n') });
+        continue;
+      }
+      if (node.kind === 'seq') {
+        if (!conditionHolds(node.condition)) continue;
+        expandSeq(node.tokens, file, sink, depth, at);
+        continue;
+      }
+      if (node.kind !== 'statement') continue;
+      const stmt = node;
+      if (!conditionHolds(stmt.condition)) {
+        if (stmt.block && stmt.condition) {
+          out.diagnostics.push(
+            diag(
+              'warning',
+              'KA_CONDITIONAL_BLOCK',
+              { file, line: stmt.condition.token.line, col: stmt.condition.token.col },
+              `conditional line opens a block: where '${stmt.condition.token.text}' does not apply keepalived ` +
+                `drops only this line and reads the block's contents in the enclosing block; put the ` +
+                `condition on each line inside instead`,
+            ),
+          );
+        }
+        continue;
+      }
+      if (stmt.words.length === 0) {
+        if (stmt.block) walk(stmt.block.children, file, sink, depth, at);
+        continue;
+      }
+      const { values, pos } = expandWords(stmt.words, file);
+      const mapped = at ? pos.map(() => at) : pos;
+      if (values.length === 0) continue;
+      // A line that is exactly a multi-line definition expands to the lines of its value.
+      const first = values[0]!;
+      const ml = /^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$/.exec(first);
+      if (ml && values.length === 1 && defs.get(ml[1]!)?.multiline && depth < MAX_DEPTH) {
+        const text = defs.get(ml[1]!)!.value;
+        const r = parseKeepalived(text, file);
+        walk(r.cst.children, file, sink, depth + 1, at ?? mapped[0]);
+        continue;
+      }
+      if (first === 'include' && values.length === 2 && !stmt.block) {
+        include(values[1]!, file, mapped[0]!, sink, depth);
+        continue;
+      }
+      const d: Directive = { name: first, args: values.slice(1), pos: mapped[0]!, argPos: mapped.slice(1) };
+      if (!at) d.stmt = stmt;
+      if (stmt.block) {
+        d.children = [];
+        walk(stmt.block.children, file, d.children, depth, at);
+      }
+      sink.push(d);
+    }
+  };
+
+  const expandSeq = (tokens: Token[], file: string, sink: Directive[], depth: number, at?: Position) => {
+    const text = tokens
+      .filter((t) => t.kind !== 'comment' && t.kind !== 'newline')
+      .map((t) => t.text)
+      .join('');
+    const first = tokens[0]!;
+    const p = at ?? { file, line: first.line, col: first.col };
+    const m = /^(?:@\^?\S+\s+)?~SEQ(x?)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,([^)]*)\)\s*(.*)$/.exec(
+      text.trim(),
+    );
+    const nums = m ? m[3]!.split(',').map((s) => Number(substitute(s.trim()))) : [];
+    if (!m || nums.length < 1 || nums.length > 3 || nums.some((x) => Number.isNaN(x))) {
+      out.diagnostics.push(diag('error', 'KA_BAD_SEQ', p, `invalid ~SEQ specification '${text.trim()}'`));
+      return;
+    }
+    const [start, step, end] =
+      nums.length === 1
+        ? [1, 1, nums[0]!]
+        : nums.length === 2
+          ? [nums[0]!, nums[0]! <= nums[1]! ? 1 : -1, nums[1]!]
+          : [nums[0]!, nums[1]!, nums[2]!];
+    if (step === 0 || (start < end && step < 0) || (start > end && step > 0)) {
+      out.diagnostics.push(diag('error', 'KA_BAD_SEQ', p, `invalid ~SEQ values in '${text.trim()}'`));
+      return;
+    }
+    const name = m[2]!;
+    const body = m[4]!;
+    let count = 0;
+    for (let v = start; step > 0 ? v <= end : v >= end; v += step) {
+      if (++count > 100_000) break;
+      defs.set(name, { value: m[1] ? v.toString(16) : String(v), multiline: false });
+      const r = parseKeepalived(body, file);
+      walk(r.cst.children, file, sink, depth + 1, p);
+    }
+  };
+
+  const include = (raw: string, from: string, pos: Position, sink: Directive[], depth: number) => {
+    const pattern = raw.startsWith('/') ? raw : path.join(path.dirname(from), raw);
+    const g = globSnapshot(snapshot, pattern);
+    if (g.kind === 'unknown') {
+      if (!out.unknownDirs.includes(g.dir)) out.unknownDirs.push(g.dir);
+      out.includes.push({ pos, pattern, matched: [] });
+      return;
+    }
+    const matched: string[] = [];
+    for (const p of g.paths) {
+      const f = snapshot.files.get(p)!;
+      if ((f.mode & 0o170000) !== 0o100000 && f.mode !== 0) continue;
+      if (f.mode & 0o111) {
+        out.diagnostics.push(
+          diag(
+            'warning',
+            'KA_INCLUDE_EXECUTABLE',
+            pos,
+            `${p} matches '${raw}' but is executable, so keepalived skips it; chmod a-x it if it should be read`,
+          ),
+        );
+        continue;
+      }
+      matched.push(p);
+    }
+    out.includes.push({ pos, pattern, matched });
+    if (matched.length === 0) {
+      out.diagnostics.push(
+        diag(
+          'warning',
+          'KA_INCLUDE_NO_MATCH',
+          pos,
+          `include '${raw}' matches no file (keepalived reads nothing here)`,
+        ),
+      );
+      return;
+    }
+    for (const p of matched) readFile(p, sink, depth + 1, pos);
+  };
+
+  const readFile = (p: string, sink: Directive[], depth: number, from?: Position) => {
+    if (includeStack.includes(p) || depth > MAX_DEPTH) {
+      out.diagnostics.push(
+        diag(
+          'error',
+          'KA_INCLUDE_CYCLE',
+          from ?? { file: p, line: 1, col: 1 },
+          `include cycle: ${[...includeStack, p].join(' -> ')}`,
+        ),
+      );
+      return;
+    }
+    const cst = parsed(p);
+    if (!cst) return;
+    if (!seenFiles.has(p)) {
+      seenFiles.add(p);
+      out.files.push(p);
+    }
+    includeStack.push(p);
+    walk(cst.children, p, sink, depth);
+    includeStack.pop();
+  };
+
+  if (!snapshot.files.has(rootPath)) {
+    const dir = path.dirname(rootPath);
+    if (![...snapshot.dirs].some((d) => dir === d || dir.startsWith(`${d}/`))) out.unknownDirs.push(dir);
+    else
+      out.diagnostics.push(
+        diag('error', 'KA_MISSING_ROOT', { file: rootPath, line: 1, col: 1 }, `${rootPath} does not exist`),
+      );
+    return out;
+  }
+  readFile(rootPath, out.directives, 0);
+  return out;
+}

@@ -1,0 +1,479 @@
+// Lints for an evaluated keepalived configuration: the keyword table (directives.ts) applied to every
+// line, then whole-configuration rules over the typed model. Pure; returns Diagnostics, never throws.
+
+import { canonicalIP, expandRange, isIP, parseCidr } from '../address.js';
+import { type Diagnostic, diag, type Position } from '../diagnostic.js';
+import { type ArgRule, LVS_SCHEDULERS, type Spec, TOP } from './directives.js';
+import type { Directive } from './evaluate.js';
+import { type KeepalivedModel, type VipEntry, virtualServerLabel } from './model.js';
+
+const rel = (pos: Position, message: string) => ({ file: pos.file, line: pos.line, col: pos.col, message });
+
+function checkArg(rule: ArgRule, value: string, keyword: string, pos: Position): Diagnostic | undefined {
+  switch (rule.kind) {
+    case 'int': {
+      if (!/^-?\d+$/.test(value)) {
+        return diag('error', 'KA_INVALID_NUMBER', pos, `${keyword}: '${value}' is not a whole number`);
+      }
+      const n = Number(value);
+      if (n < rule.min || n > rule.max) {
+        return diag(
+          'error',
+          'KA_OUT_OF_RANGE',
+          pos,
+          `${keyword} ${value} is out of range: ${rule.what ?? 'value'} must be ${rule.min}-${rule.max}`,
+        );
+      }
+      return undefined;
+    }
+    case 'number': {
+      if (!/^\d+(\.\d+)?$/.test(value)) {
+        return diag('error', 'KA_INVALID_NUMBER', pos, `${keyword}: '${value}' is not a number`);
+      }
+      const n = Number(value);
+      if (n < rule.min || n > rule.max) {
+        return diag(
+          'error',
+          'KA_OUT_OF_RANGE',
+          pos,
+          `${keyword} ${value} is out of range: must be ${rule.min}-${rule.max}`,
+        );
+      }
+      return undefined;
+    }
+    case 'port': {
+      if (!/^\d+$/.test(value) || Number(value) > 65535) {
+        return diag('error', 'KA_OUT_OF_RANGE', pos, `${keyword}: '${value}' is not a port (0-65535)`);
+      }
+      return undefined;
+    }
+    case 'enum': {
+      const ok = rule.caseInsensitive
+        ? rule.values.some((v) => v.toLowerCase() === value.toLowerCase())
+        : rule.values.includes(value);
+      if (ok) return undefined;
+      const sched = rule.values === LVS_SCHEDULERS;
+      return diag(
+        'error',
+        sched ? 'KA_INVALID_SCHEDULER' : 'KA_INVALID_VALUE',
+        pos,
+        `${keyword}: '${value}' is not one of ${rule.values.join(', ')}` +
+          (sched ? ' (keepalived would silently fall back to wlc)' : ''),
+      );
+    }
+    case 'bool':
+      return ['on', 'off', 'true', 'false', 'yes', 'no'].includes(value)
+        ? undefined
+        : diag(
+            'error',
+            'KA_INVALID_VALUE',
+            pos,
+            `${keyword}: '${value}' is not one of on, off, true, false, yes, no`,
+          );
+    case 'digest':
+      return /^[0-9a-fA-F]{32}$/.test(value)
+        ? undefined
+        : diag(
+            'error',
+            'KA_BAD_DIGEST',
+            pos,
+            `digest '${value}' is not an MD5 sum (32 hex digits); genhash prints the right one`,
+          );
+    case 'any':
+      return undefined;
+  }
+}
+
+function checkDirectives(
+  nodes: readonly Directive[],
+  table: Readonly<Record<string, Spec>>,
+  context: string,
+  out: Diagnostic[],
+): void {
+  const seenUnique = new Map<string, Directive>();
+  for (const d of nodes) {
+    const spec = table[d.name];
+    if (!spec) {
+      out.push(
+        diag(
+          'error',
+          'KA_UNKNOWN_KEYWORD',
+          d.pos,
+          `unknown keyword '${d.name}' in ${context} (keepalived ignores it${suggest(d.name, table)})`,
+        ),
+      );
+      continue;
+    }
+    if (spec.deprecated) {
+      out.push(diag('warning', 'KA_DEPRECATED', d.pos, `'${d.name}' is deprecated: use ${spec.deprecated}`));
+    }
+    if (spec.unique) {
+      const prev = seenUnique.get(d.name);
+      if (prev) {
+        out.push(
+          diag(
+            'warning',
+            'KA_DUPLICATE_KEYWORD',
+            d.pos,
+            `'${d.name}' given twice in ${context}; the last one wins`,
+            [rel(prev.pos, 'first given here')],
+          ),
+        );
+      }
+      seenUnique.set(d.name, d);
+    }
+    const n = d.args.length;
+    if (spec.minArgs !== undefined && n < spec.minArgs) {
+      out.push(
+        diag(
+          'error',
+          'KA_MISSING_ARGUMENT',
+          d.pos,
+          `'${d.name}' needs ${spec.minArgs === 1 ? 'a value' : `${spec.minArgs} values`}`,
+        ),
+      );
+    } else if (spec.maxArgs !== undefined && n > spec.maxArgs) {
+      const extra = d.argPos[spec.maxArgs] ?? d.pos;
+      out.push(
+        diag(
+          spec.maxArgs === 0 ? 'warning' : 'error',
+          'KA_EXTRA_ARGUMENT',
+          extra,
+          `'${d.name}' takes ${spec.maxArgs === 0 ? 'no value' : `at most ${spec.maxArgs}`}; '${d.args.slice(spec.maxArgs).join(' ')}' is extra`,
+        ),
+      );
+    }
+    spec.args?.forEach((rule, i) => {
+      const v = d.args[i];
+      if (v === undefined) return;
+      const problem = checkArg(rule, v, d.name, d.argPos[i] ?? d.pos);
+      if (problem) out.push(problem);
+    });
+    if (d.children && !spec.block) {
+      out.push(diag('error', 'KA_UNEXPECTED_BLOCK', d.pos, `'${d.name}' does not take a { } block`));
+    } else if (!d.children && spec.block && !spec.blockOptional) {
+      out.push(diag('error', 'KA_MISSING_BLOCK', d.pos, `'${d.name}' needs a { } block`));
+    }
+    if (d.children && spec.block === 'keywords' && spec.children) {
+      const label = d.args.length > 0 ? `${d.name} ${d.args.join(' ')}` : d.name;
+      checkDirectives(d.children, spec.children, label, out);
+    }
+  }
+}
+
+function suggest(word: string, table: Readonly<Record<string, Spec>>): string {
+  let best: string | undefined;
+  let bestDist = 3;
+  for (const k of Object.keys(table)) {
+    const dist = editDistance(word, k);
+    if (dist < bestDist) {
+      best = k;
+      bestDist = dist;
+    }
+  }
+  return best ? `; did you mean '${best}'?` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 3) return 99;
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagPrev = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diagPrev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagPrev = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+function checkVipList(entries: VipEntry[], out: Diagnostic[]): void {
+  for (const e of entries) {
+    if (!parseCidr(e.text) && !expandRange(e.text)) {
+      out.push(
+        diag('error', 'KA_BAD_ADDRESS', e.pos, `'${e.text}' is not an IP address (with optional /prefix)`),
+      );
+    }
+  }
+}
+
+function vipAddresses(e: VipEntry): string[] {
+  return (expandRange(e.text) ?? [e.address]).map(canonicalIP);
+}
+
+/** Rules over the whole configuration (every file of one director together). */
+function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
+  const vrids = new Map<string, { name: string; pos: Position }>();
+  const vips = new Map<string, { name: string; pos: Position }>();
+  const instanceNames = new Map<string, Position>();
+  const scriptNames = new Set(m.scripts.map((s) => s.name));
+  for (const inst of m.instances) {
+    const prevName = instanceNames.get(inst.name);
+    if (prevName) {
+      out.push(
+        diag('error', 'KA_DUPLICATE_INSTANCE', inst.pos, `vrrp_instance ${inst.name} is defined twice`, [
+          rel(prevName, 'first defined here'),
+        ]),
+      );
+    }
+    instanceNames.set(inst.name, inst.pos);
+    if (!inst.virtualRouterId) {
+      out.push(
+        diag(
+          'error',
+          'KA_MISSING_VRID',
+          inst.pos,
+          `vrrp_instance ${inst.name} has no virtual_router_id (keepalived refuses it)`,
+        ),
+      );
+    }
+    if (!inst.interface && !inst.unicastSrcIp && inst.unicastPeers.length === 0) {
+      out.push(
+        diag(
+          'warning',
+          'KA_NO_INTERFACE',
+          inst.pos,
+          `vrrp_instance ${inst.name} has no interface: keepalived uses the default interface`,
+        ),
+      );
+    }
+    if (inst.authPass && inst.authPass.value.length > 8) {
+      out.push(
+        diag(
+          'warning',
+          'KA_AUTH_PASS_TRUNCATED',
+          inst.authPass.pos,
+          `auth_pass is ${inst.authPass.value.length} characters; keepalived uses only the first 8`,
+        ),
+      );
+    }
+    if (inst.state?.value === 'MASTER' && inst.nopreempt) {
+      out.push(
+        diag(
+          'warning',
+          'KA_NOPREEMPT_MASTER',
+          inst.state.pos,
+          `nopreempt has no effect with state MASTER: use state BACKUP on both directors`,
+        ),
+      );
+    }
+    if (inst.virtualRouterId && Number.isFinite(inst.virtualRouterId.value)) {
+      const key = `${inst.interface?.value ?? '(default)'}/${inst.virtualRouterId.value}`;
+      const prev = vrids.get(key);
+      if (prev) {
+        out.push(
+          diag(
+            'error',
+            'KA_DUPLICATE_VRID',
+            inst.virtualRouterId.pos,
+            `virtual_router_id ${inst.virtualRouterId.value} is used by both ${prev.name} and ${inst.name} on interface ${inst.interface?.value ?? '(default)'}`,
+            [rel(prev.pos, `${prev.name} uses it here`)],
+          ),
+        );
+      } else vrids.set(key, { name: inst.name, pos: inst.virtualRouterId.pos });
+    }
+    checkVipList(inst.vips, out);
+    checkVipList(inst.excludedVips, out);
+    for (const e of [...inst.vips, ...inst.excludedVips]) {
+      for (const a of vipAddresses(e)) {
+        const prev = vips.get(a);
+        if (prev && prev.name !== inst.name) {
+          out.push(
+            diag(
+              'error',
+              'KA_DUPLICATE_VIP',
+              e.pos,
+              `address ${a} is in both ${prev.name} and ${inst.name}`,
+              [rel(prev.pos, `${prev.name} has it here`)],
+            ),
+          );
+        } else if (prev) {
+          out.push(
+            diag('warning', 'KA_DUPLICATE_VIP', e.pos, `address ${a} is listed twice in ${inst.name}`, [
+              rel(prev.pos, 'first listed here'),
+            ]),
+          );
+        } else vips.set(a, { name: inst.name, pos: e.pos });
+      }
+    }
+    for (const s of inst.trackScripts) {
+      if (!scriptNames.has(s.value)) {
+        out.push(diag('error', 'KA_UNKNOWN_SCRIPT', s.pos, `track_script '${s.value}' names no vrrp_script`));
+      }
+    }
+  }
+  for (const g of m.syncGroups) {
+    for (const member of g.members) {
+      if (!instanceNames.has(member.value)) {
+        out.push(
+          diag(
+            'error',
+            'KA_UNKNOWN_INSTANCE',
+            member.pos,
+            `vrrp_sync_group ${g.name} names vrrp_instance '${member.value}', which is not defined`,
+          ),
+        );
+      }
+    }
+  }
+  const groups = new Set(m.virtualServerGroups.map((g) => g.name));
+  const seenVs = new Map<string, Position>();
+  for (const vs of m.virtualServers) {
+    const label = virtualServerLabel(vs.key);
+    const key = vs.key;
+    if (key.kind === 'fwmark') {
+      if (!Number.isFinite(key.mark)) {
+        const hex = /^0x[0-9a-f]+$/i.test(key.raw)
+          ? ` (keepalived reads fwmark in decimal: ${key.raw} is ${Number(key.raw)})`
+          : '';
+        out.push(
+          diag(
+            'error',
+            'KA_BAD_FWMARK',
+            vs.directive.argPos[1] ?? vs.pos,
+            `fwmark '${key.raw}' is not a decimal number${hex}`,
+          ),
+        );
+      } else if (key.mark === 0 || key.mark > 4294967295) {
+        out.push(
+          diag(
+            'error',
+            'KA_OUT_OF_RANGE',
+            vs.directive.argPos[1] ?? vs.pos,
+            `fwmark ${key.raw} is out of range: must be 1-4294967295`,
+          ),
+        );
+      }
+      if (vs.protocol) {
+        out.push(
+          diag(
+            'warning',
+            'KA_PROTOCOL_ON_FWMARK',
+            vs.protocol.pos,
+            `protocol is ignored on a fwmark virtual_server (the ferm rule decides what is marked)`,
+          ),
+        );
+      }
+    } else if (key.kind === 'group') {
+      if (!groups.has(key.name)) {
+        out.push(
+          diag(
+            'error',
+            'KA_UNKNOWN_GROUP',
+            vs.pos,
+            `virtual_server group '${key.name}' names no virtual_server_group`,
+          ),
+        );
+      }
+    } else {
+      if (!isIP(key.address))
+        out.push(
+          diag(
+            'error',
+            'KA_BAD_ADDRESS',
+            vs.pos,
+            `virtual_server address '${key.address}' is not an IP address`,
+          ),
+        );
+      if (key.port !== undefined && !(Number.isInteger(key.port) && key.port >= 0 && key.port <= 65535)) {
+        out.push(
+          diag(
+            'error',
+            'KA_OUT_OF_RANGE',
+            vs.directive.argPos[1] ?? vs.pos,
+            `virtual_server port '${vs.directive.args[1]}' is not a port (0-65535)`,
+          ),
+        );
+      }
+    }
+    const vsKey = `${label}/${vs.protocol?.value.toUpperCase() ?? 'TCP'}`;
+    const prev = seenVs.get(vsKey);
+    if (prev) {
+      out.push(
+        diag('error', 'KA_DUPLICATE_VIRTUAL_SERVER', vs.pos, `virtual_server ${label} is defined twice`, [
+          rel(prev, 'first defined here'),
+        ]),
+      );
+    } else seenVs.set(vsKey, vs.pos);
+    if (vs.realServers.length === 0 && !vs.sorryServer) {
+      out.push(
+        diag(
+          'warning',
+          'KA_NO_REAL_SERVER',
+          vs.pos,
+          `virtual_server ${label} has no real_server and no sorry_server`,
+        ),
+      );
+    }
+    const seenRs = new Map<string, Position>();
+    for (const rs of vs.realServers) {
+      if (!isIP(rs.address)) {
+        out.push(
+          diag('error', 'KA_BAD_ADDRESS', rs.pos, `real_server address '${rs.address}' is not an IP address`),
+        );
+      }
+      if (rs.port !== undefined && !(Number.isInteger(rs.port) && rs.port >= 0 && rs.port <= 65535)) {
+        out.push(
+          diag(
+            'error',
+            'KA_OUT_OF_RANGE',
+            rs.directive.argPos[1] ?? rs.pos,
+            `real_server port '${rs.directive.args[1]}' is not a port (0-65535)`,
+          ),
+        );
+      }
+      const rsKey = `${canonicalIP(rs.address)}:${rs.port ?? 0}`;
+      const prevRs = seenRs.get(rsKey);
+      if (prevRs) {
+        out.push(
+          diag(
+            'error',
+            'KA_DUPLICATE_REAL_SERVER',
+            rs.pos,
+            `real_server ${rs.address} ${rs.port ?? ''} appears twice in virtual_server ${label}`.replace(
+              '  ',
+              ' ',
+            ),
+            [rel(prevRs, 'first listed here')],
+          ),
+        );
+      } else seenRs.set(rsKey, rs.pos);
+      for (const c of rs.checkers) {
+        if ((c.type === 'HTTP_GET' || c.type === 'SSL_GET') && c.urls.length === 0) {
+          out.push(
+            diag(
+              'error',
+              'KA_CHECKER_NO_URL',
+              c.pos,
+              `${c.type} has no url block: keepalived has nothing to check`,
+            ),
+          );
+        }
+        if (
+          key.kind === 'fwmark' &&
+          (rs.port ?? 0) === 0 &&
+          !c.connectPort &&
+          ['HTTP_GET', 'SSL_GET', 'TCP_CHECK', 'SMTP_CHECK'].includes(c.type)
+        ) {
+          out.push(
+            diag(
+              'error',
+              'KA_CHECKER_NO_PORT',
+              c.pos,
+              `${c.type} on a port-0 real server of a fwmark service needs connect_port`,
+            ),
+          );
+        }
+      }
+    }
+  }
+}
+
+export function validateKeepalived(directives: readonly Directive[], model: KeepalivedModel): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  checkDirectives(directives, TOP, 'the top level', out);
+  checkModel(model, out);
+  return out;
+}

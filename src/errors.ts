@@ -1,0 +1,87 @@
+// The one error type for runtime failures (something could not be done), with stable codes and the
+// process exit status each class of failure maps to. Findings about a config are Diagnostics instead.
+
+export const EXIT = {
+  OK: 0,
+  /** The configuration set has errors (check, push refused before anything left the host). */
+  FINDINGS: 1,
+  /** Bad command line. */
+  USAGE: 2,
+  /** lvssync's own configuration file is missing or invalid. */
+  CONFIG: 3,
+  /** A peer could not be reached or authenticated (SSH, host key). */
+  PEER: 4,
+  /** A push step failed on the peer; the peer was rolled back. */
+  PUSH_FAILED: 5,
+  /** The peer's files were changed outside lvssync; nothing was written (use --force). */
+  CONFLICT: 6,
+  /** Another lvssync run holds the lock. */
+  LOCKED: 7,
+  /** A required program (ferm, keepalived, ...) is missing or failed to run. */
+  TOOL: 8,
+  /** Anything else: a bug. */
+  INTERNAL: 70,
+} as const;
+
+export type ErrorCode =
+  | 'E_USAGE'
+  | 'E_CONFIG'
+  | 'E_READ'
+  | 'E_WRITE'
+  | 'E_TOOL_MISSING'
+  | 'E_TOOL_FAILED'
+  | 'E_SSH_CONNECT'
+  | 'E_SSH_AUTH'
+  | 'E_HOST_KEY'
+  | 'E_TRANSFER'
+  | 'E_PROTOCOL'
+  | 'E_PEER_INVALID'
+  | 'E_RELOAD'
+  | 'E_VERIFY'
+  | 'E_CONFLICT'
+  | 'E_LOCKED'
+  | 'E_INTERNAL';
+
+const EXIT_OF: Record<ErrorCode, number> = {
+  E_USAGE: EXIT.USAGE,
+  E_CONFIG: EXIT.CONFIG,
+  E_READ: EXIT.CONFIG,
+  E_WRITE: EXIT.INTERNAL,
+  E_TOOL_MISSING: EXIT.TOOL,
+  E_TOOL_FAILED: EXIT.TOOL,
+  E_SSH_CONNECT: EXIT.PEER,
+  E_SSH_AUTH: EXIT.PEER,
+  E_HOST_KEY: EXIT.PEER,
+  E_TRANSFER: EXIT.PUSH_FAILED,
+  E_PROTOCOL: EXIT.PUSH_FAILED,
+  E_PEER_INVALID: EXIT.PUSH_FAILED,
+  E_RELOAD: EXIT.PUSH_FAILED,
+  E_VERIFY: EXIT.PUSH_FAILED,
+  E_CONFLICT: EXIT.CONFLICT,
+  E_LOCKED: EXIT.LOCKED,
+  E_INTERNAL: EXIT.INTERNAL,
+};
+
+export class LvssyncError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'LvssyncError';
+    this.code = code;
+    this.details = options.details;
+  }
+
+  get exitCode(): number {
+    return EXIT_OF[this.code];
+  }
+}
+
+export function isLvssyncError(e: unknown): e is LvssyncError {
+  return e instanceof LvssyncError;
+}

@@ -1,0 +1,88 @@
+// Validates one director's configuration set as found under a root: reads the files, runs the pure
+// checks, the real ferm and keepalived -t, and merges everything. Shell composition; used by
+// `lvssync check`, by push before anything leaves the host, and by the peer agent on the staged tree.
+
+import path from 'node:path';
+import { type CheckResultCore, checkKeepalived, checkSet } from '../core/check.js';
+import type { LocatedMark } from '../core/cross-check.js';
+import { type Diagnostic, diag } from '../core/diagnostic.js';
+import { locateMark } from '../core/ferm/marks.js';
+import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
+import { emptySnapshot, type Snapshot } from '../core/snapshot.js';
+import { addDir, addFile, readKeepalivedSnapshot } from './read-snapshot.js';
+import { execFermCheck, execKeepalivedTest, type FermRun, type ToolRun } from './tools.js';
+
+export interface DirectorCheckOptions {
+  root: string;
+  keepalivedPath: string;
+  fermPath: string;
+  configId?: string;
+  /** Run the real ferm and keepalived -t (default true). */
+  external?: boolean;
+  /** Reuse parsed files between runs (the watcher keeps one). */
+  cache?: EvaluateOptions['cache'];
+}
+
+export interface DirectorCheck extends CheckResultCore {
+  snapshot: Snapshot;
+  ferm?: FermRun;
+  keepalivedTest?: ToolRun;
+}
+
+export async function checkDirector(opts: DirectorCheckOptions): Promise<DirectorCheck> {
+  const snapshot = emptySnapshot();
+  await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId);
+  const fermDir = path.posix.dirname(opts.fermPath);
+  await addDir(snapshot, opts.root, fermDir);
+  await addFile(snapshot, opts.root, opts.fermPath);
+  const evalOpts: EvaluateOptions = {};
+  if (opts.configId !== undefined) evalOpts.configId = opts.configId;
+  if (opts.cache) evalOpts.cache = opts.cache;
+  const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
+  const sourceOf = (p: string) => snapshot.files.get(p)?.text;
+  const external: Diagnostic[] = [];
+  let marks: LocatedMark[] | undefined;
+  let ferm: FermRun | undefined;
+  let keepalivedTest: ToolRun | undefined;
+  const fermFiles = [...snapshot.files.values()].filter(
+    (f) => f.path === opts.fermPath || f.path.startsWith(`${fermDir}/`),
+  );
+  if (!snapshot.files.has(opts.fermPath)) {
+    external.push(
+      diag(
+        'error',
+        'FERM_MISSING',
+        { file: opts.fermPath, line: 1, col: 1 },
+        `${opts.fermPath} does not exist`,
+      ),
+    );
+  } else if (opts.external !== false) {
+    ferm = await execFermCheck(opts.root, opts.fermPath, sourceOf);
+    external.push(...ferm.diagnostics);
+    if (ferm.available && ferm.diagnostics.length === 0) {
+      const sources = [
+        ...fermFiles.filter((f) => f.path === opts.fermPath),
+        ...fermFiles.filter((f) => f.path !== opts.fermPath),
+      ].map((f) => ({ file: f.path, text: f.text }));
+      marks = ferm.marks.map((rule) => ({ rule, pos: locateMark(rule, sources) }));
+    }
+  }
+  if (opts.external !== false && snapshot.files.has(opts.keepalivedPath)) {
+    keepalivedTest = await execKeepalivedTest(
+      opts.root,
+      opts.keepalivedPath,
+      ka.evaluation.files,
+      opts.configId,
+    );
+    external.push(...keepalivedTest.diagnostics);
+  }
+  const diagnostics = checkSet(ka, marks, external);
+  const files = [
+    ...ka.evaluation.files,
+    ...fermFiles.map((f) => f.path).filter((p) => !ka.evaluation.files.includes(p)),
+  ];
+  const result: DirectorCheck = { ...ka, diagnostics, files, snapshot };
+  if (ferm) result.ferm = ferm;
+  if (keepalivedTest) result.keepalivedTest = keepalivedTest;
+  return result;
+}

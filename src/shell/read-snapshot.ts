@@ -1,0 +1,101 @@
+// Reads a director's configuration files from disk into a Snapshot, under a root prefix (`--root DIR`
+// treats DIR as /). Shell: the only module of the check path that reads the file tree.
+
+import { lstat, readdir, readFile, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { evaluateKeepalived } from '../core/keepalived/evaluate.js';
+import type { Snapshot, SnapshotFile } from '../core/snapshot.js';
+import { LvssyncError } from '../errors.js';
+
+const MAX_FILES_PER_DIR = 100_000;
+
+export function hostPath(root: string, directorPath: string): string {
+  return root === '/' ? directorPath : path.join(root, directorPath);
+}
+
+export function directorPath(root: string, host: string): string {
+  if (root === '/') return host;
+  const rel = path.relative(root, host);
+  return rel.startsWith('..') ? host : `/${rel}`;
+}
+
+/** Adds one file; a missing file is simply absent from the snapshot. Symlinks are followed inside root only. */
+export async function addFile(
+  snapshot: Snapshot,
+  root: string,
+  p: string,
+): Promise<SnapshotFile | undefined> {
+  const host = hostPath(root, p);
+  try {
+    const st = await lstat(host);
+    let mode = st.mode;
+    if (st.isSymbolicLink()) {
+      const target = await realpath(host);
+      if (root !== '/' && !target.startsWith(path.resolve(root) + path.sep)) {
+        throw new LvssyncError('E_READ', `${p} is a symlink that points outside ${root} (to ${target})`);
+      }
+      mode = (await lstat(target)).mode;
+    }
+    if ((mode & 0o170000) !== 0o100000) return undefined;
+    const f: SnapshotFile = { path: p, text: await readFile(host, 'utf8'), mode };
+    snapshot.files.set(p, f);
+    return f;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (e instanceof LvssyncError) throw e;
+    throw new LvssyncError('E_READ', `could not read ${host}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Lists a directory recursively into the snapshot (regular files only) and marks it as listed. */
+export async function addDir(snapshot: Snapshot, root: string, dir: string): Promise<void> {
+  snapshot.dirs.add(dir);
+  let count = 0;
+  const walk = async (d: string, depth: number): Promise<void> => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(hostPath(root, d), { withFileTypes: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw new LvssyncError('E_READ', `could not list ${hostPath(root, d)}: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    for (const ent of entries) {
+      const p = path.posix.join(d, ent.name);
+      if (ent.isDirectory()) {
+        if (depth < 8) await walk(p, depth + 1);
+      } else if (ent.isFile() || ent.isSymbolicLink()) {
+        if (++count > MAX_FILES_PER_DIR) {
+          throw new LvssyncError(
+            'E_READ',
+            `${hostPath(root, dir)} holds more than ${MAX_FILES_PER_DIR} files`,
+          );
+        }
+        await addFile(snapshot, root, p);
+      }
+    }
+  };
+  await walk(dir, 0);
+}
+
+/**
+ * Reads keepalived.conf and everything it includes: evaluates, reads the directories the includes
+ * search, and evaluates again until nothing new is needed.
+ */
+export async function readKeepalivedSnapshot(
+  snapshot: Snapshot,
+  root: string,
+  confPath: string,
+  configId?: string,
+): Promise<void> {
+  await addDir(snapshot, root, path.posix.dirname(confPath));
+  for (let round = 0; round < 16; round++) {
+    const opts = configId === undefined ? {} : { configId };
+    const ev = evaluateKeepalived(snapshot, confPath, opts);
+    const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
+    if (missing.length === 0) return;
+    for (const d of missing) await addDir(snapshot, root, d);
+  }
+}
