@@ -30,6 +30,7 @@ const HASH = 35;
 const LBRACE = 123;
 const RBRACE = 125;
 const BACKSLASH = 92;
+const DOLLAR = 36;
 
 function isSpace(c: number): boolean {
   return c === SP || c === TAB || c === VT || c === FF || c === CR;
@@ -101,6 +102,14 @@ export function lexKeepalived(text: string): Token[] {
         if (d === BACKSLASH && i + 1 < n && text.charCodeAt(i + 1) !== NL && text.charCodeAt(i + 1) !== CR) {
           i += 2;
           continue;
+        }
+        if (d === DOLLAR && text.charCodeAt(i + 1) === LBRACE) {
+          // ${NAME} is a parameter reference, substituted before keepalived looks for braces.
+          const close = text.indexOf('}', i + 2);
+          if (close !== -1 && /^[A-Za-z_][A-Za-z0-9_]*( [0-9 ]*)?$/.test(text.slice(i + 2, close))) {
+            i = close + 1;
+            continue;
+          }
         }
         if (isSpace(d) || d === NL || d === QUOTE || d === LBRACE || d === RBRACE || d === BANG || d === HASH)
           break;

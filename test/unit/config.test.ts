@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS, validateConfig } from '../../src/core/config.js';
+
+describe('validateConfig', () => {
+  it('fills defaults for an empty file', () => {
+    expect(validateConfig(undefined)).toEqual({ config: DEFAULTS, problems: [] });
+  });
+
+  it('reports every problem at once, with its path, and rejects unknown keys', () => {
+    const { problems } = validateConfig({
+      primary: 'lvs3',
+      nodes: { lvs1: { address: '203.0.113.1', port: 70000, router_id: 'LVS 1' }, lvs2: { addr: 'x' } },
+      ssh: { knownHosts: 'relative/known_hosts', agent: 'yes' },
+      services: [
+        { name: 'keepalived', reload: ['systemctl', 'reload', 'keepalived'] },
+        { name: 'ferm', reload: [] },
+      ],
+      history: 0,
+      colour: true,
+    });
+    expect(problems).toEqual([
+      'colour: unknown key (allowed: cluster, primary, nodes, ssh, files, services, stateDir, history)',
+      'nodes.lvs1.port: must be 1-65535',
+      'nodes.lvs1.router_id: must be one word',
+      'nodes.lvs2.addr: unknown key (allowed: address, port, hostname, configId, router_id, hostLines)',
+      'nodes.lvs2.address: is required',
+      "primary: 'lvs3' is not one of the nodes (lvs1, lvs2)",
+      'ssh.agent: must be true or false',
+      'ssh.knownHosts: must be an absolute path',
+      'services[1].reload: is required (the command that reloads ferm)',
+      'services: ferm must come before keepalived (marks must exist before the virtual servers use them)',
+      'history: must be 1-1000',
+    ]);
+  });
+
+  it('parses per-host lines written as a path string', () => {
+    const { config, problems } = validateConfig({
+      nodes: { lvs1: { address: '203.0.113.1', router_id: 'LVS1', hostLines: [{ path: 'vrrp_instance vi_100 > priority', value: 100 }] } },
+      primary: 'lvs1',
+    });
+    expect(problems).toEqual([]);
+    expect(config.nodes.lvs1!.hostLines).toEqual([{ path: ['vrrp_instance vi_100', 'priority'], value: '100' }]);
+  });
+});
