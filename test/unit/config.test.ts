@@ -35,10 +35,18 @@ describe('validateConfig', () => {
 
   it('parses per-host lines written as a path string', () => {
     const { config, problems } = validateConfig({
-      nodes: { lvs1: { address: '203.0.113.1', router_id: 'LVS1', hostLines: [{ path: 'vrrp_instance vi_100 > priority', value: 100 }] } },
+      nodes: {
+        lvs1: {
+          address: '203.0.113.1',
+          router_id: 'LVS1',
+          hostLines: [{ path: 'vrrp_instance vi_100 > priority', value: 100 }],
+        },
+      },
       primary: 'lvs1',
     });
     expect(problems).toEqual([]);
-    expect(config.nodes.lvs1!.hostLines).toEqual([{ path: ['vrrp_instance vi_100', 'priority'], value: '100' }]);
+    expect(config.nodes.lvs1!.hostLines).toEqual([
+      { path: ['vrrp_instance vi_100', 'priority'], value: '100' },
+    ]);
   });
 });

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { listFiles } from '../helpers/fixtures.js';
 
 const CORE = path.resolve(import.meta.dirname, '..', '..', 'src', 'core');
-const FORBIDDEN = /from ['"](node:)?(fs|fs\/promises|child_process|net|dgram|http|https|os|ssh2|chokidar|pino|node-cron)['"]/;
+const FORBIDDEN =
+  /from ['"](node:)?(fs|fs\/promises|child_process|net|dgram|http|https|os|ssh2|chokidar|pino|node-cron)['"]/;
 const CLOCK = /\b(Date\.now|new Date\(|performance\.now|setTimeout|setInterval|Math\.random)\b/;
 
 describe('src/core', () => {

@@ -7,17 +7,22 @@ import { FIXTURES, listFiles, SHARED } from '../helpers/fixtures.js';
 const SAMPLES = '/usr/share/doc/keepalived/samples';
 
 function keepalivedFiles(): string[] {
-  const files = listFiles(FIXTURES).filter((f) => /keepalived|\.conf$/.test(f) && !f.includes(`${path.sep}ferm`));
-  if (existsSync(SAMPLES)) files.push(...listFiles(SAMPLES).filter((f) => path.basename(f).startsWith('keepalived.conf')));
+  const files = listFiles(FIXTURES).filter(
+    (f) => /keepalived|\.conf$/.test(f) && !f.includes(`${path.sep}ferm`),
+  );
+  if (existsSync(SAMPLES))
+    files.push(...listFiles(SAMPLES).filter((f) => path.basename(f).startsWith('keepalived.conf')));
   const corpus = path.join(SHARED, 'corpus');
-  if (existsSync(corpus)) files.push(...listFiles(corpus).filter((f) => /keepalived/i.test(f) && !/\.md$/.test(f)));
+  if (existsSync(corpus))
+    files.push(...listFiles(corpus).filter((f) => /keepalived/i.test(f) && !/\.md$/.test(f)));
   return files;
 }
 
 describe('parseKeepalived / renderKeepalived', () => {
   const files = keepalivedFiles();
   it('has files to round-trip', () => {
-    if (!existsSync(SAMPLES)) console.warn(`note: ${SAMPLES} is missing (keepalived not installed); only fixtures round-trip`);
+    if (!existsSync(SAMPLES))
+      console.warn(`note: ${SAMPLES} is missing (keepalived not installed); only fixtures round-trip`);
     expect(files.length).toBeGreaterThan(10);
   });
 
@@ -31,16 +36,26 @@ describe('parseKeepalived / renderKeepalived', () => {
     const { cst, diagnostics } = parseKeepalived('a x {\n  b 1\n}\nc\n{\n d { e }\n}\n', 'k.conf');
     expect(diagnostics).toEqual([]);
     const stmts = cst.children.filter((n) => n.kind === 'statement');
-    expect(stmts.map((s) => s.kind === 'statement' && s.words.map((w) => w.text).join(' '))).toEqual(['a x', 'c']);
+    expect(stmts.map((s) => s.kind === 'statement' && s.words.map((w) => w.text).join(' '))).toEqual([
+      'a x',
+      'c',
+    ]);
     const c = stmts[1];
     if (c?.kind !== 'statement') throw new Error('expected statement');
     const inner = c.block?.children.find((n) => n.kind === 'statement');
-    expect(inner?.kind === 'statement' && inner.block?.children.some((n) => n.kind === 'statement')).toBe(true);
+    expect(inner?.kind === 'statement' && inner.block?.children.some((n) => n.kind === 'statement')).toBe(
+      true,
+    );
   });
 
   it('reports an unclosed block at the line and file where it opened', () => {
-    const { diagnostics } = parseKeepalived('global_defs {\n}\nvrrp_instance VI {\n  state BACKUP\n', '/etc/keepalived/x.conf');
-    expect(diagnostics).toMatchObject([{ code: 'KA_UNCLOSED_BLOCK', file: '/etc/keepalived/x.conf', line: 3, col: 18 }]);
+    const { diagnostics } = parseKeepalived(
+      'global_defs {\n}\nvrrp_instance VI {\n  state BACKUP\n',
+      '/etc/keepalived/x.conf',
+    );
+    expect(diagnostics).toMatchObject([
+      { code: 'KA_UNCLOSED_BLOCK', file: '/etc/keepalived/x.conf', line: 3, col: 18 },
+    ]);
     expect(diagnostics[0]!.message).toContain("'vrrp_instance VI'");
   });
 

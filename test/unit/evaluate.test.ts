@@ -27,7 +27,10 @@ describe('evaluateKeepalived', () => {
     ]);
     const m = buildModel(ev.directives);
     expect(m.virtualServers.map((v) => v.key.kind === 'fwmark' && v.key.mark)).toEqual([2, 3, 1]);
-    expect(m.virtualServers[2]!.realServers[0]).toMatchObject({ address: '192.0.2.10', pos: { file: '/etc/keepalived/rs/web1.inc', line: 1 } });
+    expect(m.virtualServers[2]!.realServers[0]).toMatchObject({
+      address: '192.0.2.10',
+      pos: { file: '/etc/keepalived/rs/web1.inc', line: 1 },
+    });
   });
 
   it('asks for directories it has not seen instead of guessing', () => {
@@ -51,9 +54,14 @@ describe('evaluateKeepalived', () => {
   });
 
   it('reports include cycles', () => {
-    const s = snapshotOf({ [ROOT]: 'include a.conf\n', '/etc/keepalived/a.conf': 'include keepalived.conf\n' }, ['/etc/keepalived']);
+    const s = snapshotOf(
+      { [ROOT]: 'include a.conf\n', '/etc/keepalived/a.conf': 'include keepalived.conf\n' },
+      ['/etc/keepalived'],
+    );
     const ev = evaluateKeepalived(s, ROOT);
-    expect(ev.diagnostics.map((d) => [d.code, d.file, d.line])).toEqual([['KA_INCLUDE_CYCLE', '/etc/keepalived/a.conf', 1]]);
+    expect(ev.diagnostics.map((d) => [d.code, d.file, d.line])).toEqual([
+      ['KA_INCLUDE_CYCLE', '/etc/keepalived/a.conf', 1],
+    ]);
   });
 
   it.each([
@@ -90,8 +98,13 @@ describe('evaluateKeepalived', () => {
       'virtual_server ${BASE} 80 {',
       '}',
     ].join('\n');
-    const m = buildModel(evaluateKeepalived(snapshotOf({ [ROOT]: text }, ['/etc/keepalived']), ROOT).directives);
-    expect(m.virtualServers.map((v) => v.key.kind === 'ip' && v.key.address)).toEqual(['192.0.2.10', '192.0.2.20']);
+    const m = buildModel(
+      evaluateKeepalived(snapshotOf({ [ROOT]: text }, ['/etc/keepalived']), ROOT).directives,
+    );
+    expect(m.virtualServers.map((v) => v.key.kind === 'ip' && v.key.address)).toEqual([
+      '192.0.2.10',
+      '192.0.2.20',
+    ]);
   });
 
   it('expands multi-line definitions and ~SEQ at the place of use', () => {

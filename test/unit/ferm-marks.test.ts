@@ -23,7 +23,9 @@ const SLOW = `/usr/sbin/iptables-legacy -t mangle -P PREROUTING ACCEPT
 describe('parseFermLines', () => {
   it('extracts MARK rules with destination, protocol, ports and the mark read as iptables reads it', () => {
     const rules = parseFermLines(FAST);
-    expect(rules.map((r) => [r.family, r.table, r.chain, r.destination, r.protocol, r.dports, r.mark, r.markText])).toEqual([
+    expect(
+      rules.map((r) => [r.family, r.table, r.chain, r.destination, r.protocol, r.dports, r.mark, r.markText]),
+    ).toEqual([
       ['ip', 'mangle', 'PREROUTING', '192.168.1.100', 'tcp', [], 100, '0x0064'],
       ['ip', 'mangle', 'PREROUTING', '192.168.1.101', 'tcp', ['80'], 200, '200'],
       ['ip', 'mangle', 'PREROUTING', '192.168.1.101', 'tcp', ['443'], 200, '0310'],
@@ -49,9 +51,12 @@ describe('parseFermLines', () => {
 });
 
 describe('locateMark', () => {
-  const ferm = 'def &LVS_MARK($pub, $mark) = {\n  table mangle chain PREROUTING daddr $pub proto tcp MARK set-mark $mark;\n}\n\n&LVS_MARK(192.168.1.100, 0x0064);\n# set-mark 200 in a comment\ndomain ip table mangle chain PREROUTING daddr 192.0.2.1 MARK set-mark 200;\n';
+  const ferm =
+    'def &LVS_MARK($pub, $mark) = {\n  table mangle chain PREROUTING daddr $pub proto tcp MARK set-mark $mark;\n}\n\n&LVS_MARK(192.168.1.100, 0x0064);\n# set-mark 200 in a comment\ndomain ip table mangle chain PREROUTING daddr 192.0.2.1 MARK set-mark 200;\n';
   it('finds the literal text ferm passed on', () => {
-    expect(locateMark({ mark: 100, markText: '0x0064' }, [{ file: '/etc/ferm/ferm.conf', text: ferm }])).toEqual({
+    expect(
+      locateMark({ mark: 100, markText: '0x0064' }, [{ file: '/etc/ferm/ferm.conf', text: ferm }]),
+    ).toEqual({
       file: '/etc/ferm/ferm.conf',
       line: 5,
       col: 26,
@@ -64,10 +69,18 @@ describe('locateMark', () => {
 
 describe('parseFermError', () => {
   it('maps ferm errors to file, line and the offending word', () => {
-    const stderr = 'Error in /etc/ferm/ferm.conf line 2:\ntable mangle chain PREROUTING \n{ \n    daddr 1.2.3.4 proto tcp FOO <--\nUnrecognized keyword: FOO\n';
+    const stderr =
+      'Error in /etc/ferm/ferm.conf line 2:\ntable mangle chain PREROUTING \n{ \n    daddr 1.2.3.4 proto tcp FOO <--\nUnrecognized keyword: FOO\n';
     const src = 'table mangle chain PREROUTING {\n  daddr 1.2.3.4 proto tcp FOO set-mark 1;\n}\n';
     const [d] = parseFermError(stderr, '/etc/ferm/ferm.conf', () => src);
-    expect(d).toMatchObject({ severity: 'error', code: 'FERM_ERROR', file: '/etc/ferm/ferm.conf', line: 2, col: 27, source: 'ferm' });
+    expect(d).toMatchObject({
+      severity: 'error',
+      code: 'FERM_ERROR',
+      file: '/etc/ferm/ferm.conf',
+      line: 2,
+      col: 27,
+      source: 'ferm',
+    });
     expect(d!.message).toBe('ferm: Unrecognized keyword: FOO');
   });
   it('keeps a message without a position', () => {

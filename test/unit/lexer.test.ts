@@ -60,14 +60,20 @@ describe('lexKeepalived', () => {
       const len = rnd() % 80;
       let s = '';
       for (let i = 0; i < len; i++) s += alphabet[rnd() % alphabet.length];
-      expect(lexKeepalived(s).map((t) => t.text).join('')).toBe(s);
+      expect(
+        lexKeepalived(s)
+          .map((t) => t.text)
+          .join(''),
+      ).toBe(s);
     }
   });
 });
 
 describe('parameter references', () => {
   it('keeps ${NAME} inside one word instead of splitting at its braces', () => {
-    const words = lexKeepalived('priority ${PRIO}\naddr 10.2.${SUB}.1/32 {\n').filter((t) => t.kind === 'word');
+    const words = lexKeepalived('priority ${PRIO}\naddr 10.2.${SUB}.1/32 {\n').filter(
+      (t) => t.kind === 'word',
+    );
     expect(words.map((t) => t.text)).toEqual(['priority', '${PRIO}', 'addr', '10.2.${SUB}.1/32']);
   });
 });

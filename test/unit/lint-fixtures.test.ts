@@ -21,7 +21,9 @@ describe('keepalived lints by fixture', () => {
     const got = r.diagnostics
       .map((d) => ({ code: d.code, file: path.posix.relative('/etc/keepalived', d.file), line: d.line }))
       .sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.code.localeCompare(b.code));
-    const want = [...expected].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.code.localeCompare(b.code));
+    const want = [...expected].sort(
+      (a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.code.localeCompare(b.code),
+    );
     expect(got).toEqual(want);
     for (const d of r.diagnostics) {
       expect(d.line).toBeGreaterThan(0);

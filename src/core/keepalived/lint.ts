@@ -299,7 +299,14 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
       }
     }
     if (inst.vips.length === 0 && inst.excludedVips.length === 0) {
-      out.push(diag('warning', 'KA_NO_VIP', inst.pos, `vrrp_instance ${inst.name} has no virtual_ipaddress: failing over moves nothing`));
+      out.push(
+        diag(
+          'warning',
+          'KA_NO_VIP',
+          inst.pos,
+          `vrrp_instance ${inst.name} has no virtual_ipaddress: failing over moves nothing`,
+        ),
+      );
     }
     for (const s of inst.trackScripts) {
       if (!scriptNames.has(s.value)) {
@@ -308,11 +315,15 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
     }
   }
   for (const g of m.syncGroups) {
-    for (const member of g.members) {
-      if (g.members.length === 1) {
-        out.push(diag('warning', 'KA_SYNC_GROUP_SINGLE', g.pos, `vrrp_sync_group ${g.name} has only one member: it synchronises nothing`));
-        break;
-      }
+    if (g.members.length === 1) {
+      out.push(
+        diag(
+          'warning',
+          'KA_SYNC_GROUP_SINGLE',
+          g.pos,
+          `vrrp_sync_group ${g.name} has only one member: it synchronises nothing`,
+        ),
+      );
     }
     for (const member of g.members) {
       if (!instanceNames.has(member.value)) {
@@ -398,10 +409,24 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
       }
     }
     if (key.kind !== 'fwmark' && !vs.protocol) {
-      out.push(diag('warning', 'KA_NO_PROTOCOL', vs.pos, `virtual_server ${label} has no protocol: keepalived 2.2 picks one for you (UDP); write protocol TCP or UDP`));
+      out.push(
+        diag(
+          'warning',
+          'KA_NO_PROTOCOL',
+          vs.pos,
+          `virtual_server ${label} has no protocol: keepalived 2.2 picks one for you (UDP); write protocol TCP or UDP`,
+        ),
+      );
     }
     if (!vs.lvsMethod) {
-      out.push(diag('warning', 'KA_NO_LVS_METHOD', vs.pos, `virtual_server ${label} has no lvs_method (lb_kind): keepalived defaults to NAT, the reference setup uses DR`));
+      out.push(
+        diag(
+          'warning',
+          'KA_NO_LVS_METHOD',
+          vs.pos,
+          `virtual_server ${label} has no lvs_method (lb_kind): keepalived defaults to NAT, the reference setup uses DR`,
+        ),
+      );
     }
     const vsKey = `${label}/${vs.protocol?.value.toUpperCase() ?? 'TCP'}`;
     const prev = seenVs.get(vsKey);

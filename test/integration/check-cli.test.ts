@@ -1,0 +1,162 @@
+// `lvssync check` against real ferm and keepalived on temporary roots.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runMain } from '../../src/cli.js';
+import { FIXTURES } from '../helpers/fixtures.js';
+import { captureIo, requireTools, tempRoot } from '../helpers/tools.js';
+
+const REFERENCE = path.join(FIXTURES, 'sets', 'reference');
+const missing = requireTools('ferm', 'keepalived', 'unshare');
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+function root(from = REFERENCE) {
+  const r = tempRoot(from);
+  cleanups.push(r.cleanup);
+  return r.root;
+}
+
+async function check(rootDir: string, ...extra: string[]) {
+  const c = captureIo();
+  const code = await runMain(
+    ['check', '--root', rootDir, '--config', path.join(FIXTURES, 'config', 'empty.yaml'), ...extra],
+    c.io,
+  );
+  return { code, out: c.stdout(), err: c.stderr() };
+}
+
+describe.skipIf(missing.length > 0)('lvssync check (real ferm, keepalived -t)', () => {
+  it('passes the how-to configuration with exactly the warnings it deserves', async () => {
+    const r = await check(root(), '--json');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.ok).toBe(true);
+    expect(j.files).toEqual([
+      '/etc/keepalived/keepalived.conf',
+      '/etc/keepalived/conf.d/fwm-100.conf',
+      '/etc/ferm/ferm.conf',
+    ]);
+    expect(
+      j.diagnostics.map(
+        (d: { code: string; file: string; line: number }) => `${d.code} ${path.basename(d.file)}:${d.line}`,
+      ),
+    ).toEqual([
+      'KA_PROTOCOL_ON_FWMARK fwm-100.conf:5',
+      'KA_DEPRECATED fwm-100.conf:17',
+      'KA_DEPRECATED fwm-100.conf:32',
+      'KA_DEPRECATED keepalived.conf:7',
+      'KA_AUTH_PASS_TRUNCATED keepalived.conf:19',
+    ]);
+    for (const d of j.diagnostics)
+      expect(Object.keys(d).sort()).toEqual(['code', 'col', 'file', 'line', 'message', 'severity']);
+  });
+
+  it('reports a ferm syntax error at its file and line, with the line and a caret', async () => {
+    const r0 = root();
+    writeFileSync(
+      path.join(r0, 'etc/ferm/ferm.conf'),
+      readFileSync(path.join(r0, 'etc/ferm/ferm.conf'), 'utf8') +
+        'table mangle chain PREROUTING {\n  daddr 192.0.2.1 proto tcp BOGUS set-mark 7;\n}\n',
+    );
+    const r = await check(r0);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('/etc/ferm/ferm.conf:7:');
+    expect(r.out).toMatch(/ferm: .*BOGUS.*\[FERM_ERROR\]/);
+    expect(r.out).toContain('    daddr 192.0.2.1 proto tcp BOGUS set-mark 7;');
+    expect(r.out).toMatch(/\n {30}\^/);
+  });
+
+  it('catches the hex/decimal fwmark trap through the real ferm, naming both files', async () => {
+    const r0 = root();
+    const vs = path.join(r0, 'etc/keepalived/conf.d/fwm-100.conf');
+    writeFileSync(
+      vs,
+      readFileSync(vs, 'utf8').replace('virtual_server fwmark 100', 'virtual_server fwmark 64'),
+    );
+    const r = await check(r0, '--json');
+    expect(r.code).toBe(1);
+    const j = JSON.parse(r.out);
+    const trap = j.diagnostics.filter((d: { code: string }) => d.code === 'XC_FWMARK_BASE_MISMATCH');
+    expect(trap.map((d: { file: string; line: number }) => `${d.file}:${d.line}`)).toEqual([
+      '/etc/ferm/ferm.conf:5',
+      '/etc/keepalived/conf.d/fwm-100.conf:1',
+    ]);
+  });
+
+  it('resolves absolute includes of ferm and keepalived inside the root, not on this host', async () => {
+    const r0 = root();
+    mkdirSync(path.join(r0, 'etc/ferm/ferm.d'));
+    writeFileSync(
+      path.join(r0, 'etc/ferm/ferm.d/web.conf'),
+      'domain ip table mangle chain PREROUTING daddr 192.168.1.101 proto tcp dport 443 MARK set-mark 200;\n',
+    );
+    writeFileSync(
+      path.join(r0, 'etc/ferm/ferm.conf'),
+      readFileSync(path.join(r0, 'etc/ferm/ferm.conf'), 'utf8') + "@include '/etc/ferm/ferm.d/';\n",
+    );
+    writeFileSync(
+      path.join(r0, 'etc/keepalived/conf.d/fwm-200.conf'),
+      'virtual_server fwmark 200 {\n    lvs_sched wlc\n    lvs_method DR\n    real_server 192.168.1.10 443 {\n        weight 1\n    }\n}\n',
+    );
+    const r = await check(r0, '--json');
+    const j = JSON.parse(r.out);
+    expect(
+      j.diagnostics.filter((d: { code: string }) => d.code.startsWith('XC_') || d.code.startsWith('FERM')),
+    ).toEqual([]);
+    expect(j.files).toContain('/etc/keepalived/conf.d/fwm-200.conf');
+    expect(j.files).toContain('/etc/ferm/ferm.d/web.conf');
+    expect(r.code).toBe(0);
+  });
+
+  it('folds in what only keepalived -t finds, as a second opinion', async () => {
+    const r0 = root();
+    const k = path.join(r0, 'etc/keepalived/keepalived.conf');
+    // vrrp_version takes 2 or 3; lvssync's table accepts any value here, keepalived -t does not.
+    writeFileSync(
+      k,
+      readFileSync(k, 'utf8').replace('router_id LVS1', 'router_id LVS1\n        vrrp_version 4'),
+    );
+    const r = await check(r0, '--json');
+    const j = JSON.parse(r.out);
+    const theirs = j.diagnostics.filter((d: { code: string }) => d.code === 'KEEPALIVED_T');
+    expect(theirs.length).toBeGreaterThan(0);
+    expect(theirs[0]).toMatchObject({ file: '/etc/keepalived/keepalived.conf', line: 3 });
+  });
+
+  it('--no-external skips the real tools and still runs every lvssync lint', async () => {
+    const r0 = root();
+    const vs = path.join(r0, 'etc/keepalived/conf.d/fwm-100.conf');
+    writeFileSync(vs, readFileSync(vs, 'utf8').replace('weight 50', 'weight 70000'));
+    const r = await check(r0, '--json', '--no-external');
+    const j = JSON.parse(r.out);
+    expect(j.ok).toBe(false);
+    expect(j.diagnostics.map((d: { code: string }) => d.code)).toContain('KA_OUT_OF_RANGE');
+  });
+
+  it('the built binary prints findings with carets and exits 1 on errors, 2 on usage errors', () => {
+    const bin = path.resolve(FIXTURES, '..', '..', 'dist', 'src', 'main.js');
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: path.resolve(FIXTURES, '..', '..') });
+    const r0 = root();
+    const vs = path.join(r0, 'etc/keepalived/conf.d/fwm-100.conf');
+    writeFileSync(vs, readFileSync(vs, 'utf8').replace('lb_algo wlc', 'lb_algo wlcc'));
+    const run = spawnSync(
+      'node',
+      [bin, 'check', '--root', r0, '--config', path.join(FIXTURES, 'config', 'empty.yaml')],
+      { encoding: 'utf8' },
+    );
+    expect(run.status).toBe(1);
+    expect(run.stdout).toContain(
+      "/etc/keepalived/conf.d/fwm-100.conf:3:17: error: lb_algo: 'wlcc' is not one of",
+    );
+    expect(run.stdout).toContain('keepalived would silently fall back to wlc');
+    expect(run.stdout).toMatch(/lb_algo wlcc\n {20}\^\n/);
+    const usage = spawnSync('node', [bin, 'check', '--bogus'], { encoding: 'utf8' });
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toContain("unknown option '--bogus'");
+  });
+});
