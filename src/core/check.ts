@@ -36,26 +36,41 @@ export function checkKeepalived(
 
 /**
  * Folds the second opinion of `keepalived -t` in: a message on a line where lvssync already reports
- * something is dropped (ours names the column and the fix), everything else is kept.
+ * something is dropped (ours names the column and the fix), and so is a message that restates a
+ * finding of ours (keepalived often prints those without a position); everything else is kept.
  */
 export function mergeSecondOpinion(ours: readonly Diagnostic[], theirs: readonly Diagnostic[]): Diagnostic[] {
   const lines = new Set(ours.map((d) => `${d.file}:${d.line}`));
   const codes = new Set(ours.map((d) => d.code));
-  const restated = (d: Diagnostic) =>
-    SAME_FINDING.some(([re, code]) => re.test(d.message) && codes.has(code));
+  const restated = (d: Diagnostic) => equivalentCodes(d.message).some((c) => codes.has(c));
   return [...ours, ...theirs.filter((d) => !lines.has(`${d.file}:${d.line}`) && !restated(d))];
 }
 
-/** keepalived -t messages that restate a finding of ours reported elsewhere (often without a line). */
-const SAME_FINDING: ReadonlyArray<readonly [RegExp, string]> = [
-  [/protocol specified for fwmark/, 'KA_PROTOCOL_ON_FWMARK'],
-  [/Unknown keyword/, 'KA_UNKNOWN_KEYWORD'],
-  [/deprecated/, 'KA_DEPRECATED'],
-  [/Truncating auth_pass/, 'KA_AUTH_PASS_TRUNCATED'],
-  [/No config files matched/, 'KA_INCLUDE_NO_MATCH'],
-  [/Extra '}'|missing '}'|Missing '{'/i, 'KA_EXTRA_BRACE'],
-  [/missing '}'s or extra '{'s/, 'KA_UNCLOSED_BLOCK'],
+/** keepalived -t messages and the lvssync findings that say the same thing. */
+export const KEEPALIVED_T_EQUIVALENTS: ReadonlyArray<readonly [RegExp, readonly string[]]> = [
+  [/protocol specified for fwmark/, ['KA_PROTOCOL_ON_FWMARK']],
+  [/missing '}'s or extra '{'s/, ['KA_UNCLOSED_BLOCK']],
+  [/Unknown keyword '}'|Extra '}' found|missing '}'|Missing '{'/i, ['KA_EXTRA_BRACE', 'KA_UNEXPECTED_BRACE']],
+  [/Unknown keyword/, ['KA_UNKNOWN_KEYWORD']],
+  [/deprecated/, ['KA_DEPRECATED']],
+  [/Truncating auth_pass/, ['KA_AUTH_PASS_TRUNCATED']],
+  [/No config files matched|Config files missing/, ['KA_INCLUDE_NO_MATCH']],
+  [/no protocol set - defaulting to UDP/, ['KA_NO_PROTOCOL', 'KA_INVALID_VALUE']],
+  [/no forwarding method set/, ['KA_NO_LVS_METHOD', 'KA_INVALID_VALUE']],
+  [/No VIP specified/, ['KA_NO_VIP']],
+  [/Sync group \S+ has only 1 virtual router/, ['KA_SYNC_GROUP_SINGLE', 'KA_UNKNOWN_INSTANCE']],
+  [/Virtual router \S+ specified in sync group \S+ doesn't exist/, ['KA_UNKNOWN_INSTANCE']],
+  [/is duplicated - removing second rs/, ['KA_DUPLICATE_REAL_SERVER']],
+  [/has no real servers/, ['KA_NO_REAL_SERVER', 'KA_OUT_OF_RANGE', 'KA_BAD_ADDRESS']],
+  [/the virtual router id must be set/, ['KA_MISSING_VRID', 'KA_OUT_OF_RANGE']],
+  [/No script set for vrrp_script/, ['KA_SCRIPT_NO_COMMAND']],
+  [/track script \S+ not found/, ['KA_UNKNOWN_SCRIPT', 'KA_SCRIPT_NO_COMMAND']],
+  [/Initial state master is incompatible with AH/, ['KA_AH_MASTER']],
 ];
+
+export function equivalentCodes(message: string): readonly string[] {
+  return KEEPALIVED_T_EQUIVALENTS.find(([re]) => re.test(message))?.[1] ?? [];
+}
 
 export function checkSet(
   keepalived: KeepalivedCheck,

@@ -209,6 +209,18 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
   const vips = new Map<string, { name: string; pos: Position }>();
   const instanceNames = new Map<string, Position>();
   const scriptNames = new Set(m.scripts.map((s) => s.name));
+  for (const sc of m.scripts) {
+    if (!sc.hasCommand) {
+      out.push(
+        diag(
+          'error',
+          'KA_SCRIPT_NO_COMMAND',
+          sc.pos,
+          `vrrp_script ${sc.name} has no 'script' line: keepalived removes it, and every track_script naming it is ignored`,
+        ),
+      );
+    }
+  }
   for (const inst of m.instances) {
     const prevName = instanceNames.get(inst.name);
     if (prevName) {
@@ -246,6 +258,16 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
           'KA_AUTH_PASS_TRUNCATED',
           inst.authPass.pos,
           `auth_pass is ${inst.authPass.value.length} characters; keepalived uses only the first 8`,
+        ),
+      );
+    }
+    if (inst.state?.value === 'MASTER' && inst.authType?.value === 'AH') {
+      out.push(
+        diag(
+          'warning',
+          'KA_AH_MASTER',
+          inst.state.pos,
+          `vrrp_instance ${inst.name}: keepalived clears state MASTER when auth_type is AH and starts as BACKUP`,
         ),
       );
     }

@@ -95,7 +95,7 @@ export interface KeepalivedModel {
   routerId?: Valued<string>;
   instances: VrrpInstance[];
   syncGroups: { name: string; pos: Position; members: Valued<string>[] }[];
-  scripts: { name: string; pos: Position }[];
+  scripts: { name: string; pos: Position; hasCommand: boolean }[];
   virtualServerGroups: VirtualServerGroup[];
   virtualServers: VirtualServer[];
 }
@@ -283,7 +283,7 @@ export function buildModel(directives: readonly Directive[]): KeepalivedModel {
         });
         break;
       case 'vrrp_script':
-        m.scripts.push({ name: d.args[0] ?? '', pos: d.pos });
+        m.scripts.push({ name: d.args[0] ?? '', pos: d.pos, hasCommand: find(d, 'script') !== undefined });
         break;
       case 'virtual_server_group':
         m.virtualServerGroups.push({

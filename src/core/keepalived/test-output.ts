@@ -7,7 +7,8 @@ import { type Diagnostic, diag } from '../diagnostic.js';
 const HOST_SPECIFIC = [
   /interface \S+ for vrrp_instance \S+ doesn't exist/,
   /Non-existent interface specified in configuration/,
-  /interface \S+ doesn't exist/i,
+  /interface \S+ (for .*)?doesn't exist/i,
+  /cannot track route .* with no interface/,
   /Cannot find an IP address to use for interface/,
   /unable to (open|read) .*\/proc\//i,
   /IPVS.*(not|unable)/i,
@@ -37,11 +38,13 @@ export function parseKeepalivedTest(
     // Continuation lines are indented after the position prefix; join them to the previous message.
     let file = rootFile;
     let lineNo = 1;
+    let located = false;
     const m = /^\((?:(.*?):\s*)?Line (\d+)\)\s*(.*)$/.exec(line);
     if (m) {
       if (m[1]) file = toDirectorPath(m[1]);
       lineNo = Number(m[2]);
       line = m[3]!;
+      located = true;
     }
     while (i + 1 < lines.length) {
       const next = /^\((?:(.*?):\s*)?Line (\d+)\)(\s{2,})(.*)$/.exec(lines[i + 1]!.trimEnd());
@@ -59,7 +62,7 @@ export function parseKeepalivedTest(
         severity,
         'KEEPALIVED_T',
         { file, line: lineNo, col: 1 },
-        `keepalived -t: ${line.replace(/^WARNING - /, '')}`,
+        `keepalived -t${located ? '' : ' (no line given)'}: ${line.replace(/^(WARNING|Warning) - |^Warning: /, '')}`,
       ),
       source: 'keepalived',
     });

@@ -1,0 +1,204 @@
+// Differential test: the real `keepalived -t` and lvssync's own checks, on every lint fixture, the
+// how-to configuration, keepalived's own samples and the shared corpus (when present). Every
+// disagreement is printed with its reason; a disagreement without a reason fails the test, so a new
+// corpus file that exposes a gap in either checker is noticed.
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { checkKeepalived, equivalentCodes } from '../../src/core/check.js';
+import type { Diagnostic } from '../../src/core/diagnostic.js';
+import { execKeepalivedTest } from '../../src/shell/tools.js';
+import { FIXTURES, keepalivedFolderSnapshot, SHARED, subdirs } from '../helpers/fixtures.js';
+import { requireTools, tempRoot } from '../helpers/tools.js';
+
+const missing = requireTools('keepalived', 'unshare');
+const SAMPLES = '/usr/share/doc/keepalived/samples';
+
+/** keepalived -t messages lvssync deliberately does not repeat, with the reason. */
+const THEIRS_ONLY_REASONS: ReadonlyArray<readonly [RegExp, string]> = [
+  [
+    /no scheduler set, setting default 'wlc'/,
+    "a missing lb_algo is keepalived's documented default (wlc); lvssync flags a misspelt one",
+  ],
+  [/Unknown keyword '}'/, "keepalived's echo of the same stray brace, on the same line"],
+  [
+    /for routes is deprecated|Rule has no preference|Invalid rule to address|VRRP parsed invalid IP .*skipping/,
+    'inside virtual_routes / virtual_rules, whose ip-route and ip-rule grammar lvssync passes through unchecked',
+  ],
+];
+
+/** lvssync findings keepalived -t does not make, with the reason. */
+const OURS_ONLY_REASONS: Readonly<Record<string, string>> = {
+  KA_DUPLICATE_VRID:
+    'keepalived -t checks each instance alone; a VRID clash on one interface shows only at run time',
+  KA_DUPLICATE_VIP:
+    'keepalived -t does not compare VIP lists; a VIP listed twice, or in two instances, shows only at run time',
+  KA_GLUED_COMMENT: "keepalived takes 'value#comment' as one word silently; lvssync points at it",
+  KA_UNKNOWN_GROUP: 'keepalived -t accepts a virtual_server group that names no virtual_server_group',
+  KA_INCLUDE_NO_MATCH: 'keepalived -t is silent about a glob include that matches nothing',
+  KA_DEPRECATED: 'keepalived 2.2.7 accepts some deprecated keywords silently',
+  KA_AUTH_PASS_TRUNCATED: 'keepalived -t truncates silently when the instance is not started',
+  KA_BAD_DIGEST: 'keepalived -t only checks the digest length, not that it is hexadecimal',
+  KA_NO_INTERFACE: 'keepalived -t defaults the interface silently',
+  KA_CHECKER_NO_URL: 'keepalived -t accepts an HTTP_GET with no url block',
+  KA_CHECKER_NO_PORT: 'keepalived -t falls back to the real server port silently',
+  KA_NOPREEMPT_MASTER: 'keepalived -t accepts nopreempt with state MASTER and ignores it at run time',
+  KA_DUPLICATE_KEYWORD: 'keepalived -t keeps the last of two values silently',
+  KA_EXTRA_ARGUMENT: 'keepalived -t ignores trailing words on many keywords',
+  KA_UNKNOWN_SCRIPT: 'keepalived -t prints the missing track_script without a position on some paths',
+  KA_DUPLICATE_VIRTUAL_SERVER: 'keepalived -t merges or keeps both virtual servers silently',
+};
+
+interface Disagreement {
+  set: string;
+  side: 'keepalived -t only' | 'lvssync only';
+  at: string;
+  what: string;
+  reason?: string;
+}
+
+const report: Disagreement[] = [];
+afterAll(() => {
+  if (report.length === 0) return;
+  const lines = report.map(
+    (d) => `  ${d.set}: ${d.side} at ${d.at}: ${d.what}\n      ${d.reason ?? 'UNEXPLAINED'}`,
+  );
+  console.log(`differential: ${report.length} disagreement(s) with keepalived -t\n${lines.join('\n')}`);
+});
+
+async function compare(set: string, folder: string, files?: string[]): Promise<Disagreement[]> {
+  const snapshot = keepalivedFolderSnapshot(folder);
+  if (files) for (const f of [...snapshot.files.keys()]) if (!files.includes(f)) snapshot.files.delete(f);
+  const ours = checkKeepalived(snapshot, '/etc/keepalived/keepalived.conf', { configId: 'lvs1' }).diagnostics;
+  const r = tempRoot();
+  try {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    mkdirSync(path.join(r.root, 'etc', 'keepalived'), { recursive: true });
+    for (const [p, f] of snapshot.files) {
+      mkdirSync(path.dirname(path.join(r.root, p)), { recursive: true });
+      writeFileSync(path.join(r.root, p), f.text);
+    }
+    const run = await execKeepalivedTest(
+      r.root,
+      '/etc/keepalived/keepalived.conf',
+      [...snapshot.files.keys()],
+      'lvs1',
+    );
+    expect(run.available).toBe(true);
+    return diff(set, ours, dedupe(run.diagnostics));
+  } finally {
+    r.cleanup();
+  }
+}
+
+function dedupe(ds: Diagnostic[]): Diagnostic[] {
+  const seen = new Set<string>();
+  return ds.filter((d) => {
+    const k = `${d.file}:${d.line}:${d.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+const located = (d: Diagnostic) => !d.message.startsWith('keepalived -t (no line given):');
+
+function diff(set: string, ours: Diagnostic[], theirs: Diagnostic[]): Disagreement[] {
+  const out: Disagreement[] = [];
+  const ourLines = new Set(ours.map((d) => `${d.file}:${d.line}`));
+  const ourCodes = new Set(ours.map((d) => d.code));
+  const theirLines = new Set(theirs.map((d) => `${d.file}:${d.line}`));
+  const sameFinding = new Set<string>();
+  for (const t of theirs) {
+    const msg = t.message.replace(/^keepalived -t( \(no line given\))?: /, '');
+    const eq = equivalentCodes(msg);
+    for (const c of eq) sameFinding.add(c);
+    if (ourLines.has(`${t.file}:${t.line}`) && located(t)) continue;
+    if (eq.some((c) => ourCodes.has(c))) continue;
+    const reason = THEIRS_ONLY_REASONS.find(([re]) => re.test(msg))?.[1];
+    out.push({ set, side: 'keepalived -t only', at: `${t.file}:${t.line}`, what: msg, reason });
+  }
+  for (const o of ours) {
+    if (theirLines.has(`${o.file}:${o.line}`) || sameFinding.has(o.code)) continue;
+    out.push({
+      set,
+      side: 'lvssync only',
+      at: `${o.file}:${o.line}`,
+      what: `${o.code} ${o.message}`,
+      reason: OURS_ONLY_REASONS[o.code],
+    });
+  }
+  return out;
+}
+
+function corpusKeepalivedFolders(): { name: string; dir: string }[] {
+  const base = path.join(SHARED, 'corpus');
+  const out: { name: string; dir: string }[] = [];
+  const walk = (d: string) => {
+    let entries: string[];
+    try {
+      entries = readdirSync(d);
+    } catch {
+      return;
+    }
+    if (entries.includes('keepalived.conf')) out.push({ name: path.relative(base, d), dir: d });
+    for (const e of entries) if (statSync(path.join(d, e)).isDirectory()) walk(path.join(d, e));
+  };
+  walk(base);
+  return out;
+}
+
+describe.skipIf(missing.length > 0)('keepalived -t versus lvssync', () => {
+  const cases: { name: string; dir: string; files?: string[] }[] = [
+    ...subdirs(path.join(FIXTURES, 'lint')).map((n) => ({
+      name: `lint/${n}`,
+      dir: path.join(FIXTURES, 'lint', n),
+    })),
+    { name: 'how-to reference', dir: path.join(FIXTURES, 'sets', 'reference', 'etc', 'keepalived') },
+    ...corpusKeepalivedFolders().map((c) => ({ name: `corpus/${c.name}`, dir: c.dir })),
+  ];
+
+  it.each(cases)('$name', async ({ name, dir }) => {
+    const found = await compare(name, dir);
+    report.push(...found);
+    expect(found.filter((d) => !d.reason)).toEqual([]);
+  });
+
+  it('agrees on the checks both make, on a fixture where each finding has a position', async () => {
+    // numbers-out-of-range: keepalived -t and lvssync both flag lines 3, 4 and 12.
+    const found = await compare(
+      'lint/numbers-out-of-range',
+      path.join(FIXTURES, 'lint', 'numbers-out-of-range'),
+    );
+    const at = found.map((d) => d.at);
+    for (const l of [3, 4, 12]) expect(at).not.toContain(`/etc/keepalived/keepalived.conf:${l}`);
+  });
+});
+
+describe.skipIf(missing.length > 0 || !safeExists(SAMPLES))("keepalived's own samples", () => {
+  const samples = safeExists(SAMPLES)
+    ? readdirSync(SAMPLES).filter((f) => f.startsWith('keepalived.conf.'))
+    : [];
+  it.each(samples)('%s', async (sample) => {
+    const { mkdtempSync, copyFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const d = mkdtempSync(path.join(tmpdir(), 'lvssync-sample-'));
+    try {
+      copyFileSync(path.join(SAMPLES, sample), path.join(d, 'keepalived.conf'));
+      const found = await compare(`samples/${sample}`, d);
+      report.push(...found);
+      expect(found.filter((x) => !x.reason)).toEqual([]);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+function safeExists(p: string): boolean {
+  try {
+    statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
