@@ -31,13 +31,13 @@ export interface DirectorCheck extends CheckResultCore {
 
 export async function checkDirector(opts: DirectorCheckOptions): Promise<DirectorCheck> {
   const snapshot = emptySnapshot();
-  await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId);
+  const cache = opts.cache ?? new Map();
+  await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
   const fermDir = path.posix.dirname(opts.fermPath);
   await addDir(snapshot, opts.root, fermDir);
   await addFile(snapshot, opts.root, opts.fermPath);
-  const evalOpts: EvaluateOptions = {};
+  const evalOpts: EvaluateOptions = { cache };
   if (opts.configId !== undefined) evalOpts.configId = opts.configId;
-  if (opts.cache) evalOpts.cache = opts.cache;
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
   const sourceOf = (p: string) => snapshot.files.get(p)?.text;
   const external: Diagnostic[] = [];

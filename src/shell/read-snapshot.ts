@@ -1,9 +1,11 @@
 // Reads a director's configuration files from disk into a Snapshot, under a root prefix (`--root DIR`
 // treats DIR as /). Shell: the only module of the check path that reads the file tree.
 
-import { lstat, readdir, readFile, realpath } from 'node:fs/promises';
+// Synchronous reads on purpose: thousands of small files read several times faster than with
+// fs/promises, and a director's set is read in well under a second.
+import { lstatSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { evaluateKeepalived } from '../core/keepalived/evaluate.js';
+import { type EvaluateOptions, evaluateKeepalived } from '../core/keepalived/evaluate.js';
 import type { Snapshot, SnapshotFile } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 
@@ -27,17 +29,17 @@ export async function addFile(
 ): Promise<SnapshotFile | undefined> {
   const host = hostPath(root, p);
   try {
-    const st = await lstat(host);
+    const st = lstatSync(host);
     let mode = st.mode;
     if (st.isSymbolicLink()) {
-      const target = await realpath(host);
+      const target = realpathSync(host);
       if (root !== '/' && !target.startsWith(path.resolve(root) + path.sep)) {
         throw new LvssyncError('E_READ', `${p} is a symlink that points outside ${root} (to ${target})`);
       }
-      mode = (await lstat(target)).mode;
+      mode = lstatSync(target).mode;
     }
     if ((mode & 0o170000) !== 0o100000) return undefined;
-    const f: SnapshotFile = { path: p, text: await readFile(host, 'utf8'), mode };
+    const f: SnapshotFile = { path: p, text: readFileSync(host, 'utf8'), mode };
     snapshot.files.set(p, f);
     return f;
   } catch (e) {
@@ -54,7 +56,7 @@ export async function addDir(snapshot: Snapshot, root: string, dir: string): Pro
   const walk = async (d: string, depth: number): Promise<void> => {
     let entries: import('node:fs').Dirent[];
     try {
-      entries = await readdir(hostPath(root, d), { withFileTypes: true });
+      entries = readdirSync(hostPath(root, d), { withFileTypes: true });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return;
@@ -89,10 +91,11 @@ export async function readKeepalivedSnapshot(
   root: string,
   confPath: string,
   configId?: string,
+  cache: NonNullable<EvaluateOptions['cache']> = new Map(),
 ): Promise<void> {
   await addDir(snapshot, root, path.posix.dirname(confPath));
   for (let round = 0; round < 16; round++) {
-    const opts = configId === undefined ? {} : { configId };
+    const opts: EvaluateOptions = configId === undefined ? { cache } : { configId, cache };
     const ev = evaluateKeepalived(snapshot, confPath, opts);
     const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
     if (missing.length === 0) return;

@@ -157,7 +157,8 @@ export function parseKeepalived(text: string, path: string): { cst: CstFile; dia
     if (
       first &&
       first.kind === 'word' &&
-      (DEF_RE.test(text.slice(first.offset, first.offset + 256)) || first.text.startsWith('~SEQ'))
+      ((first.text.charCodeAt(0) === 36 && DEF_RE.test(text.slice(first.offset, first.offset + 256))) ||
+        first.text.startsWith('~SEQ'))
     ) {
       const isDef = first.text.startsWith('$');
       // Opaque to the end of the line; definitions continue while a line ends with '\'.

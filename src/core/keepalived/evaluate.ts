@@ -40,8 +40,30 @@ export interface Evaluation {
 export interface EvaluateOptions {
   /** keepalived's -i/--config-id; undefined means keepalived's default (none matches @id lines). */
   configId?: string;
-  /** Parsed files, keyed by path, reused between runs (the snapshot's text must be unchanged). */
-  cache?: Map<string, { text: string; cst: CstFile; diagnostics: Diagnostic[] }>;
+  /** Parsed files, keyed by path, reused between runs (an entry is used only while the text is unchanged). */
+  cache?: Map<string, ParseCacheEntry>;
+}
+
+export interface ParseCacheEntry {
+  text: string;
+  cst: CstFile;
+  diagnostics: Diagnostic[];
+  /** The file's directives need nothing from outside it: no definitions, ~SEQ, `$` or include. */
+  selfContained?: boolean;
+  /** For a self-contained file: what it evaluated to, for the config-id it was evaluated with. */
+  evaluated?: { configId: string | undefined; directives: Directive[]; diagnostics: Diagnostic[] };
+}
+
+/** True when evaluating the file cannot depend on definitions or on other files. */
+function isSelfContained(nodes: readonly CstNode[]): boolean {
+  for (const node of nodes) {
+    if (node.kind === 'definition' || node.kind === 'seq') return false;
+    if (node.kind !== 'statement') continue;
+    if (node.words[0] && tokenValue(node.words[0]) === 'include') return false;
+    for (const w of node.words) if (w.text.indexOf('$') !== -1) return false;
+    if (node.block && !isSelfContained(node.block.children)) return false;
+  }
+  return true;
 }
 
 interface Def {
@@ -61,18 +83,19 @@ export function evaluateKeepalived(
   const seenFiles = new Set<string>();
   const includeStack: string[] = [];
 
-  const parsed = (p: string): CstFile | undefined => {
+  const parsed = (p: string): ParseCacheEntry | undefined => {
     const f = snapshot.files.get(p);
     if (!f) return undefined;
     const cached = opts.cache?.get(p);
     if (cached && cached.text === f.text) {
       if (!seenFiles.has(p)) out.diagnostics.push(...cached.diagnostics);
-      return cached.cst;
+      return cached;
     }
     const r = parseKeepalived(f.text, p);
-    opts.cache?.set(p, { text: f.text, cst: r.cst, diagnostics: r.diagnostics });
+    const entry: ParseCacheEntry = { text: f.text, cst: r.cst, diagnostics: r.diagnostics };
+    opts.cache?.set(p, entry);
     if (!seenFiles.has(p)) out.diagnostics.push(...r.diagnostics);
-    return r.cst;
+    return entry;
   };
 
   const conditionHolds = (c: CstStatement['condition']): boolean => {
@@ -279,15 +302,32 @@ export function evaluateKeepalived(
       );
       return;
     }
-    const cst = parsed(p);
-    if (!cst) return;
+    const entry = parsed(p);
+    if (!entry) return;
     if (!seenFiles.has(p)) {
       seenFiles.add(p);
       out.files.push(p);
     }
+    const ev = entry.evaluated;
+    if (ev && ev.configId === opts.configId) {
+      for (const d of ev.directives) sink.push(d);
+      for (const d of ev.diagnostics) out.diagnostics.push(d);
+      return;
+    }
+    entry.selfContained ??= isSelfContained(entry.cst.children);
+    const own: Directive[] = [];
+    const diagFrom = out.diagnostics.length;
     includeStack.push(p);
-    walk(cst.children, p, sink, depth);
+    walk(entry.cst.children, p, own, depth);
     includeStack.pop();
+    for (const d of own) sink.push(d);
+    if (entry.selfContained && opts.cache) {
+      entry.evaluated = {
+        configId: opts.configId,
+        directives: own,
+        diagnostics: out.diagnostics.slice(diagFrom),
+      };
+    }
   };
 
   if (!snapshot.files.has(rootPath)) {

@@ -5,7 +5,7 @@ import { canonicalIP, expandRange, isIP, parseCidr } from '../address.js';
 import { type Diagnostic, diag, type Position } from '../diagnostic.js';
 import { type ArgRule, LVS_SCHEDULERS, type Spec, TOP } from './directives.js';
 import type { Directive } from './evaluate.js';
-import { type KeepalivedModel, type VipEntry, virtualServerLabel } from './model.js';
+import { type KeepalivedModel, type VipEntry, type VirtualServer, virtualServerLabel } from './model.js';
 
 const rel = (pos: Position, message: string) => ({ file: pos.file, line: pos.line, col: pos.col, message });
 
@@ -89,6 +89,7 @@ function checkDirectives(
   table: Readonly<Record<string, Spec>>,
   context: string,
   out: Diagnostic[],
+  memoTop = false,
 ): void {
   const seenUnique = new Map<string, Directive>();
   for (const d of nodes) {
@@ -122,6 +123,23 @@ function checkDirectives(
       }
       seenUnique.set(d.name, d);
     }
+    if (memoTop) {
+      let own = topMemo.get(d);
+      if (!own) {
+        own = [];
+        checkOne(d, spec, own);
+        topMemo.set(d, own);
+      }
+      for (const x of own) out.push(x);
+    } else checkOne(d, spec, out);
+  }
+}
+
+// A top-level directive's own findings depend on nothing else: computed once per directive object.
+const topMemo = new WeakMap<Directive, Diagnostic[]>();
+
+function checkOne(d: Directive, spec: Spec, out: Diagnostic[]): void {
+  {
     const n = d.args.length;
     if (spec.minArgs !== undefined && n < spec.minArgs) {
       out.push(
@@ -363,6 +381,42 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
   const groups = new Set(m.virtualServerGroups.map((g) => g.name));
   const seenVs = new Map<string, Position>();
   for (const vs of m.virtualServers) {
+    const label = vs.label;
+    if (vs.key.kind === 'group' && !groups.has(vs.key.name)) {
+      out.push(
+        diag(
+          'error',
+          'KA_UNKNOWN_GROUP',
+          vs.pos,
+          `virtual_server group '${vs.key.name}' names no virtual_server_group`,
+        ),
+      );
+    }
+    let own = vsMemo.get(vs);
+    if (!own) {
+      own = [];
+      checkVirtualServer(vs, own);
+      vsMemo.set(vs, own);
+    }
+    for (const x of own) out.push(x);
+    // keepalived ignores protocol on fwmark services and defaults it to UDP elsewhere (2.2).
+    const vsKey = vs.key.kind === 'fwmark' ? label : `${label}/${vs.protocol?.value.toUpperCase() ?? 'UDP'}`;
+    const prev = seenVs.get(vsKey);
+    if (prev) {
+      out.push(
+        diag('error', 'KA_DUPLICATE_VIRTUAL_SERVER', vs.pos, `virtual_server ${label} is defined twice`, [
+          rel(prev, 'first defined here'),
+        ]),
+      );
+    } else seenVs.set(vsKey, vs.pos);
+  }
+}
+
+// A virtual server's own findings (everything but duplicates and group references): once per object.
+const vsMemo = new WeakMap<VirtualServer, Diagnostic[]>();
+
+function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
+  {
     const label = virtualServerLabel(vs.key);
     const key = vs.key;
     if (key.kind === 'fwmark') {
@@ -399,16 +453,7 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
         );
       }
     } else if (key.kind === 'group') {
-      if (!groups.has(key.name)) {
-        out.push(
-          diag(
-            'error',
-            'KA_UNKNOWN_GROUP',
-            vs.pos,
-            `virtual_server group '${key.name}' names no virtual_server_group`,
-          ),
-        );
-      }
+      // Checked against the virtual_server_groups of the whole configuration, in checkModel.
     } else {
       if (!isIP(key.address))
         out.push(
@@ -450,15 +495,6 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
         ),
       );
     }
-    const vsKey = `${label}/${vs.protocol?.value.toUpperCase() ?? 'TCP'}`;
-    const prev = seenVs.get(vsKey);
-    if (prev) {
-      out.push(
-        diag('error', 'KA_DUPLICATE_VIRTUAL_SERVER', vs.pos, `virtual_server ${label} is defined twice`, [
-          rel(prev, 'first defined here'),
-        ]),
-      );
-    } else seenVs.set(vsKey, vs.pos);
     if (vs.realServers.length === 0 && !vs.sorryServer) {
       out.push(
         diag(
@@ -535,7 +571,7 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
 
 export function validateKeepalived(directives: readonly Directive[], model: KeepalivedModel): Diagnostic[] {
   const out: Diagnostic[] = [];
-  checkDirectives(directives, TOP, 'the top level', out);
+  checkDirectives(directives, TOP, 'the top level', out, true);
   checkModel(model, out);
   return out;
 }

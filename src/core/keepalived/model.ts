@@ -83,6 +83,8 @@ export interface VirtualServer {
   quorum?: Valued<number>;
   realServers: RealServer[];
   directive: Directive;
+  /** `fwmark 100`, `198.51.100.100:80`, `group web` (virtualServerLabel of key). */
+  label: string;
 }
 
 export interface VirtualServerGroup {
@@ -202,7 +204,7 @@ function virtualServer(d: Directive): VirtualServer {
     key = { kind: 'ip', address: a0 ?? '' };
     if (a1 !== undefined) key.port = num(a1);
   }
-  const vs: VirtualServer = { key, pos: d.pos, realServers: [], directive: d };
+  const vs: VirtualServer = { key, pos: d.pos, realServers: [], directive: d, label: virtualServerLabel(key) };
   const sched = val(find(d, 'lvs_sched') ?? find(d, 'lb_algo'));
   if (sched) vs.lvsSched = sched;
   const method = val(find(d, 'lvs_method') ?? find(d, 'lb_kind'));
@@ -255,6 +257,20 @@ function vrrpInstance(d: Directive): VrrpInstance {
   return inst;
 }
 
+// Directives are immutable once evaluated and the evaluator reuses them for unchanged files, so the
+// model of a directive is computed once (a pure function memoised on object identity).
+const virtualServerMemo = new WeakMap<Directive, VirtualServer>();
+const instanceMemo = new WeakMap<Directive, VrrpInstance>();
+
+function memo<T>(table: WeakMap<Directive, T>, d: Directive, build: (d: Directive) => T): T {
+  let v = table.get(d);
+  if (v === undefined) {
+    v = build(d);
+    table.set(d, v);
+  }
+  return v;
+}
+
 export function buildModel(directives: readonly Directive[]): KeepalivedModel {
   const m: KeepalivedModel = {
     instances: [],
@@ -271,7 +287,7 @@ export function buildModel(directives: readonly Directive[]): KeepalivedModel {
         break;
       }
       case 'vrrp_instance':
-        m.instances.push(vrrpInstance(d));
+        m.instances.push(memo(instanceMemo, d, vrrpInstance));
         break;
       case 'vrrp_sync_group':
         m.syncGroups.push({
@@ -293,7 +309,7 @@ export function buildModel(directives: readonly Directive[]): KeepalivedModel {
         });
         break;
       case 'virtual_server':
-        m.virtualServers.push(virtualServer(d));
+        m.virtualServers.push(memo(virtualServerMemo, d, virtualServer));
         break;
     }
   }
