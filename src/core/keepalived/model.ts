@@ -204,7 +204,13 @@ function virtualServer(d: Directive): VirtualServer {
     key = { kind: 'ip', address: a0 ?? '' };
     if (a1 !== undefined) key.port = num(a1);
   }
-  const vs: VirtualServer = { key, pos: d.pos, realServers: [], directive: d, label: virtualServerLabel(key) };
+  const vs: VirtualServer = {
+    key,
+    pos: d.pos,
+    realServers: [],
+    directive: d,
+    label: virtualServerLabel(key),
+  };
   const sched = val(find(d, 'lvs_sched') ?? find(d, 'lb_algo'));
   if (sched) vs.lvsSched = sched;
   const method = val(find(d, 'lvs_method') ?? find(d, 'lb_kind'));
