@@ -1,0 +1,51 @@
+// Gives a vitest file a lab of its own (started once for the file, stopped after it), or a fresh one
+// per test. Needs root and the Debian tools (scripts/setup-host.sh); without them the test fails with
+// the reason, or skips with it printed when LVSSYNC_ALLOW_MISSING_TOOLS=1.
+
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { defaultDir, type Lab, REPO, startLab, stopLab } from '../../scripts/lab/lab.js';
+import { isRoot, requireTools } from './tools.js';
+
+export function labUnavailable(): string | undefined {
+  const missing = requireTools(
+    'ip',
+    'nsenter',
+    'unshare',
+    'keepalived',
+    'ferm',
+    'iptables',
+    'sshd',
+    'ssh-keygen',
+  );
+  if (missing.length > 0) return `missing ${missing.join(', ')}`;
+  if (!isRoot) {
+    const msg = 'the lab needs root (network namespaces)';
+    if (process.env.LVSSYNC_ALLOW_MISSING_TOOLS === '1') {
+      console.warn(`SKIP: ${msg}`);
+      return msg;
+    }
+    throw new Error(msg);
+  }
+  if (!existsSync(path.join(REPO, 'dist', 'scripts', 'lab', 'web-server.js'))) {
+    throw new Error('dist/ is missing: run npm run build (npm test builds first)');
+  }
+  return undefined;
+}
+
+/** One lab for the whole file: `const lab = useLab('tpush')` then `lab()` inside tests. */
+export function useLab(name: string): () => Lab {
+  let lab: Lab | undefined;
+  beforeAll(async () => {
+    await stopLab(defaultDir(name)); // a previous run that was killed may have left one
+    lab = await startLab({ name });
+  }, 60_000);
+  afterAll(async () => {
+    await stopLab(defaultDir(name));
+  }, 60_000);
+  return () => {
+    if (!lab) throw new Error(`lab ${name} did not start`);
+    return lab;
+  };
+}
