@@ -30,6 +30,63 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       exitCode = await runCheck(opts, io);
     });
 
+  const pushOpts = (c: Command) =>
+    c
+      .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
+      .option('--node <name>', 'which configured node this is (default: by host name)')
+      .option('--peer <name>', 'the peer to push to (default: the other node)')
+      .option('--json', 'print one JSON object with the result')
+      .addOption(
+        new Option('--no-external', 'skip the real ferm and keepalived -t here (the peer still runs them)'),
+      );
+
+  pushOpts(
+    program
+      .command('push')
+      .description('validate, render for the peer, stage, validate there, commit, reload in order')
+      .option('--dry-run', 'show the plan only; change nothing')
+      .option('-y, --yes', 'do not ask for confirmation on a terminal')
+      .option('--force', 'overwrite peer files that were edited on the peer since lvssync wrote them'),
+  ).action(async (opts) => {
+    const { runPushCommand } = await import('./commands/push.js');
+    exitCode = await runPushCommand(opts, io, 'push');
+  });
+
+  pushOpts(
+    program
+      .command('diff')
+      .description('print what push would change on the peer (unified diffs, secrets redacted)'),
+  ).action(async (opts) => {
+    const { runPushCommand } = await import('./commands/push.js');
+    exitCode = await runPushCommand(opts, io, 'diff');
+  });
+
+  program
+    .command('rollback')
+    .description("restore the peer's files as they were before the last push (or --to VERSION), and reload")
+    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
+    .option('--node <name>', 'which configured node this is (default: by host name)')
+    .option('--peer <name>', 'the peer (default: the other node)')
+    .option('--to <version>', 'the version to restore (see --list)')
+    .option('--list', 'list the versions kept on the peer')
+    .option('--json', 'print one JSON object')
+    .action(async (opts) => {
+      const { runRollbackCommand } = await import('./commands/push.js');
+      exitCode = await runRollbackCommand(opts, io);
+    });
+
+  program
+    .command('agent')
+    .description('the peer side of push, over SSH stdin/stdout (an authorized_keys forced command)')
+    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
+    .option('--node <name>', 'which configured node this is (default: by host name)')
+    .addOption(new Option('--guard <txid>').hideHelp())
+    .addOption(new Option('--guard-seconds <n>').hideHelp())
+    .action(async (opts) => {
+      const { runAgent } = await import('./commands/agent.js');
+      exitCode = await runAgent(opts, io);
+    });
+
   try {
     await program.parseAsync(['node', 'lvssync', ...argv]);
   } catch (e) {

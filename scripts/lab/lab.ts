@@ -22,6 +22,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  rmdirSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -52,6 +53,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The repository (this file is at scripts/lab/lab.ts or dist/scripts/lab/lab.js). */
 export const REPO = path.resolve(HERE, HERE.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
 export const LAB_CONFIG = path.join(REPO, 'config', 'lab');
+/** Left in a mount point the lab had to create on the host, so that the last lab to stop removes it. */
+const LAB_MARK = '.lvssync-lab-mount-point';
 
 export interface ProcRecord {
   pid: number;
@@ -205,7 +208,7 @@ export class Lab {
 
   /** Where a director path (e.g. /etc/keepalived/keepalived.conf) of `host` lives on this machine. */
   pathOn(host: LabHost, directorPath: string): string {
-    for (const top of ['/etc/keepalived', '/etc/ferm', '/run']) {
+    for (const top of ['/etc/keepalived', '/etc/ferm', '/etc/lvssync', '/var/lib/lvssync', '/run']) {
       if (directorPath === top || directorPath.startsWith(`${top}/`)) {
         return path.join(this.hostDir(host), top.slice(1), directorPath.slice(top.length));
       }
@@ -228,7 +231,7 @@ export class Lab {
   argvOn(host: LabHost, argv: string[]): string[] {
     const holder = this.state.holders[host];
     if (!holder) throw new LabError(`${host} is not running in lab ${this.name}`);
-    return ['nsenter', '-t', String(holder), '-m', '-n', '--', ...argv];
+    return ['nsenter', '-t', String(holder), '-m', '-n', '-u', '--', ...argv];
   }
 
   exec(
@@ -323,7 +326,7 @@ export class Lab {
 
   /** Command that (re)generates keepalived's lab copy of the config and starts keepalived. */
   keepalivedStartArgv(host: Director): string[] {
-    return ['sh', path.join(this.hostDir(host), 'bin', 'keepalived-start')];
+    return ['sh', path.join(this.hostDir(host), 'etc', 'lvssync', 'lab', 'keepalived-start')];
   }
 
   async startKeepalived(host: Director): Promise<ProcRecord> {
@@ -433,7 +436,7 @@ export class Lab {
     const holder = await this.holdersOf(ADDR.clusterVip);
     lines.push(`  VIPs ${ADDR.clusterVip} and ${ADDR.serviceVip}: held by ${holder.join(', ') || 'nobody'}`);
     lines.push(
-      `  run a command on a director:  nsenter -t ${this.state.holders.lvs1} -m -n -- <command>  (lvs1)`,
+      `  run a command on a director:  nsenter -t ${this.state.holders.lvs1} -m -n -u -- <command>  (lvs1)`,
     );
     return lines.join('\n');
   }
@@ -492,7 +495,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     return lab;
   } catch (e) {
     log(`lab ${name}: start failed, cleaning up: ${(e as Error).message}`);
-    await stopLab(dir).catch(() => {});
+    await stopLab(dir, { keepFiles: process.env.LVSSYNC_LAB_KEEP === '1' }).catch(() => {});
     throw e;
   }
 }
@@ -563,7 +566,16 @@ function readdirSyncSafe(dir: string): Dirent[] {
 async function prepareFiles(lab: Lab): Promise<void> {
   const digest = createHash('md5').update(LB_BODY).digest('hex');
   for (const h of HOSTS) {
-    for (const d of ['etc/keepalived', 'etc/ferm', 'run/sshd', 'log', 'bin', 'ssh']) {
+    for (const d of [
+      'etc/keepalived',
+      'etc/ferm',
+      'etc/lvssync',
+      'var/lib/lvssync',
+      'etc/lvssync/lab',
+      'run/sshd',
+      'log',
+      'ssh',
+    ]) {
       mkdirSync(path.join(lab.hostDir(h), d), { recursive: true, mode: 0o755 });
     }
   }
@@ -577,7 +589,7 @@ async function prepareFiles(lab: Lab): Promise<void> {
       );
     }
     writeFileSync(
-      path.join(lab.hostDir(d), 'bin', 'keepalived-start'),
+      path.join(lab.hostDir(d), 'etc', 'lvssync', 'lab', 'keepalived-start'),
       [
         '#!/bin/sh',
         '# The kernel here has no IPVS: keepalived runs VRRP only (-P). The IPVS sync daemon keywords',
@@ -591,7 +603,7 @@ async function prepareFiles(lab: Lab): Promise<void> {
       { mode: 0o755 },
     );
     writeFileSync(
-      path.join(lab.hostDir(d), 'bin', 'keepalived-reload'),
+      path.join(lab.hostDir(d), 'etc', 'lvssync', 'lab', 'keepalived-reload'),
       [
         '#!/bin/sh',
         '# Reload as `systemctl reload keepalived` would (SIGHUP), after refreshing the lab copy.',
@@ -603,7 +615,7 @@ async function prepareFiles(lab: Lab): Promise<void> {
       { mode: 0o755 },
     );
     writeFileSync(
-      path.join(lab.hostDir(d), 'bin', 'keepalived-status'),
+      path.join(lab.hostDir(d), 'etc', 'lvssync', 'lab', 'keepalived-status'),
       ['#!/bin/sh', 'kill -0 "$(cat /run/keepalived.pid 2>/dev/null)" 2>/dev/null', ''].join('\n'),
       { mode: 0o755 },
     );
@@ -638,14 +650,41 @@ async function prepareFiles(lab: Lab): Promise<void> {
     ]);
   }
   for (const d of DIRECTORS) {
+    await run([
+      'ssh-keygen',
+      '-q',
+      '-t',
+      'ed25519',
+      '-N',
+      '',
+      '-C',
+      `lvssync@${d}`,
+      '-f',
+      path.join(lab.hostDir(d), 'etc/lvssync/id_ed25519'),
+    ]);
+  }
+  const pinned = DIRECTORS.map((d) => {
+    const k = readFileSync(path.join(lab.hostDir(d), 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').split(' ');
+    return `${ADDR.crossover[d]} ${k[0]} ${k[1]}\n`;
+  }).join('');
+  for (const d of DIRECTORS) {
+    writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/known_hosts'), pinned);
+    writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/lvssync.yaml'), LVSSYNC_YAML);
+  }
+  for (const d of DIRECTORS) {
     const other: Director = d === 'lvs1' ? 'lvs2' : 'lvs1';
     const ssh = path.join(lab.hostDir(d), 'ssh');
     const otherSsh = path.join(lab.hostDir(other), 'ssh');
     const hostKey = readFileSync(path.join(otherSsh, 'ssh_host_ed25519_key.pub'), 'utf8').split(' ');
     writeFileSync(path.join(ssh, 'known_hosts'), `${ADDR.crossover[other]} ${hostKey[0]} ${hostKey[1]}\n`);
-    writeFileSync(path.join(ssh, 'authorized_keys'), readFileSync(path.join(otherSsh, 'id_ed25519.pub')), {
-      mode: 0o600,
-    });
+    // The other director's admin key gets a shell (for tests); its lvssync key only the agent.
+    const agent = `${process.execPath} ${path.join(REPO, 'dist', 'src', 'main.js')} agent`;
+    writeFileSync(
+      path.join(ssh, 'authorized_keys'),
+      `${readFileSync(path.join(otherSsh, 'id_ed25519.pub'), 'utf8').trim()}\n` +
+        `command="${agent}",restrict ${readFileSync(path.join(lab.hostDir(other), 'etc/lvssync/id_ed25519.pub'), 'utf8').trim()}\n`,
+      { mode: 0o600 },
+    );
     writeFileSync(
       path.join(ssh, 'sshd_config'),
       [
@@ -670,22 +709,56 @@ async function prepareFiles(lab: Lab): Promise<void> {
   }
 }
 
+/** lvssync's configuration in the lab: the same file on both directors (each knows itself by host name). */
+export const LVSSYNC_YAML = `# lvssync in the lab: identical on lvs1 and lvs2; each director finds itself by host name.
+cluster: lab
+primary: lvs1
+nodes:
+  lvs1:
+    address: ${ADDR.crossover.lvs1}
+    router_id: LVS1
+  lvs2:
+    address: ${ADDR.crossover.lvs2}
+    router_id: LVS2
+ssh:
+  user: root
+  identityFile: /etc/lvssync/id_ed25519
+  knownHosts: /etc/lvssync/known_hosts
+  connectTimeoutMs: 5000
+services:
+  # ferm before keepalived: the marks must exist before the virtual servers use them
+  - name: ferm
+    reload: [ferm, /etc/ferm/ferm.conf]
+  - name: keepalived
+    # keepalived runs VRRP only here (no IPVS in this kernel): see etc/lvssync/lab/keepalived-start
+    reload: [sh, /etc/lvssync/lab/keepalived-reload]
+    status: [sh, /etc/lvssync/lab/keepalived-status]
+stateDir: /var/lib/lvssync
+push:
+  fermGuardSeconds: 10
+`;
+
 async function startHolder(lab: Lab, host: LabHost): Promise<void> {
   const ns = nsName(lab.name, host);
   const hd = lab.hostDir(host);
   const binds =
     host === 'lvs1' || host === 'lvs2'
-      ? [
-          [path.join(hd, 'etc/keepalived'), '/etc/keepalived'],
-          [path.join(hd, 'etc/ferm'), '/etc/ferm'],
-          [path.join(hd, 'run'), '/run'],
-        ]
+      ? ['/etc/keepalived', '/etc/ferm', '/etc/lvssync', '/var/lib/lvssync', '/run'].map((t) => [
+          path.join(hd, t.slice(1)),
+          t,
+        ])
       : [[path.join(hd, 'run'), '/run']];
   for (const [, target] of binds) {
-    if (!existsSync(target!))
-      throw new LabError(`${target} does not exist on this machine (is the package installed?)`);
+    if (!existsSync(target!)) {
+      // A mount point lvssync's defaults need (/etc/lvssync, /var/lib/lvssync): made empty, and
+      // removed again by stopLab when still empty.
+      if (target === '/etc/lvssync' || target === '/var/lib/lvssync') {
+        mkdirSync(target, { recursive: true, mode: 0o755 });
+        writeFileSync(path.join(target, LAB_MARK), 'empty mount point made by the lvssync lab\n');
+      } else throw new LabError(`${target} does not exist on this machine (is the package installed?)`);
+    }
   }
-  const script = `${binds.map((_, i) => `mount --bind "$${2 * i + 1}" "$${2 * i + 2}"`).join(' && ')} && echo ready && exec sleep infinity`;
+  const script = `hostname ${host} && ${binds.map((_, i) => `mount --bind "\${${2 * i + 1}}" "\${${2 * i + 2}}"`).join(' && ')} && echo ready && exec sleep infinity`;
   const log = path.join(hd, 'log', 'holder.log');
   const fd = openSync(log, 'a');
   const child = spawn(
@@ -696,6 +769,7 @@ async function startHolder(lab: Lab, host: LabHost): Promise<void> {
       ns,
       'unshare',
       '--mount',
+      '--uts',
       '--propagation',
       'private',
       'sh',
@@ -764,11 +838,30 @@ export async function stopLab(dir: string, opts: { keepFiles?: boolean } = {}): 
   }
   for (const p of lab.state.procs.filter((x) => x.what === 'holder')) await lab.killProc(p, 'SIGKILL', 1000);
   for (const ns of lab.state.namespaces) await run(['ip', 'netns', 'del', ns], { allowFail: true });
+  // Removing a mount point detaches the mounts on it in every namespace: leave it while another lab
+  // runs. rmdir also refuses when something was put in it meanwhile.
+  const otherLabs = (await run(['ip', 'netns', 'list'])).stdout
+    .split('\n')
+    .some((l) => /^\S+-lvs[12]\b/.test(l));
+  if (!otherLabs) {
+    for (const d of ['/etc/lvssync', '/var/lib/lvssync']) {
+      if (existsSync(path.join(d, LAB_MARK))) {
+        rmSync(path.join(d, LAB_MARK), { force: true });
+        rmdirQuiet(d);
+      }
+    }
+  }
   if (opts.keepFiles) {
     rmSync(path.join(dir, 'lab.json'), { force: true });
   } else {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function rmdirQuiet(d: string): void {
+  try {
+    rmdirSync(d);
+  } catch {}
 }
 
 /** Copies a lab host's configuration out (for debugging a failed test). */

@@ -51,6 +51,12 @@ export interface Config {
   stateDir: string;
   /** How many previous versions of the peer's files to keep for rollback. */
   history: number;
+  push: {
+    /** Command the primary asks the peer's sshd to run (an authorized_keys forced command wins). */
+    agentCommand: string[];
+    /** After a ferm reload the primary must reach the peer again within this time, or it reverts. */
+    fermGuardSeconds: number;
+  };
 }
 
 export const DEFAULTS: Config = {
@@ -73,6 +79,7 @@ export const DEFAULTS: Config = {
   ],
   stateDir: '/var/lib/lvssync',
   history: 10,
+  push: { agentCommand: ['lvssync', 'agent'], fermGuardSeconds: 30 },
 };
 
 type Problems = string[];
@@ -188,7 +195,7 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
   if (!isObj(raw)) return { config: c, problems: ['(top): must be a mapping'] };
   unknownKeys(
     raw,
-    ['cluster', 'primary', 'nodes', 'ssh', 'files', 'services', 'stateDir', 'history'],
+    ['cluster', 'primary', 'nodes', 'ssh', 'files', 'services', 'stateDir', 'history', 'push'],
     '',
     problems,
   );
@@ -279,5 +286,26 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
   c.stateDir = str(raw.stateDir, 'stateDir', problems, { fallback: c.stateDir }) ?? c.stateDir;
   absPath(c.stateDir, 'stateDir', problems);
   c.history = int(raw.history, 'history', problems, 1, 1000, c.history);
+  if (raw.push !== undefined) {
+    if (!isObj(raw.push)) problems.push('push: must be a mapping');
+    else {
+      unknownKeys(raw.push, ['agentCommand', 'fermGuardSeconds'], 'push', problems);
+      c.push.agentCommand = strList(
+        raw.push.agentCommand,
+        'push.agentCommand',
+        problems,
+        c.push.agentCommand,
+      );
+      if (c.push.agentCommand.length === 0) problems.push('push.agentCommand: must not be empty');
+      c.push.fermGuardSeconds = int(
+        raw.push.fermGuardSeconds,
+        'push.fermGuardSeconds',
+        problems,
+        5,
+        3600,
+        c.push.fermGuardSeconds,
+      );
+    }
+  }
   return { config: c, problems };
 }

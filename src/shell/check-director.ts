@@ -19,6 +19,8 @@ export interface DirectorCheckOptions {
   configId?: string;
   /** Run the real ferm and keepalived -t (default true). */
   external?: boolean;
+  /** Keep keepalived -t's messages about this host (missing interfaces) as errors: set on the director. */
+  hostSpecific?: 'drop' | 'error';
   /** Reuse parsed files between runs (the watcher keeps one). */
   cache?: EvaluateOptions['cache'];
 }
@@ -73,6 +75,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       opts.keepalivedPath,
       ka.evaluation.files,
       opts.configId,
+      opts.hostSpecific ?? 'drop',
     );
     external.push(...keepalivedTest.diagnostics);
   }

@@ -41,7 +41,7 @@ function withRoot(
   const usable =
     process.getuid?.() === 0 && dirs.every((d) => existsSync(d) && existsSync(hostPath(root, d)));
   if (!usable) return { argv, mapped: false };
-  const mounts = dirs.map((_d, i) => `mount --bind "$${2 * i + 1}" "$${2 * i + 2}"`).join(' && ');
+  const mounts = dirs.map((_d, i) => `mount --bind "\${${2 * i + 1}}" "\${${2 * i + 2}}"`).join(' && ');
   const mountArgs = dirs.flatMap((d) => [hostPath(root, d), d]);
   const shift = `shift ${2 * dirs.length}`;
   return {
@@ -111,6 +111,8 @@ export async function execKeepalivedTest(
   confPath: string,
   files: readonly string[],
   configId?: string,
+  /** 'error': keep the messages about this host (missing interfaces) as errors: on the director itself. */
+  hostSpecific: 'drop' | 'error' = 'drop',
 ): Promise<ToolRun> {
   const bin = await which('keepalived');
   if (!bin) return { available: false, diagnostics: [], durationMs: 0 };
@@ -131,6 +133,22 @@ export async function execKeepalivedTest(
         `keepalived -t exited with status ${r.code} without a message`,
       ),
     );
+  }
+  if (hostSpecific === 'error') {
+    const seen = new Set<string>();
+    for (const h of parsed.hostSpecific) {
+      const key = `${h.file}:${h.line}:${h.message}`;
+      if (seen.has(key) || (!h.located && parsed.hostSpecific.some((o) => o.located))) continue;
+      seen.add(key);
+      parsed.diagnostics.push(
+        diag(
+          'error',
+          'KEEPALIVED_T_HOST',
+          { file: h.file, line: h.line, col: 1 },
+          `keepalived -t on this director: ${h.message}`,
+        ),
+      );
+    }
   }
   for (const d of parsed.diagnostics) d.source = 'keepalived';
   return { available: true, diagnostics: parsed.diagnostics, durationMs: r.durationMs };

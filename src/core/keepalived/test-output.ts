@@ -20,8 +20,8 @@ const WARNING_HINTS = /warning|deprecated|truncat|ignor|will be|please use|defau
 
 export interface KeepalivedTestResult {
   diagnostics: Diagnostic[];
-  /** Lines that were dropped as host-specific, for --verbose output. */
-  hostSpecific: string[];
+  /** Messages dropped as host-specific (kept by the peer agent, which runs on the director itself). */
+  hostSpecific: { message: string; file: string; line: number; located: boolean }[];
 }
 
 export function parseKeepalivedTest(
@@ -30,7 +30,7 @@ export function parseKeepalivedTest(
   toDirectorPath: (p: string) => string = (p) => p,
 ): KeepalivedTestResult {
   const diagnostics: Diagnostic[] = [];
-  const hostSpecific: string[] = [];
+  const hostSpecific: KeepalivedTestResult['hostSpecific'] = [];
   const lines = output.split('\n');
   for (let i = 0; i < lines.length; i++) {
     let line = lines[i]!.trim();
@@ -53,7 +53,12 @@ export function parseKeepalivedTest(
       i++;
     }
     if (HOST_SPECIFIC.some((re) => re.test(line))) {
-      hostSpecific.push(line);
+      hostSpecific.push({
+        message: line.replace(/^(WARNING|Warning) - |^Warning: /, ''),
+        file,
+        line: lineNo,
+        located,
+      });
       continue;
     }
     const severity = WARNING_HINTS.test(line) ? 'warning' : 'error';

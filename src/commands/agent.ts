@@ -1,0 +1,292 @@
+// `lvssync agent`: the peer's side of a push, spoken over stdin/stdout of one SSH channel (see
+// core/protocol.ts). Meant to be an authorized_keys forced command:
+//   command="lvssync agent --config /etc/lvssync/lvssync.yaml",restrict ssh-ed25519 AAAA... lvssync@lvs1
+// It enforces its own managed paths (Store), validates staged sets on this host with the real tools,
+// and rolls a push back by itself when the primary goes away before finishing it.
+
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Config } from '../core/config.js';
+import { LineSplitter, PROTOCOL_VERSION, type ReloadResult, type Request } from '../core/protocol.js';
+import { LvssyncError } from '../errors.js';
+import type { Io } from '../io.js';
+import { checkDirector } from '../shell/check-director.js';
+import { loadConfig, selfNode } from '../shell/load-config.js';
+import { withLock } from '../shell/lock.js';
+import { readAddresses, reloadService, verifyService } from '../shell/services.js';
+import { Store } from '../shell/store.js';
+
+export interface AgentOptions {
+  config?: string;
+  node?: string;
+  guard?: string;
+  guardSeconds?: string;
+}
+
+export async function runAgent(opts: AgentOptions, io: Io): Promise<number> {
+  const { config, path: configPath } = await loadConfig(opts.config);
+  const node = selfNode(config, opts.node) ?? hostname();
+  const store = new Store(config);
+  if (opts.guard)
+    return runGuard(config, store, opts.guard, Number(opts.guardSeconds ?? config.push.fermGuardSeconds));
+  const agent = new Agent(config, configPath, node, store, io);
+  return agent.serve();
+}
+
+class Agent {
+  private tx: string | undefined;
+  private finished = true;
+  private release: (() => void) | undefined;
+
+  constructor(
+    private readonly config: Config,
+    private readonly configPath: string | undefined,
+    private readonly node: string,
+    private readonly store: Store,
+    private readonly io: Io,
+  ) {}
+
+  private send(obj: unknown): void {
+    this.io.stdout(`${JSON.stringify(obj)}\n`);
+  }
+
+  async serve(): Promise<number> {
+    const splitter = new LineSplitter();
+    const queue: string[] = [];
+    let busy = false;
+    let ended = false;
+    return new Promise<number>((resolve) => {
+      const pump = async () => {
+        if (busy) return;
+        busy = true;
+        while (queue.length > 0) await this.handle(queue.shift()!);
+        busy = false;
+        if (ended) await this.close().then(() => resolve(0));
+      };
+      process.stdin.setEncoding('utf8');
+      process.stdin.on('data', (chunk: string) => {
+        queue.push(...splitter.push(chunk));
+        void pump();
+      });
+      process.stdin.on('end', () => {
+        ended = true;
+        void pump();
+      });
+      process.on('SIGHUP', () => {
+        ended = true;
+        void pump();
+      });
+    });
+  }
+
+  /** The primary went away: a transaction it did not finish is rolled back. */
+  private async close(): Promise<void> {
+    if (this.tx && !this.finished) {
+      await this.abort(this.tx, true).catch((e) => this.io.stderr(`lvssync agent: rollback failed: ${e}\n`));
+    }
+    this.release?.();
+  }
+
+  private async handle(line: string): Promise<void> {
+    let id = 0;
+    try {
+      const req = JSON.parse(line) as Request & { id: number };
+      id = req.id;
+      const result = await this.dispatch(req);
+      this.send({ id, ok: true, result });
+    } catch (e) {
+      const code = e instanceof LvssyncError ? e.code : 'E_INTERNAL';
+      this.send({ id, ok: false, error: { code, message: (e as Error).message } });
+    }
+  }
+
+  private async dispatch(req: Request): Promise<unknown> {
+    switch (req.op) {
+      case 'hello': {
+        if (req.version !== PROTOCOL_VERSION) {
+          throw new LvssyncError(
+            'E_PROTOCOL',
+            `protocol version ${req.version} not supported (agent speaks ${PROTOCOL_VERSION})`,
+          );
+        }
+        const recovered = await this.recover();
+        return {
+          version: PROTOCOL_VERSION,
+          node: this.node,
+          hostname: hostname(),
+          managed: this.store.managed(),
+          ...(recovered ? { recovered } : {}),
+        };
+      }
+      case 'manifest':
+        return { files: this.store.manifest() };
+      case 'read':
+        return this.store.read(req.path);
+      case 'begin': {
+        if (!this.release) this.release = await withLock(this.store.stateDir, 'agent');
+        if (this.store.journal()) await this.recover();
+        this.tx = req.txid;
+        this.finished = false;
+        return { staging: this.store.begin(req.txid) };
+      }
+      case 'put':
+        return {
+          sha256: this.store.put(this.need(req.txid), req.path, req.mode, Buffer.from(req.data, 'base64')),
+        };
+      case 'remove':
+        return { existed: this.store.remove(this.need(req.txid), req.path) };
+      case 'validate': {
+        const root = this.store.stagingRoot(this.need(req.txid));
+        const nodeCfg = this.config.nodes[this.node];
+        const r = await checkDirector({
+          root,
+          keepalivedPath: this.config.files.keepalived,
+          fermPath: this.config.files.ferm,
+          ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),
+          external: true,
+          hostSpecific: 'error',
+        });
+        return { ok: !r.diagnostics.some((d) => d.severity === 'error'), diagnostics: r.diagnostics };
+      }
+      case 'commit':
+        return this.store.commit(this.need(req.txid));
+      case 'reload': {
+        const j = this.store.journal();
+        if (req.guardSeconds && req.txid) this.startGuard(req.txid, req.guardSeconds);
+        const r = await reloadService(this.config, req.service);
+        if (j && req.txid === j.txid) {
+          j.state = 'reloaded';
+          if (!j.reloaded.includes(req.service)) j.reloaded.push(req.service);
+          this.store.saveJournal(j);
+        }
+        return r;
+      }
+      case 'confirm': {
+        writeFileSync(this.store.confirmPath(req.txid), `${new Date().toISOString()}\n`);
+        return { confirmed: true };
+      }
+      case 'verify':
+        return verifyService(this.config, req.service);
+      case 'addresses':
+        return readAddresses();
+      case 'finish': {
+        this.need(req.txid);
+        this.store.saveJournal(undefined);
+        writeFileSync(this.store.confirmPath(req.txid), 'finished\n');
+        this.store.trimHistory();
+        this.finished = true;
+        return { done: true };
+      }
+      case 'abort':
+        return this.abort(this.need(req.txid), req.reload);
+      case 'history':
+        return { versions: this.store.versions() };
+      case 'restore': {
+        if (!this.release) this.release = await withLock(this.store.stateDir, 'agent');
+        const versions = this.store.versions().filter((v) => v.reason === 'commit');
+        const version = req.version ?? versions.at(-1)?.version;
+        if (!version) throw new LvssyncError('E_USAGE', 'there is no previous version to restore');
+        const r = this.store.restoreVersion(version);
+        return { version, restoredFrom: r.backup, paths: r.paths };
+      }
+      default:
+        throw new LvssyncError('E_PROTOCOL', `unknown op '${(req as { op: string }).op}'`);
+    }
+  }
+
+  private need(txid: string): string {
+    if (!this.tx || txid !== this.tx)
+      throw new LvssyncError('E_PROTOCOL', `transaction ${txid} is not the open one`);
+    return txid;
+  }
+
+  /** Restores the files a transaction replaced and reloads the services that saw them. */
+  private async abort(
+    txid: string,
+    reload: boolean,
+  ): Promise<{ restored: string[]; reloaded: ReloadResult[] }> {
+    const j = this.store.journal();
+    this.store.discard(txid);
+    const reloaded: ReloadResult[] = [];
+    let restored: string[] = [];
+    if (j && j.txid === txid) {
+      restored = this.store.restoreVersion(j.version, 'restore').paths;
+      if (reload || j.state === 'reloaded') {
+        for (const s of this.config.services) reloaded.push(await reloadService(this.config, s.name));
+      }
+      this.store.saveJournal(undefined);
+    }
+    writeFileSync(this.store.confirmPath(txid), 'aborted\n');
+    this.finished = true;
+    return { restored, reloaded };
+  }
+
+  /** A journal left by an agent that died mid-push: roll it back before anything else. */
+  private async recover(): Promise<string | undefined> {
+    const j = this.store.journal();
+    if (!j) return undefined;
+    let release = this.release;
+    if (!release) {
+      try {
+        release = await withLock(this.store.stateDir, 'agent-recovery');
+      } catch (e) {
+        // Another agent holds the lock: its push is alive (this is e.g. the ferm confirmation).
+        if (e instanceof LvssyncError && e.code === 'E_LOCKED') return undefined;
+        throw e;
+      }
+    }
+    try {
+      const again = this.store.journal();
+      if (!again) return undefined;
+      this.store.restoreVersion(again.version, 'restore');
+      if (again.state === 'reloaded' || again.state === 'committed') {
+        for (const s of this.config.services) await reloadService(this.config, s.name);
+      }
+      this.store.saveJournal(undefined);
+      return again.txid;
+    } finally {
+      if (!this.release) release();
+    }
+  }
+
+  /** A detached process that rolls the transaction back unless the primary confirms in time. */
+  private startGuard(txid: string, seconds: number): void {
+    const args = [
+      process.argv[1]!,
+      'agent',
+      '--guard',
+      txid,
+      '--guard-seconds',
+      String(seconds),
+      '--node',
+      this.node,
+    ];
+    if (this.configPath) args.push('--config', this.configPath);
+    const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
+    child.unref();
+  }
+}
+
+/**
+ * The ferm guard (like `ferm --interactive`): waits for the primary to prove, over a new SSH
+ * connection, that it can still reach this director; otherwise rolls the transaction back.
+ */
+async function runGuard(config: Config, store: Store, txid: string, seconds: number): Promise<number> {
+  const until = Date.now() + seconds * 1000;
+  const confirm = store.confirmPath(txid);
+  while (Date.now() < until) {
+    if (existsSync(confirm)) return 0;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  if (existsSync(confirm)) return 0;
+  // No lock: the agent that started this guard may be stuck on a connection ferm just cut.
+  const j = store.journal();
+  if (j && j.txid === txid && !existsSync(confirm)) {
+    store.restoreVersion(j.version, 'restore');
+    store.saveJournal(undefined);
+    writeFileSync(confirm, 'reverted by guard\n');
+    for (const s of config.services) await reloadService(config, s.name);
+  }
+  return 0;
+}

@@ -1,0 +1,248 @@
+// `lvssync push`, `lvssync diff` and `lvssync rollback`: composition roots over shell/push.ts.
+// Human output: the plan (files, unified diffs with secrets redacted, per-host rewrites, reload
+// order), progress, what was done. --json: one object. Exit codes: see errors.ts / README.
+
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline/promises';
+import { formatDiagnostics } from '../core/format.js';
+import { summarizePlan } from '../core/plan.js';
+import { diffRedacted } from '../core/redact.js';
+import { EXIT, LvssyncError } from '../errors.js';
+import type { Io } from '../io.js';
+import { loadConfig, selfNode } from '../shell/load-config.js';
+import { withLock } from '../shell/lock.js';
+import { PeerSession } from '../shell/peer.js';
+import { type PushReport, peerOf, runPush } from '../shell/push.js';
+import { reloadService, verifyService } from '../shell/services.js';
+
+export interface PushCliOptions {
+  config?: string;
+  node?: string;
+  peer?: string;
+  dryRun?: boolean;
+  yes?: boolean;
+  force?: boolean;
+  json?: boolean;
+  external?: boolean;
+}
+
+export const RESULT_EXIT: Record<PushReport['result'], number> = {
+  'in-sync': EXIT.OK,
+  'dry-run': EXIT.OK,
+  declined: EXIT.OK,
+  pushed: EXIT.OK,
+  'invalid-here': EXIT.FINDINGS,
+  'invalid-on-peer': EXIT.PUSH_FAILED,
+  conflict: EXIT.CONFLICT,
+  'rolled-back': EXIT.PUSH_FAILED,
+  'primary-failed': EXIT.PUSH_FAILED,
+};
+
+function resolveSelf(config: Awaited<ReturnType<typeof loadConfig>>['config'], node?: string): string {
+  const self = selfNode(config, node);
+  if (!self) {
+    throw new LvssyncError(
+      'E_CONFIG',
+      `cannot tell which configured node this host is (nodes: ${Object.keys(config.nodes).join(', ') || 'none'}): set nodes.<name>.hostname or pass --node`,
+    );
+  }
+  return self;
+}
+
+export function formatPlan(report: PushReport, self: string): string {
+  const out: string[] = [];
+  const plan = report.plan;
+  if (!plan) return '';
+  const salt = randomBytes(8).toString('hex');
+  out.push(`Plan for ${report.peer}: ${summarizePlan(plan)}`);
+  for (const r of report.rewrites) out.push(`  per-host: ${r.file}:${r.line} ${r.what}`);
+  for (const c of plan.changes) {
+    const mark = { add: '+', update: '~', delete: '-', chmod: 'm' }[c.kind];
+    const extra = c.kind === 'chmod' ? ` (mode ${c.before.toString(8)} -> ${c.mode.toString(8)})` : '';
+    out.push(`  ${mark} ${c.path}${extra}`);
+  }
+  for (const c of plan.changes) {
+    if (c.kind === 'chmod') continue;
+    const before = report.before.get(c.path) ?? null;
+    const after = c.kind === 'delete' ? null : c.text;
+    out.push(
+      diffRedacted(
+        c.path,
+        before,
+        after,
+        { before: report.peer, after: `${self} (rendered)` },
+        salt,
+      ).trimEnd(),
+    );
+  }
+  for (const k of plan.conflicts) {
+    out.push(
+      `  CONFLICT ${k.path}: changed on ${report.peer} since lvssync wrote it (written ${k.written.slice(0, 12)}, now ${k.peer.slice(0, 12)}, primary wants ${k.wanted?.slice(0, 12) ?? 'it deleted'})`,
+    );
+  }
+  return out.join('\n');
+}
+
+function formatSteps(report: PushReport): string {
+  return report.steps
+    .map(
+      (s) =>
+        `  ${s.ok ? 'ok  ' : 'FAIL'} ${s.host}: ${s.step} (${Math.round(s.durationMs)} ms)${s.detail && !s.ok ? `\n       ${s.detail.split('\n').join('\n       ')}` : ''}`,
+    )
+    .join('\n');
+}
+
+function jsonReport(report: PushReport): unknown {
+  return {
+    result: report.result,
+    ok: RESULT_EXIT[report.result] === EXIT.OK,
+    peer: report.peer,
+    changes: report.plan?.changes.map((c) => ({ kind: c.kind, path: c.path })) ?? [],
+    conflicts: report.plan?.conflicts ?? [],
+    rewrites: report.rewrites,
+    order: report.order,
+    steps: report.steps,
+    version: report.version,
+    diagnostics: report.diagnostics.map((d) => ({
+      severity: d.severity,
+      code: d.code,
+      file: d.file,
+      line: d.line,
+      col: d.col,
+      message: d.message,
+    })),
+    ...(report.error ? { error: { code: report.error.code, message: report.error.message } } : {}),
+  };
+}
+
+export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' | 'diff'): Promise<number> {
+  const { config } = await loadConfig(opts.config);
+  const self = resolveSelf(config, opts.node);
+  const dryRun = mode === 'diff' || opts.dryRun === true;
+  const interactive = io.isTTY && !opts.yes && !opts.json && !dryRun;
+  const report = await runPush({
+    config,
+    self,
+    ...(opts.peer ? { peer: opts.peer } : {}),
+    dryRun,
+    force: opts.force === true,
+    external: opts.external !== false,
+    progress: opts.json ? undefined : (m) => io.stderr(`lvssync: ${m}\n`),
+    ...(interactive
+      ? {
+          confirm: async (r: PushReport) => {
+            io.stdout(`${formatPlan(r, self)}\n`);
+            const rl = createInterface({ input: process.stdin, output: process.stdout });
+            const answer = await rl.question(`Push to ${r.peer} and reload? [y/N] `);
+            rl.close();
+            return /^y(es)?$/i.test(answer.trim());
+          },
+        }
+      : {}),
+  });
+  if (opts.json) {
+    io.stdout(`${JSON.stringify(jsonReport(report))}\n`);
+    return report.error && report.result === 'rolled-back' && report.steps.length === 0
+      ? report.error.exitCode
+      : RESULT_EXIT[report.result];
+  }
+  const sourceOf = (p: string) => report.local?.snapshot.files.get(p)?.text ?? report.rendered?.get(p);
+  switch (report.result) {
+    case 'invalid-here':
+      io.stdout(
+        `${formatDiagnostics(report.diagnostics, sourceOf)}\n\nnot pushed: the set on ${self} has errors; nothing left this host\n`,
+      );
+      break;
+    case 'invalid-on-peer':
+      io.stdout(
+        `${formatPlan(report, self)}\n\n${formatDiagnostics(report.diagnostics, sourceOf)}\n\n${formatSteps(report)}\nnot pushed: ${report.error?.message}\n`,
+      );
+      break;
+    case 'in-sync':
+      if (report.error) break;
+      io.stdout(`${report.peer} is in sync with ${self}: nothing to push\n`);
+      break;
+    case 'dry-run':
+    case 'conflict':
+      io.stdout(`${formatPlan(report, self)}\n`);
+      if (report.result === 'dry-run')
+        io.stdout(
+          `dry run: nothing was changed (${mode === 'diff' ? 'lvssync push applies it' : 'run without --dry-run to apply'})\n`,
+        );
+      break;
+    case 'declined':
+      io.stdout('not pushed (declined)\n');
+      break;
+    default:
+      if (!interactive && report.plan) io.stdout(`${formatPlan(report, self)}\n`);
+      if (report.steps.length) io.stdout(`${formatSteps(report)}\n`);
+      if (report.result === 'pushed') {
+        io.stdout(
+          `pushed to ${report.peer}: ${summarizePlan(report.plan!)}; reloaded in order ${report.order?.join(' -> ') ?? '(no reload)'}; backup ${report.version ?? '-'}\n`,
+        );
+      }
+  }
+  if (report.error) {
+    io.stderr(`lvssync: ${report.error.message}\n`);
+    if (report.result === 'rolled-back' && report.steps.length === 0) return report.error.exitCode;
+  }
+  return RESULT_EXIT[report.result];
+}
+
+export interface RollbackOptions {
+  config?: string;
+  node?: string;
+  peer?: string;
+  to?: string;
+  list?: boolean;
+  json?: boolean;
+}
+
+/** Restores a previous version of the peer's files (default: the one before the last push), then reloads it. */
+export async function runRollbackCommand(opts: RollbackOptions, io: Io): Promise<number> {
+  const { config } = await loadConfig(opts.config);
+  const self = resolveSelf(config, opts.node);
+  const target = peerOf(config, self, opts.peer);
+  const release = await withLock(config.stateDir, 'rollback', 2000);
+  const session = await PeerSession.open(config, target, self);
+  try {
+    if (opts.list) {
+      const h = await session.request({ op: 'history' });
+      if (opts.json) io.stdout(`${JSON.stringify(h)}\n`);
+      else
+        for (const v of h.versions)
+          io.stdout(`${v.version}  ${v.reason.padEnd(7)} ${v.time}  ${v.paths.length} file(s)\n`);
+      return EXIT.OK;
+    }
+    const r = await session.request({ op: 'restore', ...(opts.to ? { version: opts.to } : {}) });
+    const results: { service: string; ok: boolean; output: string }[] = [];
+    for (const svc of config.services) {
+      const rr = await session.request({ op: 'reload', service: svc.name });
+      const v = rr.ok
+        ? await session.request({ op: 'verify', service: svc.name })
+        : { ok: false, problems: [] };
+      results.push({
+        service: svc.name,
+        ok: rr.ok && v.ok,
+        output: [rr.output, ...v.problems].join('\n').trim(),
+      });
+      if (!rr.ok || !v.ok) break;
+    }
+    const ok = results.every((x) => x.ok);
+    if (opts.json) io.stdout(`${JSON.stringify({ ok, ...r, reloads: results })}\n`);
+    else {
+      io.stdout(
+        `${target.name}: restored version ${r.version} (${r.paths.length} file(s)); the state before is kept as ${r.restoredFrom}\n`,
+      );
+      for (const x of results)
+        io.stdout(`  ${x.ok ? 'ok  ' : 'FAIL'} reload ${x.service}${x.ok ? '' : `: ${x.output}`}\n`);
+    }
+    return ok ? EXIT.OK : EXIT.PUSH_FAILED;
+  } finally {
+    session.close();
+    release();
+  }
+}
+
+// Local reload helpers are re-exported for the daemon.
+export { reloadService, verifyService };

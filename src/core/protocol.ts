@@ -1,0 +1,107 @@
+// The agent protocol: what the primary and `lvssync agent` on a peer say to each other over one SSH
+// channel, as newline-delimited JSON (like `rsync --server`, the agent speaks only on stdin/stdout).
+// Version 1. Pure: types and the framing helpers.
+
+import type { Diagnostic } from './diagnostic.js';
+import type { RemoteFile } from './plan.js';
+
+export const PROTOCOL_VERSION = 1;
+
+export interface Hello {
+  version: number;
+  node: string;
+  hostname: string;
+  /** The agent's own managed roots and globs: it refuses anything outside them. */
+  managed: string[];
+  /** A transaction the agent rolled back when it started (a previous push died mid-way). */
+  recovered?: string;
+}
+
+export interface AddressInfo {
+  /** interface -> IPv4 and IPv6 addresses (without prefix length) */
+  [ifname: string]: string[];
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  output: string;
+  durationMs: number;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  problems: string[];
+}
+
+export interface HistoryEntry {
+  version: string;
+  time: string;
+  txid: string;
+  paths: string[];
+  /** Why the version was made: a commit or a restore. */
+  reason: 'commit' | 'restore';
+}
+
+/** Requests, by op. */
+export type Request =
+  | { op: 'hello'; version: number; primary: string }
+  | { op: 'manifest' }
+  | { op: 'begin'; txid: string }
+  | { op: 'put'; txid: string; path: string; mode: number; data: string }
+  | { op: 'remove'; txid: string; path: string }
+  | { op: 'validate'; txid: string }
+  | { op: 'commit'; txid: string }
+  | { op: 'reload'; txid?: string; service: string; guardSeconds?: number }
+  | { op: 'confirm'; txid: string }
+  | { op: 'verify'; service: string }
+  | { op: 'addresses' }
+  | { op: 'finish'; txid: string }
+  | { op: 'abort'; txid: string; reload: boolean }
+  | { op: 'history' }
+  | { op: 'restore'; version?: string }
+  | { op: 'read'; path: string };
+
+export interface Responses {
+  hello: Hello;
+  manifest: { files: RemoteFile[] };
+  begin: { staging: string };
+  put: { sha256: string };
+  remove: { existed: boolean };
+  validate: { ok: boolean; diagnostics: Diagnostic[] };
+  commit: { version: string; paths: string[] };
+  reload: ReloadResult;
+  confirm: { confirmed: boolean };
+  verify: VerifyResult;
+  addresses: AddressInfo;
+  finish: { done: boolean };
+  abort: { restored: string[]; reloaded: ReloadResult[] };
+  history: { versions: HistoryEntry[] };
+  restore: { version: string; restoredFrom: string; paths: string[] };
+  read: { exists: boolean; text: string; mode: number };
+}
+
+export type Op = Request['op'];
+
+export interface Envelope {
+  id: number;
+}
+
+export interface ErrorBody {
+  code: string;
+  message: string;
+}
+
+export type Response =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: ErrorBody };
+
+/** Splits a stream of chunks into complete lines; keeps the incomplete tail. */
+export class LineSplitter {
+  private buf = '';
+  push(chunk: string): string[] {
+    this.buf += chunk;
+    const lines = this.buf.split('\n');
+    this.buf = lines.pop() ?? '';
+    return lines.filter((l) => l.length > 0);
+  }
+}

@@ -1,0 +1,217 @@
+// The primary's connection to a peer: one ssh2 connection, host key checked against the pinned
+// known_hosts (an unknown or changed key is refused), key from a file or ssh-agent, and the agent
+// protocol spoken over one exec channel. Shell: wraps ssh2.
+// connectPeer throws E_SSH_CONNECT, E_HOST_KEY or E_SSH_AUTH; request() throws E_TRANSFER when the
+// connection is lost and the agent's own error code when it refuses.
+
+import { readFileSync } from 'node:fs';
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
+import type { Config } from '../core/config.js';
+import {
+  fingerprint,
+  keyTypeOf,
+  knownHostName,
+  parseKnownHosts,
+  verifyHostKey,
+} from '../core/known-hosts.js';
+import { LineSplitter, type Op, PROTOCOL_VERSION, type Request, type Responses } from '../core/protocol.js';
+import { LvssyncError } from '../errors.js';
+
+export interface PeerTarget {
+  name: string;
+  host: string;
+  port: number;
+}
+
+/** Quotes argv for the remote shell sshd runs it with. */
+function shellQuote(argv: readonly string[]): string {
+  return argv.map((a) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export async function connectSsh(config: Config, target: PeerTarget): Promise<Client> {
+  let known: ReturnType<typeof parseKnownHosts>;
+  try {
+    known = parseKnownHosts(readFileSync(config.ssh.knownHosts, 'utf8'));
+  } catch (e) {
+    throw new LvssyncError(
+      'E_HOST_KEY',
+      `cannot read the pinned known_hosts ${config.ssh.knownHosts}: ${(e as Error).message} (lvssync init --peer ${target.name} creates it)`,
+      { cause: e },
+    );
+  }
+  const cfg: ConnectConfig = {
+    host: target.host,
+    port: target.port,
+    username: config.ssh.user,
+    readyTimeout: config.ssh.connectTimeoutMs,
+    keepaliveInterval: 5000,
+    keepaliveCountMax: 3,
+    algorithms: { serverHostKey: ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'rsa-sha2-512', 'rsa-sha2-256'] },
+  };
+  let hostKeyProblem: LvssyncError | undefined;
+  cfg.hostVerifier = (key: Buffer) => {
+    const v = verifyHostKey(known, target.host, target.port, key);
+    if (v.kind === 'match') return true;
+    const fp = `${keyTypeOf(key)} ${fingerprint(key)}`;
+    const where = `${knownHostName(target.host, target.port)} in ${config.ssh.knownHosts}`;
+    hostKeyProblem = new LvssyncError(
+      'E_HOST_KEY',
+      v.kind === 'unknown'
+        ? `${target.name} presented host key ${fp}, which is not pinned (${where}): refused; pin it with lvssync init --peer ${target.name}`
+        : v.kind === 'revoked'
+          ? `${target.name} presented a revoked host key ${fp}: refused`
+          : `HOST KEY CHANGED: ${target.name} presented ${fp}, which differs from the key pinned at ${config.ssh.knownHosts}:${v.lines.join(',')}: refused (if the peer was reinstalled, pin the new key with lvssync init)`,
+    );
+    return false;
+  };
+  if (config.ssh.identityFile) {
+    try {
+      cfg.privateKey = readFileSync(config.ssh.identityFile);
+    } catch (e) {
+      throw new LvssyncError(
+        'E_SSH_AUTH',
+        `cannot read ssh.identityFile ${config.ssh.identityFile}: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    }
+  }
+  if (config.ssh.agent) {
+    const sock = process.env.SSH_AUTH_SOCK;
+    if (!sock) throw new LvssyncError('E_SSH_AUTH', 'ssh.agent is on but SSH_AUTH_SOCK is not set');
+    cfg.agent = sock;
+  }
+  const client = new Client();
+  return new Promise<Client>((resolve, reject) => {
+    client.once('ready', () => resolve(client));
+    client.once('error', (e: Error & { level?: string }) => {
+      client.end();
+      if (hostKeyProblem) reject(hostKeyProblem);
+      else if (e.level === 'client-authentication') {
+        reject(
+          new LvssyncError(
+            'E_SSH_AUTH',
+            `${target.name} (${target.host}:${target.port}) refused the key of ${config.ssh.user} (${config.ssh.identityFile ?? 'ssh-agent'}): is it in the peer's authorized_keys? (lvssync init prints the line)`,
+            { cause: e },
+          ),
+        );
+      } else {
+        reject(
+          new LvssyncError(
+            'E_SSH_CONNECT',
+            `cannot reach ${target.name} at ${target.host}:${target.port}: ${e.message}`,
+            {
+              cause: e,
+            },
+          ),
+        );
+      }
+    });
+    client.connect(cfg);
+  });
+}
+
+/** An open agent session on a peer. */
+export class PeerSession {
+  private nextId = 1;
+  private readonly pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void; op: Op }
+  >();
+  private closed: LvssyncError | undefined;
+  stderr = '';
+
+  private constructor(
+    readonly target: PeerTarget,
+    private readonly client: Client,
+    private readonly channel: ClientChannel,
+  ) {
+    const split = new LineSplitter();
+    channel.setEncoding('utf8');
+    channel.on('data', (chunk: string) => {
+      for (const line of split.push(chunk)) this.onLine(line);
+    });
+    channel.stderr.on('data', (b: Buffer) => {
+      this.stderr = (this.stderr + b.toString('utf8')).slice(-8000);
+    });
+    const lost = (why: string) => {
+      if (this.closed) return;
+      this.closed = new LvssyncError(
+        'E_TRANSFER',
+        `connection to ${target.name} lost (${why})${this.stderr.trim() ? `: ${this.stderr.trim().split('\n').slice(-3).join(' / ')}` : ''}`,
+      );
+      for (const p of this.pending.values()) p.reject(this.closed);
+      this.pending.clear();
+    };
+    channel.on('close', () => lost('agent channel closed'));
+    client.on('close', () => lost('ssh connection closed'));
+    client.on('error', (e: Error) => lost(e.message));
+  }
+
+  static async open(config: Config, target: PeerTarget, primary: string): Promise<PeerSession> {
+    const client = await connectSsh(config, target);
+    const channel = await new Promise<ClientChannel>((resolve, reject) => {
+      client.exec(shellQuote(config.push.agentCommand), (err, ch) => {
+        if (err)
+          reject(
+            new LvssyncError('E_SSH_CONNECT', `cannot start the agent on ${target.name}: ${err.message}`, {
+              cause: err,
+            }),
+          );
+        else resolve(ch);
+      });
+    });
+    const s = new PeerSession(target, client, channel);
+    const hello = await s.request({ op: 'hello', version: PROTOCOL_VERSION, primary });
+    if (hello.version !== PROTOCOL_VERSION) {
+      s.close();
+      throw new LvssyncError(
+        'E_PROTOCOL',
+        `${target.name}'s agent speaks protocol ${hello.version}, this lvssync ${PROTOCOL_VERSION}`,
+      );
+    }
+    s.hello = hello;
+    return s;
+  }
+
+  hello: Responses['hello'] | undefined;
+
+  private onLine(line: string): void {
+    let msg: { id: number; ok: boolean; result?: unknown; error?: { code: string; message: string } };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      this.stderr += `\n(unparsable agent output: ${line.slice(0, 200)})`;
+      return;
+    }
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    this.pending.delete(msg.id);
+    if (msg.ok) p.resolve(msg.result);
+    else {
+      const code = (msg.error?.code ?? 'E_PROTOCOL') as ConstructorParameters<typeof LvssyncError>[0];
+      p.reject(new LvssyncError(code, `${this.target.name}: ${msg.error?.message ?? 'agent error'}`));
+    }
+  }
+
+  request<R extends Request>(req: R): Promise<Responses[R['op']]> {
+    if (this.closed) return Promise.reject(this.closed);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op: req.op });
+      this.channel.write(`${JSON.stringify({ id, ...req })}\n`);
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed !== undefined;
+  }
+
+  close(): void {
+    try {
+      this.channel.end();
+    } catch {}
+    this.client.end();
+  }
+}

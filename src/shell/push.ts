@@ -1,0 +1,468 @@
+// The push pipeline: validate here, render for the peer, plan against the peer's manifest, stage and
+// validate there, then commit and reload in order (the director without the VIPs first), verifying
+// each step; a failure on the peer restores its previous files and reloads them, and the primary is
+// then left alone. Used by `lvssync push`, `lvssync diff` and the watch daemon.
+// Composition of shell modules; decisions come from the core (render, plan, planReloadOrder).
+
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import picomatch from 'picomatch';
+import { canonicalIP } from '../core/address.js';
+import { checkKeepalived } from '../core/check.js';
+import type { Config } from '../core/config.js';
+import { type Diagnostic, hasErrors } from '../core/diagnostic.js';
+import {
+  type Change,
+  type DesiredFile,
+  type Host,
+  type Plan,
+  planPush,
+  planReloadOrder,
+} from '../core/plan.js';
+import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
+import { renderForNode } from '../core/render.js';
+import { emptySnapshot } from '../core/snapshot.js';
+import { LvssyncError } from '../errors.js';
+import { checkDirector, type DirectorCheck } from './check-director.js';
+import { withLock } from './lock.js';
+import { PeerSession, type PeerTarget } from './peer.js';
+import { readAddresses, reloadService, verifyService } from './services.js';
+
+export type PushResult =
+  | 'in-sync'
+  | 'dry-run'
+  | 'declined'
+  | 'pushed'
+  | 'invalid-here'
+  | 'invalid-on-peer'
+  | 'conflict'
+  | 'rolled-back'
+  | 'primary-failed';
+
+export interface Step {
+  host: string;
+  step: string;
+  ok: boolean;
+  durationMs: number;
+  detail?: string;
+}
+
+export interface PushReport {
+  result: PushResult;
+  peer: string;
+  /** Diagnostics that stopped the push (here or on the peer), or warnings of a good push. */
+  diagnostics: Diagnostic[];
+  plan?: Plan;
+  /** Peer text of every changed file (null: absent there) for diffs, and the wanted text. */
+  before: Map<string, string | null>;
+  rewrites: { file: string; line: number; what: string }[];
+  order?: Host[];
+  steps: Step[];
+  version?: string;
+  recovered?: string;
+  error?: LvssyncError;
+  /** The local check, for printing diagnostics with their source lines. */
+  local?: DirectorCheck;
+  rendered?: Map<string, string>;
+}
+
+export interface PushOptions {
+  config: Config;
+  self: string;
+  peer?: string;
+  dryRun?: boolean;
+  force?: boolean;
+  /** Asked after the plan is known (terminal confirmation); false stops the push. */
+  confirm?: (report: PushReport) => Promise<boolean>;
+  progress?: (msg: string) => void;
+  /** Skip the real ferm / keepalived -t here (the peer always runs them). */
+  external?: boolean;
+  /** Skip reloads (tests of the transfer alone). */
+  reload?: boolean;
+}
+
+export function peerOf(config: Config, self: string, explicit?: string): PeerTarget {
+  const names = Object.keys(config.nodes).filter((n) => n !== self);
+  const name = explicit ?? names[0];
+  if (!name || !config.nodes[name]) {
+    throw new LvssyncError(
+      'E_CONFIG',
+      explicit
+        ? `--peer ${explicit} is not a configured node (${Object.keys(config.nodes).join(', ')})`
+        : `no peer configured: lvssync.yaml needs nodes for both directors (this one is ${self})`,
+    );
+  }
+  if (name === self) throw new LvssyncError('E_USAGE', `--peer ${name} is this director`);
+  const n = config.nodes[name]!;
+  return { name, host: n.address, port: n.port };
+}
+
+/** The globs of peer paths lvssync owns: what keepalived includes, ferm's directory, extra files. */
+export function managedGlobs(config: Config, local: DirectorCheck): string[] {
+  const globs = new Set<string>([config.files.keepalived, `${path.posix.dirname(config.files.ferm)}/**`]);
+  for (const inc of local.evaluation.includes) globs.add(inc.pattern);
+  for (const e of config.files.extra) globs.add(e);
+  return [...globs];
+}
+
+/** The files the peer must have (before rendering): keepalived's set, ferm's directory, extra. */
+function desiredFiles(config: Config, local: DirectorCheck): DesiredFile[] {
+  const fermDir = path.posix.dirname(config.files.ferm);
+  const isExtra = config.files.extra.length ? picomatch(config.files.extra, { posix: true }) : () => false;
+  const want = new Set(local.evaluation.files);
+  const out: DesiredFile[] = [];
+  for (const f of local.snapshot.files.values()) {
+    if (want.has(f.path) || f.path.startsWith(`${fermDir}/`) || isExtra(f.path)) {
+      out.push({ path: f.path, text: f.text, mode: f.mode & 0o7777 });
+    }
+  }
+  return out;
+}
+
+function vipsOf(local: DirectorCheck): string[] {
+  const out = new Set<string>();
+  for (const inst of local.model.instances) {
+    for (const v of [...inst.vips, ...inst.excludedVips]) out.add(canonicalIP(v.address));
+  }
+  return [...out];
+}
+
+function holds(addrs: AddressInfo, vips: readonly string[]): string[] {
+  const mine = new Set(Object.values(addrs).flat().map(canonicalIP));
+  return vips.filter((v) => mine.has(v));
+}
+
+const newTxid = () => randomBytes(8).toString('hex');
+
+export async function runPush(opts: PushOptions): Promise<PushReport> {
+  const { config, self } = opts;
+  const say = opts.progress ?? (() => {});
+  const target = peerOf(config, self, opts.peer);
+  const report: PushReport = {
+    result: 'in-sync',
+    peer: target.name,
+    diagnostics: [],
+    before: new Map(),
+    rewrites: [],
+    steps: [],
+  };
+  const release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
+  let session: PeerSession | undefined;
+  try {
+    // 1. The set here must be valid: an invalid set never leaves this host.
+    const selfNode = config.nodes[self];
+    const local = await checkDirector({
+      root: '/',
+      keepalivedPath: config.files.keepalived,
+      fermPath: config.files.ferm,
+      ...(selfNode?.configId === undefined ? {} : { configId: selfNode.configId }),
+      external: opts.external !== false,
+    });
+    report.local = local;
+    if (hasErrors(local.diagnostics)) {
+      report.result = 'invalid-here';
+      report.diagnostics = local.diagnostics;
+      return report;
+    }
+    // 2. Render the peer's copy and check it as the peer will read it.
+    const desired = desiredFiles(config, local);
+    const peerNode = config.nodes[target.name]!;
+    const rendered = renderForNode(new Map(desired.map((d) => [d.path, d.text])), local.evaluation.files, {
+      node: target.name,
+      ...(peerNode.router_id ? { routerId: peerNode.router_id } : {}),
+      hostLines: peerNode.hostLines,
+    });
+    report.rewrites = rendered.rewrites;
+    report.rendered = rendered.files;
+    const renderedSnap = emptySnapshot();
+    for (const d of desired)
+      renderedSnap.files.set(d.path, {
+        path: d.path,
+        text: rendered.files.get(d.path)!,
+        mode: 0o100000 | d.mode,
+      });
+    for (const dir of local.snapshot.dirs) renderedSnap.dirs.add(dir);
+    const peerCheck = checkKeepalived(
+      renderedSnap,
+      config.files.keepalived,
+      peerNode.configId ? { configId: peerNode.configId } : {},
+    );
+    const renderProblems = [
+      ...rendered.diagnostics,
+      ...peerCheck.diagnostics.filter((d) => d.severity === 'error'),
+    ];
+    if (hasErrors(renderProblems)) {
+      report.result = 'invalid-here';
+      report.diagnostics = renderProblems;
+      return report;
+    }
+    report.diagnostics = local.diagnostics;
+    const wanted: DesiredFile[] = desired.map((d) => ({ ...d, text: rendered.files.get(d.path)! }));
+
+    // 3. Ask the peer what it has, and plan.
+    say(`connecting to ${target.name} (${target.host}:${target.port})`);
+    session = await PeerSession.open(config, target, self);
+    if (session.hello?.recovered) {
+      report.recovered = session.hello.recovered;
+      say(`${target.name} rolled back an interrupted push (${session.hello.recovered}) before this one`);
+    }
+    const { files: remote } = await session.request({ op: 'manifest' });
+    const plan = planPush(wanted, remote, managedGlobs(config, local));
+    report.plan = plan;
+    const readBefore = plan.changes.filter((c) => c.kind === 'update' || c.kind === 'delete');
+    const s = session;
+    await Promise.all(
+      readBefore.map(async (c) => {
+        const r = await s.request({ op: 'read', path: c.path });
+        report.before.set(c.path, r.exists ? r.text : null);
+      }),
+    );
+    for (const c of plan.changes) if (c.kind === 'add') report.before.set(c.path, null);
+    if (plan.conflicts.length > 0 && !opts.force) {
+      report.result = 'conflict';
+      report.error = new LvssyncError(
+        'E_CONFLICT',
+        `${plan.conflicts.length} file(s) on ${target.name} were changed there since lvssync last wrote them: ${plan.conflicts
+          .map((c) => c.path)
+          .join(
+            ', ',
+          )}; nothing was written (review the diff, then push --force to overwrite, or copy the change to ${self})`,
+      );
+      return report;
+    }
+    if (opts.dryRun) {
+      report.result = plan.changes.length ? 'dry-run' : 'in-sync';
+      return report;
+    }
+    if (plan.changes.length === 0) {
+      report.result = 'in-sync';
+      return report;
+    }
+    if (opts.confirm && !(await opts.confirm(report))) {
+      report.result = 'declined';
+      return report;
+    }
+
+    // 4. Stage on the peer and validate there, with the real tools, on the peer's own interfaces.
+    const txid = newTxid();
+    const t0 = performance.now();
+    await session.request({ op: 'begin', txid });
+    say(`uploading ${plan.changes.length} change(s) to ${target.name}`);
+    await Promise.all(
+      plan.changes.map((c: Change) => {
+        if (c.kind === 'delete') return s.request({ op: 'remove', txid, path: c.path });
+        const text = c.kind === 'chmod' ? rendered.files.get(c.path)! : c.text;
+        return s.request({
+          op: 'put',
+          txid,
+          path: c.path,
+          mode: c.mode,
+          data: Buffer.from(text).toString('base64'),
+        });
+      }),
+    );
+    report.steps.push({ host: target.name, step: 'upload', ok: true, durationMs: performance.now() - t0 });
+    say(`validating the staged set on ${target.name}`);
+    const t1 = performance.now();
+    const v = await session.request({ op: 'validate', txid });
+    report.steps.push({ host: target.name, step: 'validate', ok: v.ok, durationMs: performance.now() - t1 });
+    if (!v.ok) {
+      await session.request({ op: 'abort', txid, reload: false });
+      report.result = 'invalid-on-peer';
+      report.diagnostics = v.diagnostics;
+      report.error = new LvssyncError(
+        'E_PEER_INVALID',
+        `the set does not validate on ${target.name}; nothing was changed there`,
+      );
+      return report;
+    }
+    if (opts.reload === false) {
+      await session.request({ op: 'commit', txid });
+      await session.request({ op: 'finish', txid });
+      report.result = 'pushed';
+      return report;
+    }
+
+    // 5. Who holds the VIPs decides the order.
+    const vips = vipsOf(local);
+    const [here, there] = await Promise.all([readAddresses(), session.request({ op: 'addresses' })]);
+    const heldHere = holds(here, vips);
+    const heldThere = holds(there, vips);
+    const order = planReloadOrder(heldHere.length > 0, heldThere.length > 0);
+    report.order = order;
+    say(
+      `reload order: ${order.map((h) => (h === 'peer' ? target.name : self)).join(', then ')} (VIPs on ${heldHere.length ? self : heldThere.length ? target.name : 'nobody'})`,
+    );
+
+    let peerCommitted = false;
+    for (const host of order) {
+      if (host === 'peer') {
+        const tc = performance.now();
+        const c = await session.request({ op: 'commit', txid });
+        report.version = c.version;
+        peerCommitted = true;
+        report.steps.push({
+          host: target.name,
+          step: `commit ${c.paths.length} file(s), backup ${c.version}`,
+          ok: true,
+          durationMs: performance.now() - tc,
+        });
+        for (const svc of config.services) {
+          const guard = svc.name === 'ferm' ? config.push.fermGuardSeconds : undefined;
+          say(`reloading ${svc.name} on ${target.name}`);
+          const r = await session.request({
+            op: 'reload',
+            txid,
+            service: svc.name,
+            ...(guard ? { guardSeconds: guard } : {}),
+          });
+          let ok = r.ok;
+          let detail = r.output;
+          if (ok && guard) {
+            // Like ferm --interactive: prove that a new connection still gets through.
+            try {
+              const probe = await PeerSession.open(config, target, self);
+              await probe.request({ op: 'confirm', txid });
+              probe.close();
+            } catch (e) {
+              ok = false;
+              detail = `no new SSH connection to ${target.name} after the ferm reload (${(e as Error).message}); its guard restores the previous firewall`;
+            }
+          }
+          let verify: VerifyResult = { ok: true, problems: [] };
+          if (ok) {
+            verify = await session.request({ op: 'verify', service: svc.name });
+            if (ok && svc.name === 'keepalived')
+              verify = merge(verify, await checkVips(session, vips, heldHere, heldThere, 'peer'));
+          }
+          report.steps.push({
+            host: target.name,
+            step: `reload ${svc.name}`,
+            ok: ok && verify.ok,
+            durationMs: r.durationMs,
+            detail: [detail, ...verify.problems].filter(Boolean).join('\n'),
+          });
+          if (!ok || !verify.ok) {
+            say(`${svc.name} failed on ${target.name}: restoring its previous files`);
+            const ab = session.isClosed
+              ? undefined
+              : await session.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
+            report.steps.push({
+              host: target.name,
+              step: 'roll back',
+              ok: ab !== undefined && ab.reloaded.every((x: ReloadResult) => x.ok),
+              durationMs: 0,
+              detail: ab
+                ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`
+                : 'left to the agent (connection lost)',
+            });
+            report.result = 'rolled-back';
+            report.error = new LvssyncError(
+              'E_RELOAD',
+              `${svc.name} failed on ${target.name} after the push; ${target.name} was rolled back and ${self} was not touched`,
+            );
+            return report;
+          }
+        }
+      } else {
+        for (const svc of config.services) {
+          say(`reloading ${svc.name} on ${self}`);
+          const r = await reloadService(config, svc.name);
+          let verify: VerifyResult = r.ok
+            ? await verifyService(config, svc.name)
+            : { ok: false, problems: [] };
+          if (r.ok && svc.name === 'keepalived' && !session.isClosed) {
+            verify = merge(verify, await checkVips(session, vips, heldHere, heldThere, 'primary'));
+          }
+          report.steps.push({
+            host: self,
+            step: `reload ${svc.name}`,
+            ok: r.ok && verify.ok,
+            durationMs: r.durationMs,
+            detail: [r.output, ...verify.problems].filter(Boolean).join('\n'),
+          });
+          if (!r.ok || !verify.ok) {
+            if (!peerCommitted)
+              await session.request({ op: 'abort', txid, reload: false }).catch(() => undefined);
+            else await session.request({ op: 'finish', txid }).catch(() => undefined);
+            report.result = 'primary-failed';
+            report.error = new LvssyncError(
+              'E_RELOAD',
+              `${svc.name} failed to reload on ${self}${peerCommitted ? ` (${target.name} already runs the new set, which validated)` : `; ${target.name} was not changed`}`,
+            );
+            return report;
+          }
+        }
+      }
+    }
+    await session.request({ op: 'finish', txid });
+    report.result = 'pushed';
+    return report;
+  } catch (e) {
+    if (e instanceof LvssyncError) {
+      report.error = e;
+      if (report.result === 'in-sync') report.result = 'rolled-back';
+      return report;
+    }
+    throw e;
+  } finally {
+    session?.close();
+    recordPush(config, report);
+    release();
+  }
+}
+
+function merge(a: VerifyResult, b: VerifyResult): VerifyResult {
+  return { ok: a.ok && b.ok, problems: [...a.problems, ...b.problems] };
+}
+
+/** After a keepalived reload: each VIP still on exactly the director that held it before. */
+async function checkVips(
+  session: PeerSession,
+  vips: readonly string[],
+  heldHere: readonly string[],
+  heldThere: readonly string[],
+  reloaded: Host,
+): Promise<VerifyResult> {
+  let problems: string[] = [];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const [here, there] = await Promise.all([readAddresses(), session.request({ op: 'addresses' })]);
+    const h = new Set(holds(here, vips));
+    const t = new Set(holds(there, vips));
+    problems = [];
+    for (const v of vips) {
+      if (h.has(v) && t.has(v))
+        problems.push(`${v} is on both directors after the ${reloaded}'s keepalived reload (split brain)`);
+      if (heldHere.includes(v) && !h.has(v))
+        problems.push(`${v} left the primary after the ${reloaded}'s keepalived reload`);
+      if (heldThere.includes(v) && !t.has(v))
+        problems.push(`${v} left the peer after the ${reloaded}'s keepalived reload`);
+    }
+    if (problems.length === 0) return { ok: true, problems };
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return { ok: false, problems };
+}
+
+function recordPush(config: Config, report: PushReport): void {
+  if (report.result === 'dry-run') return;
+  try {
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(
+      path.join(config.stateDir, 'last-push.json'),
+      `${JSON.stringify(
+        {
+          time: new Date().toISOString(),
+          peer: report.peer,
+          result: report.result,
+          version: report.version,
+          changes: report.plan?.changes.map((c) => ({ kind: c.kind, path: c.path })) ?? [],
+          error: report.error ? { code: report.error.code, message: report.error.message } : undefined,
+        },
+        null,
+        1,
+      )}\n`,
+    );
+  } catch {}
+}

@@ -1,0 +1,74 @@
+// The director's services as lvssync drives them: reload (then status), verification after a reload
+// (running; for ferm, every MARK rule of ferm.conf in the live mangle table), and the addresses this
+// director holds. Shell: runs the configured commands and ip/iptables.
+
+import { existsSync } from 'node:fs';
+import type { Config } from '../core/config.js';
+import { type MarkRule, parseFermLines } from '../core/ferm/marks.js';
+import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
+import { LvssyncError } from '../errors.js';
+import { execTool } from './exec.js';
+
+/** Runs a service's reload command, then its status command. */
+export async function reloadService(config: Config, name: string): Promise<ReloadResult> {
+  const svc = config.services.find((s) => s.name === name);
+  if (!svc) throw new LvssyncError('E_PROTOCOL', `no service '${name}' in this director's lvssync.yaml`);
+  const t0 = performance.now();
+  const r = await execTool(svc.reload, { timeoutMs: 120_000 });
+  let ok = r.code === 0;
+  let output = `${r.stdout}${r.stderr}`.trim();
+  if (ok && svc.status) {
+    const s = await execTool(svc.status, { timeoutMs: 30_000 });
+    if (s.code !== 0) {
+      ok = false;
+      output += `${output ? '\n' : ''}status check '${svc.status.join(' ')}' failed after reload: ${`${s.stdout}${s.stderr}`.trim() || `exit ${s.code}`}`;
+    }
+  }
+  return { ok, output: output.slice(0, 4000), durationMs: performance.now() - t0 };
+}
+
+/** iptables-save of the table ferm writes to: ferm prefers the legacy tools when installed. */
+export async function iptablesSave(table: string): Promise<string> {
+  const legacy = existsSync('/usr/sbin/iptables-legacy-save') || existsSync('/sbin/iptables-legacy-save');
+  const r = await execTool([legacy ? 'iptables-legacy-save' : 'iptables-save', '-t', table], {
+    timeoutMs: 30_000,
+  });
+  if (r.code !== 0)
+    throw new LvssyncError('E_TOOL_FAILED', `iptables-save -t ${table} failed: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Checks a service after a reload: running, and for ferm, every MARK rule of ferm.conf applied. */
+export async function verifyService(config: Config, name: string): Promise<VerifyResult> {
+  const svc = config.services.find((s) => s.name === name);
+  const problems: string[] = [];
+  if (svc?.status) {
+    const s = await execTool(svc.status, { timeoutMs: 30_000 });
+    if (s.code !== 0) problems.push(`${name} is not running ('${svc.status.join(' ')}' exited ${s.code})`);
+  }
+  if (name === 'ferm') {
+    const want = await execTool(['ferm', '--noexec', '--lines', config.files.ferm], { timeoutMs: 60_000 });
+    if (want.code !== 0) problems.push(`ferm --noexec failed: ${want.stderr.trim()}`);
+    else {
+      const have = parseFermLines(await iptablesSave('mangle'));
+      const key = (m: MarkRule) =>
+        `${m.table}/${m.chain}/${m.mark}/${(m.destination ?? '*').replace(/\/32$/, '')}/${m.protocol ?? '*'}/${m.dports.join(',')}`;
+      const live = new Set(have.map(key));
+      for (const m of parseFermLines(want.stdout)) {
+        if (!live.has(key(m)))
+          problems.push(`MARK ${m.mark} for ${m.destination ?? 'any'} is not in the live mangle table`);
+      }
+    }
+  }
+  return { ok: problems.length === 0, problems };
+}
+
+export async function readAddresses(): Promise<AddressInfo> {
+  const r = await execTool(['ip', '-j', 'addr', 'show'], { timeoutMs: 10_000 });
+  if (r.code !== 0) throw new LvssyncError('E_TOOL_FAILED', `ip -j addr failed: ${r.stderr.trim()}`);
+  const out: AddressInfo = {};
+  for (const l of JSON.parse(r.stdout) as { ifname: string; addr_info?: { local: string }[] }[]) {
+    out[l.ifname] = (l.addr_info ?? []).map((a) => a.local);
+  }
+  return out;
+}

@@ -1,0 +1,454 @@
+// The peer side of a push: the managed files on this director, staged changes, atomic commit with a
+// backup of every file replaced, the journal that lets an interrupted push be rolled back, and the
+// history used by `lvssync rollback`. Shell: the only module that writes managed files.
+//
+// Safety rules, whatever the primary asks: only regular files under the managed roots are read or
+// written; a path with a symlink anywhere below a managed root is refused; every replaced or deleted
+// file is copied to the history first; a file is replaced by rename(2) of a fsync'ed temporary file.
+
+import { createHash, randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import path from 'node:path';
+import type { Config } from '../core/config.js';
+import type { RemoteFile } from '../core/plan.js';
+import type { HistoryEntry } from '../core/protocol.js';
+import { LvssyncError } from '../errors.js';
+
+export interface Journal {
+  txid: string;
+  version: string;
+  state: 'committing' | 'committed' | 'reloaded';
+  reloaded: string[];
+  paths: string[];
+}
+
+interface Meta extends HistoryEntry {
+  entries: { path: string; existed: boolean; mode: number; uid: number; gid: number }[];
+}
+
+const MAX_FILE = 16 * 1024 * 1024;
+
+export class Store {
+  readonly roots: string[];
+  readonly extra: string[];
+  readonly stateDir: string;
+  private readonly history: number;
+
+  constructor(config: Config, opts: { prefix?: string } = {}) {
+    const prefix = opts.prefix ?? '';
+    this.roots = [
+      ...new Set([path.posix.dirname(config.files.keepalived), path.posix.dirname(config.files.ferm)]),
+    ].map((r) => prefix + r);
+    this.extra = config.files.extra.map((e) => prefix + e);
+    this.stateDir = prefix + config.stateDir;
+    this.history = config.history;
+  }
+
+  /** The managed roots and extra paths, as the agent reports them. */
+  managed(): string[] {
+    return [...this.roots.map((r) => `${r}/**`), ...this.extra];
+  }
+
+  /** Throws E_PROTOCOL unless `p` is a plain absolute path inside a managed root or an extra path. */
+  check(p: string): void {
+    if (typeof p !== 'string' || !p.startsWith('/') || path.posix.normalize(p) !== p || p.includes('\0')) {
+      throw new LvssyncError('E_PROTOCOL', `refused path '${String(p)}': not a normalised absolute path`);
+    }
+    const root = this.roots.find((r) => p.startsWith(`${r}/`));
+    const extra = this.extra.includes(p);
+    if (!root && !extra) {
+      throw new LvssyncError(
+        'E_PROTOCOL',
+        `refused path '${p}': outside the managed paths (${this.managed().join(', ')})`,
+      );
+    }
+    // No symlink from the managed root down to the file (the root itself included).
+    const start = root ?? path.posix.dirname(p);
+    const parts = path.posix.relative(start, p).split('/');
+    let cur = start;
+    for (let i = -1; i < parts.length; i++) {
+      if (i >= 0) cur = path.posix.join(cur, parts[i]!);
+      let st: Stats;
+      try {
+        st = lstatSync(cur);
+      } catch {
+        return; // the rest does not exist yet
+      }
+      if (st.isSymbolicLink()) {
+        throw new LvssyncError(
+          'E_PROTOCOL',
+          `refused path '${p}': ${cur} is a symlink (lvssync never follows them)`,
+        );
+      }
+      if (i < parts.length - 1 && !st.isDirectory()) {
+        throw new LvssyncError('E_PROTOCOL', `refused path '${p}': ${cur} is not a directory`);
+      }
+    }
+  }
+
+  private written(): Record<string, string> {
+    try {
+      return JSON.parse(readFileSync(path.join(this.stateDir, 'written.json'), 'utf8')) as Record<
+        string,
+        string
+      >;
+    } catch {
+      return {};
+    }
+  }
+
+  private saveWritten(w: Record<string, string>): void {
+    atomicWrite(path.join(this.stateDir, 'written.json'), `${JSON.stringify(w, null, 1)}\n`, 0o600);
+  }
+
+  /** Every regular file under the managed roots (symlinks are reported as errors, never followed). */
+  manifest(base = ''): RemoteFile[] {
+    const out: RemoteFile[] = [];
+    const written = base === '' ? this.written() : {};
+    const add = (host: string, p: string) => {
+      const st = lstatSync(host);
+      if (st.isSymbolicLink()) {
+        throw new LvssyncError(
+          'E_PROTOCOL',
+          `${p} is a symlink on this director: lvssync manages regular files only; replace it with a file or remove it`,
+        );
+      }
+      if (!st.isFile()) return;
+      const text = readFileSync(host);
+      const f: RemoteFile = {
+        path: p,
+        sha256: createHash('sha256').update(text).digest('hex'),
+        mode: st.mode & 0o7777,
+        size: st.size,
+      };
+      if (written[p] !== undefined) f.written = written[p];
+      out.push(f);
+    };
+    const walk = (dir: string, depth: number) => {
+      let entries: string[];
+      try {
+        entries = readdirSync(base + dir);
+      } catch {
+        return;
+      }
+      for (const e of entries.sort()) {
+        const p = `${dir}/${e}`;
+        if (e.includes('.lvssync-tmp')) continue;
+        const st = lstatSync(base + p);
+        if (st.isDirectory() && !st.isSymbolicLink()) {
+          if (depth < 8) walk(p, depth + 1);
+        } else add(base + p, p);
+      }
+    };
+    for (const r of this.roots) {
+      if (existsSync(base + r) && lstatSync(base + r).isSymbolicLink()) {
+        throw new LvssyncError('E_PROTOCOL', `managed directory ${r} is a symlink: refused`);
+      }
+      walk(r, 0);
+    }
+    for (const e of this.extra) if (existsSync(base + e)) add(base + e, e);
+    return out;
+  }
+
+  read(p: string): { exists: boolean; text: string; mode: number } {
+    this.check(p);
+    try {
+      const st = lstatSync(p);
+      if (!st.isFile()) return { exists: false, text: '', mode: 0 };
+      return { exists: true, text: readFileSync(p, 'utf8'), mode: st.mode & 0o7777 };
+    } catch {
+      return { exists: false, text: '', mode: 0 };
+    }
+  }
+
+  stagingRoot(txid: string): string {
+    checkTxid(txid);
+    return path.join(this.stateDir, 'staging', txid);
+  }
+
+  /** A staging tree holding a copy of every managed file, laid out like / (for `--root`). */
+  begin(txid: string): string {
+    const root = this.stagingRoot(txid);
+    rmSync(root, { recursive: true, force: true });
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    for (const r of this.roots) mkdirSync(path.join(root, r), { recursive: true });
+    for (const f of this.manifest()) {
+      const to = path.join(root, f.path);
+      mkdirSync(path.dirname(to), { recursive: true });
+      copyFileSync(f.path, to);
+      chmod(to, f.mode);
+    }
+    writeFileSync(path.join(root, '.lvssync-tx.json'), JSON.stringify({ txid, puts: [], removes: [] }));
+    return root;
+  }
+
+  private tx(txid: string): { txid: string; puts: string[]; removes: string[] } {
+    const root = this.stagingRoot(txid);
+    try {
+      return JSON.parse(readFileSync(path.join(root, '.lvssync-tx.json'), 'utf8'));
+    } catch {
+      throw new LvssyncError('E_PROTOCOL', `no staged transaction ${txid} (begin it first)`);
+    }
+  }
+
+  private saveTx(t: { txid: string; puts: string[]; removes: string[] }): void {
+    writeFileSync(path.join(this.stagingRoot(t.txid), '.lvssync-tx.json'), JSON.stringify(t));
+  }
+
+  put(txid: string, p: string, mode: number, data: Buffer): string {
+    this.check(p);
+    if (data.length > MAX_FILE)
+      throw new LvssyncError('E_PROTOCOL', `refused ${p}: larger than ${MAX_FILE} bytes`);
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777 || mode & 0o7000) {
+      throw new LvssyncError(
+        'E_PROTOCOL',
+        `refused ${p}: mode ${mode.toString(8)} (no setuid/setgid/sticky)`,
+      );
+    }
+    const t = this.tx(txid);
+    const to = path.join(this.stagingRoot(txid), p);
+    mkdirSync(path.dirname(to), { recursive: true });
+    rmSync(to, { force: true });
+    writeFileSync(to, data, { mode });
+    chmod(to, mode);
+    if (!t.puts.includes(p)) t.puts.push(p);
+    t.removes = t.removes.filter((x) => x !== p);
+    this.saveTx(t);
+    return createHash('sha256').update(data).digest('hex');
+  }
+
+  remove(txid: string, p: string): boolean {
+    this.check(p);
+    const t = this.tx(txid);
+    const at = path.join(this.stagingRoot(txid), p);
+    const existed = existsSync(at);
+    rmSync(at, { force: true });
+    if (!t.removes.includes(p)) t.removes.push(p);
+    t.puts = t.puts.filter((x) => x !== p);
+    this.saveTx(t);
+    return existed;
+  }
+
+  discard(txid: string): void {
+    rmSync(this.stagingRoot(txid), { recursive: true, force: true });
+  }
+
+  journal(): Journal | undefined {
+    try {
+      return JSON.parse(readFileSync(path.join(this.stateDir, 'journal.json'), 'utf8')) as Journal;
+    } catch {
+      return undefined;
+    }
+  }
+
+  saveJournal(j: Journal | undefined): void {
+    const p = path.join(this.stateDir, 'journal.json');
+    if (j === undefined) rmSync(p, { force: true });
+    else atomicWrite(p, JSON.stringify(j), 0o600);
+  }
+
+  /**
+   * Backs up every file the transaction touches, then replaces them atomically. The journal written
+   * before the first rename lets abort() (or the next agent start) restore the backup.
+   */
+  commit(txid: string): { version: string; paths: string[] } {
+    const t = this.tx(txid);
+    const stage = this.stagingRoot(txid);
+    const paths = [...t.puts, ...t.removes].sort();
+    for (const p of paths) this.check(p);
+    const version = this.backup(paths, txid, 'commit');
+    const j: Journal = { txid, version, state: 'committing', reloaded: [], paths };
+    this.saveJournal(j);
+    // Write every new file next to its target first (the slow part), then rename them all.
+    const temps: [string, string][] = [];
+    for (const p of t.puts) {
+      const src = path.join(stage, p);
+      const st = statSync(src);
+      temps.push([writeTemp(p, readFileSync(src), st.mode & 0o7777, ownerOf(p)), p]);
+    }
+    for (const [tmp, p] of temps) renameSync(tmp, p);
+    for (const p of t.removes) rmSync(p, { force: true });
+    for (const d of new Set(paths.map((p) => path.dirname(p)))) fsyncDir(d);
+    j.state = 'committed';
+    this.saveJournal(j);
+    const w = this.written();
+    for (const p of t.puts) w[p] = createHash('sha256').update(readFileSync(p)).digest('hex');
+    for (const p of t.removes) delete w[p];
+    this.saveWritten(w);
+    this.discard(txid);
+    return { version, paths };
+  }
+
+  /** Copies the current state of `paths` into a new history version. */
+  backup(paths: readonly string[], txid: string, reason: HistoryEntry['reason']): string {
+    const version = `${new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}-${txid.slice(0, 8)}`;
+    const dir = path.join(this.stateDir, 'history', version);
+    mkdirSync(path.join(dir, 'files'), { recursive: true, mode: 0o700 });
+    const entries: Meta['entries'] = [];
+    for (const p of paths) {
+      let st: Stats | undefined;
+      try {
+        st = lstatSync(p);
+      } catch {}
+      if (st?.isFile()) {
+        const to = path.join(dir, 'files', p);
+        mkdirSync(path.dirname(to), { recursive: true });
+        copyFileSync(p, to);
+        const fd = openSync(to, 'r');
+        fsyncSync(fd);
+        closeSync(fd);
+        entries.push({ path: p, existed: true, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
+      } else entries.push({ path: p, existed: false, mode: 0, uid: 0, gid: 0 });
+    }
+    const meta: Meta = { version, time: new Date().toISOString(), txid, reason, paths: [...paths], entries };
+    atomicWrite(path.join(dir, 'meta.json'), `${JSON.stringify(meta, null, 1)}\n`, 0o600);
+    return version;
+  }
+
+  /** Puts the files of a history version back (backing up what is there now first). */
+  restoreVersion(
+    version: string,
+    reason: HistoryEntry['reason'] = 'restore',
+  ): { backup: string; paths: string[] } {
+    if (!/^[0-9TZ]+-[0-9a-f]{1,8}$/.test(version))
+      throw new LvssyncError('E_PROTOCOL', `bad version '${version}'`);
+    const dir = path.join(this.stateDir, 'history', version);
+    let meta: Meta;
+    try {
+      meta = JSON.parse(readFileSync(path.join(dir, 'meta.json'), 'utf8')) as Meta;
+    } catch {
+      throw new LvssyncError('E_USAGE', `no version ${version} in ${path.join(this.stateDir, 'history')}`);
+    }
+    for (const e of meta.entries) this.check(e.path);
+    const backup = this.backup(
+      meta.entries.map((e) => e.path),
+      randomBytes(4).toString('hex'),
+      reason,
+    );
+    const w = this.written();
+    for (const e of meta.entries) {
+      if (e.existed) {
+        const data = readFileSync(path.join(dir, 'files', e.path));
+        mkdirSync(path.dirname(e.path), { recursive: true });
+        renameSync(writeTemp(e.path, data, e.mode, { uid: e.uid, gid: e.gid }), e.path);
+        w[e.path] = createHash('sha256').update(data).digest('hex');
+      } else {
+        rmSync(e.path, { force: true });
+        delete w[e.path];
+      }
+      fsyncDir(path.dirname(e.path));
+    }
+    this.saveWritten(w);
+    return { backup, paths: meta.entries.map((e) => e.path) };
+  }
+
+  versions(): HistoryEntry[] {
+    const dir = path.join(this.stateDir, 'history');
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir).sort();
+    } catch {}
+    const out: HistoryEntry[] = [];
+    for (const n of names) {
+      try {
+        const m = JSON.parse(readFileSync(path.join(dir, n, 'meta.json'), 'utf8')) as Meta;
+        out.push({ version: m.version, time: m.time, txid: m.txid, paths: m.paths, reason: m.reason });
+      } catch {}
+    }
+    return out;
+  }
+
+  /** Keeps the newest `history` versions. */
+  trimHistory(): void {
+    const all = this.versions();
+    for (const v of all.slice(0, Math.max(0, all.length - this.history))) {
+      rmSync(path.join(this.stateDir, 'history', v.version), { recursive: true, force: true });
+    }
+  }
+
+  confirmPath(txid: string): string {
+    checkTxid(txid);
+    return path.join(this.stateDir, `confirm-${txid}`);
+  }
+}
+
+function checkTxid(txid: string): void {
+  if (!/^[0-9a-f]{8,64}$/.test(txid)) throw new LvssyncError('E_PROTOCOL', `bad transaction id '${txid}'`);
+}
+
+function chmod(p: string, mode: number): void {
+  // chmodSync follows symlinks; the file was just created by us, so it is not one.
+  chmodSync(p, mode);
+}
+
+function ownerOf(p: string): { uid: number; gid: number } | undefined {
+  try {
+    const st = lstatSync(p);
+    return { uid: st.uid, gid: st.gid };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes data to a temporary file beside `target`, fsync'ed, with mode and owner; returns its path. */
+function writeTemp(target: string, data: Buffer, mode: number, owner?: { uid: number; gid: number }): string {
+  const tmp = path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.lvssync-tmp-${randomBytes(4).toString('hex')}`,
+  );
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
+  chmodSync(tmp, mode);
+  return tmp;
+}
+
+export function atomicWrite(p: string, text: string, mode: number): void {
+  mkdirSync(path.dirname(p), { recursive: true, mode: 0o700 });
+  renameSync(writeTemp(p, Buffer.from(text), mode), p);
+}
+
+function fsyncDir(d: string): void {
+  try {
+    const fd = openSync(d, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {}
+}
+
+export function unlinkQuiet(p: string): void {
+  try {
+    unlinkSync(p);
+  } catch {}
+}
