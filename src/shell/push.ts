@@ -351,7 +351,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
             report.steps.push({
               host: target.name,
               step: 'roll back',
-              ok: ab !== undefined && ab.reloaded.every((x: ReloadResult) => x.ok),
+              ok: ab?.reloaded.every((x: ReloadResult) => x.ok) ?? false,
               durationMs: 0,
               detail: ab
                 ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`

@@ -1,0 +1,366 @@
+// lvssync push in the lab: lvs1 pushes to lvs2 over real SSH to the forced-command agent, with real
+// keepalived -t, ferm and iptables on both sides. Every failure path must leave lvs2 byte-identical
+// to before and running.
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import {
+  ADDR,
+  DIRECTORS,
+  type Director,
+  directorConfig,
+  type Lab,
+  REPO,
+  run,
+} from '../../scripts/lab/lab.js';
+import { renderForNode } from '../../src/core/render.js';
+import { labUnavailable, useLab } from '../helpers/lab.js';
+
+const unavailable = labUnavailable();
+const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
+const FWM = '/etc/keepalived/conf.d/fwm-100.conf';
+const KA = '/etc/keepalived/keepalived.conf';
+const FERM = '/etc/ferm/ferm.conf';
+
+/** Every managed file of a director: path -> [content, mode]. */
+function tree(lab: Lab, host: Director): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const top of ['/etc/keepalived', '/etc/ferm']) {
+    const walk = (dir: string) => {
+      const hostDir = lab.pathOn(host, dir);
+      for (const e of readdirSync(hostDir, { withFileTypes: true })) {
+        const p = `${dir}/${e.name}`;
+        if (e.isDirectory()) walk(p);
+        else {
+          const hp = lab.pathOn(host, p);
+          out[p] = `${(statSync(hp).mode & 0o7777).toString(8)} ${readFileSync(hp, 'utf8')}`;
+        }
+      }
+    };
+    walk(top);
+  }
+  return out;
+}
+
+async function lvssync(lab: Lab, host: Director, ...args: string[]) {
+  const r = await lab.exec(host, [process.execPath, MAIN, ...args], { allowFail: true, timeoutMs: 120_000 });
+  return r;
+}
+
+function edit(lab: Lab, host: Director, p: string, f: (s: string) => string): void {
+  lab.writeFile(host, p, f(lab.readFile(host, p)));
+}
+
+async function reloadsOf(lab: Lab, host: Director): Promise<number> {
+  return (readFileSync(lab.logFile(host, 'keepalived'), 'utf8').match(/Reloading/g) ?? []).length;
+}
+
+describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
+  const lab = useLab('tpush');
+
+  beforeEach(async () => {
+    const l = lab();
+    // Both directors back on the reference configuration, lvs2 with no lvssync history.
+    for (const d of DIRECTORS) {
+      // empty the directories, not remove them: they are bind-mounted into the director
+      for (const top of ['/etc/keepalived', '/etc/ferm']) {
+        for (const e of readdirSync(l.pathOn(d, top)))
+          rmSync(path.join(l.pathOn(d, top), e), { recursive: true, force: true });
+      }
+      for (const [p, text] of directorConfig(d)) l.writeFile(d, p, text, p === KA ? 0o640 : 0o644);
+      for (const e of readdirSync(l.pathOn(d, '/var/lib/lvssync')))
+        rmSync(path.join(l.pathOn(d, '/var/lib/lvssync'), e), { recursive: true, force: true });
+      await l.applyFerm(d);
+      if (!l.proc(d, 'keepalived')) await l.startKeepalived(d);
+      await l.exec(d, ['sh', '/etc/lvssync/lab/keepalived-reload']);
+    }
+    await l.waitForVipHolder();
+  }, 60_000);
+
+  it('makes lvs2 byte-identical to the render (router_id LVS2), reloads both in order, VIPs stay, marks present', async () => {
+    const l = lab();
+    const holder = await l.waitForVipHolder();
+    edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 70'));
+    l.writeFile(
+      'lvs1',
+      '/etc/keepalived/conf.d/fwm-200.conf',
+      'virtual_server fwmark 200 {\n    lb_algo wlc\n    lb_kind DR\n    real_server 198.51.100.10 0 {\n        weight 1\n    }\n}\n',
+      0o644,
+    );
+    edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 200);\n`);
+    const reloads = { lvs1: await reloadsOf(l, 'lvs1'), lvs2: await reloadsOf(l, 'lvs2') };
+    const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+    expect(r.stderr).toBe('');
+    const j = JSON.parse(r.stdout);
+    expect(j.result).toBe('pushed');
+    expect(r.code).toBe(0);
+    // lvs2 = lvs1 rendered for lvs2: only router_id differs
+    const mine = tree(l, 'lvs1');
+    const theirs = tree(l, 'lvs2');
+    const texts = new Map(Object.entries(mine).map(([p, v]) => [p, v.slice(v.indexOf(' ') + 1)]));
+    const rendered = renderForNode(texts, [KA, FWM, '/etc/keepalived/conf.d/fwm-200.conf'], {
+      node: 'lvs2',
+      routerId: 'LVS2',
+      hostLines: [],
+    });
+    for (const [p, v] of Object.entries(mine)) {
+      const mode = v.slice(0, v.indexOf(' '));
+      expect(theirs[p]).toBe(`${mode} ${rendered.files.get(p)}`);
+    }
+    expect(Object.keys(theirs).sort()).toEqual(Object.keys(mine).sort());
+    expect(l.readFile('lvs2', KA)).toContain('router_id LVS2');
+    expect(l.readFile('lvs1', KA)).toContain('router_id LVS1');
+    // ferm before keepalived; the director without the VIPs first
+    const other = holder === 'lvs1' ? 'lvs2' : 'lvs1';
+    expect(
+      j.steps
+        .filter((s: { step: string }) => s.step.startsWith('reload'))
+        .map((s: { host: string; step: string }) => `${s.host} ${s.step}`),
+    ).toEqual([
+      `${other} reload ferm`,
+      `${other} reload keepalived`,
+      `${holder} reload ferm`,
+      `${holder} reload keepalived`,
+    ]);
+    expect(await reloadsOf(l, 'lvs1')).toBeGreaterThan(reloads.lvs1);
+    expect(await reloadsOf(l, 'lvs2')).toBeGreaterThan(reloads.lvs2);
+    expect(await l.holdersOf(ADDR.clusterVip)).toEqual([holder]);
+    for (const d of DIRECTORS) expect(await l.iptablesSave(d)).toMatch(/MARK --set-xmark 0xc8\/0xffffffff/);
+    // a second push finds nothing to do
+    const again = JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout);
+    expect(again.result).toBe('in-sync');
+    // lvssync rollback restores what lvs2 had before the push
+    const rb = await lvssync(l, 'lvs1', 'rollback');
+    expect(rb.code).toBe(0);
+    expect(l.readFile('lvs2', FWM)).toContain('weight 50');
+    expect(() => l.readFile('lvs2', '/etc/keepalived/conf.d/fwm-200.conf')).toThrow();
+  });
+
+  it('never sends an invalid set: exit 1, the error at file:line, lvs2 untouched', async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    edit(l, 'lvs1', FWM, (s) => s.replace('lb_algo wlc', 'lb_algo wlcc'));
+    const r = await lvssync(l, 'lvs1', 'push', '--yes');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('/etc/keepalived/conf.d/fwm-100.conf:3:');
+    expect(r.stdout).toContain('nothing left this host');
+    expect(tree(l, 'lvs2')).toEqual(before);
+  });
+
+  it('refuses a set that only fails on lvs2 (an interface lvs2 lacks), validated there: lvs2 untouched', async () => {
+    const l = lab();
+    await l.exec('lvs1', ['ip', 'link', 'add', 'eth2', 'type', 'veth', 'peer', 'name', 'eth2p']);
+    try {
+      const before = tree(l, 'lvs2');
+      edit(l, 'lvs1', KA, (s) =>
+        s.replace(
+          'track_interface {\n                eth0',
+          'track_interface {\n                eth0\n                eth2',
+        ),
+      );
+      const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      const j = JSON.parse(r.stdout);
+      expect(j.result).toBe('invalid-on-peer');
+      expect(r.code).toBe(5);
+      expect(
+        j.diagnostics.some(
+          (d: { code: string; message: string }) =>
+            d.code === 'KEEPALIVED_T_HOST' && d.message.includes('eth2'),
+        ),
+      ).toBe(true);
+      expect(tree(l, 'lvs2')).toEqual(before);
+    } finally {
+      await l.exec('lvs1', ['ip', 'link', 'del', 'eth2']);
+    }
+  });
+
+  it('rolls lvs2 back when its reload fails, and leaves lvs1 alone', async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
+    const good = readFileSync(reloadScript, 'utf8');
+    // fail the first reload only (the one after the commit); the rollback's reload succeeds
+    writeFileSync(
+      reloadScript,
+      `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
+    );
+    try {
+      edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 300);\n`);
+      l.writeFile(
+        'lvs1',
+        '/etc/keepalived/conf.d/fwm-300.conf',
+        'virtual_server fwmark 300 {\n    lb_algo wlc\n    lb_kind DR\n    real_server 198.51.100.10 0 {\n        weight 1\n    }\n}\n',
+        0o644,
+      );
+      const lvs1Reloads = await reloadsOf(l, 'lvs1');
+      const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      const j = JSON.parse(r.stdout);
+      expect(j.result).toBe('rolled-back');
+      expect(r.code).toBe(5);
+      expect(j.steps.map((s: { step: string; ok: boolean }) => `${s.step}:${s.ok}`)).toContain(
+        'roll back:true',
+      );
+      expect(tree(l, 'lvs2')).toEqual(before);
+      // lvs2's firewall is back on the old rules; lvs1 was not reloaded
+      expect(await l.iptablesSave('lvs2')).not.toMatch(/0x12c/);
+      expect(await l.iptablesSave('lvs1')).not.toMatch(/0x12c/);
+      expect(await reloadsOf(l, 'lvs1')).toBe(lvs1Reloads);
+      expect(l.proc('lvs2', 'keepalived')).toBeDefined();
+    } finally {
+      writeFileSync(reloadScript, good);
+      rmSync(l.pathOn('lvs2', '/run/failed-once'), { force: true });
+    }
+  });
+
+  it('refuses an unknown host key (E_HOST_KEY, exit 4)', async () => {
+    const l = lab();
+    const kh = l.pathOn('lvs1', '/etc/lvssync/known_hosts');
+    const good = readFileSync(kh, 'utf8');
+    const own = readFileSync(path.join(l.hostDir('lvs1'), 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').split(
+      ' ',
+    );
+    writeFileSync(kh, `${ADDR.crossover.lvs2} ${own[0]} ${own[1]}\n`);
+    try {
+      const before = tree(l, 'lvs2');
+      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 51'));
+      const r = await lvssync(l, 'lvs1', 'push', '--yes');
+      expect(r.code).toBe(4);
+      expect(r.stderr).toMatch(/HOST KEY CHANGED: lvs2 presented ssh-ed25519 SHA256:/);
+      writeFileSync(kh, '');
+      const r2 = await lvssync(l, 'lvs1', 'push', '--yes');
+      expect(r2.code).toBe(4);
+      expect(r2.stderr).toMatch(/not pinned/);
+      expect(tree(l, 'lvs2')).toEqual(before);
+    } finally {
+      writeFileSync(kh, good);
+    }
+  });
+
+  it('stops on a file edited on lvs2 since lvssync wrote it (exit 6), and --force overwrites it with a backup', async () => {
+    const l = lab();
+    edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 52'));
+    expect((await lvssync(l, 'lvs1', 'push', '--yes')).code).toBe(0);
+    edit(l, 'lvs2', FWM, (s) => s.replace('delay_loop 30', 'delay_loop 31'));
+    edit(l, 'lvs1', FWM, (s) => s.replace(/weight 52/g, 'weight 53'));
+    const handEdited = l.readFile('lvs2', FWM);
+    const r = await lvssync(l, 'lvs1', 'push', '--yes');
+    expect(r.code).toBe(6);
+    expect(r.stdout).toContain(`CONFLICT ${FWM}`);
+    expect(r.stderr).toContain('push --force');
+    expect(l.readFile('lvs2', FWM)).toBe(handEdited);
+    const f = await lvssync(l, 'lvs1', 'push', '--yes', '--force');
+    expect(f.code).toBe(0);
+    expect(l.readFile('lvs2', FWM)).toContain('weight 53');
+    // the hand edit is in lvs2's history
+    const hist = l.pathOn('lvs2', '/var/lib/lvssync/history');
+    const kept = readdirSync(hist).map((v) => {
+      try {
+        return readFileSync(path.join(hist, v, 'files', FWM), 'utf8');
+      } catch {
+        return '';
+      }
+    });
+    expect(kept).toContain(handEdited);
+  });
+
+  it('the agent refuses paths outside its managed set and symlinks, whatever the primary sends', async () => {
+    const l = lab();
+    const key = '/etc/lvssync/id_ed25519';
+    const ssh = [
+      'ssh',
+      '-T',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'UserKnownHostsFile=/etc/lvssync/known_hosts',
+      '-i',
+      key,
+      `root@${ADDR.crossover.lvs2}`,
+      'anything',
+    ];
+    const txid = 'abcdef0123456789';
+    const req = (o: object, id: number) => JSON.stringify({ id, ...o });
+    const data = Buffer.from('owned\n').toString('base64');
+    const input = [
+      req({ op: 'hello', version: 1, primary: 'evil' }, 1),
+      req({ op: 'begin', txid }, 2),
+      req({ op: 'put', txid, path: '/etc/passwd', mode: 0o644, data }, 3),
+      req({ op: 'put', txid, path: '/etc/keepalived/../passwd', mode: 0o644, data }, 4),
+      req({ op: 'put', txid, path: '/etc/keepalived/conf.d/x.conf', mode: 0o4755, data }, 5),
+      req({ op: 'read', path: '/etc/shadow' }, 6),
+      req({ op: 'put', txid, path: '/etc/keepalived/conf.d/link/x.conf', mode: 0o644, data }, 7),
+      '',
+    ].join('\n');
+    // a symlink inside conf.d pointing out of the managed tree
+    await l.exec('lvs2', ['ln', '-s', '/tmp', '/etc/keepalived/conf.d/link']);
+    try {
+      const r = await l.exec('lvs1', ssh, { input, allowFail: true });
+      const replies = r.stdout
+        .trim()
+        .split('\n')
+        .map((x) => JSON.parse(x));
+      expect(replies[0].ok).toBe(true);
+      expect(replies[1].ok).toBe(false); // begin: the manifest meets the symlink
+      expect(replies[1].error.message).toMatch(/symlink/);
+      for (const x of replies.slice(2)) expect(x.ok).toBe(false);
+      expect(replies[2].error.message).toMatch(/outside the managed paths/);
+      expect(replies[3].error.message).toMatch(/not a normalised absolute path/);
+      expect(replies[5].error.message).toMatch(/outside the managed paths/);
+      expect(readFileSync('/etc/passwd', 'utf8')).not.toContain('owned');
+      // and a normal push refuses to touch lvs2 while the symlink is there
+      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 54'));
+      const p = await lvssync(l, 'lvs1', 'push', '--yes');
+      expect(p.code).not.toBe(0);
+      expect(p.stderr).toMatch(/conf.d\/link is a symlink/);
+      expect(l.readFile('lvs2', FWM)).toContain('weight 50');
+    } finally {
+      await l.exec('lvs2', ['rm', '-f', '/etc/keepalived/conf.d/link']);
+    }
+  });
+
+  it('a second agent connection (the ferm confirmation) does not roll back a live push', async () => {
+    const l = lab();
+    edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 400);\n`);
+    l.writeFile(
+      'lvs1',
+      '/etc/keepalived/conf.d/fwm-400.conf',
+      'virtual_server fwmark 400 {\n    lb_algo wlc\n    lb_kind DR\n    real_server 198.51.100.10 0 {\n        weight 1\n    }\n}\n',
+      0o644,
+    );
+    const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+    expect(JSON.parse(r.stdout).result).toBe('pushed');
+    // wait past the ferm guard's deadline: it must not have reverted anything
+    await new Promise((res) => setTimeout(res, 11_000));
+    expect(await l.iptablesSave('lvs2')).toMatch(/0x190/);
+    expect(l.readFile('lvs2', FERM)).toContain('400');
+  }, 30_000);
+
+  it('the ferm guard restores lvs2 by itself when the primary cannot come back after the ferm reload', async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    // a ferm.conf that drops new SSH connections from lvs1 on lvs2 (but keeps the open one)
+    edit(
+      l,
+      'lvs1',
+      FERM,
+      (s) =>
+        `${s}table filter chain INPUT {\n    mod state state (ESTABLISHED RELATED) ACCEPT;\n    saddr ${ADDR.crossover.lvs1} proto tcp dport 22 DROP;\n}\n`,
+    );
+    const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+    const j = JSON.parse(r.stdout);
+    expect(j.result).toBe('rolled-back');
+    expect(JSON.stringify(j.steps)).toMatch(/no new SSH connection/);
+    // whether the push's own rollback or the guard did it, lvs2 is back on its old files and rules
+    const until = Date.now() + 20_000;
+    while (Date.now() < until && JSON.stringify(tree(l, 'lvs2')) !== JSON.stringify(before))
+      await new Promise((res) => setTimeout(res, 250));
+    expect(tree(l, 'lvs2')).toEqual(before);
+    const filter = await l.exec('lvs2', [
+      'sh',
+      '-c',
+      'iptables-legacy-save -t filter 2>/dev/null || iptables-save -t filter',
+    ]);
+    expect(filter.stdout).not.toMatch(/--dport 22 -j DROP/);
+    expect(await run(['true'])).toBeDefined();
+  }, 60_000);
+});
