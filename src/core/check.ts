@@ -58,6 +58,7 @@ export const KEEPALIVED_T_EQUIVALENTS: ReadonlyArray<readonly [RegExp, readonly 
   [/no protocol set - defaulting to UDP/, ['KA_NO_PROTOCOL', 'KA_INVALID_VALUE']],
   [/no forwarding method set/, ['KA_NO_LVS_METHOD', 'KA_INVALID_VALUE']],
   [/No VIP specified/, ['KA_NO_VIP']],
+  [/no scheduler set, setting default/, ['KA_INVALID_SCHEDULER']],
   [/Sync group \S+ has only 1 virtual router/, ['KA_SYNC_GROUP_SINGLE', 'KA_UNKNOWN_INSTANCE']],
   [/Virtual router \S+ specified in sync group \S+ doesn't exist/, ['KA_UNKNOWN_INSTANCE']],
   [/is duplicated - removing second rs/, ['KA_DUPLICATE_REAL_SERVER']],
