@@ -52,7 +52,7 @@ function nameMatches(e: KnownHost, name: string): boolean {
     const neg = p.startsWith('!');
     const re = new RegExp(
       `^${(neg ? p.slice(1) : p)
-        .replace(/[.+^${}()|\\]/g, '\\$&')
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
         .replace(/\*/g, '.*')
         .replace(/\?/g, '.')}$`,
     );
