@@ -76,6 +76,18 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     });
 
   program
+    .command('init')
+    .description("set up a pair: lvssync's key, the peer's pinned host key, the peer's authorized_keys line")
+    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
+    .option('--node <name>', 'which configured node this is (default: by host name)')
+    .option('--peer <name>', 'the peer (default: the other node)')
+    .option('-y, --yes', 'pin the host key without asking (check the fingerprint out of band)')
+    .action(async (opts) => {
+      const { runInit } = await import('./commands/init.js');
+      exitCode = await runInit(opts, io);
+    });
+
+  program
     .command('agent')
     .description('the peer side of push, over SSH stdin/stdout (an authorized_keys forced command)')
     .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')

@@ -364,3 +364,33 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     expect(await run(['true'])).toBeDefined();
   }, 60_000);
 });
+
+describe.skipIf(unavailable !== undefined)('lvssync init (lab)', () => {
+  const lab = useLab('tinit');
+  it('pins the peer host key after confirmation, creates the key, prints the authorized_keys line', async () => {
+    const l = lab();
+    for (const f of ['/etc/lvssync/known_hosts', '/etc/lvssync/id_ed25519', '/etc/lvssync/id_ed25519.pub']) {
+      rmSync(l.pathOn('lvs1', f), { force: true });
+    }
+    const refused = await lvssync(l, 'lvs1', 'init');
+    expect(refused.code).toBe(2); // not a terminal and no --yes: nothing pinned blindly
+    expect(refused.stderr).toContain('--yes');
+    const r = await lvssync(l, 'lvs1', 'init', '--yes');
+    expect(r.code).toBe(0);
+    const hostKey = readFileSync(
+      path.join(l.hostDir('lvs2'), 'ssh', 'ssh_host_ed25519_key.pub'),
+      'utf8',
+    ).split(' ');
+    expect(l.readFile('lvs1', '/etc/lvssync/known_hosts')).toBe(
+      `${ADDR.crossover.lvs2} ${hostKey[0]} ${hostKey[1]}\n`,
+    );
+    const pub = l.readFile('lvs1', '/etc/lvssync/id_ed25519.pub').trim();
+    expect(r.stdout).toContain(`command="lvssync agent",restrict ${pub}`);
+    const fp = await l.exec('lvs1', [
+      'ssh-keygen',
+      '-lf',
+      path.join(l.hostDir('lvs2'), 'ssh', 'ssh_host_ed25519_key.pub'),
+    ]);
+    expect(r.stdout).toContain(fp.stdout.split(' ')[1]!);
+  });
+});

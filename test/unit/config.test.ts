@@ -50,3 +50,18 @@ describe('validateConfig', () => {
     ]);
   });
 });
+
+describe('config/lvssync.example.yaml', () => {
+  it('is valid and documents every top-level key', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { parse } = await import('yaml');
+    const path = await import('node:path');
+    const { FIXTURES } = await import('../helpers/fixtures.js');
+    const text = readFileSync(path.resolve(FIXTURES, '..', '..', 'config', 'lvssync.example.yaml'), 'utf8');
+    const { validateConfig, DEFAULTS } = await import('../../src/core/config.js');
+    const { problems, config } = validateConfig(parse(text));
+    expect(problems).toEqual([]);
+    for (const k of Object.keys(DEFAULTS)) expect(text).toMatch(new RegExp(`^${k}:`, 'm'));
+    expect(config.nodes.lvs2?.router_id).toBe('LVS2');
+  });
+});

@@ -16,7 +16,8 @@ const HOST_SPECIFIC = [
   /No such device/,
 ];
 
-const WARNING_HINTS = /warning|deprecated|truncat|ignor|will be|please use|defaulting|setting default|assuming/i;
+const WARNING_HINTS =
+  /warning|deprecated|truncat|ignor|will be|please use|defaulting|setting default|assuming/i;
 
 export interface KeepalivedTestResult {
   diagnostics: Diagnostic[];
