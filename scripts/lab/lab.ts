@@ -24,6 +24,7 @@ import {
   readFileSync,
   rmdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -381,6 +382,8 @@ export class Lab {
     const running = this.proc(host, 'web');
     if (running) return running;
     const server = path.join(REPO, 'dist', 'scripts', 'lab', 'web-server.js');
+    const log = this.logFile(host, 'web');
+    const from = existsSync(log) ? statSync(log).size : 0;
     const rec = this.spawnOn(host, 'web', [
       process.execPath,
       server,
@@ -393,7 +396,7 @@ export class Lab {
     ]);
     await waitFor(
       `the web server on ${host}`,
-      () => readFileSync(this.logFile(host, 'web'), 'utf8').includes('listening'),
+      () => readFileSync(log).subarray(from).toString('utf8').includes('listening'),
       10_000,
     );
     return rec;
