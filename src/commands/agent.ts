@@ -47,8 +47,16 @@ class Agent {
     private readonly io: Io,
   ) {}
 
+  private gone = false;
+
   private send(obj: unknown): void {
-    this.io.stdout(`${JSON.stringify(obj)}\n`);
+    // After the primary went away a write fails (EPIPE): the answer has nobody to go to.
+    if (this.gone) return;
+    try {
+      this.io.stdout(`${JSON.stringify(obj)}\n`);
+    } catch {
+      this.gone = true;
+    }
   }
 
   async serve(): Promise<number> {
@@ -64,6 +72,13 @@ class Agent {
         busy = false;
         if (ended) await this.close().then(() => resolve(0));
       };
+      const lost = () => {
+        this.gone = true;
+        ended = true;
+        void pump();
+      };
+      process.stdout.on('error', lost);
+      process.stdin.on('error', lost);
       process.stdin.setEncoding('utf8');
       process.stdin.on('data', (chunk: string) => {
         queue.push(...splitter.push(chunk));
@@ -73,10 +88,8 @@ class Agent {
         ended = true;
         void pump();
       });
-      process.on('SIGHUP', () => {
-        ended = true;
-        void pump();
-      });
+      // Not SIGPIPE: Node ignores it, and a child process's closed pipe would raise it here too.
+      process.on('SIGHUP', lost);
     });
   }
 

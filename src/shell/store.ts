@@ -188,7 +188,8 @@ export class Store {
   /** A staging tree holding a copy of every managed file, laid out like / (for `--root`). */
   begin(txid: string): string {
     const root = this.stagingRoot(txid);
-    rmSync(root, { recursive: true, force: true });
+    // One transaction at a time (the agent holds the lock): anything else staged is a leftover.
+    rmSync(path.dirname(root), { recursive: true, force: true });
     mkdirSync(root, { recursive: true, mode: 0o700 });
     for (const r of this.roots) mkdirSync(path.join(root, r), { recursive: true });
     for (const f of this.manifest()) {

@@ -1,7 +1,7 @@
 // lvssync push in the lab: lvs1 pushes to lvs2 over real SSH to the forced-command agent, with real
 // keepalived -t, ferm and iptables on both sides. Every failure path must leave lvs2 byte-identical
 // to before and running.
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -10,6 +10,7 @@ import {
   type Director,
   directorConfig,
   type Lab,
+  LVSSYNC_YAML,
   REPO,
   run,
 } from '../../scripts/lab/lab.js';
@@ -317,6 +318,112 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       await l.exec('lvs2', ['rm', '-f', '/etc/keepalived/conf.d/link']);
     }
   });
+
+  /** Runs fn with lvs1 reaching lvs2 through a proxy that cuts the connection when told to. */
+  async function throughProxy(
+    l: Lab,
+    cutAfter: number,
+    fn: (config: string, trigger: string) => Promise<void>,
+  ) {
+    const kh = l.pathOn('lvs1', '/etc/lvssync/known_hosts');
+    const good = readFileSync(kh, 'utf8');
+    const hostKey = readFileSync(
+      path.join(l.hostDir('lvs2'), 'ssh', 'ssh_host_ed25519_key.pub'),
+      'utf8',
+    ).split(' ');
+    writeFileSync(kh, `${good}[127.0.0.1]:2222 ${hostKey[0]} ${hostKey[1]}\n`);
+    const config = '/etc/lvssync/cut.yaml';
+    l.writeFile(
+      'lvs1',
+      config,
+      LVSSYNC_YAML.replace(`address: ${ADDR.crossover.lvs2}`, 'address: 127.0.0.1\n    port: 2222'),
+    );
+    const trigger = path.join(l.dir, 'cut-now');
+    const proxy = l.spawnOn('lvs1', 'proxy', [
+      process.execPath,
+      path.join(REPO, 'dist', 'scripts', 'lab', 'cut-proxy.js'),
+      '--listen',
+      '2222',
+      '--to',
+      `${ADDR.crossover.lvs2}:22`,
+      '--cut-after-bytes',
+      String(cutAfter),
+      '--trigger',
+      trigger,
+    ]);
+    const until = Date.now() + 5000;
+    while (!readFileSync(l.logFile('lvs1', 'proxy'), 'utf8').includes('listening') && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      await fn(config, trigger);
+    } finally {
+      await l.killProc(proxy);
+      writeFileSync(kh, good);
+    }
+  }
+
+  it('an SSH connection cut during the upload leaves lvs2 byte-identical and running', async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    // a large new file, so that the cut lands in the middle of the upload
+    const big = `${'# padding to make the upload long enough to be cut half-way\n'.repeat(8000)}virtual_server fwmark 500 {\n    lb_algo wlc\n    lb_kind DR\n    real_server 198.51.100.10 0 {\n        weight 1\n    }\n}\n`;
+    l.writeFile('lvs1', '/etc/keepalived/conf.d/fwm-500.conf', big, 0o644);
+    edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 500);\n`);
+    await throughProxy(l, 150_000, async (config) => {
+      const r = await lvssync(l, 'lvs1', 'push', '--yes', '--config', config);
+      expect(r.code).toBe(5);
+      expect(r.stderr).toMatch(/connection to lvs2 lost/);
+    });
+    await new Promise((res) => setTimeout(res, 500));
+    expect(tree(l, 'lvs2')).toEqual(before);
+    expect(readdirSync(l.pathOn('lvs2', '/var/lib/lvssync/staging'))).toEqual([]);
+    expect(l.proc('lvs2', 'keepalived')).toBeDefined();
+    // and the next push goes through (no lock or journal left behind)
+    const again = await lvssync(l, 'lvs1', 'push', '--yes');
+    expect(again.code).toBe(0);
+    expect(l.readFile('lvs2', '/etc/keepalived/conf.d/fwm-500.conf')).toBe(big);
+  }, 60_000);
+
+  it('an SSH connection cut after the commit, during the reloads, makes lvs2 roll back by itself', async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
+    const good = readFileSync(reloadScript, 'utf8');
+    writeFileSync(reloadScript, `sleep 2\n${good}`); // a slow reload: the cut lands after the commit
+    try {
+      edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 600);\n`);
+      l.writeFile(
+        'lvs1',
+        '/etc/keepalived/conf.d/fwm-600.conf',
+        'virtual_server fwmark 600 {\n    lb_algo wlc\n    lb_kind DR\n    real_server 198.51.100.10 0 {\n        weight 1\n    }\n}\n',
+        0o644,
+      );
+      await throughProxy(l, 0, async (config, trigger) => {
+        const push = lvssync(l, 'lvs1', 'push', '--yes', '--config', config);
+        const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
+        const until = Date.now() + 20_000;
+        while (!existsSync(journal) && Date.now() < until) await new Promise((res) => setTimeout(res, 10));
+        expect(existsSync(journal)).toBe(true);
+        writeFileSync(trigger, 'now');
+        const r = await push;
+        expect(r.code).toBe(5);
+      });
+      const until = Date.now() + 20_000;
+      while (
+        Date.now() < until &&
+        (existsSync(l.pathOn('lvs2', '/var/lib/lvssync/journal.json')) ||
+          JSON.stringify(tree(l, 'lvs2')) !== JSON.stringify(before))
+      ) {
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      expect(tree(l, 'lvs2')).toEqual(before);
+      expect(await l.iptablesSave('lvs2')).not.toMatch(/0x258/);
+      expect(l.proc('lvs2', 'keepalived')).toBeDefined();
+    } finally {
+      writeFileSync(reloadScript, good);
+    }
+  }, 60_000);
 
   it('a second agent connection (the ferm confirmation) does not roll back a live push', async () => {
     const l = lab();
