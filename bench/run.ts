@@ -4,6 +4,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { benchCheck, printCheck } from './check.js';
+import { benchPush } from './push.js';
 
 function which(name: string): string | undefined {
   try {
@@ -32,6 +33,10 @@ async function main(): Promise<void> {
     const results = [];
     for (const n of [1_000, 10_000]) results.push(await benchCheck(n, keepalived));
     printCheck(results);
+  }
+  if (want('push')) {
+    if (process.getuid?.() !== 0) console.log('\npush: skipped (the lab needs root)');
+    else await benchPush();
   }
 }
 

@@ -103,6 +103,7 @@ function jsonReport(report: PushReport): unknown {
     order: report.order,
     steps: report.steps,
     version: report.version,
+    timings: report.timings,
     diagnostics: report.diagnostics.map((d) => ({
       severity: d.severity,
       code: d.code,

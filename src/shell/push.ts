@@ -65,6 +65,8 @@ export interface PushReport {
   /** The local check, for printing diagnostics with their source lines. */
   local?: DirectorCheck;
   rendered?: Map<string, string>;
+  /** Milliseconds from the start to each stage: checked, connected, planned, uploaded, validated, committed, done. */
+  timings: Record<string, number>;
 }
 
 export interface PushOptions {
@@ -146,6 +148,11 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     before: new Map(),
     rewrites: [],
     steps: [],
+    timings: {},
+  };
+  const started = performance.now();
+  const mark = (stage: string) => {
+    report.timings[stage] = Math.round((performance.now() - started) * 10) / 10;
   };
   const release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
   let session: PeerSession | undefined;
@@ -160,6 +167,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       external: opts.external !== false,
     });
     report.local = local;
+    mark('checked');
     if (hasErrors(local.diagnostics)) {
       report.result = 'invalid-here';
       report.diagnostics = local.diagnostics;
@@ -207,6 +215,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       report.recovered = session.hello.recovered;
       say(`${target.name} rolled back an interrupted push (${session.hello.recovered}) before this one`);
     }
+    mark('connected');
     const { files: remote } = await session.request({ op: 'manifest' });
     const plan = planPush(wanted, remote, managedGlobs(config, local));
     report.plan = plan;
@@ -219,6 +228,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       }),
     );
     for (const c of plan.changes) if (c.kind === 'add') report.before.set(c.path, null);
+    mark('planned');
     if (plan.conflicts.length > 0 && !opts.force) {
       report.result = 'conflict';
       report.error = new LvssyncError(
@@ -263,10 +273,12 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       }),
     );
     report.steps.push({ host: target.name, step: 'upload', ok: true, durationMs: performance.now() - t0 });
+    mark('uploaded');
     say(`validating the staged set on ${target.name}`);
     const t1 = performance.now();
     const v = await session.request({ op: 'validate', txid });
     report.steps.push({ host: target.name, step: 'validate', ok: v.ok, durationMs: performance.now() - t1 });
+    mark('validated');
     if (!v.ok) {
       await session.request({ op: 'abort', txid, reload: false });
       report.result = 'invalid-on-peer';
@@ -279,6 +291,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     if (opts.reload === false) {
       await session.request({ op: 'commit', txid });
+      mark('committed');
       await session.request({ op: 'finish', txid });
       report.result = 'pushed';
       return report;
@@ -302,6 +315,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         const c = await session.request({ op: 'commit', txid });
         report.version = c.version;
         peerCommitted = true;
+        mark('committed');
         report.steps.push({
           host: target.name,
           step: `commit ${c.paths.length} file(s), backup ${c.version}`,
@@ -398,6 +412,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     await session.request({ op: 'finish', txid });
     report.result = 'pushed';
+    mark('done');
     return report;
   } catch (e) {
     if (e instanceof LvssyncError) {

@@ -52,6 +52,8 @@ export class Store {
   readonly extra: string[];
   readonly stateDir: string;
   private readonly history: number;
+  /** The open transaction: what was put and removed in the staging tree. */
+  private current: { txid: string; puts: string[]; removes: string[] } | undefined;
 
   constructor(config: Config, opts: { prefix?: string } = {}) {
     const prefix = opts.prefix ?? '';
@@ -198,21 +200,15 @@ export class Store {
       copyFileSync(f.path, to);
       chmod(to, f.mode);
     }
-    writeFileSync(path.join(root, '.lvssync-tx.json'), JSON.stringify({ txid, puts: [], removes: [] }));
+    this.current = { txid, puts: [], removes: [] };
     return root;
   }
 
   private tx(txid: string): { txid: string; puts: string[]; removes: string[] } {
-    const root = this.stagingRoot(txid);
-    try {
-      return JSON.parse(readFileSync(path.join(root, '.lvssync-tx.json'), 'utf8'));
-    } catch {
+    if (!this.current || this.current.txid !== txid) {
       throw new LvssyncError('E_PROTOCOL', `no staged transaction ${txid} (begin it first)`);
     }
-  }
-
-  private saveTx(t: { txid: string; puts: string[]; removes: string[] }): void {
-    writeFileSync(path.join(this.stagingRoot(t.txid), '.lvssync-tx.json'), JSON.stringify(t));
+    return this.current;
   }
 
   put(txid: string, p: string, mode: number, data: Buffer): string {
@@ -233,7 +229,6 @@ export class Store {
     chmod(to, mode);
     if (!t.puts.includes(p)) t.puts.push(p);
     t.removes = t.removes.filter((x) => x !== p);
-    this.saveTx(t);
     return createHash('sha256').update(data).digest('hex');
   }
 
@@ -245,11 +240,11 @@ export class Store {
     rmSync(at, { force: true });
     if (!t.removes.includes(p)) t.removes.push(p);
     t.puts = t.puts.filter((x) => x !== p);
-    this.saveTx(t);
     return existed;
   }
 
   discard(txid: string): void {
+    if (this.current?.txid === txid) this.current = undefined;
     rmSync(this.stagingRoot(txid), { recursive: true, force: true });
   }
 

@@ -1,0 +1,134 @@
+// Benchmark of lvssync push in the lab, next to rsync over an SSH ControlMaster connection to the same
+// sshd, measured in the same run: a full first push of 1,000 conf.d files, and edit-to-peer-committed
+// for one changed file among them. Targets: one-file push with both directors' validation at most one
+// `keepalived -t` of the set plus 50 ms; the transfer alone no slower than rsync over a warm connection.
+
+import path from 'node:path';
+import { ADDR, type Lab, REPO, startLab, stopLab } from '../scripts/lab/lab.js';
+import { generateSet, virtualServerFile } from './gen.js';
+import { fmtMs, median, printTable, verdict } from './util.js';
+
+const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
+const N = 1000;
+
+interface PushJson {
+  result: string;
+  timings: Record<string, number>;
+}
+
+async function push(lab: Lab): Promise<PushJson> {
+  const r = await lab.exec('lvs1', [process.execPath, MAIN, 'push', '--yes', '--json'], {
+    allowFail: true,
+    timeoutMs: 600_000,
+  });
+  const j = JSON.parse(r.stdout) as PushJson;
+  if (j.result !== 'pushed') throw new Error(`push: ${r.stdout.slice(0, 2000)} ${r.stderr.slice(0, 2000)}`);
+  return j;
+}
+
+async function timed(lab: Lab, argv: string[]): Promise<number> {
+  const t0 = performance.now();
+  // keepalived -t exits non-zero for warnings too: the time is what counts here
+  await lab.exec('lvs1', argv, { timeoutMs: 600_000, allowFail: true });
+  return performance.now() - t0;
+}
+
+export async function benchPush(): Promise<boolean> {
+  const name = 'bench';
+  await stopLab(path.join('/tmp', `lvssync-lab-${name}`));
+  const lab = await startLab({ name });
+  try {
+    // lvs1 gets 1,000 fwmark services and their ferm marks.
+    const set = generateSet(N);
+    for (const [p, text] of set.files) {
+      if (p.startsWith('/etc/keepalived/conf.d/')) lab.writeFile('lvs1', p, text, 0o644);
+    }
+    const ferm = lab.readFile('lvs1', '/etc/ferm/ferm.conf');
+    lab.writeFile('lvs1', '/etc/ferm/ferm.conf', `${ferm}${set.files.get('/etc/ferm/ferm.conf')}`);
+
+    // keepalived -t of the whole set, the yardstick of the one-file target
+    const kt: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      kt.push(
+        await timed(lab, ['keepalived', '-t', '-l', '-n', '-f', '/etc/keepalived/keepalived.conf']).catch(
+          () => Number.NaN,
+        ),
+      );
+    }
+
+    // full first push (validation on both, reloads)
+    const t0 = performance.now();
+    const first = await push(lab);
+    const fullPush = performance.now() - t0;
+
+    // rsync over a warm ControlMaster connection to lvs2's sshd
+    const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
+    const ctl = path.join(lab.dir, 'ctl-%r@%h:%p');
+    const sshCmd = `ssh -i ${ssh}/id_ed25519 -o UserKnownHostsFile=${ssh}/known_hosts -o StrictHostKeyChecking=yes -o ControlMaster=auto -o ControlPath=${ctl} -o ControlPersist=60`;
+    await lab.exec('lvs1', [
+      'sh',
+      '-c',
+      `${sshCmd} root@${ADDR.crossover.lvs2} 'rm -rf /tmp/rsync-bench; mkdir -p /tmp/rsync-bench'`,
+    ]);
+    const rsync = [
+      'rsync',
+      '-a',
+      '--checksum',
+      '-e',
+      sshCmd,
+      '/etc/keepalived/',
+      `root@${ADDR.crossover.lvs2}:/tmp/rsync-bench/`,
+    ];
+    const rsyncFull = await timed(lab, rsync);
+
+    // one changed file, five times
+    const ours: number[] = [];
+    const oursTransfer: number[] = [];
+    const oursValidation: number[] = [];
+    const theirs: number[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const mark = 100 + ((i * 97) % N);
+      const p = `/etc/keepalived/conf.d/fwm-${mark}.conf`;
+      lab.writeFile('lvs1', p, virtualServerFile(mark, i), 0o644);
+      const j = await push(lab);
+      const tm = j.timings;
+      ours.push(tm.committed ?? Number.NaN);
+      oursValidation.push((tm.checked ?? 0) + ((tm.validated ?? 0) - (tm.uploaded ?? 0)));
+      oursTransfer.push((tm.committed ?? 0) - (tm.checked ?? 0) - ((tm.validated ?? 0) - (tm.uploaded ?? 0)));
+      lab.writeFile('lvs1', p, virtualServerFile(mark, i + 100), 0o644);
+      theirs.push(await timed(lab, rsync));
+    }
+    const ktMs = median(kt);
+    const one = median(ours);
+    const transfer = median(oursTransfer);
+    const rs = median(theirs);
+    const oneOk = one <= ktMs + 50;
+    const transferOk = transfer <= rs;
+    printTable(`push: ${N.toLocaleString('en')} conf.d files in the lab (lvs1 -> lvs2 over SSH)`, [
+      {
+        name: 'full first push (validate both, commit, reload)',
+        value: fmtMs(fullPush),
+        note: `stages ${JSON.stringify(first.timings)}`,
+      },
+      { name: 'rsync -a --checksum, full copy (warm ControlMaster)', value: fmtMs(rsyncFull) },
+      { name: 'ratio full: lvssync / rsync', value: `${(fullPush / rsyncFull).toFixed(2)}x` },
+      { name: 'keepalived -t of the set (median of 3)', value: fmtMs(ktMs) },
+      {
+        name: 'one changed file: edit to peer committed (median of 5)',
+        value: fmtMs(one),
+        note: verdict(oneOk, `<= keepalived -t + 50 ms = ${fmtMs(ktMs + 50)}`),
+      },
+      { name: '  of which validation (here + on the peer)', value: fmtMs(median(oursValidation)) },
+      {
+        name: '  transfer alone (connect, manifest, upload, commit)',
+        value: fmtMs(transfer),
+        note: verdict(transferOk, '<= rsync'),
+      },
+      { name: 'rsync -a --checksum, one changed file (median of 5)', value: fmtMs(rs) },
+      { name: 'ratio one file: lvssync transfer / rsync', value: `${(transfer / rs).toFixed(2)}x` },
+    ]);
+    return oneOk && transferOk;
+  } finally {
+    await stopLab(lab.dir);
+  }
+}
