@@ -76,6 +76,19 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     });
 
   program
+    .command('watch')
+    .description('daemon on the primary: push every valid edit to the peer, coalescing editor saves')
+    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
+    .option('--node <name>', 'which configured node this is (default: by host name)')
+    .option('--quiet <ms>', 'push once no change came for this long', '300')
+    .option('--max <ms>', 'but at the latest this long after the first change of a burst', '3000')
+    .option('--once', 'converge once and exit (0 when in sync)')
+    .action(async (opts) => {
+      const { runWatch } = await import('./commands/watch.js');
+      exitCode = await runWatch(opts, io);
+    });
+
+  program
     .command('init')
     .description("set up a pair: lvssync's key, the peer's pinned host key, the peer's authorized_keys line")
     .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')

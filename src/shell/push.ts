@@ -10,6 +10,7 @@ import path from 'node:path';
 import picomatch from 'picomatch';
 import { canonicalIP } from '../core/address.js';
 import { checkKeepalived } from '../core/check.js';
+import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import { type Diagnostic, hasErrors } from '../core/diagnostic.js';
 import {
@@ -115,6 +116,7 @@ function desiredFiles(config: Config, local: DirectorCheck): DesiredFile[] {
   const want = new Set(local.evaluation.files);
   const out: DesiredFile[] = [];
   for (const f of local.snapshot.files.values()) {
+    if (isEditorTemp(f.path) && !want.has(f.path)) continue;
     if (want.has(f.path) || f.path.startsWith(`${fermDir}/`) || isExtra(f.path)) {
       out.push({ path: f.path, text: f.text, mode: f.mode & 0o7777 });
     }
@@ -217,7 +219,12 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     mark('connected');
     const { files: remote } = await session.request({ op: 'manifest' });
-    const plan = planPush(wanted, remote, managedGlobs(config, local));
+    // Editors' temporary and backup files on the peer are neither pushed nor deleted.
+    const plan = planPush(
+      wanted,
+      remote.filter((r) => !isEditorTemp(r.path)),
+      managedGlobs(config, local),
+    );
     report.plan = plan;
     const readBefore = plan.changes.filter((c) => c.kind === 'update' || c.kind === 'delete');
     const s = session;

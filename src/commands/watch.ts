@@ -1,0 +1,357 @@
+// `lvssync watch`: the daemon on the primary. Watches exactly the files that matter (keepalived.conf,
+// every file its includes resolve to, ferm's directory, extra files), re-resolved after every change;
+// coalesces editor saves (core/coalesce.ts) and runs the push pipeline; an invalid edit is logged
+// with file:line and nothing is pushed; an unreachable peer is retried with backoff until it is back.
+// SIGHUP reloads lvssync.yaml (a bad one keeps the old); SIGTERM finishes the current step and exits.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { type FSWatcher, watch } from 'chokidar';
+import picomatch from 'picomatch';
+import {
+  type CoalesceState,
+  dueAt,
+  IDLE,
+  isEditorTemp,
+  onEvent,
+  onPushDone,
+  startIfDue,
+} from '../core/coalesce.js';
+import type { Config } from '../core/config.js';
+import { globBase } from '../core/snapshot.js';
+import { EXIT, LvssyncError } from '../errors.js';
+import type { Io } from '../io.js';
+import { checkDirector } from '../shell/check-director.js';
+import { loadConfig, selfNode } from '../shell/load-config.js';
+import { createLogger, type Logger } from '../shell/logger.js';
+import { type PushReport, runPush } from '../shell/push.js';
+
+export interface WatchOptions {
+  config?: string;
+  node?: string;
+  quiet?: string;
+  max?: string;
+  once?: boolean;
+}
+
+export type WatchHealth =
+  | 'starting'
+  | 'in-sync'
+  | 'pending'
+  | 'pushing'
+  | 'invalid'
+  | 'peer-down'
+  | 'failed'
+  | 'conflict';
+
+interface WatchSet {
+  files: Set<string>;
+  patterns: string[];
+  dirs: string[];
+}
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+
+/** What to watch: the files of the set, the include patterns, and the directories to listen in. */
+async function resolveWatchSet(config: Config, configId: string | undefined): Promise<WatchSet> {
+  const local = await checkDirector({
+    root: '/',
+    keepalivedPath: config.files.keepalived,
+    fermPath: config.files.ferm,
+    ...(configId === undefined ? {} : { configId }),
+    external: false,
+  });
+  const fermDir = path.posix.dirname(config.files.ferm);
+  const files = new Set<string>([config.files.keepalived, config.files.ferm, ...local.evaluation.files]);
+  const patterns = [
+    ...local.evaluation.includes.map((i) => i.pattern),
+    `${fermDir}/**`,
+    ...config.files.extra,
+  ];
+  const dirs = new Set<string>([path.posix.dirname(config.files.keepalived), fermDir]);
+  for (const f of files) dirs.add(path.posix.dirname(f));
+  for (const p of patterns) dirs.add(globBase(p));
+  for (const e of config.files.extra) dirs.add(globBase(e));
+  return { files, patterns, dirs: [...dirs].sort() };
+}
+
+export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
+  const log = createLogger({ pretty: io.isTTY });
+  const { config, path: configPath } = await loadConfig(opts.config);
+  const self = selfNode(config, opts.node);
+  if (!self) {
+    throw new LvssyncError(
+      'E_CONFIG',
+      'cannot tell which configured node this host is: set nodes.<name>.hostname or pass --node',
+    );
+  }
+  if (self !== config.primary) {
+    log.warn(
+      { self, primary: config.primary },
+      'this director is not the configured primary: watching anyway',
+    );
+  }
+  const timing = { quietMs: Number(opts.quiet ?? 300), maxMs: Number(opts.max ?? 3000) };
+  const daemon = new WatchDaemon(
+    config,
+    configPath,
+    self,
+    timing,
+    log.child({ component: 'watch' }),
+    opts.node,
+  );
+  return daemon.run(opts.once === true);
+}
+
+class WatchDaemon {
+  private state: CoalesceState = IDLE;
+  private watcher: FSWatcher | undefined;
+  private set: WatchSet = { files: new Set(), patterns: [], dirs: [] };
+  private isRelevant: (p: string) => boolean = () => false;
+  private timer: NodeJS.Timeout | undefined;
+  private retryMs = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private pushing: Promise<void> | undefined;
+  private health: WatchHealth = 'starting';
+  private pushes = 0;
+  private lastReport: { time: string; result: string; error?: string; pushId: number } | undefined;
+  private resolveStopped: ((code: number) => void) | undefined;
+
+  constructor(
+    private config: Config,
+    private readonly configPath: string | undefined,
+    private readonly self: string,
+    private readonly timing: { quietMs: number; maxMs: number },
+    private readonly log: Logger,
+    private readonly nodeFlag: string | undefined,
+  ) {}
+
+  async run(once: boolean): Promise<number> {
+    await this.rewatch();
+    this.log.info(
+      { dirs: this.set.dirs, files: this.set.files.size, ...this.timing, self: this.self },
+      'watching',
+    );
+    // Converge at start: edits made while the daemon was down are pushed now.
+    this.state = onEvent(this.state, Date.now());
+    this.schedule(0);
+    if (once) {
+      await new Promise<void>((r) => {
+        const t = setInterval(() => {
+          if (this.state.kind === 'idle' && !this.pushing && this.retryTimer === undefined) {
+            clearInterval(t);
+            r();
+          }
+        }, 50);
+      });
+      await this.watcher?.close();
+      return this.health === 'in-sync' ? EXIT.OK : EXIT.PUSH_FAILED;
+    }
+    process.on('SIGHUP', () => void this.reloadConfig());
+    process.on('SIGTERM', () => void this.stop('SIGTERM'));
+    process.on('SIGINT', () => void this.stop('SIGINT'));
+    return new Promise<number>((resolve) => {
+      this.resolveStopped = resolve;
+    });
+  }
+
+  private async rewatch(): Promise<void> {
+    const nodeCfg = this.config.nodes[this.self];
+    const next = await resolveWatchSet(this.config, nodeCfg?.configId);
+    const matchers = next.patterns.map((p) => picomatch(p, { dot: false, posix: true }));
+    this.isRelevant = (p: string) =>
+      !isEditorTemp(p) && (next.files.has(p) || matchers.some((m) => m(p)) || this.set.files.has(p));
+    const old = new Set(this.set.dirs);
+    this.set = next;
+    if (!this.watcher) {
+      this.watcher = watch(next.dirs, { ignoreInitial: true, atomic: true, depth: 8, followSymlinks: false });
+      this.watcher.on('all', (event, p) => this.onFsEvent(event, p));
+      this.watcher.on('error', (err) => this.log.error({ err }, 'watcher error'));
+      await new Promise<void>((r) => this.watcher!.once('ready', () => r()));
+    } else {
+      const add = next.dirs.filter((d) => !old.has(d));
+      const gone = [...old].filter((d) => !next.dirs.includes(d));
+      if (add.length) this.watcher.add(add);
+      if (gone.length) this.watcher.unwatch(gone);
+      if (add.length || gone.length) this.log.info({ added: add, removed: gone }, 'watch set changed');
+    }
+  }
+
+  private onFsEvent(event: string, p: string): void {
+    if (this.stopping || event === 'addDir' || !this.isRelevant(p)) return;
+    this.log.debug({ event, file: p }, 'change');
+    this.state = onEvent(this.state, Date.now());
+    if (this.health !== 'pushing') this.setHealth('pending');
+    this.schedule();
+  }
+
+  private schedule(delay?: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    const due = dueAt(this.state, this.timing);
+    if (due === undefined) return;
+    this.timer = setTimeout(() => this.tick(), delay ?? Math.max(0, due - Date.now()));
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    if (this.stopping || this.retryTimer) return;
+    const r = startIfDue(this.state, Date.now(), this.timing);
+    this.state = r.state;
+    if (!r.start) {
+      this.schedule();
+      return;
+    }
+    this.pushing = this.push().finally(() => {
+      this.pushing = undefined;
+      this.state = onPushDone(this.state, Date.now());
+      if (this.state.kind === 'waiting' && !this.stopping && !this.retryTimer) this.schedule();
+    });
+  }
+
+  private async push(): Promise<void> {
+    const pushId = ++this.pushes;
+    const log = this.log.child({ pushId });
+    this.setHealth('pushing');
+    const t0 = performance.now();
+    let report: PushReport;
+    try {
+      await this.rewatch();
+      report = await runPush({
+        config: this.config,
+        self: this.self,
+        progress: (m) => log.debug({ step: m }, 'progress'),
+      });
+    } catch (e) {
+      log.error({ err: e }, 'push crashed');
+      this.setHealth('failed');
+      this.record(pushId, 'crashed', String(e));
+      return;
+    }
+    const durationMs = Math.round(performance.now() - t0);
+    const changes = report.plan?.changes.map((c) => `${c.kind} ${c.path}`) ?? [];
+    switch (report.result) {
+      case 'pushed':
+        this.retryMs = 0;
+        log.info(
+          {
+            peer: report.peer,
+            changes,
+            order: report.order,
+            version: report.version,
+            durationMs,
+            timings: report.timings,
+          },
+          'pushed',
+        );
+        this.setHealth('in-sync');
+        break;
+      case 'in-sync':
+        if (report.error) return this.peerDown(log, pushId, report);
+        this.retryMs = 0;
+        log.info({ peer: report.peer, durationMs }, 'in sync, nothing to push');
+        this.setHealth('in-sync');
+        break;
+      case 'invalid-here':
+        for (const d of report.diagnostics.filter((x) => x.severity === 'error')) {
+          log.error({ file: d.file, line: d.line, col: d.col, code: d.code }, d.message);
+        }
+        log.warn(
+          { errors: report.diagnostics.filter((x) => x.severity === 'error').length },
+          'not pushed: the set has errors; the peer keeps its last good configuration',
+        );
+        this.setHealth('invalid');
+        break;
+      case 'conflict':
+        log.error(
+          { peer: report.peer, conflicts: report.plan?.conflicts.map((c) => c.path) },
+          report.error?.message ?? 'conflict',
+        );
+        this.setHealth('conflict');
+        break;
+      case 'invalid-on-peer':
+        for (const d of report.diagnostics.filter((x) => x.severity === 'error')) {
+          log.error({ peer: report.peer, file: d.file, line: d.line, code: d.code }, d.message);
+        }
+        this.setHealth('failed');
+        break;
+      default:
+        if (report.error && ['E_SSH_CONNECT', 'E_TRANSFER', 'E_LOCKED'].includes(report.error.code)) {
+          return this.peerDown(log, pushId, report);
+        }
+        log.error(
+          { peer: report.peer, result: report.result, err: report.error, steps: report.steps },
+          'push failed',
+        );
+        this.setHealth('failed');
+    }
+    this.record(pushId, report.result, report.error?.message);
+  }
+
+  /** The peer cannot be reached (or is busy): try again later, with backoff, from the current files. */
+  private peerDown(log: Logger, pushId: number, report: PushReport): void {
+    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs ? this.retryMs * 2 : RETRY_MIN_MS);
+    const busy = report.error?.code === 'E_LOCKED';
+    log.warn(
+      { peer: report.peer, err: report.error?.message, retryInMs: this.retryMs },
+      busy ? 'busy, will retry' : 'peer unreachable, will retry',
+    );
+    this.setHealth(busy ? 'pending' : 'peer-down');
+    this.record(pushId, busy ? 'locked' : 'peer-down', report.error?.message);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.state = onEvent(this.state.kind === 'pushing' ? IDLE : this.state, Date.now() - this.timing.maxMs);
+      this.schedule(0);
+    }, this.retryMs);
+  }
+
+  private setHealth(h: WatchHealth): void {
+    this.health = h;
+    this.writeStatus();
+  }
+
+  private record(pushId: number, result: string, error?: string): void {
+    this.lastReport = { time: new Date().toISOString(), result, pushId, ...(error ? { error } : {}) };
+    this.writeStatus();
+  }
+
+  private writeStatus(): void {
+    try {
+      mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
+      writeFileSync(
+        path.join(this.config.stateDir, 'watch-status.json'),
+        `${JSON.stringify({ pid: process.pid, health: this.health, since: new Date().toISOString(), lastPush: this.lastReport, watching: this.set.dirs }, null, 1)}\n`,
+      );
+    } catch {}
+  }
+
+  private async reloadConfig(): Promise<void> {
+    try {
+      const { config } = await loadConfig(this.configPath);
+      if (this.nodeFlag === undefined && selfNode(config) !== this.self) {
+        throw new LvssyncError('E_CONFIG', `the new configuration no longer names this host ${this.self}`);
+      }
+      this.config = config;
+      await this.rewatch();
+      this.log.info({ config: this.configPath }, 'configuration reloaded');
+      this.state = onEvent(this.state, Date.now());
+      this.schedule();
+    } catch (e) {
+      this.log.error({ err: e }, 'new configuration rejected; keeping the old one');
+    }
+  }
+
+  private async stop(signal: string): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info({ signal, pushing: Boolean(this.pushing) }, 'stopping');
+    if (this.timer) clearTimeout(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.watcher?.close();
+    // Finish the current push: the peer's agent rolls back by itself if we are killed meanwhile.
+    if (this.pushing) await this.pushing;
+    this.log.info({}, 'stopped');
+    this.resolveStopped?.(EXIT.OK);
+  }
+}
