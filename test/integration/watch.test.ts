@@ -1,0 +1,237 @@
+// lvssync watch in the lab: the daemon on lvs1, edits made the ways editors and tools make them,
+// lvs2 following (or not, when it must not).
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DIRECTORS, directorConfig, type Lab, type ProcRecord, REPO } from '../../scripts/lab/lab.js';
+import { labUnavailable, useLab } from '../helpers/lab.js';
+
+const unavailable = labUnavailable();
+const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
+const FWM = '/etc/keepalived/conf.d/fwm-100.conf';
+const KA = '/etc/keepalived/keepalived.conf';
+
+async function until(what: string, probe: () => boolean | Promise<boolean>, ms = 15_000): Promise<number> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (await probe()) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${ms} ms: ${what}`);
+}
+
+function pushesIn(lab: Lab): { result: string; changes?: string[] }[] {
+  return readFileSync(lab.logFile('lvs1', 'watch'), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .filter(
+      (j) => j.msg === 'pushed' || j.msg?.startsWith('not pushed') || j.msg?.startsWith('peer unreachable'),
+    )
+    .map((j) => ({ result: j.msg, changes: j.changes }));
+}
+
+describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
+  const lab = useLab('twatch');
+  let daemon: ProcRecord | undefined;
+
+  beforeEach(async () => {
+    const l = lab();
+    for (const d of DIRECTORS) {
+      for (const top of ['/etc/keepalived', '/etc/ferm']) {
+        for (const e of readdirSync(l.pathOn(d, top)))
+          rmSync(path.join(l.pathOn(d, top), e), { recursive: true, force: true });
+      }
+      for (const [p, text] of directorConfig(d)) l.writeFile(d, p, text, p === KA ? 0o640 : 0o644);
+      // and no lvssync history: the reset above is not an edit made on lvs2
+      const state = l.pathOn(d, '/var/lib/lvssync');
+      for (const e of readdirSync(state)) rmSync(path.join(state, e), { recursive: true, force: true });
+    }
+    rmSync(l.logFile('lvs1', 'watch'), { force: true });
+    daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200', '--max', '2000']);
+    await until('the daemon to converge', () => {
+      try {
+        return /in sync, nothing to push|"msg":"pushed"/.test(
+          readFileSync(l.logFile('lvs1', 'watch'), 'utf8'),
+        );
+      } catch {
+        return false;
+      }
+    });
+  }, 60_000);
+
+  afterEach(async () => {
+    if (daemon) await lab().killProc(daemon);
+    await lab().restoreCrossover();
+  });
+
+  const sameOnLvs2 = (l: Lab, p: string) => () => {
+    try {
+      return l.readFile('lvs2', p) === l.readFile('lvs1', p);
+    } catch {
+      return false;
+    }
+  };
+
+  const edits: [string, (l: Lab) => Promise<unknown>][] = [
+    ['sed -i', (l) => l.exec('lvs1', ['sed', '-i', 's/weight 50/weight 71/', FWM])],
+    [
+      'vim (swap file, backup, write by rename)',
+      (l) =>
+        l.exec('lvs1', [
+          'sh',
+          '-c',
+          `cd /etc/keepalived/conf.d && echo swap > .fwm-100.conf.swp && echo x > 4913 && rm 4913 && cp fwm-100.conf fwm-100.conf~ && sed 's/weight 50/weight 72/' fwm-100.conf > .fwm-100.conf.new && mv .fwm-100.conf.new fwm-100.conf && rm .fwm-100.conf.swp fwm-100.conf~`,
+        ]),
+    ],
+    [
+      'nano (write in place)',
+      (l) =>
+        l.exec('lvs1', ['sh', '-c', `sed 's/weight 50/weight 73/' ${FWM} > /tmp/n && cat /tmp/n > ${FWM}`]),
+    ],
+    [
+      'cp over',
+      (l) => l.exec('lvs1', ['sh', '-c', `sed 's/weight 50/weight 74/' ${FWM} > /tmp/c && cp /tmp/c ${FWM}`]),
+    ],
+    [
+      'atomic rename writer',
+      (l) =>
+        l.exec('lvs1', [
+          'sh',
+          '-c',
+          `sed 's/weight 50/weight 75/' ${FWM} > /etc/keepalived/conf.d/.tmp-x && mv /etc/keepalived/conf.d/.tmp-x ${FWM}`,
+        ]),
+    ],
+  ];
+
+  it.each(edits)('an edit by %s reaches lvs2, and no temporary file does', async (_name, doEdit) => {
+    const l = lab();
+    await doEdit(l);
+    const ms = await until('lvs2 to follow', sameOnLvs2(l, FWM));
+    console.log(`edit to lvs2: ${ms} ms`);
+    expect(l.readFile('lvs2', FWM)).toMatch(/weight 7\d/);
+    expect(readdirSync(l.pathOn('lvs2', '/etc/keepalived/conf.d'))).toEqual(['fwm-100.conf']);
+  });
+
+  it('a burst of 200 saves in a second ends with the final content on lvs2 after a few pushes', async () => {
+    const l = lab();
+    const before = pushesIn(l).length;
+    await l.exec('lvs1', [
+      'sh',
+      '-c',
+      `for i in $(seq 1 200); do sed -i "s/weight [0-9]*/weight $i/" ${FWM}; sleep 0.004; done`,
+    ]);
+    await until('lvs2 to get the final save', () => l.readFile('lvs2', FWM).includes('weight 200'));
+    await new Promise((r) => setTimeout(r, 1000));
+    const pushes = pushesIn(l)
+      .slice(before)
+      .filter((p) => p.result === 'pushed');
+    console.log(`200 saves -> ${pushes.length} push(es)`);
+    expect(pushes.length).toBeGreaterThanOrEqual(1);
+    expect(pushes.length).toBeLessThanOrEqual(4);
+    expect(l.readFile('lvs2', FWM)).toBe(l.readFile('lvs1', FWM));
+  });
+
+  it('an invalid save is not pushed; the fix is', async () => {
+    const l = lab();
+    await l.exec('lvs1', ['sed', '-i', 's/lb_algo wlc/lb_algo wlcc/', FWM]);
+    await until('the daemon to refuse it', () =>
+      /KA_INVALID_SCHEDULER/.test(readFileSync(l.logFile('lvs1', 'watch'), 'utf8')),
+    );
+    const log = readFileSync(l.logFile('lvs1', 'watch'), 'utf8');
+    expect(log).toMatch(/"file":"\/etc\/keepalived\/conf.d\/fwm-100.conf","line":3/);
+    expect(l.readFile('lvs2', FWM)).toContain('lb_algo wlc\n');
+    await l.exec('lvs1', ['sed', '-i', 's/lb_algo wlcc/lb_algo rr/', FWM]);
+    await until('the fix to reach lvs2', () => l.readFile('lvs2', FWM).includes('lb_algo rr'));
+  });
+
+  it('a new conf.d file and its mark follow, and so does its removal', async () => {
+    const l = lab();
+    const f = '/etc/keepalived/conf.d/fwm-200.conf';
+    await l.exec('lvs1', [
+      'sh',
+      '-c',
+      `printf 'virtual_server fwmark 200 {\\n    lb_algo wlc\\n    lb_kind DR\\n    real_server 198.51.100.10 0 {\\n        weight 1\\n    }\\n}\\n' > ${f} && echo '&LVS_MARK(198.51.100.100, 200);' >> /etc/ferm/ferm.conf`,
+    ]);
+    await until('fwm-200.conf on lvs2', sameOnLvs2(l, f));
+    await until('the mark on lvs2', async () => (await l.iptablesSave('lvs2')).includes('0xc8/'));
+    await l.exec('lvs1', ['sh', '-c', `rm ${f} && sed -i '/200);/d' /etc/ferm/ferm.conf`]);
+    await until(
+      'fwm-200.conf gone from lvs2',
+      () => !readdirSync(l.pathOn('lvs2', '/etc/keepalived/conf.d')).includes('fwm-200.conf'),
+    );
+  });
+
+  it('with the crossover link cut it reports the peer down, and converges when the link returns', async () => {
+    const l = lab();
+    await l.cutCrossover();
+    await l.exec('lvs1', ['sed', '-i', 's/weight 50/weight 81/', FWM]);
+    await until(
+      'the daemon to report the peer down',
+      () => /peer unreachable/.test(readFileSync(l.logFile('lvs1', 'watch'), 'utf8')),
+      30_000,
+    );
+    const status = JSON.parse(readFileSync(l.pathOn('lvs1', '/var/lib/lvssync/watch-status.json'), 'utf8'));
+    expect(status.health).toBe('peer-down');
+    await l.exec('lvs1', ['sed', '-i', 's/weight 81/weight 82/', FWM]); // edited meanwhile
+    await l.restoreCrossover();
+    await until('lvs2 to converge', () => l.readFile('lvs2', FWM).includes('weight 82'), 90_000);
+    // the split brain of the cut settles before the next test
+    await l.waitForVipHolder(20_000);
+  }, 150_000);
+
+  it('kill -9 of the daemon during a push leaves lvs2 valid, and a restarted daemon converges', async () => {
+    const l = lab();
+    const reload = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
+    const good = readFileSync(reload, 'utf8');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(reload, `sleep 2\n${good}`);
+    try {
+      await l.exec('lvs1', ['sed', '-i', 's/weight 50/weight 91/', FWM]);
+      const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
+      const { existsSync } = await import('node:fs');
+      await until('the push to commit on lvs2', () => existsSync(journal));
+      process.kill(daemon!.pid, 'SIGKILL');
+      // the agent on lvs2 sees the connection go and rolls back to the last good set
+      await until(
+        'lvs2 to roll back',
+        () => !existsSync(journal) && l.readFile('lvs2', FWM).includes('weight 50'),
+        20_000,
+      );
+      const check = await l.exec('lvs2', [process.execPath, MAIN, 'check'], { allowFail: true });
+      expect(check.code).toBe(0);
+      daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200']);
+      await until(
+        'the restarted daemon to converge',
+        () => l.readFile('lvs2', FWM).includes('weight 91'),
+        30_000,
+      );
+    } finally {
+      writeFileSync(reload, good);
+    }
+  }, 90_000);
+
+  it('SIGHUP with a broken lvssync.yaml keeps the old configuration; SIGTERM exits 0', async () => {
+    const l = lab();
+    const cfg = l.pathOn('lvs1', '/etc/lvssync/lvssync.yaml');
+    const good = readFileSync(cfg, 'utf8');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(cfg, `${good}bogus: 1\n`);
+    try {
+      process.kill(daemon!.pid, 'SIGHUP');
+      await until('the rejection', () =>
+        /new configuration rejected/.test(readFileSync(l.logFile('lvs1', 'watch'), 'utf8')),
+      );
+      await l.exec('lvs1', ['sed', '-i', 's/weight 50/weight 95/', FWM]);
+      await until('lvs2 to follow with the old configuration', () =>
+        l.readFile('lvs2', FWM).includes('weight 95'),
+      );
+    } finally {
+      writeFileSync(cfg, good);
+    }
+    process.kill(daemon!.pid, 'SIGTERM');
+    await until('the daemon to stop', () =>
+      /"msg":"stopped"/.test(readFileSync(l.logFile('lvs1', 'watch'), 'utf8')),
+    );
+  });
+});
