@@ -1,8 +1,10 @@
-// The demo (README's first command): starts the lab, edits the configuration on lvs1 the way an
-// operator would, and shows lvs2 following through lvssync: the plan with its diff, router_id kept
-// per host, ferm and keepalived reloaded in order, VIPs where they were. Then an invalid edit, which
-// never leaves lvs1. Tears the lab down and exits 0 when every step did what it should.
+// The demo (README's first command): starts the lab and `lvssync watch` on lvs1, edits the
+// configuration on lvs1 the way an operator would, and shows lvs2 following: the push logged with
+// its changes, router_id kept per host, ferm and keepalived reloaded in order, VIPs where they were.
+// Then an invalid edit, which never leaves lvs1. Tears the lab down; exits 0 when every step did
+// what it should.
 
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ADDR, type Director, type Lab, REPO, startLab, stopLab } from './lab/lab.js';
 
@@ -12,6 +14,15 @@ let failures = 0;
 
 function step(title: string): void {
   console.log(`\n${bold(`== ${title}`)}`);
+}
+
+async function waitUntil(probe: () => boolean, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (probe()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return probe();
 }
 
 function expectThat(ok: boolean, what: string): void {
@@ -40,35 +51,56 @@ async function main(): Promise<void> {
     const c = await lvssync(lab, 'lvs1', 'check');
     expectThat(c.code === 0, 'the reference configuration checks clean (warnings only)');
 
-    step('lvs1: an operator edits the config: weights, a new fwmark service and its ferm mark');
-    const fwm = '/etc/keepalived/conf.d/fwm-100.conf';
-    lab.writeFile('lvs1', fwm, lab.readFile('lvs1', fwm).replace(/weight 50/g, 'weight 80'));
-    lab.writeFile(
-      'lvs1',
-      '/etc/keepalived/conf.d/fwm-200.conf',
-      'virtual_server fwmark 200 {\n    delay_loop 10\n    lb_algo wlc\n    lb_kind DR\n\n    real_server 198.51.100.10 0 {\n        weight 50\n        TCP_CHECK {\n            connect_port 443\n        }\n    }\n}\n',
-      0o644,
-    );
-    lab.writeFile(
-      'lvs1',
-      '/etc/ferm/ferm.conf',
-      `${lab.readFile('lvs1', '/etc/ferm/ferm.conf')}&LVS_MARK(${ADDR.serviceVip}, 200);\n`,
-    );
+    step('lvs1: lvssync watch (the daemon systemd runs), logging to ' + lab.logFile('lvs1', 'watch'));
+    const daemon = lab.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch']);
+    const logText = () => readFileSync(lab.logFile('lvs1', 'watch'), 'utf8');
+    let shown = 0;
+    const showLog = () => {
+      const lines = logText().split('\n').filter(Boolean);
+      for (const l of lines.slice(shown)) {
+        try {
+          const j = JSON.parse(l) as Record<string, unknown>;
+          const { level: _l, time: _t, pid: _p, component: _c, msg, ...rest } = j;
+          console.log(`     watch: ${msg} ${JSON.stringify(rest).slice(0, 220)}`);
+        } catch {
+          console.log(`     ${l}`);
+        }
+      }
+      shown = lines.length;
+    };
+    await waitUntil(() => /in sync|"msg":"pushed"/.test(logText()), 15_000);
+    showLog();
 
-    step('lvs1: lvssync push --yes');
-    const p = await lvssync(lab, 'lvs1', 'push', '--yes');
-    expectThat(p.code === 0, 'push succeeded');
+    step('lvs1: an operator edits the config: weights (sed -i), a new fwmark service and its ferm mark');
+    const fwm = '/etc/keepalived/conf.d/fwm-100.conf';
+    await lab.exec('lvs1', ['sed', '-i', 's/weight 50/weight 80/', fwm]);
+    await lab.exec('lvs1', [
+      'sh',
+      '-c',
+      "printf 'virtual_server fwmark 200 {\\n    delay_loop 10\\n    lb_algo wlc\\n    lb_kind DR\\n\\n    real_server 198.51.100.10 0 {\\n        weight 50\\n        TCP_CHECK {\\n            connect_port 443\\n        }\\n    }\\n}\\n' > /etc/keepalived/conf.d/fwm-200.conf",
+    ]);
+    await lab.exec('lvs1', ['sh', '-c', `echo '&LVS_MARK(${ADDR.serviceVip}, 200);' >> /etc/ferm/ferm.conf`]);
+    const t0 = Date.now();
+    const followed = await waitUntil(() => {
+      try {
+        return (
+          lab.readFile('lvs2', fwm) === lab.readFile('lvs1', fwm) &&
+          lab.readFile('lvs2', '/etc/keepalived/conf.d/fwm-200.conf') ===
+            lab.readFile('lvs1', '/etc/keepalived/conf.d/fwm-200.conf') &&
+          lab.readFile('lvs2', '/etc/ferm/ferm.conf') === lab.readFile('lvs1', '/etc/ferm/ferm.conf')
+        );
+      } catch {
+        return false;
+      }
+    }, 20_000);
+    await waitUntil(() => /"msg":"pushed"/.test(logText()), 5000);
+    showLog();
+    expectThat(followed, `lvs2 followed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const ka1 = lab.readFile('lvs1', '/etc/keepalived/keepalived.conf');
     const ka2 = lab.readFile('lvs2', '/etc/keepalived/keepalived.conf');
     expectThat(
       ka2 === ka1.replace('router_id LVS1', 'router_id LVS2'),
       'lvs2 keepalived.conf = lvs1 except router_id LVS2',
-    );
-    expectThat(lab.readFile('lvs2', fwm) === lab.readFile('lvs1', fwm), 'lvs2 has the new weights');
-    expectThat(
-      lab.readFile('lvs2', '/etc/keepalived/conf.d/fwm-200.conf') ===
-        lab.readFile('lvs1', '/etc/keepalived/conf.d/fwm-200.conf'),
-      'lvs2 has the new fwm-200.conf',
     );
     expectThat(
       (await lab.iptablesSave('lvs2')).includes('--set-xmark 0xc8/0xffffffff'),
@@ -81,10 +113,18 @@ async function main(): Promise<void> {
     expectThat(d.code === 0 && d.stdout.includes('in sync'), 'lvs2 is in sync');
 
     step('lvs1: an invalid edit (a misspelt scheduler) never leaves lvs1');
-    lab.writeFile('lvs1', fwm, lab.readFile('lvs1', fwm).replace('lb_algo wlc', 'lb_algo wlcc'));
-    const bad = await lvssync(lab, 'lvs1', 'push', '--yes');
-    expectThat(bad.code === 1, 'push refused with exit 1, naming fwm-100.conf:3');
-    expectThat(lab.readFile('lvs2', fwm).includes('lb_algo wlc\n'), 'lvs2 still has lb_algo wlc');
+    await lab.exec('lvs1', ['sed', '-i', 's/lb_algo wlc/lb_algo wlcc/', fwm]);
+    await waitUntil(() => /not pushed/.test(logText()), 15_000);
+    showLog();
+    expectThat(
+      /"file":"\/etc\/keepalived\/conf.d\/fwm-100.conf","line":3/.test(logText()),
+      'the daemon names fwm-100.conf line 3',
+    );
+    expectThat(lab.readFile('lvs2', fwm).includes('lb_algo wlc\n'), 'lvs2 keeps lb_algo wlc');
+    await lab.exec('lvs1', ['sed', '-i', 's/lb_algo wlcc/lb_algo wlc/', fwm]);
+    await waitUntil(() => (logText().match(/in sync|"msg":"pushed"/g) ?? []).length >= 3, 15_000);
+    await lab.killProc(daemon);
+    showLog();
   } finally {
     step('stopping the lab');
     await stopLab(lab.dir);

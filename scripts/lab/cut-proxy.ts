@@ -3,7 +3,7 @@
 //   node cut-proxy.js --listen 2222 --to 203.0.113.252:22 [--cut-after-bytes N] [--trigger FILE]
 
 import { existsSync, rmSync } from 'node:fs';
-import { createServer, type Socket, connect } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
