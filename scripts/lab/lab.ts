@@ -566,6 +566,11 @@ function readdirSyncSafe(dir: string): Dirent[] {
   }
 }
 
+/** An ed25519 key pair without passphrase. */
+async function keygen(file: string, comment: string): Promise<void> {
+  await run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
+}
+
 async function prepareFiles(lab: Lab): Promise<void> {
   const digest = createHash('md5').update(LB_BODY).digest('hex');
   for (const h of HOSTS) {
@@ -627,44 +632,11 @@ async function prepareFiles(lab: Lab): Promise<void> {
   // SSH: a host key and a client key per director; each trusts the other's key and pins its host key.
   for (const d of DIRECTORS) {
     const ssh = path.join(lab.hostDir(d), 'ssh');
-    await run([
-      'ssh-keygen',
-      '-q',
-      '-t',
-      'ed25519',
-      '-N',
-      '',
-      '-C',
-      `${d} host`,
-      '-f',
-      path.join(ssh, 'ssh_host_ed25519_key'),
-    ]);
-    await run([
-      'ssh-keygen',
-      '-q',
-      '-t',
-      'ed25519',
-      '-N',
-      '',
-      '-C',
-      `root@${d}`,
-      '-f',
-      path.join(ssh, 'id_ed25519'),
-    ]);
+    await keygen(path.join(ssh, 'ssh_host_ed25519_key'), `${d} host`);
+    await keygen(path.join(ssh, 'id_ed25519'), `root@${d}`);
   }
   for (const d of DIRECTORS) {
-    await run([
-      'ssh-keygen',
-      '-q',
-      '-t',
-      'ed25519',
-      '-N',
-      '',
-      '-C',
-      `lvssync@${d}`,
-      '-f',
-      path.join(lab.hostDir(d), 'etc/lvssync/id_ed25519'),
-    ]);
+    await keygen(path.join(lab.hostDir(d), 'etc/lvssync/id_ed25519'), `lvssync@${d}`);
   }
   const pinned = DIRECTORS.map((d) => {
     const k = readFileSync(path.join(lab.hostDir(d), 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').split(' ');

@@ -2,7 +2,7 @@
 // root and prints the findings. Composition root: read, check, print.
 
 import path from 'node:path';
-import { hasErrors } from '../core/diagnostic.js';
+import { diagnosticJson, hasErrors } from '../core/diagnostic.js';
 import { formatDiagnostics, formatSummary } from '../core/format.js';
 import { EXIT } from '../errors.js';
 import type { Io } from '../io.js';
@@ -32,15 +32,7 @@ export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
   });
   const ok = !hasErrors(r.diagnostics);
   if (opts.json) {
-    const diagnostics = r.diagnostics.map((d) => ({
-      severity: d.severity,
-      code: d.code,
-      file: d.file,
-      line: d.line,
-      col: d.col,
-      message: d.message,
-      ...(d.related ? { related: d.related } : {}),
-    }));
+    const diagnostics = r.diagnostics.map(diagnosticJson);
     io.stdout(`${JSON.stringify({ ok, diagnostics, files: r.files })}\n`);
   } else {
     const sourceOf = (p: string) => r.snapshot.files.get(p)?.text;

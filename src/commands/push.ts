@@ -4,6 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline/promises';
+import { diagnosticJson } from '../core/diagnostic.js';
 import { formatDiagnostics } from '../core/format.js';
 import { summarizePlan } from '../core/plan.js';
 import { diffRedacted } from '../core/redact.js';
@@ -104,14 +105,7 @@ function jsonReport(report: PushReport): unknown {
     steps: report.steps,
     version: report.version,
     timings: report.timings,
-    diagnostics: report.diagnostics.map((d) => ({
-      severity: d.severity,
-      code: d.code,
-      file: d.file,
-      line: d.line,
-      col: d.col,
-      message: d.message,
-    })),
+    diagnostics: report.diagnostics.map(diagnosticJson),
     ...(report.error ? { error: { code: report.error.code, message: report.error.message } } : {}),
   };
 }

@@ -56,3 +56,16 @@ export function sortDiagnostics(diags: readonly Diagnostic[]): Diagnostic[] {
 export function hasErrors(diags: readonly Diagnostic[]): boolean {
   return diags.some((d) => d.severity === 'error');
 }
+
+/** The JSON shape of a Diagnostic in lvssync's --json outputs. */
+export function diagnosticJson(d: Diagnostic): Record<string, unknown> {
+  return {
+    severity: d.severity,
+    code: d.code,
+    file: d.file,
+    line: d.line,
+    col: d.col,
+    message: d.message,
+    ...(d.related ? { related: d.related } : {}),
+  };
+}

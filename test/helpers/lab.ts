@@ -2,10 +2,18 @@
 // per test. Needs root and the Debian tools (scripts/setup-host.sh); without them the test fails with
 // the reason, or skips with it printed when LVSSYNC_ALLOW_MISSING_TOOLS=1.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { defaultDir, type Lab, REPO, startLab, stopLab } from '../../scripts/lab/lab.js';
+import {
+  DIRECTORS,
+  defaultDir,
+  directorConfig,
+  type Lab,
+  REPO,
+  startLab,
+  stopLab,
+} from '../../scripts/lab/lab.js';
 import { isRoot, requireTools } from './tools.js';
 
 export function labUnavailable(): string | undefined {
@@ -48,4 +56,17 @@ export function useLab(name: string): () => Lab {
     if (!lab) throw new Error(`lab ${name} did not start`);
     return lab;
   };
+}
+
+/** Puts both directors back on the lab's reference configuration, with no lvssync state. */
+export function resetDirectors(lab: Lab): void {
+  for (const d of DIRECTORS) {
+    // empty the directories rather than remove them: they are bind-mounted into the director
+    for (const top of ['/etc/keepalived', '/etc/ferm', '/var/lib/lvssync']) {
+      const dir = lab.pathOn(d, top);
+      for (const e of readdirSync(dir)) rmSync(path.join(dir, e), { recursive: true, force: true });
+    }
+    for (const [p, text] of directorConfig(d))
+      lab.writeFile(d, p, text, p.endsWith('keepalived.conf') ? 0o640 : 0o644);
+  }
 }

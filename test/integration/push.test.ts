@@ -4,18 +4,9 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  ADDR,
-  DIRECTORS,
-  type Director,
-  directorConfig,
-  type Lab,
-  LVSSYNC_YAML,
-  REPO,
-  run,
-} from '../../scripts/lab/lab.js';
+import { ADDR, DIRECTORS, type Director, type Lab, LVSSYNC_YAML, REPO, run } from '../../scripts/lab/lab.js';
 import { renderForNode } from '../../src/core/render.js';
-import { labUnavailable, useLab } from '../helpers/lab.js';
+import { labUnavailable, resetDirectors, useLab } from '../helpers/lab.js';
 
 const unavailable = labUnavailable();
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
@@ -61,16 +52,8 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
 
   beforeEach(async () => {
     const l = lab();
-    // Both directors back on the reference configuration, lvs2 with no lvssync history.
+    resetDirectors(l);
     for (const d of DIRECTORS) {
-      // empty the directories, not remove them: they are bind-mounted into the director
-      for (const top of ['/etc/keepalived', '/etc/ferm']) {
-        for (const e of readdirSync(l.pathOn(d, top)))
-          rmSync(path.join(l.pathOn(d, top), e), { recursive: true, force: true });
-      }
-      for (const [p, text] of directorConfig(d)) l.writeFile(d, p, text, p === KA ? 0o640 : 0o644);
-      for (const e of readdirSync(l.pathOn(d, '/var/lib/lvssync')))
-        rmSync(path.join(l.pathOn(d, '/var/lib/lvssync'), e), { recursive: true, force: true });
       await l.applyFerm(d);
       if (!l.proc(d, 'keepalived')) await l.startKeepalived(d);
       await l.exec(d, ['sh', '/etc/lvssync/lab/keepalived-reload']);

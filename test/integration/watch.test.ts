@@ -3,13 +3,13 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DIRECTORS, directorConfig, type Lab, type ProcRecord, REPO } from '../../scripts/lab/lab.js';
-import { labUnavailable, useLab } from '../helpers/lab.js';
+import { type Lab, type ProcRecord, REPO } from '../../scripts/lab/lab.js';
+import { labUnavailable, resetDirectors, useLab } from '../helpers/lab.js';
 
 const unavailable = labUnavailable();
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
 const FWM = '/etc/keepalived/conf.d/fwm-100.conf';
-const KA = '/etc/keepalived/keepalived.conf';
+const _KA = '/etc/keepalived/keepalived.conf';
 
 async function until(what: string, probe: () => boolean | Promise<boolean>, ms = 15_000): Promise<number> {
   const t0 = Date.now();
@@ -37,16 +37,7 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
 
   beforeEach(async () => {
     const l = lab();
-    for (const d of DIRECTORS) {
-      for (const top of ['/etc/keepalived', '/etc/ferm']) {
-        for (const e of readdirSync(l.pathOn(d, top)))
-          rmSync(path.join(l.pathOn(d, top), e), { recursive: true, force: true });
-      }
-      for (const [p, text] of directorConfig(d)) l.writeFile(d, p, text, p === KA ? 0o640 : 0o644);
-      // and no lvssync history: the reset above is not an edit made on lvs2
-      const state = l.pathOn(d, '/var/lib/lvssync');
-      for (const e of readdirSync(state)) rmSync(path.join(state, e), { recursive: true, force: true });
-    }
+    resetDirectors(l);
     rmSync(l.logFile('lvs1', 'watch'), { force: true });
     daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200', '--max', '2000']);
     await until('the daemon to converge', () => {
