@@ -1,0 +1,238 @@
+// Reads the live IPVS table as ipvsadm prints it: `ipvsadm -Ln` (also with --stats, --rate,
+// --exact, --persistent-conn), and `ipvsadm -Sn` (the save format). Pure; never throws: lines it
+// cannot read come back in `unparsed` with their line number.
+
+export type IpvsProtocol = 'TCP' | 'UDP' | 'SCTP' | 'FWM';
+export type IpvsForward = 'Route' | 'Masq' | 'Tunnel' | 'Local';
+
+export interface IpvsRealServer {
+  address: string;
+  port: number;
+  forward: IpvsForward;
+  weight: number;
+  activeConn?: number;
+  inactConn?: number;
+  line: number;
+}
+
+export interface IpvsService {
+  protocol: IpvsProtocol;
+  /** Address for TCP/UDP/SCTP (IPv6 without brackets); undefined for FWM. */
+  address?: string;
+  port?: number;
+  fwmark?: number;
+  family: 'ipv4' | 'ipv6';
+  scheduler: string;
+  persistent?: number;
+  netmask?: string;
+  flags: string[];
+  reals: IpvsRealServer[];
+  line: number;
+}
+
+export interface IpvsTable {
+  services: IpvsService[];
+  unparsed: { line: number; text: string }[];
+}
+
+const FORWARD_OF_SAVE: Record<string, IpvsForward> = { '-g': 'Route', '-m': 'Masq', '-i': 'Tunnel' };
+
+/** `192.0.2.1:80`, `[2001:db8::1]:80` -> address and port. */
+function splitHostPort(s: string): { address: string; port: number } | undefined {
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(s);
+  if (v6) return { address: v6[1]!.toLowerCase(), port: Number(v6[2]) };
+  const v4 = /^([0-9.]+|[A-Za-z0-9.-]+):(\d+|[A-Za-z][\w-]*)$/.exec(s);
+  if (!v4) return undefined;
+  return { address: v4[1]!, port: /^\d+$/.test(v4[2]!) ? Number(v4[2]) : Number.NaN };
+}
+
+/** A counter as ipvsadm prints it without --exact: 1234, 12K, 3M, 4G. */
+export function parseCount(s: string): number {
+  const m = /^(\d+)([KMGT]?)$/.exec(s);
+  if (!m) return Number.NaN;
+  const mult = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12 }[m[2] as '' | 'K' | 'M' | 'G' | 'T'];
+  return Number(m[1]) * mult;
+}
+
+function parseServiceFlags(words: string[], svc: IpvsService): boolean {
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    if (w === 'persistent') {
+      svc.persistent = Number(words[++i]);
+      if (!Number.isFinite(svc.persistent)) return false;
+    } else if (w === 'mask') {
+      svc.netmask = words[++i] ?? '';
+    } else if (w === 'IPv6') {
+      svc.family = 'ipv6';
+    } else svc.flags.push(w);
+  }
+  return true;
+}
+
+/** `ipvsadm -Ln` (any of its list variants). */
+export function parseIpvsadmList(text: string): IpvsTable {
+  const services: IpvsService[] = [];
+  const unparsed: IpvsTable['unparsed'] = [];
+  let mode: 'list' | 'stats' | 'rate' = 'list';
+  let current: IpvsService | undefined;
+  text.split('\n').forEach((raw, i) => {
+    const line = i + 1;
+    const t = raw.trim();
+    if (t === '' || t.startsWith('IP Virtual Server version')) return;
+    if (t.startsWith('Prot LocalAddress:Port')) {
+      mode = / Conns /.test(t) ? 'stats' : / CPS /.test(t) ? 'rate' : 'list';
+      return;
+    }
+    if (/^-> RemoteAddress:Port/.test(t)) return;
+    const svcMatch = /^(TCP|UDP|SCTP|FWM)\s+(\S+)\s*(.*)$/.exec(t);
+    if (svcMatch && !raw.startsWith(' ')) {
+      const [, proto, where, rest] = svcMatch;
+      const words = rest!.split(/\s+/).filter(Boolean);
+      const svc: IpvsService = {
+        protocol: proto as IpvsProtocol,
+        family: 'ipv4',
+        scheduler: '',
+        flags: [],
+        reals: [],
+        line,
+      };
+      if (proto === 'FWM') {
+        svc.fwmark = Number(where);
+        if (!Number.isInteger(svc.fwmark)) return void unparsed.push({ line, text: raw });
+      } else {
+        const hp = splitHostPort(where!);
+        if (!hp) return void unparsed.push({ line, text: raw });
+        svc.address = hp.address;
+        svc.port = hp.port;
+        if (hp.address.includes(':')) svc.family = 'ipv6';
+      }
+      if (mode === 'list') {
+        if (proto === 'FWM' && words[0] === 'IPv6') {
+          svc.family = 'ipv6';
+          words.shift();
+        }
+        svc.scheduler = words.shift() ?? '';
+        if (!parseServiceFlags(words, svc)) return void unparsed.push({ line, text: raw });
+      }
+      services.push(svc);
+      current = svc;
+      return;
+    }
+    const rs = /^->\s+(\S+)\s*(.*)$/.exec(t);
+    if (rs && current) {
+      const hp = splitHostPort(rs[1]!);
+      if (!hp) return void unparsed.push({ line, text: raw });
+      const words = rs[2]!.split(/\s+/).filter(Boolean);
+      if (mode !== 'list') {
+        // stats/rate lines carry counters only; the list output carries the real server's settings
+        if (!current.reals.some((r) => r.address === hp.address && r.port === hp.port)) {
+          current.reals.push({
+            address: hp.address,
+            port: hp.port,
+            forward: 'Route',
+            weight: Number.NaN,
+            line,
+          });
+        }
+        return;
+      }
+      const [fwd, weight, active, inact] = words;
+      if (!fwd || !['Route', 'Masq', 'Tunnel', 'Local'].includes(fwd))
+        return void unparsed.push({ line, text: raw });
+      const r: IpvsRealServer = {
+        address: hp.address,
+        port: hp.port,
+        forward: fwd as IpvsForward,
+        weight: Number(weight),
+        line,
+      };
+      if (active !== undefined) r.activeConn = parseCount(active);
+      if (inact !== undefined) r.inactConn = parseCount(inact);
+      current.reals.push(r);
+      return;
+    }
+    unparsed.push({ line, text: raw });
+  });
+  return { services, unparsed };
+}
+
+/** `ipvsadm -Sn`: `-A -t 192.0.2.1:80 -s wlc -p 300` and `-a -t ... -r 198.51.100.10:80 -g -w 50`. */
+export function parseIpvsadmSave(text: string): IpvsTable {
+  const services: IpvsService[] = [];
+  const unparsed: IpvsTable['unparsed'] = [];
+  const key = (s: IpvsService) => `${s.protocol}|${s.address ?? ''}|${s.port ?? ''}|${s.fwmark ?? ''}`;
+  text.split('\n').forEach((raw, i) => {
+    const line = i + 1;
+    const words = raw.trim().split(/\s+/).filter(Boolean);
+    if (words.length === 0) return;
+    const op = words[0];
+    if (op !== '-A' && op !== '-a') return void unparsed.push({ line, text: raw });
+    const svc: IpvsService = { protocol: 'TCP', family: 'ipv4', scheduler: '', flags: [], reals: [], line };
+    let real: IpvsRealServer | undefined;
+    for (let k = 1; k < words.length; k++) {
+      const w = words[k]!;
+      const v = words[k + 1];
+      if (w === '-t' || w === '-u' || w === '--sctp-service') {
+        svc.protocol = w === '-t' ? 'TCP' : w === '-u' ? 'UDP' : 'SCTP';
+        const hp = splitHostPort(v ?? '');
+        if (!hp) return void unparsed.push({ line, text: raw });
+        svc.address = hp.address;
+        svc.port = hp.port;
+        if (hp.address.includes(':')) svc.family = 'ipv6';
+        k++;
+      } else if (w === '-f') {
+        svc.protocol = 'FWM';
+        svc.fwmark = Number(v);
+        k++;
+      } else if (w === '-6') svc.family = 'ipv6';
+      else if (w === '-s') {
+        svc.scheduler = v ?? '';
+        k++;
+      } else if (w === '-p') {
+        svc.persistent = Number(v);
+        k++;
+      } else if (w === '-M') {
+        svc.netmask = v ?? '';
+        k++;
+      } else if (w === '-b') {
+        svc.flags.push(...(v ?? '').split(','));
+        k++;
+      } else if (w === '-r') {
+        const hp = splitHostPort(v ?? '');
+        if (!hp) return void unparsed.push({ line, text: raw });
+        real = { address: hp.address, port: hp.port, forward: 'Route', weight: 1, line };
+        k++;
+      } else if (FORWARD_OF_SAVE[w]) {
+        if (real) real.forward = FORWARD_OF_SAVE[w];
+      } else if (w === '-w') {
+        if (real) real.weight = Number(v);
+        k++;
+      } else if (w === '-x' || w === '-y' || w === '--tun-type' || w === '--tun-port') {
+        k++;
+      } else if (w === '-o') svc.flags.push('ops');
+    }
+    if (op === '-A') services.push(svc);
+    else {
+      const owner = services.find((s) => key(s) === key(svc));
+      if (!owner || !real) return void unparsed.push({ line, text: raw });
+      owner.reals.push(real);
+    }
+  });
+  return { services, unparsed };
+}
+
+/** Either format, told apart by its first meaningful line. */
+export function parseIpvsadm(text: string): IpvsTable {
+  const first =
+    text
+      .split('\n')
+      .find((l) => l.trim() !== '')
+      ?.trim() ?? '';
+  return first.startsWith('-A') || first.startsWith('-a') ? parseIpvsadmSave(text) : parseIpvsadmList(text);
+}
+
+export function serviceLabel(s: IpvsService): string {
+  if (s.protocol === 'FWM') return `FWM ${s.fwmark}${s.family === 'ipv6' ? ' IPv6' : ''}`;
+  const host = s.family === 'ipv6' ? `[${s.address}]` : s.address;
+  return `${s.protocol} ${host}:${s.port}`;
+}
