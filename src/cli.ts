@@ -89,6 +89,40 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     });
 
   program
+    .command('audit')
+    .description(
+      'drift between directors, live IPVS vs config, VIP placement, live marks (exit 0/1/2/3 like Nagios)',
+    )
+    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
+    .option('--node <name>', 'which configured node this is (default: by host name)')
+    .option('--json', 'same as --format json')
+    .option('--format <format>', 'text, json or markdown', 'text')
+    .option('--output <file>', 'write the report to FILE instead of stdout')
+    .option('--digests', 'also fetch each HTTP_GET url like genhash and compare its digest')
+    .option(
+      '--store',
+      'keep the report in the state directory (and run audit.command / write audit.prometheus)',
+    )
+    .option('-v, --verbose', 'also list what is ok')
+    .action(async (opts) => {
+      const { runAuditCommand } = await import('./commands/audit.js');
+      exitCode = await runAuditCommand(opts, io);
+    });
+
+  program
+    .command('status')
+    .description(
+      'one screen: in sync / changes pending / drift / peer unreachable, last push, VIPs, last audit',
+    )
+    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
+    .option('--node <name>', 'which configured node this is (default: by host name)')
+    .option('--json', 'print one JSON object')
+    .action(async (opts) => {
+      const { runStatusCommand } = await import('./commands/audit.js');
+      exitCode = await runStatusCommand(opts, io);
+    });
+
+  program
     .command('init')
     .description("set up a pair: lvssync's key, the peer's pinned host key, the peer's authorized_keys line")
     .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')

@@ -640,11 +640,12 @@ async function prepareFiles(lab: Lab): Promise<void> {
   }
   const pinned = DIRECTORS.map((d) => {
     const k = readFileSync(path.join(lab.hostDir(d), 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').split(' ');
-    return `${ADDR.crossover[d]} ${k[0]} ${k[1]}\n`;
+    return `${ADDR.crossover[d]},${ADDR.internal[d]} ${k[0]} ${k[1]}\n`;
   }).join('');
   for (const d of DIRECTORS) {
     writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/known_hosts'), pinned);
     writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/lvssync.yaml'), LVSSYNC_YAML);
+    writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/lab/ipvsadm.txt'), LAB_IPVSADM);
   }
   for (const d of DIRECTORS) {
     const other: Director = d === 'lvs1' ? 'lvs2' : 'lvs1';
@@ -663,8 +664,10 @@ async function prepareFiles(lab: Lab): Promise<void> {
     writeFileSync(
       path.join(ssh, 'sshd_config'),
       [
-        `# sshd of lab director ${d}: key authentication only, on the crossover address.`,
+        `# sshd of lab director ${d}: key authentication only, on its crossover and internal addresses.`,
         `ListenAddress ${ADDR.crossover[d]}`,
+        // also on the internal segment: a second path between the directors (tests of split brain)
+        `ListenAddress ${ADDR.internal[d]}`,
         'Port 22',
         `HostKey ${path.join(ssh, 'ssh_host_ed25519_key')}`,
         `AuthorizedKeysFile ${path.join(ssh, 'authorized_keys')}`,
@@ -709,8 +712,21 @@ services:
     reload: [sh, /etc/lvssync/lab/keepalived-reload]
     status: [sh, /etc/lvssync/lab/keepalived-status]
 stateDir: /var/lib/lvssync
+audit:
+  # no IPVS in this kernel: each director's table is recorded output (etc/lvssync/lab/ipvsadm.txt)
+  ipvsadm: [cat, /etc/lvssync/lab/ipvsadm.txt]
+  schedule: '17 3 * * *'
 push:
   fermGuardSeconds: 10
+`;
+
+/** What ipvsadm -Ln prints on a director running the lab's configuration (two DR real servers). */
+export const LAB_IPVSADM = `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+FWM  100 wlc
+  -> ${ADDR.internal.web1}:0              Route   50     0          0
+  -> ${ADDR.internal.web2}:0              Route   50     0          0
 `;
 
 async function startHolder(lab: Lab, host: LabHost): Promise<void> {

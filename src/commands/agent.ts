@@ -11,6 +11,7 @@ import type { Config } from '../core/config.js';
 import { LineSplitter, PROTOCOL_VERSION, type ReloadResult, type Request } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
+import { gatherHere } from '../shell/audit.js';
 import { checkDirector } from '../shell/check-director.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
@@ -193,6 +194,8 @@ class Agent {
       }
       case 'abort':
         return this.abort(this.need(req.txid), req.reload);
+      case 'audit':
+        return gatherHere(this.config);
       case 'history':
         return { versions: this.store.versions() };
       case 'restore': {

@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
+import cron, { type ScheduledTask } from 'node-cron';
 import picomatch from 'picomatch';
 import {
   type CoalesceState,
@@ -21,6 +22,7 @@ import type { Config } from '../core/config.js';
 import { globBase } from '../core/snapshot.js';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
+import { runAudit, storeReport } from '../shell/audit.js';
 import { checkDirector } from '../shell/check-director.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
@@ -118,6 +120,8 @@ class WatchDaemon {
   private pushes = 0;
   private lastReport: { time: string; result: string; error?: string; pushId: number } | undefined;
   private resolveStopped: ((code: number) => void) | undefined;
+  private auditTask: ScheduledTask | undefined;
+  private auditing = false;
 
   constructor(
     private config: Config,
@@ -149,6 +153,7 @@ class WatchDaemon {
       await this.watcher?.close();
       return this.health === 'in-sync' ? EXIT.OK : EXIT.PUSH_FAILED;
     }
+    this.scheduleAudit();
     process.on('SIGHUP', () => void this.reloadConfig());
     process.on('SIGTERM', () => void this.stop('SIGTERM'));
     process.on('SIGINT', () => void this.stop('SIGINT'));
@@ -326,6 +331,43 @@ class WatchDaemon {
     } catch {}
   }
 
+  /** The nightly audit (audit.schedule), stored with retention and handed to its command. */
+  private scheduleAudit(): void {
+    void this.auditTask?.stop();
+    const expr = this.config.audit.schedule;
+    if (!cron.validate(expr)) {
+      this.log.error({ schedule: expr }, 'audit.schedule is not a valid cron expression: no scheduled audit');
+      return;
+    }
+    this.auditTask = cron.schedule(expr, () => void this.audit(), { noOverlap: true });
+    this.log.info({ schedule: expr }, 'audit scheduled');
+  }
+
+  private async audit(): Promise<void> {
+    if (this.auditing || this.stopping) return;
+    this.auditing = true;
+    const log = this.log.child({ component: 'audit' });
+    try {
+      const r = await runAudit(this.config, this.self);
+      const file = await storeReport(this.config, r);
+      const problems = r.findings.filter((f) => f.severity !== 'ok');
+      const level = r.status === 'ok' ? 'info' : r.status === 'warning' ? 'warn' : 'error';
+      log[level](
+        {
+          status: r.status,
+          findings: problems.length,
+          report: file,
+          codes: problems.map((f) => `${f.host}:${f.code}`),
+        },
+        'audit done',
+      );
+    } catch (e) {
+      log.error({ err: e }, 'audit failed');
+    } finally {
+      this.auditing = false;
+    }
+  }
+
   private async reloadConfig(): Promise<void> {
     try {
       const { config } = await loadConfig(this.configPath);
@@ -334,6 +376,7 @@ class WatchDaemon {
       }
       this.config = config;
       await this.rewatch();
+      this.scheduleAudit();
       this.log.info({ config: this.configPath }, 'configuration reloaded');
       this.state = onEvent(this.state, Date.now());
       this.schedule();
@@ -348,6 +391,7 @@ class WatchDaemon {
     this.log.info({ signal, pushing: Boolean(this.pushing) }, 'stopping');
     if (this.timer) clearTimeout(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    void this.auditTask?.stop();
     await this.watcher?.close();
     // Finish the current push: the peer's agent rolls back by itself if we are killed meanwhile.
     if (this.pushing) await this.pushing;

@@ -51,6 +51,20 @@ export interface Config {
   stateDir: string;
   /** How many previous versions of the peer's files to keep for rollback. */
   history: number;
+  audit: {
+    /** How the live IPVS table is read (run on each director). */
+    ipvsadm: string[];
+    /** node-cron expression for the daemon's audit (default nightly). */
+    schedule: string;
+    /** How many reports to keep in stateDir/reports. */
+    keep: number;
+    /** Command that gets each report on stdin (e.g. [mail, -s, 'lvssync audit', root]). */
+    command?: string[];
+    /** node_exporter textfile collector file to write (e.g. /var/lib/node_exporter/lvssync.prom). */
+    prometheus?: string;
+    /** Fetch each HTTP_GET url from each real server and compare with its digest. */
+    digests: boolean;
+  };
   push: {
     /** Command the primary asks the peer's sshd to run (an authorized_keys forced command wins). */
     agentCommand: string[];
@@ -79,6 +93,7 @@ export const DEFAULTS: Config = {
   ],
   stateDir: '/var/lib/lvssync',
   history: 10,
+  audit: { ipvsadm: ['ipvsadm', '-Ln'], schedule: '17 3 * * *', keep: 30, digests: false },
   push: { agentCommand: ['lvssync', 'agent'], fermGuardSeconds: 30 },
 };
 
@@ -195,7 +210,7 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
   if (!isObj(raw)) return { config: c, problems: ['(top): must be a mapping'] };
   unknownKeys(
     raw,
-    ['cluster', 'primary', 'nodes', 'ssh', 'files', 'services', 'stateDir', 'history', 'push'],
+    ['cluster', 'primary', 'nodes', 'ssh', 'files', 'services', 'stateDir', 'history', 'audit', 'push'],
     '',
     problems,
   );
@@ -286,6 +301,31 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
   c.stateDir = str(raw.stateDir, 'stateDir', problems, { fallback: c.stateDir }) ?? c.stateDir;
   absPath(c.stateDir, 'stateDir', problems);
   c.history = int(raw.history, 'history', problems, 1, 1000, c.history);
+  if (raw.audit !== undefined) {
+    if (!isObj(raw.audit)) problems.push('audit: must be a mapping');
+    else {
+      const a = raw.audit;
+      unknownKeys(a, ['ipvsadm', 'schedule', 'keep', 'command', 'prometheus', 'digests'], 'audit', problems);
+      c.audit.ipvsadm = strList(a.ipvsadm, 'audit.ipvsadm', problems, c.audit.ipvsadm);
+      c.audit.schedule =
+        str(a.schedule, 'audit.schedule', problems, { fallback: c.audit.schedule }) ?? c.audit.schedule;
+      if (
+        c.audit.schedule.trim().split(/\s+/).length < 5 ||
+        c.audit.schedule.trim().split(/\s+/).length > 6
+      ) {
+        problems.push(`audit.schedule: '${c.audit.schedule}' is not a cron expression (5 or 6 fields)`);
+      }
+      c.audit.keep = int(a.keep, 'audit.keep', problems, 1, 100_000, c.audit.keep);
+      if (a.command !== undefined) c.audit.command = strList(a.command, 'audit.command', problems, []);
+      const prom = str(a.prometheus, 'audit.prometheus', problems);
+      absPath(prom, 'audit.prometheus', problems);
+      if (prom !== undefined) c.audit.prometheus = prom;
+      if (a.digests !== undefined) {
+        if (typeof a.digests !== 'boolean') problems.push('audit.digests: must be true or false');
+        else c.audit.digests = a.digests;
+      }
+    }
+  }
   if (raw.push !== undefined) {
     if (!isObj(raw.push)) problems.push('push: must be a mapping');
     else {

@@ -42,6 +42,18 @@ export interface HistoryEntry {
   reason: 'commit' | 'restore';
 }
 
+/** What a director reports for the audit. */
+export interface AuditData {
+  files: { path: string; text: string }[];
+  addresses: string[];
+  ipvsadm: { ok: boolean; text: string };
+  /** iptables-save -t mangle (the tool ferm uses). */
+  liveMangle: string;
+  /** ferm --noexec --lines of the current ferm.conf. */
+  fermLines: string;
+  errors?: string[];
+}
+
 /** Requests, by op. */
 export type Request =
   | { op: 'hello'; version: number; primary: string }
@@ -59,7 +71,8 @@ export type Request =
   | { op: 'abort'; txid: string; reload: boolean }
   | { op: 'history' }
   | { op: 'restore'; version?: string }
-  | { op: 'read'; path: string };
+  | { op: 'read'; path: string }
+  | { op: 'audit' };
 
 export interface Responses {
   hello: Hello;
@@ -78,6 +91,7 @@ export interface Responses {
   history: { versions: HistoryEntry[] };
   restore: { version: string; restoredFrom: string; paths: string[] };
   read: { exists: boolean; text: string; mode: number };
+  audit: AuditData;
 }
 
 export type Op = Request['op'];

@@ -1,0 +1,163 @@
+// `lvssync audit` and `lvssync status`: composition roots over shell/audit.ts.
+// audit exits like a Nagios/Icinga plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { EXIT, LvssyncError } from '../errors.js';
+import type { Io } from '../io.js';
+import {
+  formatAuditJson,
+  formatAuditMarkdown,
+  formatAuditText,
+  latestReport,
+  runAudit,
+  storeReport,
+} from '../shell/audit.js';
+import { loadConfig, selfNode } from '../shell/load-config.js';
+import { PeerSession } from '../shell/peer.js';
+import { peerOf } from '../shell/push.js';
+import { readAddresses } from '../shell/services.js';
+
+export interface AuditOptions {
+  config?: string;
+  node?: string;
+  json?: boolean;
+  format?: string;
+  output?: string;
+  digests?: boolean;
+  store?: boolean;
+  verbose?: boolean;
+}
+
+function self(config: Awaited<ReturnType<typeof loadConfig>>['config'], node?: string): string {
+  const s = selfNode(config, node);
+  if (!s)
+    throw new LvssyncError(
+      'E_CONFIG',
+      'cannot tell which configured node this host is: set nodes.<name>.hostname or pass --node',
+    );
+  return s;
+}
+
+export async function runAuditCommand(opts: AuditOptions, io: Io): Promise<number> {
+  let config: Awaited<ReturnType<typeof loadConfig>>['config'];
+  try {
+    ({ config } = await loadConfig(opts.config));
+  } catch (e) {
+    io.stderr(`lvssync audit: UNKNOWN: ${(e as Error).message}\n`);
+    return 3;
+  }
+  const format = opts.json ? 'json' : (opts.format ?? 'text');
+  if (!['text', 'json', 'markdown'].includes(format))
+    throw new LvssyncError('E_USAGE', `--format ${format}: use text, json or markdown`);
+  const report = await runAudit(config, self(config, opts.node), opts.digests ? { digests: true } : {});
+  const text =
+    format === 'json'
+      ? formatAuditJson(report)
+      : format === 'markdown'
+        ? formatAuditMarkdown(report)
+        : formatAuditText(report, opts.verbose);
+  if (opts.output) writeFileSync(opts.output, text);
+  else io.stdout(text);
+  if (opts.store) await storeReport(config, report);
+  return report.exitCode;
+}
+
+export interface StatusOptions {
+  config?: string;
+  node?: string;
+  json?: boolean;
+}
+
+/** One screen: sync state (F5 ConfigSync's words), last push, VIP holders, last audit. */
+export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<number> {
+  const { config } = await loadConfig(opts.config);
+  const me = self(config, opts.node);
+  const target = peerOf(config, me);
+  const readJson = (f: string) => {
+    try {
+      return JSON.parse(readFileSync(path.join(config.stateDir, f), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  };
+  const lastPush = readJson('last-push.json');
+  const watch = readJson('watch-status.json');
+  const daemonAlive = watch?.pid && existsSync(`/proc/${watch.pid}`);
+  const audit = latestReport(config);
+  const here = Object.values(await readAddresses()).flat();
+  let there: string[] | undefined;
+  let sync: 'in sync' | 'changes pending' | 'drift' | 'peer unreachable' = 'in sync';
+  let pending = 0;
+  try {
+    const s = await PeerSession.open(config, target, me);
+    try {
+      there = Object.values(await s.request({ op: 'addresses' })).flat();
+      const { runPush } = await import('../shell/push.js');
+      s.close();
+      const r = await runPush({ config, self: me, dryRun: true, external: false });
+      if (r.error && r.result !== 'conflict') throw r.error;
+      pending = r.plan?.changes.length ?? 0;
+      if (r.plan?.conflicts.length) sync = 'drift';
+      else if (pending > 0) sync = 'changes pending';
+      if (r.result === 'invalid-here') sync = 'changes pending';
+    } finally {
+      s.close();
+    }
+  } catch (e) {
+    // the daemon (or a person) is pushing right now: changes are on their way
+    sync = e instanceof LvssyncError && e.code === 'E_LOCKED' ? 'changes pending' : 'peer unreachable';
+  }
+  const vips = new Set<string>();
+  try {
+    const { checkDirector } = await import('../shell/check-director.js');
+    const local = await checkDirector({
+      root: '/',
+      keepalivedPath: config.files.keepalived,
+      fermPath: config.files.ferm,
+      external: false,
+    });
+    for (const i of local.model.instances)
+      for (const v of [...i.vips, ...i.excludedVips]) vips.add(v.address);
+  } catch {}
+  const holders = [...vips].map((v) => ({
+    vip: v,
+    on: [...(here.includes(v) ? [me] : []), ...(there?.includes(v) ? [target.name] : [])],
+  }));
+  const status = {
+    cluster: config.cluster,
+    self: me,
+    peer: target.name,
+    sync,
+    pendingChanges: pending,
+    daemon: watch
+      ? { running: Boolean(daemonAlive), health: watch.health, lastPush: watch.lastPush }
+      : undefined,
+    lastPush,
+    vips: holders,
+    lastAudit: audit
+      ? {
+          time: audit.time,
+          status: audit.status,
+          findings: audit.findings.filter((f) => f.severity !== 'ok').length,
+        }
+      : undefined,
+  };
+  if (opts.json) {
+    io.stdout(`${JSON.stringify(status)}\n`);
+  } else {
+    const lines = [
+      `cluster ${config.cluster}: ${me} -> ${target.name}: ${sync.toUpperCase()}${pending ? ` (${pending} change(s) to push)` : ''}`,
+      `daemon:     ${watch ? `${daemonAlive ? 'running' : 'NOT running'}, ${watch.health}` : 'never ran here'}`,
+      `last push:  ${lastPush ? `${lastPush.time} ${lastPush.result}${lastPush.error ? `: ${lastPush.error.message}` : ''}` : 'none'}`,
+      ...holders.map(
+        (h) =>
+          `VIP ${h.vip.padEnd(16)} ${h.on.length === 1 ? `on ${h.on[0]}` : h.on.length === 0 ? 'on NOBODY (outage)' : `on ${h.on.join(' AND ')} (split brain)`}`,
+      ),
+      `last audit: ${audit ? `${audit.time} ${audit.status.toUpperCase()} (${status.lastAudit!.findings} finding(s))` : 'none'}`,
+    ];
+    io.stdout(`${lines.join('\n')}\n`);
+  }
+  const bad = sync !== 'in sync' || holders.some((h) => h.on.length !== 1);
+  return bad ? EXIT.FINDINGS : EXIT.OK;
+}

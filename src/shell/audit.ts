@@ -1,0 +1,364 @@
+// The audit pipeline: gathers from each director (here directly, on the peer through its agent) the
+// managed files, the addresses it holds, its live IPVS table (through the same exec path as every
+// other command: audit.ipvsadm) and its live and intended MARK rules; then asks the core for
+// findings. Also stores reports (with retention), hands them to a command and writes the Prometheus
+// textfile. Used by `lvssync audit`, `lvssync status` and the daemon's schedule.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import path from 'node:path';
+import {
+  auditDrift,
+  auditIpvs,
+  auditIpvsPair,
+  auditMarks,
+  auditVips,
+  exitCodeOf,
+  type Finding,
+  type Severity,
+  worstOf,
+} from '../core/audit.js';
+import { isEditorTemp } from '../core/coalesce.js';
+import type { Config } from '../core/config.js';
+import { parseFermLines } from '../core/ferm/marks.js';
+import { type IpvsTable, parseIpvsadm } from '../core/ipvsadm.js';
+import type { AuditData } from '../core/protocol.js';
+import { renderForNode } from '../core/render.js';
+import { LvssyncError } from '../errors.js';
+import { checkDirector } from './check-director.js';
+import { execTool } from './exec.js';
+import { PeerSession } from './peer.js';
+import { peerOf } from './push.js';
+import { iptablesSave, readAddresses } from './services.js';
+import { Store } from './store.js';
+
+export interface AuditReport {
+  cluster: string;
+  time: string;
+  status: Severity;
+  exitCode: number;
+  hosts: string[];
+  findings: Finding[];
+}
+
+/** What this director says about itself (the agent's `audit` op returns the same). */
+export async function gatherHere(config: Config): Promise<AuditData> {
+  const store = new Store(config);
+  const files: AuditData['files'] = [];
+  for (const f of store.manifest()) {
+    if (isEditorTemp(f.path)) continue;
+    files.push({ path: f.path, text: readFileSync(f.path, 'utf8') });
+  }
+  const data: AuditData = {
+    files,
+    addresses: [],
+    ipvsadm: { ok: false, text: '' },
+    liveMangle: '',
+    fermLines: '',
+  };
+  const addrs = await readAddresses();
+  data.addresses = Object.values(addrs).flat();
+  try {
+    const r = await execTool(config.audit.ipvsadm, { timeoutMs: 30_000 });
+    data.ipvsadm =
+      r.code === 0 ? { ok: true, text: r.stdout } : { ok: false, text: `${r.stderr}${r.stdout}`.trim() };
+  } catch (e) {
+    data.ipvsadm = { ok: false, text: (e as Error).message };
+  }
+  try {
+    data.liveMangle = await iptablesSave('mangle');
+  } catch (e) {
+    data.liveMangle = '';
+    data.errors = [...(data.errors ?? []), (e as Error).message];
+  }
+  const f = await execTool(['ferm', '--noexec', '--lines', config.files.ferm], { timeoutMs: 60_000 }).catch(
+    () => undefined,
+  );
+  data.fermLines = f?.code === 0 ? f.stdout : '';
+  if (!f || f.code !== 0)
+    data.errors = [...(data.errors ?? []), `ferm --noexec failed: ${f?.stderr.trim() ?? 'not installed'}`];
+  return data;
+}
+
+/** Fetches an HTTP_GET url from a real server the way genhash does: MD5 of the body. */
+function fetchDigest(host: string, port: number, urlPath: string, virtualhost?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(
+      { host, port, path: urlPath, timeout: 5000, headers: virtualhost ? { host: virtualhost } : {} },
+      (res) => {
+        const h = createHash('md5');
+        res.on('data', (b: Buffer) => h.update(b));
+        res.on('end', () => resolve(h.digest('hex')));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+  });
+}
+
+export async function runAudit(
+  config: Config,
+  self: string,
+  opts: { digests?: boolean } = {},
+): Promise<AuditReport> {
+  const salt = randomBytes(8).toString('hex');
+  const findings: Finding[] = [];
+  const target = peerOf(config, self);
+  const selfNode = config.nodes[self];
+  const local = await checkDirector({
+    root: '/',
+    keepalivedPath: config.files.keepalived,
+    fermPath: config.files.ferm,
+    ...(selfNode?.configId === undefined ? {} : { configId: selfNode.configId }),
+    external: false,
+  });
+  const model = local.model;
+  const here = await gatherHere(config);
+  let there: AuditData | undefined;
+  try {
+    const s = await PeerSession.open(config, target, self);
+    try {
+      there = await s.request({ op: 'audit' });
+    } finally {
+      s.close();
+    }
+  } catch (e) {
+    findings.push({
+      check: 'peer',
+      severity: 'unknown',
+      host: target.name,
+      code: 'PEER_UNREACHABLE',
+      message: `${target.name} could not be audited: ${(e as Error).message}`,
+    });
+  }
+  const hosts = [self, target.name];
+  const data = new Map<string, AuditData>([[self, here]]);
+  if (there) data.set(target.name, there);
+
+  // drift: the peer's files against what the primary renders for it
+  if (there) {
+    const peerNode = config.nodes[target.name]!;
+    const mine = new Map(here.files.map((f) => [f.path, f.text]));
+    const rendered = renderForNode(mine, local.evaluation.files, {
+      node: target.name,
+      ...(peerNode.router_id ? { routerId: peerNode.router_id } : {}),
+      hostLines: peerNode.hostLines,
+    });
+    findings.push(
+      ...auditDrift(target.name, rendered.files, new Map(there.files.map((f) => [f.path, f.text])), salt),
+    );
+  }
+  // VIPs
+  findings.push(...auditVips(model, new Map([...data].map(([h, d]) => [h, d.addresses]))));
+  // live IPVS, and the two tables against each other
+  const tables = new Map<string, IpvsTable>();
+  for (const [h, d] of data) {
+    if (!d.ipvsadm.ok) {
+      findings.push({
+        check: 'ipvs',
+        severity: 'unknown',
+        host: h,
+        code: 'IPVS_UNAVAILABLE',
+        message: `${config.audit.ipvsadm.join(' ')} failed on ${h}: ${d.ipvsadm.text.split('\n')[0]}`,
+      });
+      continue;
+    }
+    const t = parseIpvsadm(d.ipvsadm.text);
+    tables.set(h, t);
+    findings.push(...auditIpvs(h, model, t));
+  }
+  if (tables.size === 2)
+    findings.push(...auditIpvsPair(self, tables.get(self)!, target.name, tables.get(target.name)!));
+  // live marks against ferm.conf
+  for (const [h, d] of data) {
+    for (const err of d.errors ?? [])
+      findings.push({ check: 'marks', severity: 'unknown', host: h, code: 'MARKS_UNKNOWN', message: err });
+    if (d.fermLines)
+      findings.push(
+        ...auditMarks(h, parseFermLines(d.fermLines), parseFermLines(d.liveMangle), config.files.ferm),
+      );
+  }
+  // health-check digests, fetched like genhash
+  if (opts.digests ?? config.audit.digests) {
+    for (const vs of model.virtualServers) {
+      for (const rs of vs.realServers) {
+        for (const c of rs.checkers.filter((x) => x.type === 'HTTP_GET')) {
+          const port = c.connectPort?.value ?? rs.port ?? 80;
+          for (const u of c.urls) {
+            if (!u.digest || !u.path) continue;
+            const at = { file: u.digest.pos.file, line: u.digest.pos.line };
+            try {
+              const got = await fetchDigest(
+                c.connectIp?.value ?? rs.address,
+                port,
+                u.path.value,
+                (c.virtualhost ?? vs.virtualhost)?.value,
+              );
+              findings.push(
+                got === u.digest.value.toLowerCase()
+                  ? {
+                      check: 'digest',
+                      severity: 'ok',
+                      host: rs.address,
+                      code: 'DIGEST_OK',
+                      ...at,
+                      message: `${rs.address}:${port}${u.path.value} matches its digest`,
+                    }
+                  : {
+                      check: 'digest',
+                      severity: 'critical',
+                      host: rs.address,
+                      code: 'DIGEST_MISMATCH',
+                      ...at,
+                      message: `${rs.address}:${port}${u.path.value} answers with MD5 ${got}, the configuration expects ${u.digest.value}: keepalived takes this real server out`,
+                    },
+              );
+            } catch (e) {
+              findings.push({
+                check: 'digest',
+                severity: 'warning',
+                host: rs.address,
+                code: 'DIGEST_UNREACHABLE',
+                ...at,
+                message: `${rs.address}:${port}${u.path.value}: ${(e as Error).message}`,
+              });
+            }
+          }
+        }
+      }
+    }
+  }
+  return {
+    cluster: config.cluster,
+    time: new Date().toISOString(),
+    status: worstOf(findings),
+    exitCode: exitCodeOf(findings),
+    hosts,
+    findings,
+  };
+}
+
+// --- reporting ---------------------------------------------------------------------------------
+
+const MARK: Record<Severity, string> = { ok: 'ok  ', warning: 'WARN', critical: 'CRIT', unknown: 'UNKN' };
+
+export function formatAuditText(r: AuditReport, verbose = false): string {
+  const out = [
+    `lvssync audit of ${r.cluster} (${r.hosts.join(', ')}) at ${r.time}: ${r.status.toUpperCase()}`,
+  ];
+  const shown = r.findings.filter((f) => verbose || f.severity !== 'ok');
+  for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload', 'digest'] as const) {
+    const fs = shown.filter((f) => f.check === check);
+    const all = r.findings.filter((f) => f.check === check);
+    if (all.length === 0) continue;
+    out.push('', `${check}: ${fs.length === 0 ? 'ok' : `${fs.length} finding(s)`}`);
+    for (const f of fs) {
+      out.push(
+        `  ${MARK[f.severity]} ${f.host}: ${f.message}${f.file ? ` (${f.file}${f.line ? `:${f.line}` : ''})` : ''} [${f.code}]`,
+      );
+      if (f.diff)
+        out.push(
+          ...f.diff
+            .trimEnd()
+            .split('\n')
+            .map((l) => `       ${l}`),
+        );
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
+
+export function formatAuditMarkdown(r: AuditReport): string {
+  const out = [
+    `# lvssync audit: ${r.cluster} is ${r.status.toUpperCase()}`,
+    '',
+    `${r.time}, directors ${r.hosts.join(', ')}.`,
+    '',
+  ];
+  const rows = r.findings.filter((f) => f.severity !== 'ok');
+  if (rows.length === 0) out.push('Everything checked is as configured.');
+  else {
+    out.push('| severity | check | host | where | finding |', '|---|---|---|---|---|');
+    for (const f of rows)
+      out.push(
+        `| ${f.severity} | ${f.check} | ${f.host} | ${f.file ? `${f.file}${f.line ? `:${f.line}` : ''}` : ''} | ${f.message.replace(/\|/g, '\\|')} |`,
+      );
+    for (const f of rows.filter((x) => x.diff))
+      out.push('', `## ${f.host}: ${f.file}`, '', '```diff', f.diff!.trimEnd(), '```');
+  }
+  return `${out.join('\n')}\n`;
+}
+
+export function formatAuditJson(r: AuditReport): string {
+  return `${JSON.stringify(r)}\n`;
+}
+
+/** node_exporter textfile: one gauge per check (0 ok, 1 warning, 2 critical, 3 unknown). */
+export function formatPrometheus(r: AuditReport): string {
+  const value: Record<Severity, number> = { ok: 0, warning: 1, critical: 2, unknown: 3 };
+  const lines = [
+    '# HELP lvssync_audit_status Worst finding of the last lvssync audit per check: 0 ok, 1 warning, 2 critical, 3 unknown.',
+    '# TYPE lvssync_audit_status gauge',
+  ];
+  for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload', 'digest']) {
+    const fs = r.findings.filter((f) => f.check === check);
+    lines.push(`lvssync_audit_status{cluster="${r.cluster}",check="${check}"} ${value[worstOf(fs)]}`);
+  }
+  lines.push(
+    '# HELP lvssync_audit_findings Findings of the last audit by severity.',
+    '# TYPE lvssync_audit_findings gauge',
+    ...(['warning', 'critical', 'unknown'] as const).map(
+      (s) =>
+        `lvssync_audit_findings{cluster="${r.cluster}",severity="${s}"} ${r.findings.filter((f) => f.severity === s).length}`,
+    ),
+    '# HELP lvssync_audit_last_run_timestamp_seconds When the last audit ran.',
+    '# TYPE lvssync_audit_last_run_timestamp_seconds gauge',
+    `lvssync_audit_last_run_timestamp_seconds{cluster="${r.cluster}"} ${Math.round(Date.parse(r.time) / 1000)}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+/** Keeps the report (JSON and text) with retention, writes the textfile, runs the report command. */
+export async function storeReport(config: Config, r: AuditReport): Promise<string> {
+  const dir = path.join(config.stateDir, 'reports');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const base = `audit-${r.time.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+  writeFileSync(path.join(dir, `${base}.json`), formatAuditJson(r));
+  writeFileSync(path.join(dir, `${base}.txt`), formatAuditText(r));
+  const all = readdirSync(dir)
+    .filter((f) => /^audit-.*\.json$/.test(f))
+    .sort();
+  for (const old of all.slice(0, Math.max(0, all.length - config.audit.keep))) {
+    rmSync(path.join(dir, old), { force: true });
+    rmSync(path.join(dir, old.replace(/\.json$/, '.txt')), { force: true });
+  }
+  if (config.audit.prometheus) {
+    const tmp = `${config.audit.prometheus}.${process.pid}.tmp`;
+    writeFileSync(tmp, formatPrometheus(r));
+    renameSync(tmp, config.audit.prometheus);
+  }
+  if (config.audit.command?.length) {
+    const res = await execTool(config.audit.command, { input: formatAuditText(r), timeoutMs: 60_000 });
+    if (res.code !== 0)
+      throw new LvssyncError(
+        'E_TOOL_FAILED',
+        `audit.command ${config.audit.command.join(' ')} exited ${res.code}: ${res.stderr.trim()}`,
+      );
+  }
+  return path.join(dir, `${base}.json`);
+}
+
+export function latestReport(config: Config): AuditReport | undefined {
+  try {
+    const dir = path.join(config.stateDir, 'reports');
+    const last = readdirSync(dir)
+      .filter((f) => /^audit-.*\.json$/.test(f))
+      .sort()
+      .at(-1);
+    return last ? (JSON.parse(readFileSync(path.join(dir, last), 'utf8')) as AuditReport) : undefined;
+  } catch {
+    return undefined;
+  }
+}
