@@ -3,6 +3,7 @@
 // table says PASS/MISS); non-zero only when a benchmark could not run.
 
 import { execFileSync } from 'node:child_process';
+import { benchAudit } from './audit.js';
 import { benchCheck, printCheck } from './check.js';
 import { benchPush } from './push.js';
 
@@ -34,9 +35,13 @@ async function main(): Promise<void> {
     for (const n of [1_000, 10_000]) results.push(await benchCheck(n, keepalived));
     printCheck(results);
   }
-  if (want('push')) {
-    if (process.getuid?.() !== 0) console.log('\npush: skipped (the lab needs root)');
-    else await benchPush();
+  for (const [group, run] of [
+    ['push', benchPush],
+    ['audit', benchAudit],
+  ] as const) {
+    if (!want(group)) continue;
+    if (process.getuid?.() !== 0) console.log(`\n${group}: skipped (the lab needs root)`);
+    else await run();
   }
 }
 

@@ -1,0 +1,104 @@
+// Benchmark of lvssync audit in the lab: both directors with 1,000 conf.d files and a 10,000-line
+// IPVS table, next to `rsync -an --checksum` over SSH of the same tree, measured in the same run.
+// Target: the whole audit of both directors within the time of that one rsync dry run.
+
+import path from 'node:path';
+import { ADDR, DIRECTORS, type Lab, REPO, startLab, stopLab } from '../scripts/lab/lab.js';
+import { generateSet } from './gen.js';
+import { fmtMs, median, printTable, verdict } from './util.js';
+
+const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
+const N = 1000;
+
+/** An ipvsadm -Ln table of `lines` lines: the N configured services and their real servers. */
+function bigTable(lines: number): string {
+  const out = [
+    'IP Virtual Server version 1.2.1 (size=4096)',
+    'Prot LocalAddress:Port Scheduler Flags',
+    '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn',
+  ];
+  let mark = 100;
+  while (out.length < lines) {
+    out.push(`FWM  ${mark} wlc persistent 300`);
+    const reals = 2 + (mark % 3);
+    for (let r = 0; r < reals && out.length < lines; r++) {
+      const host = ((mark * 7 + r) % 250) + 1;
+      out.push(`  -> 198.51.100.${host}:80           Route   ${50 + r}     0          0`);
+    }
+    mark++;
+  }
+  return `${out.join('\n')}\n`;
+}
+
+async function timed(lab: Lab, argv: string[]): Promise<number> {
+  const t0 = performance.now();
+  await lab.exec('lvs1', argv, { timeoutMs: 600_000, allowFail: true });
+  return performance.now() - t0;
+}
+
+export async function benchAudit(): Promise<boolean> {
+  const name = 'abench';
+  await stopLab(path.join('/tmp', `lvssync-lab-${name}`));
+  const lab = await startLab({ name });
+  try {
+    const set = generateSet(N);
+    for (const d of DIRECTORS) {
+      for (const [p, text] of set.files)
+        if (p.startsWith('/etc/keepalived/conf.d/')) lab.writeFile(d, p, text, 0o644);
+      lab.writeFile(
+        d,
+        '/etc/ferm/ferm.conf',
+        `${lab.readFile(d, '/etc/ferm/ferm.conf')}${set.files.get('/etc/ferm/ferm.conf')}`,
+      );
+      lab.writeFile(d, '/etc/lvssync/lab/ipvsadm.txt', bigTable(10_000));
+      await lab.applyFerm(d);
+    }
+    const ours: number[] = [];
+    let findings = 0;
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const r = await lab.exec('lvs1', [process.execPath, MAIN, 'audit', '--json'], {
+        allowFail: true,
+        timeoutMs: 600_000,
+      });
+      ours.push(performance.now() - t0);
+      findings = (JSON.parse(r.stdout) as { findings: unknown[] }).findings.length;
+    }
+    const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
+    const sshCmd = `ssh -i ${ssh}/id_ed25519 -o UserKnownHostsFile=${ssh}/known_hosts -o StrictHostKeyChecking=yes`;
+    const rsync = [
+      'rsync',
+      '-an',
+      '--checksum',
+      '--delete',
+      '-e',
+      sshCmd,
+      '/etc/keepalived/',
+      `root@${ADDR.crossover.lvs2}:/etc/keepalived/`,
+    ];
+    const theirs: number[] = [];
+    for (let i = 0; i < 3; i++) theirs.push(await timed(lab, rsync));
+    const a = median(ours);
+    const b = median(theirs);
+    const ok = a <= b;
+    printTable(
+      `audit: ${N.toLocaleString('en')} conf.d files and a 10,000-line IPVS table on both directors`,
+      [
+        {
+          name: 'lvssync audit of both directors (median of 3)',
+          value: fmtMs(a),
+          note: `${findings} findings`,
+        },
+        { name: 'rsync -an --checksum over SSH, keepalived dir (median of 3)', value: fmtMs(b) },
+        {
+          name: 'ratio lvssync audit / rsync dry run',
+          value: `${(a / b).toFixed(2)}x`,
+          note: verdict(ok, '<= 1x'),
+        },
+      ],
+    );
+    return ok;
+  } finally {
+    await stopLab(lab.dir);
+  }
+}
