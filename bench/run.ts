@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { benchAudit } from './audit.js';
 import { benchCheck, printCheck } from './check.js';
 import { benchPush } from './push.js';
+import { benchWatch } from './watch.js';
 
 function which(name: string): string | undefined {
   try {
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
   for (const [group, run] of [
     ['push', benchPush],
     ['audit', benchAudit],
+    ['watch', benchWatch],
   ] as const) {
     if (!want(group)) continue;
     if (process.getuid?.() !== 0) console.log(`\n${group}: skipped (the lab needs root)`);

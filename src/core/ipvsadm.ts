@@ -98,10 +98,16 @@ export function parseIpvsadmList(text: string): IpvsTable {
       };
       if (proto === 'FWM') {
         svc.fwmark = Number(where);
-        if (!Number.isInteger(svc.fwmark)) return void unparsed.push({ line, text: raw });
+        if (!Number.isInteger(svc.fwmark)) {
+          unparsed.push({ line, text: raw });
+          return;
+        }
       } else {
         const hp = splitHostPort(where!);
-        if (!hp) return void unparsed.push({ line, text: raw });
+        if (!hp) {
+          unparsed.push({ line, text: raw });
+          return;
+        }
         svc.address = hp.address;
         svc.port = hp.port;
         if (hp.address.includes(':')) svc.family = 'ipv6';
@@ -112,7 +118,10 @@ export function parseIpvsadmList(text: string): IpvsTable {
           words.shift();
         }
         svc.scheduler = words.shift() ?? '';
-        if (!parseServiceFlags(words, svc)) return void unparsed.push({ line, text: raw });
+        if (!parseServiceFlags(words, svc)) {
+          unparsed.push({ line, text: raw });
+          return;
+        }
       }
       services.push(svc);
       current = svc;
@@ -121,7 +130,10 @@ export function parseIpvsadmList(text: string): IpvsTable {
     const rs = /^->\s+(\S+)\s*(.*)$/.exec(t);
     if (rs && current) {
       const hp = splitHostPort(rs[1]!);
-      if (!hp) return void unparsed.push({ line, text: raw });
+      if (!hp) {
+        unparsed.push({ line, text: raw });
+        return;
+      }
       const words = rs[2]!.split(/\s+/).filter(Boolean);
       if (mode !== 'list') {
         // stats/rate lines carry counters only; the list output carries the real server's settings
@@ -137,8 +149,10 @@ export function parseIpvsadmList(text: string): IpvsTable {
         return;
       }
       const [fwd, weight, active, inact] = words;
-      if (!fwd || !['Route', 'Masq', 'Tunnel', 'Local'].includes(fwd))
-        return void unparsed.push({ line, text: raw });
+      if (!fwd || !['Route', 'Masq', 'Tunnel', 'Local'].includes(fwd)) {
+        unparsed.push({ line, text: raw });
+        return;
+      }
       const r: IpvsRealServer = {
         address: hp.address,
         port: hp.port,
@@ -166,7 +180,10 @@ export function parseIpvsadmSave(text: string): IpvsTable {
     const words = raw.trim().split(/\s+/).filter(Boolean);
     if (words.length === 0) return;
     const op = words[0];
-    if (op !== '-A' && op !== '-a') return void unparsed.push({ line, text: raw });
+    if (op !== '-A' && op !== '-a') {
+      unparsed.push({ line, text: raw });
+      return;
+    }
     const svc: IpvsService = { protocol: 'TCP', family: 'ipv4', scheduler: '', flags: [], reals: [], line };
     let real: IpvsRealServer | undefined;
     for (let k = 1; k < words.length; k++) {
@@ -175,7 +192,10 @@ export function parseIpvsadmSave(text: string): IpvsTable {
       if (w === '-t' || w === '-u' || w === '--sctp-service') {
         svc.protocol = w === '-t' ? 'TCP' : w === '-u' ? 'UDP' : 'SCTP';
         const hp = splitHostPort(v ?? '');
-        if (!hp) return void unparsed.push({ line, text: raw });
+        if (!hp) {
+          unparsed.push({ line, text: raw });
+          return;
+        }
         svc.address = hp.address;
         svc.port = hp.port;
         if (hp.address.includes(':')) svc.family = 'ipv6';
@@ -199,7 +219,10 @@ export function parseIpvsadmSave(text: string): IpvsTable {
         k++;
       } else if (w === '-r') {
         const hp = splitHostPort(v ?? '');
-        if (!hp) return void unparsed.push({ line, text: raw });
+        if (!hp) {
+          unparsed.push({ line, text: raw });
+          return;
+        }
         real = { address: hp.address, port: hp.port, forward: 'Route', weight: 1, line };
         k++;
       } else if (FORWARD_OF_SAVE[w]) {
@@ -214,7 +237,10 @@ export function parseIpvsadmSave(text: string): IpvsTable {
     if (op === '-A') services.push(svc);
     else {
       const owner = services.find((s) => key(s) === key(svc));
-      if (!owner || !real) return void unparsed.push({ line, text: raw });
+      if (!owner || !real) {
+        unparsed.push({ line, text: raw });
+        return;
+      }
       owner.reals.push(real);
     }
   });

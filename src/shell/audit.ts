@@ -76,7 +76,7 @@ export async function gatherHere(config: Config): Promise<AuditData> {
     () => undefined,
   );
   data.fermLines = f?.code === 0 ? f.stdout : '';
-  if (!f || f.code !== 0)
+  if (f?.code !== 0)
     data.errors = [...(data.errors ?? []), `ferm --noexec failed: ${f?.stderr.trim() ?? 'not installed'}`];
   return data;
 }

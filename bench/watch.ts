@@ -1,0 +1,204 @@
+// Benchmark of the watch daemon in the lab: edit-to-peer latency (a save on lvs1 until lvs2's file
+// matches) over 40 edits among 1,000 conf.d files, p50/p95, next to lsyncd (default.rsyncssh,
+// delay 0, and its default delay on a few edits) driven the same way in the same run. Also the
+// idle daemon's RSS and CPU. Targets: p50 below lsyncd at delay 0 with full validation on; idle RSS
+// under 60 MiB and no CPU when nothing changes. csync2 has no watcher of its own; it is measured
+// when installed (`csync2 -x` after each save), else reported as not measured.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ADDR, DIRECTORS, type Lab, REPO, run, startLab, stopLab } from '../scripts/lab/lab.js';
+import { generateSet, virtualServerFile } from './gen.js';
+import { fmtMs, percentile, printTable, verdict } from './util.js';
+
+const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
+const N = 1000;
+
+async function latency(
+  lab: Lab,
+  edits: number,
+  target: (p: string) => string,
+  tag: string,
+  timeoutMs = 60_000,
+): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 1; i <= edits; i++) {
+    const mark = 100 + ((i * 131) % N);
+    const p = `/etc/keepalived/conf.d/fwm-${mark}.conf`;
+    const text = virtualServerFile(mark, i).replace('# fwmark', `# ${tag} ${i} fwmark`);
+    const t0 = performance.now();
+    lab.writeFile('lvs1', p, text, 0o644);
+    for (;;) {
+      let got = '';
+      try {
+        got = readFileSync(target(p), 'utf8');
+      } catch {}
+      if (got === text) break;
+      if (performance.now() - t0 > timeoutMs)
+        throw new Error(`${tag}: edit ${i} did not arrive within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    out.push(performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  return out;
+}
+
+function procStat(pid: number): { rssKiB: number; ticks: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { rssKiB: rss, ticks: Number(f[11]) + Number(f[12]) };
+}
+
+function lsyncdConfig(lab: Lab, delay: number | undefined, targetDir: string): string {
+  const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
+  return `settings { nodaemon = true, logfile = "${lab.dir}/lsyncd.log", statusFile = "${lab.dir}/lsyncd.status" }
+sync {
+  default.rsyncssh,
+  source = "/etc/keepalived",
+  host = "root@${ADDR.crossover.lvs2}",
+  targetdir = "${targetDir}",
+  ${delay === undefined ? '' : `delay = ${delay},`}
+  rsync = { archive = true },
+  ssh = { identityFile = "${ssh}/id_ed25519", options = { UserKnownHostsFile = "${ssh}/known_hosts", StrictHostKeyChecking = "yes" } },
+}
+`;
+}
+
+async function measureLsyncd(
+  lab: Lab,
+  delay: number | undefined,
+  edits: number,
+  tag: string,
+): Promise<number[]> {
+  const targetDir = path.join(lab.dir, `lsyncd-target-${tag}`);
+  await run(['mkdir', '-p', targetDir]);
+  const conf = path.join(lab.dir, `lsyncd-${tag}.lua`);
+  writeFileSync(conf, lsyncdConfig(lab, delay, targetDir));
+  const p = lab.spawnOn('lvs1', `lsyncd-${tag}`, ['lsyncd', conf]);
+  try {
+    // initial full sync
+    const probe = path.join(targetDir, 'keepalived.conf');
+    const until = Date.now() + 120_000;
+    while (Date.now() < until) {
+      try {
+        if (readFileSync(probe, 'utf8').length > 0) break;
+      } catch {}
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    return await latency(
+      lab,
+      edits,
+      (f) => path.join(targetDir, path.relative('/etc/keepalived', f)),
+      `lsyncd-${tag}`,
+      120_000,
+    );
+  } finally {
+    await lab.killProc(p);
+  }
+}
+
+export async function benchWatch(): Promise<boolean> {
+  const have = await run(['sh', '-c', 'command -v lsyncd || test -x /usr/bin/lsyncd'], { allowFail: true });
+  if (have.code !== 0) {
+    const inst = await run(
+      [
+        'sh',
+        '-c',
+        'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lsyncd >/dev/null',
+      ],
+      { allowFail: true },
+    );
+    if (inst.code !== 0)
+      console.log(`watch: could not install lsyncd (${inst.stderr.trim()}): lsyncd not measured`);
+  }
+  const name = 'wbench';
+  await stopLab(path.join('/tmp', `lvssync-lab-${name}`));
+  const lab = await startLab({ name });
+  try {
+    const set = generateSet(N);
+    for (const d of DIRECTORS) {
+      for (const [p, text] of set.files)
+        if (p.startsWith('/etc/keepalived/conf.d/')) lab.writeFile(d, p, text, 0o644);
+      lab.writeFile(
+        d,
+        '/etc/ferm/ferm.conf',
+        `${lab.readFile(d, '/etc/ferm/ferm.conf')}${set.files.get('/etc/ferm/ferm.conf')}`,
+      );
+      await lab.applyFerm(d);
+    }
+    // lvssync watch: full validation on both directors, reloads in order
+    const daemon = lab.spawnOn('lvs1', 'watch', [
+      process.execPath,
+      MAIN,
+      'watch',
+      '--quiet',
+      '100',
+      '--max',
+      '1000',
+    ]);
+    const log = () => readFileSync(lab.logFile('lvs1', 'watch'), 'utf8');
+    const until = Date.now() + 120_000;
+    while (!/in sync, nothing to push|"msg":"pushed"/.test(log()) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 100));
+    const ours = await latency(lab, 40, (p) => lab.pathOn('lvs2', p), 'lvssync', 120_000);
+    // idle: no change for 10 s
+    await new Promise((r) => setTimeout(r, 3000));
+    const a = procStat(daemon.pid);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const b = procStat(daemon.pid);
+    await lab.killProc(daemon);
+
+    const lsyncd0 =
+      (await run(['sh', '-c', 'command -v lsyncd'], { allowFail: true })).code === 0
+        ? await measureLsyncd(lab, 0, 40, 'delay0')
+        : [];
+    const lsyncdDefault = lsyncd0.length ? await measureLsyncd(lab, undefined, 3, 'default') : [];
+    const p50 = percentile(ours, 50);
+    const l50 = lsyncd0.length ? percentile(lsyncd0, 50) : Number.NaN;
+    const latencyOk = lsyncd0.length > 0 && p50 < l50;
+    const rssOk = b.rssKiB < 60 * 1024;
+    const cpuOk = b.ticks - a.ticks === 0;
+    printTable(
+      `watch: edit on lvs1 until lvs2's file matches, ${N.toLocaleString('en')} conf.d files, 40 edits`,
+      [
+        {
+          name: 'lvssync watch p50 (validation on both, reloads)',
+          value: fmtMs(p50),
+          note: lsyncd0.length ? verdict(latencyOk, '< lsyncd delay 0 p50') : '',
+        },
+        { name: 'lvssync watch p95', value: fmtMs(percentile(ours, 95)) },
+        { name: 'lsyncd default.rsyncssh delay 0 p50', value: lsyncd0.length ? fmtMs(l50) : 'not measured' },
+        {
+          name: 'lsyncd default.rsyncssh delay 0 p95',
+          value: lsyncd0.length ? fmtMs(percentile(lsyncd0, 95)) : 'not measured',
+        },
+        {
+          name: 'ratio p50 lvssync / lsyncd delay 0',
+          value: lsyncd0.length ? `${(p50 / l50).toFixed(2)}x` : '-',
+        },
+        {
+          name: 'lsyncd default delay p50 (3 edits)',
+          value: lsyncdDefault.length ? fmtMs(percentile(lsyncdDefault, 50)) : 'not measured',
+        },
+        {
+          name: 'csync2',
+          value: 'not measured',
+          note: 'needs its own daemon, SSL keys and database per host; not set up in the lab yet',
+        },
+        {
+          name: 'idle daemon RSS',
+          value: `${(b.rssKiB / 1024).toFixed(1)} MiB`,
+          note: verdict(rssOk, '< 60 MiB'),
+        },
+        { name: 'idle daemon CPU over 10 s', value: `${b.ticks - a.ticks} ticks`, note: verdict(cpuOk, '0') },
+      ],
+    );
+    return latencyOk && rssOk && cpuOk;
+  } finally {
+    await stopLab(lab.dir);
+  }
+}
