@@ -3,8 +3,8 @@
 // Target: the whole audit of both directors within the time of that one rsync dry run.
 
 import path from 'node:path';
-import { ADDR, DIRECTORS, type Lab, REPO, startLab, stopLab } from '../scripts/lab/lab.js';
-import { generateSet } from './gen.js';
+import { ADDR, DIRECTORS, type Lab, REPO, stopLab } from '../scripts/lab/lab.js';
+import { labWithSet } from './lab-set.js';
 import { fmtMs, median, printTable, verdict } from './util.js';
 
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
@@ -37,22 +37,9 @@ async function timed(lab: Lab, argv: string[]): Promise<number> {
 }
 
 export async function benchAudit(): Promise<boolean> {
-  const name = 'abench';
-  await stopLab(path.join('/tmp', `lvssync-lab-${name}`));
-  const lab = await startLab({ name });
+  const lab = await labWithSet('abench', N, DIRECTORS);
   try {
-    const set = generateSet(N);
-    for (const d of DIRECTORS) {
-      for (const [p, text] of set.files)
-        if (p.startsWith('/etc/keepalived/conf.d/')) lab.writeFile(d, p, text, 0o644);
-      lab.writeFile(
-        d,
-        '/etc/ferm/ferm.conf',
-        `${lab.readFile(d, '/etc/ferm/ferm.conf')}${set.files.get('/etc/ferm/ferm.conf')}`,
-      );
-      lab.writeFile(d, '/etc/lvssync/lab/ipvsadm.txt', bigTable(10_000));
-      await lab.applyFerm(d);
-    }
+    for (const d of DIRECTORS) lab.writeFile(d, '/etc/lvssync/lab/ipvsadm.txt', bigTable(10_000));
     const ours: number[] = [];
     let findings = 0;
     for (let i = 0; i < 3; i++) {

@@ -7,8 +7,9 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ADDR, DIRECTORS, type Lab, REPO, run, startLab, stopLab } from '../scripts/lab/lab.js';
-import { generateSet, virtualServerFile } from './gen.js';
+import { ADDR, DIRECTORS, type Lab, REPO, run, stopLab } from '../scripts/lab/lab.js';
+import { virtualServerFile } from './gen.js';
+import { labWithSet } from './lab-set.js';
 import { fmtMs, percentile, printTable, verdict } from './util.js';
 
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
@@ -115,21 +116,8 @@ export async function benchWatch(): Promise<boolean> {
     if (inst.code !== 0)
       console.log(`watch: could not install lsyncd (${inst.stderr.trim()}): lsyncd not measured`);
   }
-  const name = 'wbench';
-  await stopLab(path.join('/tmp', `lvssync-lab-${name}`));
-  const lab = await startLab({ name });
+  const lab = await labWithSet('wbench', N, DIRECTORS);
   try {
-    const set = generateSet(N);
-    for (const d of DIRECTORS) {
-      for (const [p, text] of set.files)
-        if (p.startsWith('/etc/keepalived/conf.d/')) lab.writeFile(d, p, text, 0o644);
-      lab.writeFile(
-        d,
-        '/etc/ferm/ferm.conf',
-        `${lab.readFile(d, '/etc/ferm/ferm.conf')}${set.files.get('/etc/ferm/ferm.conf')}`,
-      );
-      await lab.applyFerm(d);
-    }
     // lvssync watch: full validation on both directors, reloads in order
     const daemon = lab.spawnOn('lvs1', 'watch', [
       process.execPath,

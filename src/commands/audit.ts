@@ -110,13 +110,8 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   }
   const vips = new Set<string>();
   try {
-    const { checkDirector } = await import('../shell/check-director.js');
-    const local = await checkDirector({
-      root: '/',
-      keepalivedPath: config.files.keepalived,
-      fermPath: config.files.ferm,
-      external: false,
-    });
+    const { checkSelf } = await import('../shell/check-director.js');
+    const local = await checkSelf(config, me, false);
     for (const i of local.model.instances)
       for (const v of [...i.vips, ...i.excludedVips]) vips.add(v.address);
   } catch {}

@@ -26,7 +26,7 @@ import { type IpvsTable, parseIpvsadm } from '../core/ipvsadm.js';
 import type { AuditData } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
 import { LvssyncError } from '../errors.js';
-import { checkDirector } from './check-director.js';
+import { checkSelf } from './check-director.js';
 import { execTool } from './exec.js';
 import { PeerSession } from './peer.js';
 import { peerOf } from './push.js';
@@ -106,14 +106,7 @@ export async function runAudit(
   const salt = randomBytes(8).toString('hex');
   const findings: Finding[] = [];
   const target = peerOf(config, self);
-  const selfNode = config.nodes[self];
-  const local = await checkDirector({
-    root: '/',
-    keepalivedPath: config.files.keepalived,
-    fermPath: config.files.ferm,
-    ...(selfNode?.configId === undefined ? {} : { configId: selfNode.configId }),
-    external: false,
-  });
+  const local = await checkSelf(config, self, false);
   const model = local.model;
   const here = await gatherHere(config);
   let there: AuditData | undefined;

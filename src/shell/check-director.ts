@@ -4,6 +4,7 @@
 
 import path from 'node:path';
 import { type CheckResultCore, checkKeepalived, checkSet } from '../core/check.js';
+import type { Config } from '../core/config.js';
 import type { LocatedMark } from '../core/cross-check.js';
 import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { locateMark } from '../core/ferm/marks.js';
@@ -88,4 +89,16 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   if (ferm) result.ferm = ferm;
   if (keepalivedTest) result.keepalivedTest = keepalivedTest;
   return result;
+}
+
+/** Checks this director's own set at / with lvssync's configuration (its config-id included). */
+export function checkSelf(config: Config, self: string, external: boolean): Promise<DirectorCheck> {
+  const configId = config.nodes[self]?.configId;
+  return checkDirector({
+    root: '/',
+    keepalivedPath: config.files.keepalived,
+    fermPath: config.files.ferm,
+    ...(configId === undefined ? {} : { configId }),
+    external,
+  });
 }

@@ -25,7 +25,7 @@ import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.j
 import { renderForNode } from '../core/render.js';
 import { emptySnapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
-import { checkDirector, type DirectorCheck } from './check-director.js';
+import { checkSelf, type DirectorCheck } from './check-director.js';
 import { withLock } from './lock.js';
 import { PeerSession, type PeerTarget } from './peer.js';
 import { readAddresses, reloadService, verifyService } from './services.js';
@@ -160,14 +160,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   let session: PeerSession | undefined;
   try {
     // 1. The set here must be valid: an invalid set never leaves this host.
-    const selfNode = config.nodes[self];
-    const local = await checkDirector({
-      root: '/',
-      keepalivedPath: config.files.keepalived,
-      fermPath: config.files.ferm,
-      ...(selfNode?.configId === undefined ? {} : { configId: selfNode.configId }),
-      external: opts.external !== false,
-    });
+    const local = await checkSelf(config, self, opts.external !== false);
     report.local = local;
     mark('checked');
     if (hasErrors(local.diagnostics)) {
