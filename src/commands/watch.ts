@@ -19,11 +19,12 @@ import {
   startIfDue,
 } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
+import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { globBase } from '../core/snapshot.js';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { runAudit, storeReport } from '../shell/audit.js';
-import { checkDirector } from '../shell/check-director.js';
+import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
 import { type PushReport, runPush } from '../shell/push.js';
@@ -55,15 +56,8 @@ interface WatchSet {
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;
 
-/** What to watch: the files of the set, the include patterns, and the directories to listen in. */
-async function resolveWatchSet(config: Config, configId: string | undefined): Promise<WatchSet> {
-  const local = await checkDirector({
-    root: '/',
-    keepalivedPath: config.files.keepalived,
-    fermPath: config.files.ferm,
-    ...(configId === undefined ? {} : { configId }),
-    external: false,
-  });
+/** What to watch, from a check of the set: its files, the include patterns, the directories. */
+function watchSetOf(config: Config, local: DirectorCheck): WatchSet {
   const fermDir = path.posix.dirname(config.files.ferm);
   const files = new Set<string>([config.files.keepalived, config.files.ferm, ...local.evaluation.files]);
   const patterns = [
@@ -162,9 +156,14 @@ class WatchDaemon {
     });
   }
 
-  private async rewatch(): Promise<void> {
-    const nodeCfg = this.config.nodes[this.self];
-    const next = await resolveWatchSet(this.config, nodeCfg?.configId);
+  /** Parsed files kept between pushes: an edit re-parses only the files that changed. */
+  private readonly cache: NonNullable<EvaluateOptions['cache']> = new Map();
+
+  private async rewatch(local?: DirectorCheck): Promise<void> {
+    const next = watchSetOf(
+      this.config,
+      local ?? (await checkSelf(this.config, this.self, false, this.cache)),
+    );
     const matchers = next.patterns.map((p) => picomatch(p, { dot: false, posix: true }));
     this.isRelevant = (p: string) =>
       !isEditorTemp(p) && (next.files.has(p) || matchers.some((m) => m(p)) || this.set.files.has(p));
@@ -222,12 +221,14 @@ class WatchDaemon {
     const t0 = performance.now();
     let report: PushReport;
     try {
-      await this.rewatch();
       report = await runPush({
         config: this.config,
         self: this.self,
+        cache: this.cache,
         progress: (m) => log.debug({ step: m }, 'progress'),
       });
+      // the includes may have changed: watch what the set is now
+      if (report.local) await this.rewatch(report.local);
     } catch (e) {
       log.error({ err: e }, 'push crashed');
       this.setHealth('failed');

@@ -64,6 +64,8 @@ export function renderForNode(
   for (const file of keepalivedFiles) {
     const text = files.get(file);
     if (text === undefined) continue;
+    // Most files (a conf.d of virtual servers) hold none of the per-host keywords: no need to parse.
+    if (!wants.some((w) => text.includes(w.path[w.path.length - 1]!))) continue;
     const { cst } = parseKeepalived(text, file);
     const edits: Edit[] = [];
     for (const w of wants) {

@@ -92,7 +92,12 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
 }
 
 /** Checks this director's own set at / with lvssync's configuration (its config-id included). */
-export function checkSelf(config: Config, self: string, external: boolean): Promise<DirectorCheck> {
+export function checkSelf(
+  config: Config,
+  self: string,
+  external: boolean,
+  cache?: EvaluateOptions['cache'],
+): Promise<DirectorCheck> {
   const configId = config.nodes[self]?.configId;
   return checkDirector({
     root: '/',
@@ -100,5 +105,6 @@ export function checkSelf(config: Config, self: string, external: boolean): Prom
     fermPath: config.files.ferm,
     ...(configId === undefined ? {} : { configId }),
     external,
+    ...(cache ? { cache } : {}),
   });
 }

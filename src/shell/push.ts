@@ -13,6 +13,7 @@ import { checkKeepalived } from '../core/check.js';
 import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import { type Diagnostic, hasErrors } from '../core/diagnostic.js';
+import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import {
   type Change,
   type DesiredFile,
@@ -83,6 +84,8 @@ export interface PushOptions {
   external?: boolean;
   /** Skip reloads (tests of the transfer alone). */
   reload?: boolean;
+  /** Parsed files kept between runs (the daemon keeps one). */
+  cache?: EvaluateOptions['cache'];
 }
 
 export function peerOf(config: Config, self: string, explicit?: string): PeerTarget {
@@ -160,7 +163,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   let session: PeerSession | undefined;
   try {
     // 1. The set here must be valid: an invalid set never leaves this host.
-    const local = await checkSelf(config, self, opts.external !== false);
+    const local = await checkSelf(config, self, opts.external !== false, opts.cache);
     report.local = local;
     mark('checked');
     if (hasErrors(local.diagnostics)) {
@@ -186,11 +189,10 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         mode: 0o100000 | d.mode,
       });
     for (const dir of local.snapshot.dirs) renderedSnap.dirs.add(dir);
-    const peerCheck = checkKeepalived(
-      renderedSnap,
-      config.files.keepalived,
-      peerNode.configId ? { configId: peerNode.configId } : {},
-    );
+    const peerCheck = checkKeepalived(renderedSnap, config.files.keepalived, {
+      ...(peerNode.configId ? { configId: peerNode.configId } : {}),
+      ...(opts.cache ? { cache: opts.cache } : {}),
+    });
     const renderProblems = [
       ...rendered.diagnostics,
       ...peerCheck.diagnostics.filter((d) => d.severity === 'error'),
