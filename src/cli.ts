@@ -16,14 +16,17 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError();
 
-  program
-    .command('check')
+  /** The options every command that reads lvssync.yaml takes. */
+  const withConfig = (c: Command) =>
+    c
+      .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
+      .option('--node <name>', 'which configured node this is (default: by host name)');
+
+  withConfig(program.command('check'))
     .description('validate the managed set: keepalived.conf with its includes, and ferm.conf')
     .option('--root <dir>', 'treat DIR as / (check a staged or lab tree with the director paths)')
     .option('--json', 'print one JSON object: {"ok", "diagnostics": [...], "files": [...]}')
-    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
     .option('--config-id <id>', "keepalived's -i/--config-id for @id lines (default: this node's configId)")
-    .option('--node <name>', 'which configured node this is (default: by host name)')
     .addOption(new Option('--no-external', 'skip the real ferm --noexec and keepalived -t'))
     .action(async (opts) => {
       const { runCheck } = await import('./commands/check.js');
@@ -31,9 +34,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     });
 
   const pushOpts = (c: Command) =>
-    c
-      .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
-      .option('--node <name>', 'which configured node this is (default: by host name)')
+    withConfig(c)
       .option('--peer <name>', 'the peer to push to (default: the other node)')
       .option('--json', 'print one JSON object with the result')
       .addOption(
@@ -61,11 +62,8 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     exitCode = await runPushCommand(opts, io, 'diff');
   });
 
-  program
-    .command('rollback')
+  withConfig(program.command('rollback'))
     .description("restore the peer's files as they were before the last push (or --to VERSION), and reload")
-    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
-    .option('--node <name>', 'which configured node this is (default: by host name)')
     .option('--peer <name>', 'the peer (default: the other node)')
     .option('--to <version>', 'the version to restore (see --list)')
     .option('--list', 'list the versions kept on the peer')
@@ -75,11 +73,8 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       exitCode = await runRollbackCommand(opts, io);
     });
 
-  program
-    .command('watch')
+  withConfig(program.command('watch'))
     .description('daemon on the primary: push every valid edit to the peer, coalescing editor saves')
-    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
-    .option('--node <name>', 'which configured node this is (default: by host name)')
     .option('--quiet <ms>', 'push once no change came for this long', '300')
     .option('--max <ms>', 'but at the latest this long after the first change of a burst', '3000')
     .option('--once', 'converge once and exit (0 when in sync)')
@@ -88,13 +83,10 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       exitCode = await runWatch(opts, io);
     });
 
-  program
-    .command('audit')
+  withConfig(program.command('audit'))
     .description(
       'drift between directors, live IPVS vs config, VIP placement, live marks (exit 0/1/2/3 like Nagios)',
     )
-    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
-    .option('--node <name>', 'which configured node this is (default: by host name)')
     .option('--json', 'same as --format json')
     .option('--format <format>', 'text, json or markdown', 'text')
     .option('--output <file>', 'write the report to FILE instead of stdout')
@@ -109,24 +101,18 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       exitCode = await runAuditCommand(opts, io);
     });
 
-  program
-    .command('status')
+  withConfig(program.command('status'))
     .description(
       'one screen: in sync / changes pending / drift / peer unreachable, last push, VIPs, last audit',
     )
-    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
-    .option('--node <name>', 'which configured node this is (default: by host name)')
     .option('--json', 'print one JSON object')
     .action(async (opts) => {
       const { runStatusCommand } = await import('./commands/audit.js');
       exitCode = await runStatusCommand(opts, io);
     });
 
-  program
-    .command('init')
+  withConfig(program.command('init'))
     .description("set up a pair: lvssync's key, the peer's pinned host key, the peer's authorized_keys line")
-    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
-    .option('--node <name>', 'which configured node this is (default: by host name)')
     .option('--peer <name>', 'the peer (default: the other node)')
     .option('-y, --yes', 'pin the host key without asking (check the fingerprint out of band)')
     .action(async (opts) => {
@@ -134,11 +120,8 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       exitCode = await runInit(opts, io);
     });
 
-  program
-    .command('agent')
+  withConfig(program.command('agent'))
     .description('the peer side of push, over SSH stdin/stdout (an authorized_keys forced command)')
-    .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
-    .option('--node <name>', 'which configured node this is (default: by host name)')
     .addOption(new Option('--guard <txid>').hideHelp())
     .addOption(new Option('--guard-seconds <n>').hideHelp())
     .action(async (opts) => {
