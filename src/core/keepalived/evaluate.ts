@@ -15,8 +15,6 @@ export interface Directive {
   pos: Position;
   argPos: Position[];
   children?: Directive[];
-  /** The statement in the file's CST (absent for lines produced by a multi-line definition). */
-  stmt?: CstStatement;
 }
 
 export interface IncludeRef {
@@ -46,7 +44,8 @@ export interface EvaluateOptions {
 
 export interface ParseCacheEntry {
   text: string;
-  cst: CstFile;
+  /** Dropped once a self-contained file is evaluated (re-parsed from `text` if needed again). */
+  cst: CstFile | undefined;
   diagnostics: Diagnostic[];
   /** The file's directives need nothing from outside it: no definitions, ~SEQ, `$` or include. */
   selfContained?: boolean;
@@ -205,7 +204,6 @@ export function evaluateKeepalived(
         continue;
       }
       const d: Directive = { name: first, args: values.slice(1), pos: mapped[0]!, argPos: mapped.slice(1) };
-      if (!at) d.stmt = stmt;
       if (stmt.block) {
         d.children = [];
         walk(stmt.block.children, file, d.children, depth, at);
@@ -314,6 +312,7 @@ export function evaluateKeepalived(
       for (const d of ev.diagnostics) out.diagnostics.push(d);
       return;
     }
+    entry.cst ??= parseKeepalived(entry.text, p).cst;
     entry.selfContained ??= isSelfContained(entry.cst.children);
     const own: Directive[] = [];
     const diagFrom = out.diagnostics.length;
@@ -327,6 +326,9 @@ export function evaluateKeepalived(
         directives: own,
         diagnostics: out.diagnostics.slice(diagFrom),
       };
+      // The directives are all a self-contained file is needed for from now on: let its tokens go
+      // (millions of small objects in a large set, which the collector would otherwise keep marking).
+      entry.cst = undefined;
     }
   };
 
