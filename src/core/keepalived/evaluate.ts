@@ -87,13 +87,13 @@ export function evaluateKeepalived(
     if (!f) return undefined;
     const cached = opts.cache?.get(p);
     if (cached && cached.text === f.text) {
-      if (!seenFiles.has(p)) out.diagnostics.push(...cached.diagnostics);
+      if (cached.diagnostics.length > 0 && !seenFiles.has(p)) out.diagnostics.push(...cached.diagnostics);
       return cached;
     }
     const r = parseKeepalived(f.text, p);
     const entry: ParseCacheEntry = { text: f.text, cst: r.cst, diagnostics: r.diagnostics };
     opts.cache?.set(p, entry);
-    if (!seenFiles.has(p)) out.diagnostics.push(...r.diagnostics);
+    if (r.diagnostics.length > 0 && !seenFiles.has(p)) out.diagnostics.push(...r.diagnostics);
     return entry;
   };
 
@@ -289,7 +289,7 @@ export function evaluateKeepalived(
   };
 
   const readFile = (p: string, sink: Directive[], depth: number, from?: Position) => {
-    if (includeStack.includes(p) || depth > MAX_DEPTH) {
+    if (depth > MAX_DEPTH || includeStack.includes(p)) {
       out.diagnostics.push(
         diag(
           'error',
@@ -308,8 +308,9 @@ export function evaluateKeepalived(
     }
     const ev = entry.evaluated;
     if (ev && ev.configId === opts.configId) {
-      for (const d of ev.directives) sink.push(d);
-      for (const d of ev.diagnostics) out.diagnostics.push(d);
+      const ds = ev.directives;
+      for (let i = 0; i < ds.length; i++) sink.push(ds[i]!);
+      if (ev.diagnostics.length > 0) out.diagnostics.push(...ev.diagnostics);
       return;
     }
     entry.cst ??= parseKeepalived(entry.text, p).cst;
