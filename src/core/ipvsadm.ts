@@ -46,6 +46,16 @@ function splitHostPort(s: string): { address: string; port: number } | undefined
   return { address: v4[1]!, port: /^\d+$/.test(v4[2]!) ? Number(v4[2]) : Number.NaN };
 }
 
+/** Sets a service's address and port from `addr:port` or `[v6]:port`; false when unreadable. */
+function placeService(svc: IpvsService, where: string): boolean {
+  const hp = splitHostPort(where);
+  if (!hp) return false;
+  svc.address = hp.address;
+  svc.port = hp.port;
+  if (hp.address.includes(':')) svc.family = 'ipv6';
+  return true;
+}
+
 /** A counter as ipvsadm prints it without --exact: 1234, 12K, 3M, 4G. */
 export function parseCount(s: string): number {
   const m = /^(\d+)([KMGT]?)$/.exec(s);
@@ -103,14 +113,10 @@ export function parseIpvsadmList(text: string): IpvsTable {
           return;
         }
       } else {
-        const hp = splitHostPort(where!);
-        if (!hp) {
+        if (!placeService(svc, where!)) {
           unparsed.push({ line, text: raw });
           return;
         }
-        svc.address = hp.address;
-        svc.port = hp.port;
-        if (hp.address.includes(':')) svc.family = 'ipv6';
       }
       if (mode === 'list') {
         if (proto === 'FWM' && words[0] === 'IPv6') {
@@ -191,14 +197,10 @@ export function parseIpvsadmSave(text: string): IpvsTable {
       const v = words[k + 1];
       if (w === '-t' || w === '-u' || w === '--sctp-service') {
         svc.protocol = w === '-t' ? 'TCP' : w === '-u' ? 'UDP' : 'SCTP';
-        const hp = splitHostPort(v ?? '');
-        if (!hp) {
+        if (!placeService(svc, v ?? '')) {
           unparsed.push({ line, text: raw });
           return;
         }
-        svc.address = hp.address;
-        svc.port = hp.port;
-        if (hp.address.includes(':')) svc.family = 'ipv6';
         k++;
       } else if (w === '-f') {
         svc.protocol = 'FWM';
