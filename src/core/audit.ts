@@ -182,6 +182,34 @@ export function auditMarks(
   return out;
 }
 
+// --- keepalived reload ---------------------------------------------------------------------
+
+/**
+ * keepalived files modified after keepalived last read its configuration (its start, or the last
+ * reload lvssync made): the running VRRP/IPVS state is not what the files say.
+ */
+export function auditKeepalivedLoad(
+  host: string,
+  mtimes: Readonly<Record<string, number>>,
+  loadedAt: number | undefined,
+  keepalivedFiles: ReadonlySet<string>,
+): Finding[] {
+  if (loadedAt === undefined) return [];
+  const out: Finding[] = [];
+  for (const [p, m] of Object.entries(mtimes).sort()) {
+    if (!keepalivedFiles.has(p) || m <= loadedAt + 1000) continue;
+    out.push({
+      check: 'pending-reload',
+      severity: 'warning',
+      host,
+      code: 'KEEPALIVED_RELOAD_PENDING',
+      file: p,
+      message: `${p} on ${host} changed ${Math.round((m - loadedAt) / 1000)} s after keepalived last read its configuration: reload pending`,
+    });
+  }
+  return out;
+}
+
 // --- IPVS ------------------------------------------------------------------------------------
 
 const METHOD_OF: Record<string, string> = { DR: 'Route', NAT: 'Masq', TUN: 'Tunnel' };

@@ -51,6 +51,10 @@ export interface AuditData {
   liveMangle: string;
   /** ferm --noexec --lines of the current ferm.conf. */
   fermLines: string;
+  /** Modification times (ms) of the managed files. */
+  mtimes?: Record<string, number>;
+  /** When the running keepalived last read its configuration, as far as can be known (ms). */
+  keepalivedLoadedAt?: number;
   errors?: string[];
 }
 

@@ -5,13 +5,14 @@
 // textfile. Used by `lvssync audit`, `lvssync status` and the daemon's schedule.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import path from 'node:path';
 import {
   auditDrift,
   auditIpvs,
   auditIpvsPair,
+  auditKeepalivedLoad,
   auditMarks,
   auditVips,
   exitCodeOf,
@@ -30,7 +31,7 @@ import { checkSelf } from './check-director.js';
 import { execTool } from './exec.js';
 import { PeerSession } from './peer.js';
 import { peerOf } from './push.js';
-import { iptablesSave, readAddresses } from './services.js';
+import { iptablesSave, keepalivedStartedAt, readAddresses, readReloads } from './services.js';
 import { Store } from './store.js';
 
 export interface AuditReport {
@@ -46,9 +47,11 @@ export interface AuditReport {
 export async function gatherHere(config: Config): Promise<AuditData> {
   const store = new Store(config);
   const files: AuditData['files'] = [];
+  const mtimes: Record<string, number> = {};
   for (const f of store.manifest()) {
     if (isEditorTemp(f.path)) continue;
     files.push({ path: f.path, text: readFileSync(f.path, 'utf8') });
+    mtimes[f.path] = statSync(f.path).mtimeMs;
   }
   const data: AuditData = {
     files,
@@ -56,7 +59,10 @@ export async function gatherHere(config: Config): Promise<AuditData> {
     ipvsadm: { ok: false, text: '' },
     liveMangle: '',
     fermLines: '',
+    mtimes,
   };
+  const loaded = Math.max(keepalivedStartedAt() ?? 0, readReloads(config).keepalived ?? 0);
+  if (loaded > 0) data.keepalivedLoadedAt = loaded;
   const addrs = await readAddresses();
   data.addresses = Object.values(addrs).flat();
   try {
@@ -164,6 +170,10 @@ export async function runAudit(
   }
   if (tables.size === 2)
     findings.push(...auditIpvsPair(self, tables.get(self)!, target.name, tables.get(target.name)!));
+  // keepalived files changed after keepalived last read them
+  const kaFiles = new Set(local.evaluation.files);
+  for (const [h, d] of data)
+    findings.push(...auditKeepalivedLoad(h, d.mtimes ?? {}, d.keepalivedLoadedAt, kaFiles));
   // live marks against ferm.conf
   for (const [h, d] of data) {
     for (const err of d.errors ?? [])

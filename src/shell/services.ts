@@ -2,7 +2,8 @@
 // (running; for ferm, every MARK rule of ferm.conf in the live mangle table), and the addresses this
 // director holds. Shell: runs the configured commands and ip/iptables.
 
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { type MarkRule, parseFermLines } from '../core/ferm/marks.js';
 import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
@@ -14,6 +15,7 @@ export async function reloadService(config: Config, name: string): Promise<Reloa
   const svc = config.services.find((s) => s.name === name);
   if (!svc) throw new LvssyncError('E_PROTOCOL', `no service '${name}' in this director's lvssync.yaml`);
   const t0 = performance.now();
+  const startedAt = Date.now();
   const r = await execTool(svc.reload, { timeoutMs: 120_000 });
   let ok = r.code === 0;
   let output = `${r.stdout}${r.stderr}`.trim();
@@ -24,6 +26,7 @@ export async function reloadService(config: Config, name: string): Promise<Reloa
       output += `${output ? '\n' : ''}status check '${svc.status.join(' ')}' failed after reload: ${`${s.stdout}${s.stderr}`.trim() || `exit ${s.code}`}`;
     }
   }
+  if (r.code === 0) recordReload(config, name, startedAt);
   return { ok, output: output.slice(0, 4000), durationMs: performance.now() - t0 };
 }
 
@@ -71,4 +74,40 @@ export async function readAddresses(): Promise<AddressInfo> {
     out[l.ifname] = (l.addr_info ?? []).map((a) => a.local);
   }
   return out;
+}
+
+/** When lvssync last reloaded each service here (for the audit's pending-reload check). */
+export function readReloads(config: Config): Record<string, number> {
+  try {
+    return JSON.parse(readFileSync(path.join(config.stateDir, 'reloads.json'), 'utf8')) as Record<
+      string,
+      number
+    >;
+  } catch {
+    return {};
+  }
+}
+
+function recordReload(config: Config, name: string, at: number): void {
+  try {
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(
+      path.join(config.stateDir, 'reloads.json'),
+      JSON.stringify({ ...readReloads(config), [name]: at }),
+    );
+  } catch {}
+}
+
+/** When the running keepalived started (ms since the epoch), from its pid file and /proc. */
+export function keepalivedStartedAt(pidFile = '/run/keepalived.pid'): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return undefined;
+    return btime * 1000 + (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
 }

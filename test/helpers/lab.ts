@@ -2,7 +2,7 @@
 // per test. Needs root and the Debian tools (scripts/setup-host.sh); without them the test fails with
 // the reason, or skips with it printed when LVSSYNC_ALLOW_MISSING_TOOLS=1.
 
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import {
@@ -58,6 +58,8 @@ export function useLab(name: string): () => Lab {
   };
 }
 
+const PAST = new Date('2020-01-01T00:00:00Z');
+
 /** Puts both directors back on the lab's reference configuration, with no lvssync state. */
 export function resetDirectors(lab: Lab): void {
   for (const d of DIRECTORS) {
@@ -66,7 +68,10 @@ export function resetDirectors(lab: Lab): void {
       const dir = lab.pathOn(d, top);
       for (const e of readdirSync(dir)) rmSync(path.join(dir, e), { recursive: true, force: true });
     }
-    for (const [p, text] of directorConfig(d))
+    for (const [p, text] of directorConfig(d)) {
       lab.writeFile(d, p, text, p.endsWith('keepalived.conf') ? 0o640 : 0o644);
+      // as if installed long before the running keepalived read them
+      utimesSync(lab.pathOn(d, p), PAST, PAST);
+    }
   }
 }

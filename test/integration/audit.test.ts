@@ -92,6 +92,16 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
     ).toEqual([`DRIFT_MISSING ${FWM}`, 'DRIFT_EXTRA /etc/keepalived/conf.d/stray.conf']);
   });
 
+  it('a keepalived edit never reloaded: reload pending on the director where it happened', async () => {
+    const l = lab();
+    await new Promise((r) => setTimeout(r, 1100));
+    for (const d of DIRECTORS)
+      l.writeFile(d, FWM, l.readFile(d, FWM).replace('delay_loop 30', 'delay_loop 33'));
+    const { report } = await audit(l);
+    const pending = report.findings.filter((f) => f.code === 'KEEPALIVED_RELOAD_PENDING');
+    expect(pending.map((f) => `${f.host} ${f.file}`).sort()).toEqual([`lvs1 ${FWM}`, `lvs2 ${FWM}`]);
+  });
+
   it('a reload that never happened: the marks of ferm.conf are not live', async () => {
     const l = lab();
     for (const d of DIRECTORS)

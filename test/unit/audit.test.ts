@@ -138,3 +138,18 @@ describe('auditDrift and auditMarks', () => {
     expect(f[0]!.message).toContain('MARK 200 (0xc8)');
   });
 });
+
+describe('auditKeepalivedLoad', () => {
+  it('flags keepalived files changed after keepalived last read them, not others', async () => {
+    const { auditKeepalivedLoad } = await import('../../src/core/audit.js');
+    const f = auditKeepalivedLoad(
+      'lvs2',
+      { [KA]: 10_000, [FWM]: 50_000, '/etc/ferm/ferm.conf': 90_000 },
+      20_000,
+      new Set([KA, FWM]),
+    );
+    expect(f.map((x) => `${x.code} ${x.file}`)).toEqual([`KEEPALIVED_RELOAD_PENDING ${FWM}`]);
+    expect(f[0]!.message).toContain('30 s after keepalived last read');
+    expect(auditKeepalivedLoad('lvs2', { [FWM]: 50_000 }, undefined, new Set([FWM]))).toEqual([]);
+  });
+});
