@@ -425,7 +425,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     throw e;
   } finally {
     session?.close();
-    recordPush(config, report);
+    if (!opts.dryRun) recordPush(config, report);
     release();
   }
 }
@@ -463,7 +463,6 @@ async function checkVips(
 }
 
 function recordPush(config: Config, report: PushReport): void {
-  if (report.result === 'dry-run') return;
   try {
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
     writeFileSync(
