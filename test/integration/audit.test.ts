@@ -243,6 +243,8 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
     const s2 = JSON.parse((await lvssync(l, 'lvs1', 'status', '--json')).stdout);
     expect(s2.sync).toBe('changes pending');
     expect(s2.pendingChanges).toBe(1);
+    // looking is not pushing: the record of the last push is untouched
+    expect(existsSync(l.pathOn('lvs1', '/var/lib/lvssync/last-push.json'))).toBe(false);
     await l.cutCrossover();
     const s3 = await lvssync(l, 'lvs1', 'status');
     expect(s3.stdout).toContain('PEER UNREACHABLE');
