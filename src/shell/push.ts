@@ -161,8 +161,16 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   };
   const release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
   let session: PeerSession | undefined;
+  let connecting: Promise<{ session: PeerSession } | { error: unknown }> | undefined;
   try {
     // 1. The set here must be valid: an invalid set never leaves this host.
+    // Connecting to the peer while the set is checked here saves a round of waiting; nothing is sent
+    // to it before the check has passed.
+    say(`connecting to ${target.name} (${target.host}:${target.port})`);
+    connecting = PeerSession.open(config, target, self).then(
+      (s) => ({ session: s }),
+      (error: unknown) => ({ error }),
+    );
     const local = await checkSelf(config, self, opts.external !== false, opts.cache);
     report.local = local;
     mark('checked');
@@ -206,8 +214,10 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     const wanted: DesiredFile[] = desired.map((d) => ({ ...d, text: rendered.files.get(d.path)! }));
 
     // 3. Ask the peer what it has, and plan.
-    say(`connecting to ${target.name} (${target.host}:${target.port})`);
-    session = await PeerSession.open(config, target, self);
+    const c = await connecting;
+    connecting = undefined;
+    if ('error' in c) throw c.error;
+    session = c.session;
     if (session.hello?.recovered) {
       report.recovered = session.hello.recovered;
       say(`${target.name} rolled back an interrupted push (${session.hello.recovered}) before this one`);
@@ -425,6 +435,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     throw e;
   } finally {
     session?.close();
+    // the check here failed before the connection was used: close it when it is made
+    void connecting?.then((c) => ('session' in c ? c.session.close() : undefined));
     if (!opts.dryRun) recordPush(config, report);
     release();
   }
