@@ -1,7 +1,7 @@
 // `lvssync audit` and `lvssync status`: composition roots over shell/audit.ts.
 // audit exits like a Nagios/Icinga plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
@@ -13,10 +13,12 @@ import {
   runAudit,
   storeReport,
 } from '../shell/audit.js';
-import { loadConfig, selfNode } from '../shell/load-config.js';
+import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
+import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { PeerSession } from '../shell/peer.js';
-import { peerOf } from '../shell/push.js';
+import { peerOf, runPush } from '../shell/push.js';
 import { readAddresses } from '../shell/services.js';
+import { readJsonFile } from '../shell/store.js';
 
 export interface AuditOptions {
   config?: string;
@@ -27,16 +29,6 @@ export interface AuditOptions {
   digests?: boolean;
   store?: boolean;
   verbose?: boolean;
-}
-
-function self(config: Awaited<ReturnType<typeof loadConfig>>['config'], node?: string): string {
-  const s = selfNode(config, node);
-  if (!s)
-    throw new LvssyncError(
-      'E_CONFIG',
-      'cannot tell which configured node this host is: set nodes.<name>.hostname or pass --node',
-    );
-  return s;
 }
 
 export async function runAuditCommand(opts: AuditOptions, io: Io): Promise<number> {
@@ -50,7 +42,11 @@ export async function runAuditCommand(opts: AuditOptions, io: Io): Promise<numbe
   const format = opts.json ? 'json' : (opts.format ?? 'text');
   if (!['text', 'json', 'markdown'].includes(format))
     throw new LvssyncError('E_USAGE', `--format ${format}: use text, json or markdown`);
-  const report = await runAudit(config, self(config, opts.node), opts.digests ? { digests: true } : {});
+  const report = await runAudit(
+    config,
+    requireSelfNode(config, opts.node),
+    opts.digests ? { digests: true } : {},
+  );
   const text =
     format === 'json'
       ? formatAuditJson(report)
@@ -72,35 +68,32 @@ export interface StatusOptions {
 /** One screen: sync state (F5 ConfigSync's words), last push, VIP holders, last audit. */
 export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<number> {
   const { config } = await loadConfig(opts.config);
-  const me = self(config, opts.node);
+  const me = requireSelfNode(config, opts.node);
   const target = peerOf(config, me);
-  const readJson = (f: string) => {
-    try {
-      return JSON.parse(readFileSync(path.join(config.stateDir, f), 'utf8'));
-    } catch {
-      return undefined;
-    }
-  };
-  const lastPush = readJson('last-push.json');
-  const watch = readJson('watch-status.json');
+  const lastPush = readJsonFile<{ time: string; result: string; error?: { message: string } }>(
+    path.join(config.stateDir, 'last-push.json'),
+  );
+  const watch = readJsonFile<{ pid: number; health: string; lastPush?: unknown }>(
+    path.join(config.stateDir, 'watch-status.json'),
+  );
   const daemonAlive = watch?.pid && existsSync(`/proc/${watch.pid}`);
   const audit = latestReport(config);
   const here = Object.values(await readAddresses()).flat();
   let there: string[] | undefined;
   let sync: 'in sync' | 'changes pending' | 'drift' | 'peer unreachable' = 'in sync';
   let pending = 0;
+  let local: DirectorCheck | undefined;
   try {
+    // what a push would do (its own check of the set here included), then who holds what there
+    const r = await runPush({ config, self: me, dryRun: true, external: false });
+    local = r.local;
+    if (r.error && r.result !== 'conflict') throw r.error;
+    pending = r.plan?.changes.length ?? 0;
+    if (r.plan?.conflicts.length) sync = 'drift';
+    else if (pending > 0 || r.result === 'invalid-here') sync = 'changes pending';
     const s = await PeerSession.open(config, target, me);
     try {
       there = Object.values(await s.request({ op: 'addresses' })).flat();
-      const { runPush } = await import('../shell/push.js');
-      s.close();
-      const r = await runPush({ config, self: me, dryRun: true, external: false });
-      if (r.error && r.result !== 'conflict') throw r.error;
-      pending = r.plan?.changes.length ?? 0;
-      if (r.plan?.conflicts.length) sync = 'drift';
-      else if (pending > 0) sync = 'changes pending';
-      if (r.result === 'invalid-here') sync = 'changes pending';
     } finally {
       s.close();
     }
@@ -108,13 +101,11 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
     // the daemon (or a person) is pushing right now: changes are on their way
     sync = e instanceof LvssyncError && e.code === 'E_LOCKED' ? 'changes pending' : 'peer unreachable';
   }
+  local ??= await checkSelf(config, me, false).catch(() => undefined);
   const vips = new Set<string>();
-  try {
-    const { checkSelf } = await import('../shell/check-director.js');
-    const local = await checkSelf(config, me, false);
-    for (const i of local.model.instances)
-      for (const v of [...i.vips, ...i.excludedVips]) vips.add(v.address);
-  } catch {}
+  for (const i of local?.model.instances ?? []) {
+    for (const v of [...i.vips, ...i.excludedVips]) vips.add(v.address);
+  }
   const holders = [...vips].map((v) => ({
     vip: v,
     on: [...(here.includes(v) ? [me] : []), ...(there?.includes(v) ? [target.name] : [])],

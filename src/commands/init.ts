@@ -17,7 +17,7 @@ import {
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { execTool } from '../shell/exec.js';
-import { DEFAULT_CONFIG_PATH, loadConfig, selfNode } from '../shell/load-config.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { peerOf } from '../shell/push.js';
 
 export interface InitOptions {
@@ -64,12 +64,7 @@ export async function runInit(opts: InitOptions, io: Io): Promise<number> {
     return EXIT.CONFIG;
   }
   const { config } = await loadConfig(configPath);
-  const self = selfNode(config, opts.node);
-  if (!self)
-    throw new LvssyncError(
-      'E_CONFIG',
-      'cannot tell which node this host is: set nodes.<name>.hostname or pass --node',
-    );
+  const self = requireSelfNode(config, opts.node);
   const target = peerOf(config, self, opts.peer);
 
   // 1. lvssync's own key

@@ -8,13 +8,12 @@ import { diagnosticJson } from '../core/diagnostic.js';
 import { formatDiagnostics } from '../core/format.js';
 import { summarizePlan } from '../core/plan.js';
 import { diffRedacted } from '../core/redact.js';
-import { EXIT, LvssyncError } from '../errors.js';
+import { EXIT } from '../errors.js';
 import type { Io } from '../io.js';
-import { loadConfig, selfNode } from '../shell/load-config.js';
+import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
 import { PeerSession } from '../shell/peer.js';
 import { type PushReport, peerOf, runPush } from '../shell/push.js';
-import { reloadService, verifyService } from '../shell/services.js';
 
 export interface PushCliOptions {
   config?: string;
@@ -38,17 +37,6 @@ export const RESULT_EXIT: Record<PushReport['result'], number> = {
   'rolled-back': EXIT.PUSH_FAILED,
   'primary-failed': EXIT.PUSH_FAILED,
 };
-
-function resolveSelf(config: Awaited<ReturnType<typeof loadConfig>>['config'], node?: string): string {
-  const self = selfNode(config, node);
-  if (!self) {
-    throw new LvssyncError(
-      'E_CONFIG',
-      `cannot tell which configured node this host is (nodes: ${Object.keys(config.nodes).join(', ') || 'none'}): set nodes.<name>.hostname or pass --node`,
-    );
-  }
-  return self;
-}
 
 export function formatPlan(report: PushReport, self: string): string {
   const out: string[] = [];
@@ -112,7 +100,7 @@ function jsonReport(report: PushReport): unknown {
 
 export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' | 'diff'): Promise<number> {
   const { config } = await loadConfig(opts.config);
-  const self = resolveSelf(config, opts.node);
+  const self = requireSelfNode(config, opts.node);
   const dryRun = mode === 'diff' || opts.dryRun === true;
   const interactive = io.isTTY && !opts.yes && !opts.json && !dryRun;
   const report = await runPush({
@@ -196,7 +184,7 @@ export interface RollbackOptions {
 /** Restores a previous version of the peer's files (default: the one before the last push), then reloads it. */
 export async function runRollbackCommand(opts: RollbackOptions, io: Io): Promise<number> {
   const { config } = await loadConfig(opts.config);
-  const self = resolveSelf(config, opts.node);
+  const self = requireSelfNode(config, opts.node);
   const target = peerOf(config, self, opts.peer);
   const release = await withLock(config.stateDir, 'rollback', 2000);
   const session = await PeerSession.open(config, target, self);
@@ -238,6 +226,3 @@ export async function runRollbackCommand(opts: RollbackOptions, io: Io): Promise
     release();
   }
 }
-
-// Local reload helpers are re-exported for the daemon.
-export { reloadService, verifyService };

@@ -25,7 +25,7 @@ import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { runAudit, storeReport } from '../shell/audit.js';
 import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
-import { loadConfig, selfNode } from '../shell/load-config.js';
+import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
 import { type PushReport, runPush } from '../shell/push.js';
 
@@ -75,13 +75,7 @@ function watchSetOf(config: Config, local: DirectorCheck): WatchSet {
 export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
   const log = createLogger({ pretty: io.isTTY });
   const { config, path: configPath } = await loadConfig(opts.config);
-  const self = selfNode(config, opts.node);
-  if (!self) {
-    throw new LvssyncError(
-      'E_CONFIG',
-      'cannot tell which configured node this host is: set nodes.<name>.hostname or pass --node',
-    );
-  }
+  const self = requireSelfNode(config, opts.node);
   if (self !== config.primary) {
     log.warn(
       { self, primary: config.primary },

@@ -32,7 +32,7 @@ import { execTool } from './exec.js';
 import { PeerSession } from './peer.js';
 import { peerOf } from './push.js';
 import { iptablesSave, keepalivedStartedAt, readAddresses, readReloads } from './services.js';
-import { Store } from './store.js';
+import { readJsonFile, Store } from './store.js';
 
 export interface AuditReport {
   cluster: string;
@@ -354,14 +354,13 @@ export async function storeReport(config: Config, r: AuditReport): Promise<strin
 }
 
 export function latestReport(config: Config): AuditReport | undefined {
+  const dir = path.join(config.stateDir, 'reports');
+  let last: string | undefined;
   try {
-    const dir = path.join(config.stateDir, 'reports');
-    const last = readdirSync(dir)
+    last = readdirSync(dir)
       .filter((f) => /^audit-.*\.json$/.test(f))
       .sort()
       .at(-1);
-    return last ? (JSON.parse(readFileSync(path.join(dir, last), 'utf8')) as AuditReport) : undefined;
-  } catch {
-    return undefined;
-  }
+  } catch {}
+  return last ? readJsonFile<AuditReport>(path.join(dir, last)) : undefined;
 }

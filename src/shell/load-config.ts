@@ -39,6 +39,18 @@ export async function loadConfig(file: string | undefined): Promise<{ config: Co
   return { config, path: p };
 }
 
+/** selfNode, or E_CONFIG naming the nodes when this host is none of them. */
+export function requireSelfNode(config: Config, explicit?: string): string {
+  const self = selfNode(config, explicit);
+  if (!self) {
+    throw new LvssyncError(
+      'E_CONFIG',
+      `cannot tell which configured node this host is (nodes: ${Object.keys(config.nodes).join(', ') || 'none'}): set nodes.<name>.hostname or pass --node`,
+    );
+  }
+  return self;
+}
+
 /** Which node this host is: --node wins, then a node whose hostname (or name) matches this host. */
 export function selfNode(config: Config, explicit?: string): string | undefined {
   if (explicit !== undefined) {

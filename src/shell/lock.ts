@@ -5,6 +5,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { LvssyncError } from '../errors.js';
+import { liveStart } from './proc.js';
 
 interface Owner {
   pid: number;
@@ -13,23 +14,13 @@ interface Owner {
   since: string;
 }
 
-function startOf(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return f[0] === 'Z' ? undefined : f[19];
-  } catch {
-    return undefined;
-  }
-}
-
 /** Takes the lock (waiting up to waitMs); returns the function that releases it. Throws E_LOCKED. */
 export async function withLock(stateDir: string, who: string, waitMs = 0): Promise<() => void> {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const file = path.join(stateDir, 'lock');
   const me: Owner = {
     pid: process.pid,
-    start: startOf(process.pid) ?? '',
+    start: liveStart(process.pid) ?? '',
     who,
     since: new Date().toISOString(),
   };
@@ -59,7 +50,7 @@ export async function withLock(stateDir: string, who: string, waitMs = 0): Promi
     try {
       owner = JSON.parse(readFileSync(file, 'utf8')) as Owner;
     } catch {}
-    if (!owner || startOf(owner.pid) !== owner.start) {
+    if (!owner || liveStart(owner.pid) !== owner.start) {
       rmSync(file, { force: true }); // stale: its owner is gone
       continue;
     }

@@ -9,6 +9,8 @@ import { type MarkRule, parseFermLines } from '../core/ferm/marks.js';
 import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 import { execTool } from './exec.js';
+import { readProcStat } from './proc.js';
+import { readJsonFile } from './store.js';
 
 /** Runs a service's reload command, then its status command. */
 export async function reloadService(config: Config, name: string): Promise<ReloadResult> {
@@ -78,14 +80,7 @@ export async function readAddresses(): Promise<AddressInfo> {
 
 /** When lvssync last reloaded each service here (for the audit's pending-reload check). */
 export function readReloads(config: Config): Record<string, number> {
-  try {
-    return JSON.parse(readFileSync(path.join(config.stateDir, 'reloads.json'), 'utf8')) as Record<
-      string,
-      number
-    >;
-  } catch {
-    return {};
-  }
+  return readJsonFile<Record<string, number>>(path.join(config.stateDir, 'reloads.json')) ?? {};
 }
 
 function recordReload(config: Config, name: string, at: number): void {
@@ -101,9 +96,8 @@ function recordReload(config: Config, name: string, at: number): void {
 /** When the running keepalived started (ms since the epoch), from its pid file and /proc. */
 export function keepalivedStartedAt(pidFile = '/run/keepalived.pid'): number | undefined {
   try {
-    const pid = Number(readFileSync(pidFile, 'utf8').trim());
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const stat = readProcStat(Number(readFileSync(pidFile, 'utf8').trim()));
+    const ticks = Number(stat?.start);
     const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
     if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return undefined;
     return btime * 1000 + (ticks * 1000) / 100; // USER_HZ is 100 on Linux

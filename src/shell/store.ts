@@ -108,14 +108,7 @@ export class Store {
   }
 
   private written(): Record<string, string> {
-    try {
-      return JSON.parse(readFileSync(path.join(this.stateDir, 'written.json'), 'utf8')) as Record<
-        string,
-        string
-      >;
-    } catch {
-      return {};
-    }
+    return readJsonFile<Record<string, string>>(path.join(this.stateDir, 'written.json')) ?? {};
   }
 
   private saveWritten(w: Record<string, string>): void {
@@ -249,11 +242,7 @@ export class Store {
   }
 
   journal(): Journal | undefined {
-    try {
-      return JSON.parse(readFileSync(path.join(this.stateDir, 'journal.json'), 'utf8')) as Journal;
-    } catch {
-      return undefined;
-    }
+    return readJsonFile<Journal>(path.join(this.stateDir, 'journal.json'));
   }
 
   saveJournal(j: Journal | undefined): void {
@@ -425,6 +414,15 @@ function writeTemp(target: string, data: Buffer, mode: number, owner?: { uid: nu
   if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
   chmodSync(tmp, mode);
   return tmp;
+}
+
+/** A JSON state file, or undefined when it is missing or unreadable. */
+export function readJsonFile<T>(p: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
 }
 
 export function atomicWrite(p: string, text: string, mode: number): void {
