@@ -233,7 +233,8 @@ class Agent {
       }
       this.store.saveJournal(undefined);
     }
-    writeFileSync(this.store.confirmPath(txid), 'aborted\n');
+    // keep what the guard wrote if it was first: the record says who restored the files
+    if (!existsSync(this.store.confirmPath(txid))) writeFileSync(this.store.confirmPath(txid), 'aborted\n');
     this.finished = true;
     return { restored, reloaded };
   }
