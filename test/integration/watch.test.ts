@@ -113,6 +113,12 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
       `for i in $(seq 1 200); do sed -i "s/weight [0-9]*/weight $i/" ${FWM}; sleep 0.004; done`,
     ]);
     await until('lvs2 to get the final save', () => l.readFile('lvs2', FWM).includes('weight 200'));
+    // the file arrives at the commit; the push is logged once its reloads are done
+    await until('the push to finish', () =>
+      pushesIn(l)
+        .slice(before)
+        .some((p) => p.result === 'pushed'),
+    );
     await new Promise((r) => setTimeout(r, 1000));
     const pushes = pushesIn(l)
       .slice(before)
