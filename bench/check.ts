@@ -34,8 +34,10 @@ export async function benchCheck(n: number, keepalived: string | undefined): Pro
     for (let i = 0; i < 3; i++) {
       const t0 = nowMs();
       const snap = emptySnapshot();
-      await readKeepalivedSnapshot(snap, root, CONF);
-      const r = checkKeepalived(snap, CONF);
+      // One parse cache for reading and checking, as `lvssync check` does: each file is read once.
+      const once: NonNullable<EvaluateOptions['cache']> = new Map();
+      await readKeepalivedSnapshot(snap, root, CONF, undefined, once);
+      const r = checkKeepalived(snap, CONF, { cache: once });
       full.push(nowMs() - t0);
       errors = r.diagnostics.filter((d) => d.severity === 'error').length;
       if (r.model.virtualServers.length !== n)

@@ -4,6 +4,7 @@
 
 import { type Diagnostic, diag, type Position } from './diagnostic.js';
 import type { FermSourcePos, MarkRule } from './ferm/marks.js';
+import { argAt } from './keepalived/evaluate.js';
 import type { KeepalivedModel } from './keepalived/model.js';
 
 export interface LocatedMark {
@@ -25,7 +26,7 @@ function fwmarkUses(m: KeepalivedModel): FwmarkUse[] {
       uses.push({
         mark: vs.key.mark,
         raw: vs.key.raw,
-        pos: vs.directive.argPos[1] ?? vs.pos,
+        pos: argAt(vs.directive, 1),
         what: `virtual_server fwmark ${vs.key.raw}`,
       });
     }

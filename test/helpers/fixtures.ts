@@ -1,7 +1,7 @@
 // Loads fixture folders into Snapshots: files of a folder become /etc/keepalived/<relative path>
 // (or are placed under a root-like layout when the folder has an etc/ directory).
 
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { emptySnapshot, type Snapshot } from '../../src/core/snapshot.js';
@@ -40,4 +40,19 @@ export function subdirs(dir: string): string[] {
     .filter((e) => e.isDirectory())
     .map((e) => e.name)
     .sort();
+}
+
+export const SAMPLES = '/usr/share/doc/keepalived/samples';
+
+/** Every keepalived file the tests know: fixtures, Debian's samples, ../shared/corpus when present. */
+export function keepalivedFiles(): string[] {
+  const files = listFiles(FIXTURES).filter(
+    (f) => /keepalived|\.conf$/.test(f) && !f.includes(`${path.sep}ferm`),
+  );
+  if (existsSync(SAMPLES))
+    files.push(...listFiles(SAMPLES).filter((f) => path.basename(f).startsWith('keepalived.conf')));
+  const corpus = path.join(SHARED, 'corpus');
+  if (existsSync(corpus))
+    files.push(...listFiles(corpus).filter((f) => /keepalived/i.test(f) && !/\.md$/.test(f)));
+  return files;
 }

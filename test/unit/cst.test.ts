@@ -1,22 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseKeepalived, renderKeepalived } from '../../src/core/keepalived/cst.js';
-import { FIXTURES, listFiles, SHARED } from '../helpers/fixtures.js';
-
-const SAMPLES = '/usr/share/doc/keepalived/samples';
-
-function keepalivedFiles(): string[] {
-  const files = listFiles(FIXTURES).filter(
-    (f) => /keepalived|\.conf$/.test(f) && !f.includes(`${path.sep}ferm`),
-  );
-  if (existsSync(SAMPLES))
-    files.push(...listFiles(SAMPLES).filter((f) => path.basename(f).startsWith('keepalived.conf')));
-  const corpus = path.join(SHARED, 'corpus');
-  if (existsSync(corpus))
-    files.push(...listFiles(corpus).filter((f) => /keepalived/i.test(f) && !/\.md$/.test(f)));
-  return files;
-}
+import { keepalivedFiles, SAMPLES } from '../helpers/fixtures.js';
 
 describe('parseKeepalived / renderKeepalived', () => {
   const files = keepalivedFiles();

@@ -7,6 +7,7 @@ import { type Diagnostic, diag, type Position } from '../diagnostic.js';
 import { globSnapshot, type Snapshot } from '../snapshot.js';
 import { type CstFile, type CstNode, type CstStatement, parseKeepalived } from './cst.js';
 import { type Token, tokenValue } from './lexer.js';
+import { scanDirectives } from './scan.js';
 
 /** One keyword line as keepalived sees it, with its block if it has one. */
 export interface Directive {
@@ -15,6 +16,12 @@ export interface Directive {
   pos: Position;
   argPos: Position[];
   children?: Directive[];
+}
+
+/** Where argument `i` of a directive is (the directive's own position when it has no such argument). */
+export function argAt(d: Directive, i: number): Position {
+  const lazy = (d as { argAt?: (i: number) => Position | undefined }).argAt;
+  return (lazy ? lazy.call(d, i) : d.argPos[i]) ?? d.pos;
 }
 
 export interface IncludeRef {
@@ -40,6 +47,8 @@ export interface EvaluateOptions {
   configId?: string;
   /** Parsed files, keyed by path, reused between runs (an entry is used only while the text is unchanged). */
   cache?: Map<string, ParseCacheEntry>;
+  /** Read simple files by the direct scanner (scan.ts); false forces the lossless path everywhere. */
+  direct?: boolean;
 }
 
 export interface ParseCacheEntry {
@@ -49,8 +58,16 @@ export interface ParseCacheEntry {
   diagnostics: Diagnostic[];
   /** The file's directives need nothing from outside it: no definitions, ~SEQ, `$` or include. */
   selfContained?: boolean;
-  /** For a self-contained file: what it evaluated to, for the config-id it was evaluated with. */
-  evaluated?: { configId: string | undefined; directives: Directive[]; diagnostics: Diagnostic[] };
+  /**
+   * For a self-contained file: what it evaluated to, for the config-id it was evaluated with (for any
+   * config-id when `anyConfigId`: the file has no `@id` lines).
+   */
+  evaluated?: {
+    configId: string | undefined;
+    anyConfigId?: boolean;
+    directives: Directive[];
+    diagnostics: Diagnostic[];
+  };
 }
 
 /** True when evaluating the file cannot depend on definitions or on other files. */
@@ -89,6 +106,18 @@ export function evaluateKeepalived(
     if (cached && cached.text === f.text) {
       if (cached.diagnostics.length > 0 && !seenFiles.has(p)) out.diagnostics.push(...cached.diagnostics);
       return cached;
+    }
+    const direct = opts.direct === false ? undefined : scanDirectives(f.text, p);
+    if (direct) {
+      const entry: ParseCacheEntry = {
+        text: f.text,
+        cst: undefined,
+        diagnostics: [],
+        selfContained: true,
+        evaluated: { configId: undefined, anyConfigId: true, directives: direct, diagnostics: [] },
+      };
+      opts.cache?.set(p, entry);
+      return entry;
     }
     const r = parseKeepalived(f.text, p);
     const entry: ParseCacheEntry = { text: f.text, cst: r.cst, diagnostics: r.diagnostics };
@@ -307,7 +336,7 @@ export function evaluateKeepalived(
       out.files.push(p);
     }
     const ev = entry.evaluated;
-    if (ev && ev.configId === opts.configId) {
+    if (ev && (ev.anyConfigId || ev.configId === opts.configId)) {
       const ds = ev.directives;
       for (let i = 0; i < ds.length; i++) sink.push(ds[i]!);
       if (ev.diagnostics.length > 0) out.diagnostics.push(...ev.diagnostics);

@@ -32,7 +32,7 @@ const RBRACE = 125;
 const BACKSLASH = 92;
 const DOLLAR = 36;
 
-function isSpace(c: number): boolean {
+export function isSpace(c: number): boolean {
   return c === SP || c === TAB || c === VT || c === FF || c === CR;
 }
 
@@ -97,28 +97,38 @@ export function lexKeepalived(text: string): Token[] {
         push('string', start, i, 'unterminated');
       }
     } else {
-      while (i < n) {
-        const d = text.charCodeAt(i);
-        if (d === BACKSLASH && i + 1 < n && text.charCodeAt(i + 1) !== NL && text.charCodeAt(i + 1) !== CR) {
-          i += 2;
-          continue;
-        }
-        if (d === DOLLAR && text.charCodeAt(i + 1) === LBRACE) {
-          // ${NAME} is a parameter reference, substituted before keepalived looks for braces.
-          const close = text.indexOf('}', i + 2);
-          if (close !== -1 && /^[A-Za-z_][A-Za-z0-9_]*( [0-9 ]*)?$/.test(text.slice(i + 2, close))) {
-            i = close + 1;
-            continue;
-          }
-        }
-        if (isSpace(d) || d === NL || d === QUOTE || d === LBRACE || d === RBRACE || d === BANG || d === HASH)
-          break;
-        i++;
-      }
+      i = scanWord(text, i, n);
       push('word', start, i);
     }
   }
   return tokens;
+}
+
+/**
+ * The end of the word that starts at `i`: a backslash escapes the next character (but not a line end),
+ * `${NAME}` is one piece, and a space, line end, quote, brace, `!` or `#` ends the word. Shared with the
+ * direct scanner (scan.ts) so both read words the same way.
+ */
+export function scanWord(text: string, i: number, n: number): number {
+  while (i < n) {
+    const d = text.charCodeAt(i);
+    if (d === BACKSLASH && i + 1 < n && text.charCodeAt(i + 1) !== NL && text.charCodeAt(i + 1) !== CR) {
+      i += 2;
+      continue;
+    }
+    if (d === DOLLAR && text.charCodeAt(i + 1) === LBRACE) {
+      // ${NAME} is a parameter reference, substituted before keepalived looks for braces.
+      const close = text.indexOf('}', i + 2);
+      if (close !== -1 && /^[A-Za-z_][A-Za-z0-9_]*( [0-9 ]*)?$/.test(text.slice(i + 2, close))) {
+        i = close + 1;
+        continue;
+      }
+    }
+    if (isSpace(d) || d === NL || d === QUOTE || d === LBRACE || d === RBRACE || d === BANG || d === HASH)
+      break;
+    i++;
+  }
+  return i;
 }
 
 /** The value a word or string token stands for: quotes removed, `\#` and `\!` unescaped. */

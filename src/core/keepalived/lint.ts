@@ -4,23 +4,23 @@
 import { canonicalIP, expandRange, isIP, parseCidr } from '../address.js';
 import { type Diagnostic, diag, type Position } from '../diagnostic.js';
 import { type ArgRule, LVS_SCHEDULERS, type Spec, TOP } from './directives.js';
-import type { Directive } from './evaluate.js';
+import { argAt, type Directive } from './evaluate.js';
 import { type KeepalivedModel, type VipEntry, type VirtualServer, virtualServerLabel } from './model.js';
 
 const rel = (pos: Position, message: string) => ({ file: pos.file, line: pos.line, col: pos.col, message });
 
-function checkArg(rule: ArgRule, value: string, keyword: string, pos: Position): Diagnostic | undefined {
+function checkArg(rule: ArgRule, value: string, keyword: string, at: () => Position): Diagnostic | undefined {
   switch (rule.kind) {
     case 'int': {
       if (!/^-?\d+$/.test(value)) {
-        return diag('error', 'KA_INVALID_NUMBER', pos, `${keyword}: '${value}' is not a whole number`);
+        return diag('error', 'KA_INVALID_NUMBER', at(), `${keyword}: '${value}' is not a whole number`);
       }
       const n = Number(value);
       if (n < rule.min || n > rule.max) {
         return diag(
           'error',
           'KA_OUT_OF_RANGE',
-          pos,
+          at(),
           `${keyword} ${value} is out of range: ${rule.what ?? 'value'} must be ${rule.min}-${rule.max}`,
         );
       }
@@ -28,14 +28,14 @@ function checkArg(rule: ArgRule, value: string, keyword: string, pos: Position):
     }
     case 'number': {
       if (!/^\d+(\.\d+)?$/.test(value)) {
-        return diag('error', 'KA_INVALID_NUMBER', pos, `${keyword}: '${value}' is not a number`);
+        return diag('error', 'KA_INVALID_NUMBER', at(), `${keyword}: '${value}' is not a number`);
       }
       const n = Number(value);
       if (n < rule.min || n > rule.max) {
         return diag(
           'error',
           'KA_OUT_OF_RANGE',
-          pos,
+          at(),
           `${keyword} ${value} is out of range: must be ${rule.min}-${rule.max}`,
         );
       }
@@ -43,7 +43,7 @@ function checkArg(rule: ArgRule, value: string, keyword: string, pos: Position):
     }
     case 'port': {
       if (!/^\d+$/.test(value) || Number(value) > 65535) {
-        return diag('error', 'KA_OUT_OF_RANGE', pos, `${keyword}: '${value}' is not a port (0-65535)`);
+        return diag('error', 'KA_OUT_OF_RANGE', at(), `${keyword}: '${value}' is not a port (0-65535)`);
       }
       return undefined;
     }
@@ -56,7 +56,7 @@ function checkArg(rule: ArgRule, value: string, keyword: string, pos: Position):
       return diag(
         'error',
         sched ? 'KA_INVALID_SCHEDULER' : 'KA_INVALID_VALUE',
-        pos,
+        at(),
         `${keyword}: '${value}' is not one of ${rule.values.join(', ')}` +
           (sched ? ' (keepalived would silently fall back to wlc)' : ''),
       );
@@ -67,7 +67,7 @@ function checkArg(rule: ArgRule, value: string, keyword: string, pos: Position):
         : diag(
             'error',
             'KA_INVALID_VALUE',
-            pos,
+            at(),
             `${keyword}: '${value}' is not one of on, off, true, false, yes, no`,
           );
     case 'digest':
@@ -76,7 +76,7 @@ function checkArg(rule: ArgRule, value: string, keyword: string, pos: Position):
         : diag(
             'error',
             'KA_BAD_DIGEST',
-            pos,
+            at(),
             `digest '${value}' is not an MD5 sum (32 hex digits); genhash prints the right one`,
           );
     case 'any':
@@ -91,7 +91,7 @@ function checkDirectives(
   out: Diagnostic[],
   memoTop = false,
 ): void {
-  const seenUnique = new Map<string, Directive>();
+  let seenUnique: Map<string, Directive> | undefined;
   for (const d of nodes) {
     const spec = table[d.name];
     if (!spec) {
@@ -109,6 +109,7 @@ function checkDirectives(
       out.push(diag('warning', 'KA_DEPRECATED', d.pos, `'${d.name}' is deprecated: use ${spec.deprecated}`));
     }
     if (spec.unique) {
+      seenUnique ??= new Map();
       const prev = seenUnique.get(d.name);
       if (prev) {
         out.push(
@@ -151,7 +152,7 @@ function checkOne(d: Directive, spec: Spec, out: Diagnostic[]): void {
         ),
       );
     } else if (spec.maxArgs !== undefined && n > spec.maxArgs) {
-      const extra = d.argPos[spec.maxArgs] ?? d.pos;
+      const extra = argAt(d, spec.maxArgs);
       out.push(
         diag(
           spec.maxArgs === 0 ? 'warning' : 'error',
@@ -164,7 +165,7 @@ function checkOne(d: Directive, spec: Spec, out: Diagnostic[]): void {
     spec.args?.forEach((rule, i) => {
       const v = d.args[i];
       if (v === undefined) return;
-      const problem = checkArg(rule, v, d.name, d.argPos[i] ?? d.pos);
+      const problem = checkArg(rule, v, d.name, () => argAt(d, i));
       if (problem) out.push(problem);
     });
     if (d.children && !spec.block) {
@@ -428,7 +429,7 @@ function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
           diag(
             'error',
             'KA_BAD_FWMARK',
-            vs.directive.argPos[1] ?? vs.pos,
+            argAt(vs.directive, 1),
             `fwmark '${key.raw}' is not a decimal number${hex}`,
           ),
         );
@@ -437,7 +438,7 @@ function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
           diag(
             'error',
             'KA_OUT_OF_RANGE',
-            vs.directive.argPos[1] ?? vs.pos,
+            argAt(vs.directive, 1),
             `fwmark ${key.raw} is out of range: must be 1-4294967295`,
           ),
         );
@@ -469,7 +470,7 @@ function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
           diag(
             'error',
             'KA_OUT_OF_RANGE',
-            vs.directive.argPos[1] ?? vs.pos,
+            argAt(vs.directive, 1),
             `virtual_server port '${vs.directive.args[1]}' is not a port (0-65535)`,
           ),
         );
@@ -517,7 +518,7 @@ function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
           diag(
             'error',
             'KA_OUT_OF_RANGE',
-            rs.directive.argPos[1] ?? rs.pos,
+            argAt(rs.directive, 1),
             `real_server port '${rs.directive.args[1]}' is not a port (0-65535)`,
           ),
         );

@@ -2,7 +2,7 @@
 // Built from the Directive tree (evaluate.ts); every element keeps the position it came from.
 
 import type { Position } from '../diagnostic.js';
-import type { Directive } from './evaluate.js';
+import { argAt, type Directive } from './evaluate.js';
 
 export interface Valued<T> {
   value: T;
@@ -102,7 +102,7 @@ export interface KeepalivedModel {
   virtualServers: VirtualServer[];
 }
 
-const at = (d: Directive, i = 0): Position => d.argPos[i] ?? d.pos;
+const at = (d: Directive, i = 0): Position => argAt(d, i);
 const num = (s: string | undefined): number =>
   s !== undefined && /^-?\d+(\.\d+)?$/.test(s) ? Number(s) : Number.NaN;
 
