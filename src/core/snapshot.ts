@@ -66,7 +66,12 @@ export function globSnapshot(snapshot: Snapshot, pattern: string): GlobResult {
   }
   const base = globBase(norm);
   if (!isListed(snapshot, base)) return { kind: 'unknown', dir: base };
-  const isMatch = picomatch(norm, { dot: false, nobrace: false, noextglob: true, posix: true });
+  let isMatch = matchers.get(norm);
+  if (!isMatch) {
+    isMatch = picomatch(norm, { dot: false, nobrace: false, noextglob: true, posix: true });
+    if (matchers.size > 1000) matchers.clear();
+    matchers.set(norm, isMatch);
+  }
   const paths: string[] = [];
   const prefix = base === '/' ? '/' : `${base}/`;
   for (const p of snapshot.files.keys()) {
@@ -75,6 +80,9 @@ export function globSnapshot(snapshot: Snapshot, pattern: string): GlobResult {
   paths.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return { kind: 'matched', paths };
 }
+
+/** Compiled patterns: a set is re-checked after every edit with the same include lines. */
+const matchers = new Map<string, (p: string) => boolean>();
 
 function isListed(snapshot: Snapshot, dir: string): boolean {
   let d = dir;

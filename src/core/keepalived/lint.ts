@@ -84,6 +84,19 @@ function checkArg(rule: ArgRule, value: string, keyword: string, at: () => Posit
   }
 }
 
+// Keyword tables as Maps: a keyword read from a file is a fresh string, and looking it up as an object
+// property costs a trip through V8's string table each time, where a Map lookup only hashes it once.
+const tableMaps = new WeakMap<Readonly<Record<string, Spec>>, Map<string, Spec>>();
+
+function specOf(table: Readonly<Record<string, Spec>>, name: string): Spec | undefined {
+  let m = tableMaps.get(table);
+  if (!m) {
+    m = new Map(Object.entries(table));
+    tableMaps.set(table, m);
+  }
+  return m.get(name);
+}
+
 function checkDirectives(
   nodes: readonly Directive[],
   table: Readonly<Record<string, Spec>>,
@@ -93,7 +106,7 @@ function checkDirectives(
 ): void {
   let seenUnique: Map<string, Directive> | undefined;
   for (const d of nodes) {
-    const spec = table[d.name];
+    const spec = specOf(table, d.name);
     if (!spec) {
       out.push(
         diag(
