@@ -8,11 +8,12 @@ import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Config } from '../core/config.js';
+import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { LineSplitter, PROTOCOL_VERSION, type ReloadResult, type Request } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { gatherHere } from '../shell/audit.js';
-import { checkDirector } from '../shell/check-director.js';
+import { checkDirector, ToolCache } from '../shell/check-director.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
 import { readAddresses, reloadService, verifyService } from '../shell/services.js';
@@ -49,6 +50,20 @@ class Agent {
   ) {}
 
   private gone = false;
+  /**
+   * Kept for as long as the primary keeps this session open (the watch daemon keeps one across
+   * pushes): parsed files and the real validators' verdicts, so a staged set that differs by one
+   * file is parsed and judged for that file's sake only.
+   */
+  private readonly parseCache: NonNullable<EvaluateOptions['cache']> = new Map();
+  private readonly tools = new ToolCache();
+
+  /** A push is over (finished or aborted): the next one may come from this session or another. */
+  private endTx(): void {
+    this.finished = true;
+    this.release?.();
+    this.release = undefined;
+  }
 
   private send(obj: unknown): void {
     // After the primary went away a write fails (EPIPE): the answer has nobody to go to.
@@ -160,6 +175,8 @@ class Agent {
           ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),
           external: true,
           hostSpecific: 'error',
+          cache: this.parseCache,
+          tools: this.tools,
         });
         return { ok: !r.diagnostics.some((d) => d.severity === 'error'), diagnostics: r.diagnostics };
       }
@@ -189,7 +206,7 @@ class Agent {
         this.store.saveJournal(undefined);
         writeFileSync(this.store.confirmPath(req.txid), 'finished\n');
         this.store.trimHistory();
-        this.finished = true;
+        this.endTx();
         return { done: true };
       }
       case 'abort':
@@ -199,12 +216,16 @@ class Agent {
       case 'history':
         return { versions: this.store.versions() };
       case 'restore': {
-        if (!this.release) this.release = await withLock(this.store.stateDir, 'agent');
-        const versions = this.store.versions().filter((v) => v.reason === 'commit');
-        const version = req.version ?? versions.at(-1)?.version;
-        if (!version) throw new LvssyncError('E_USAGE', 'there is no previous version to restore');
-        const r = this.store.restoreVersion(version);
-        return { version, restoredFrom: r.backup, paths: r.paths };
+        const own = this.release ? undefined : await withLock(this.store.stateDir, 'agent');
+        try {
+          const versions = this.store.versions().filter((v) => v.reason === 'commit');
+          const version = req.version ?? versions.at(-1)?.version;
+          if (!version) throw new LvssyncError('E_USAGE', 'there is no previous version to restore');
+          const r = this.store.restoreVersion(version);
+          return { version, restoredFrom: r.backup, paths: r.paths };
+        } finally {
+          own?.();
+        }
       }
       default:
         throw new LvssyncError('E_PROTOCOL', `unknown op '${(req as { op: string }).op}'`);
@@ -235,7 +256,7 @@ class Agent {
     }
     // keep what the guard wrote if it was first: the record says who restored the files
     if (!existsSync(this.store.confirmPath(txid))) writeFileSync(this.store.confirmPath(txid), 'aborted\n');
-    this.finished = true;
+    this.endTx();
     return { restored, reloaded };
   }
 

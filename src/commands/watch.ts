@@ -24,10 +24,11 @@ import { globBase } from '../core/snapshot.js';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { runAudit, storeReport } from '../shell/audit.js';
-import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
+import { checkSelf, type DirectorCheck, ToolCache } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
-import { type PushReport, runPush } from '../shell/push.js';
+import { PeerKeeper } from '../shell/peer.js';
+import { type PushReport, peerOf, runPush } from '../shell/push.js';
 
 export interface WatchOptions {
   config?: string;
@@ -139,6 +140,7 @@ class WatchDaemon {
         }, 50);
       });
       await this.watcher?.close();
+      this.keeper?.close();
       return this.health === 'in-sync' ? EXIT.OK : EXIT.PUSH_FAILED;
     }
     this.scheduleAudit();
@@ -152,6 +154,22 @@ class WatchDaemon {
 
   /** Parsed files kept between pushes: an edit re-parses only the files that changed. */
   private readonly cache: NonNullable<EvaluateOptions['cache']> = new Map();
+  /** ferm's and keepalived -t's verdicts on unchanged input (an edit of conf.d does not re-run ferm). */
+  private readonly tools = new ToolCache();
+  /** The session to the peer, kept open between pushes (replaced when the configuration changes). */
+  private keeper: PeerKeeper | undefined;
+
+  private keeperFor(config: Config): PeerKeeper | undefined {
+    try {
+      const target = peerOf(config, this.self);
+      if (this.keeper?.serves(target)) return this.keeper;
+      this.keeper?.close();
+      this.keeper = new PeerKeeper(config, target, this.self);
+      return this.keeper;
+    } catch {
+      return undefined;
+    }
+  }
 
   private async rewatch(local?: DirectorCheck): Promise<void> {
     const next = watchSetOf(
@@ -219,6 +237,8 @@ class WatchDaemon {
         config: this.config,
         self: this.self,
         cache: this.cache,
+        tools: this.tools,
+        ...(this.keeperFor(this.config) ? { keeper: this.keeperFor(this.config)! } : {}),
         progress: (m) => log.debug({ step: m }, 'progress'),
       });
       // the includes may have changed: watch what the set is now
@@ -370,6 +390,9 @@ class WatchDaemon {
         throw new LvssyncError('E_CONFIG', `the new configuration no longer names this host ${this.self}`);
       }
       this.config = config;
+      // a new configuration may change the SSH settings: the next push opens a new session
+      this.keeper?.close();
+      this.keeper = undefined;
       await this.rewatch();
       this.scheduleAudit();
       this.log.info({ config: this.configPath }, 'configuration reloaded');
@@ -390,6 +413,7 @@ class WatchDaemon {
     await this.watcher?.close();
     // Finish the current push: the peer's agent rolls back by itself if we are killed meanwhile.
     if (this.pushing) await this.pushing;
+    this.keeper?.close();
     this.log.info({}, 'stopped');
     this.resolveStopped?.(EXIT.OK);
   }

@@ -2,6 +2,7 @@
 // checks, the real ferm and keepalived -t, and merges everything. Shell composition; used by
 // `lvssync check`, by push before anything leaves the host, and by the peer agent on the staged tree.
 
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { type CheckResultCore, checkKeepalived, checkSet } from '../core/check.js';
 import type { Config } from '../core/config.js';
@@ -9,7 +10,7 @@ import type { LocatedMark } from '../core/cross-check.js';
 import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { locateMark } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
-import { emptySnapshot, type Snapshot } from '../core/snapshot.js';
+import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { addDir, addFile, readKeepalivedSnapshot } from './read-snapshot.js';
 import { execFermCheck, execKeepalivedTest, type FermRun, type ToolRun } from './tools.js';
 
@@ -24,6 +25,37 @@ export interface DirectorCheckOptions {
   hostSpecific?: 'drop' | 'error';
   /** Reuse parsed files between runs (the watcher keeps one). */
   cache?: EvaluateOptions['cache'];
+  /** Reuse ferm's and keepalived -t's verdicts on unchanged inputs (the watcher and the agent keep one). */
+  tools?: ToolCache;
+}
+
+/**
+ * The last verdict of each real validator with the exact input it judged (every file's path, mode
+ * and text, the config-id). Both also depend on the host (interfaces, resolvable names), so a verdict
+ * is reused only for `ttlMs` (default 5 minutes): long enough for a burst of edits, short enough that
+ * a changed host is noticed.
+ */
+export class ToolCache {
+  private readonly entries = new Map<string, { key: string; at: number; run: FermRun | ToolRun }>();
+  constructor(
+    private readonly ttlMs = 300_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async get<T extends FermRun | ToolRun>(tool: string, key: string, run: () => Promise<T>): Promise<T> {
+    const e = this.entries.get(tool);
+    if (e && e.key === key && this.now() - e.at < this.ttlMs) return { ...(e.run as T), cached: true };
+    const r = await run();
+    this.entries.set(tool, { key, at: this.now(), run: r });
+    return r;
+  }
+}
+
+function inputKey(parts: readonly string[], files: readonly SnapshotFile[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(`${p}\0`);
+  for (const f of files) h.update(`${f.path}\0${f.mode}\0${f.text.length}\0`).update(f.text);
+  return h.digest('hex');
 }
 
 export interface DirectorCheck extends CheckResultCore {
@@ -45,8 +77,6 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   const sourceOf = (p: string) => snapshot.files.get(p)?.text;
   const external: Diagnostic[] = [];
   let marks: LocatedMark[] | undefined;
-  let ferm: FermRun | undefined;
-  let keepalivedTest: ToolRun | undefined;
   const fermFiles = [...snapshot.files.values()].filter(
     (f) => f.path === opts.fermPath || f.path.startsWith(`${fermDir}/`),
   );
@@ -59,8 +89,41 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         `${opts.fermPath} does not exist`,
       ),
     );
-  } else if (opts.external !== false) {
-    ferm = await execFermCheck(opts.root, opts.fermPath, sourceOf);
+  }
+  // The two real validators run side by side; each is skipped when its input is unchanged.
+  const tools = opts.tools;
+  const fermRun =
+    opts.external !== false && snapshot.files.has(opts.fermPath)
+      ? (() => {
+          const run = () => execFermCheck(opts.root, opts.fermPath, sourceOf);
+          return tools ? tools.get('ferm', inputKey([opts.fermPath], fermFiles), run) : run();
+        })()
+      : undefined;
+  const kaRun =
+    opts.external !== false && snapshot.files.has(opts.keepalivedPath)
+      ? (() => {
+          const run = () =>
+            execKeepalivedTest(
+              opts.root,
+              opts.keepalivedPath,
+              ka.evaluation.files,
+              opts.configId,
+              opts.hostSpecific ?? 'drop',
+            );
+          if (!tools) return run();
+          const kaFiles = ka.evaluation.files.map((p) => snapshot.files.get(p)!).filter(Boolean);
+          const key = inputKey(
+            [opts.keepalivedPath, opts.configId ?? '', opts.hostSpecific ?? 'drop'],
+            kaFiles,
+          );
+          return tools.get('keepalived', key, run);
+        })()
+      : undefined;
+  const [ferm, keepalivedTest]: [FermRun | undefined, ToolRun | undefined] = await Promise.all([
+    fermRun,
+    kaRun,
+  ]);
+  if (ferm) {
     external.push(...ferm.diagnostics);
     if (ferm.available && ferm.diagnostics.length === 0) {
       const sources = [
@@ -70,16 +133,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       marks = ferm.marks.map((rule) => ({ rule, pos: locateMark(rule, sources) }));
     }
   }
-  if (opts.external !== false && snapshot.files.has(opts.keepalivedPath)) {
-    keepalivedTest = await execKeepalivedTest(
-      opts.root,
-      opts.keepalivedPath,
-      ka.evaluation.files,
-      opts.configId,
-      opts.hostSpecific ?? 'drop',
-    );
-    external.push(...keepalivedTest.diagnostics);
-  }
+  if (keepalivedTest) external.push(...keepalivedTest.diagnostics);
   const diagnostics = checkSet(ka, marks, external);
   const files = [
     ...ka.evaluation.files,
@@ -97,6 +151,7 @@ export function checkSelf(
   self: string,
   external: boolean,
   cache?: EvaluateOptions['cache'],
+  tools?: ToolCache,
 ): Promise<DirectorCheck> {
   const configId = config.nodes[self]?.configId;
   return checkDirector({
@@ -106,5 +161,6 @@ export function checkSelf(
     ...(configId === undefined ? {} : { configId }),
     external,
     ...(cache ? { cache } : {}),
+    ...(tools ? { tools } : {}),
   });
 }

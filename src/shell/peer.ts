@@ -215,3 +215,52 @@ export class PeerSession {
     this.client.end();
   }
 }
+
+/**
+ * One agent session kept open across pushes (the watch daemon's): the peer's agent keeps its parsed
+ * files and validators' verdicts between pushes, and no push waits for a new SSH handshake or a cold
+ * agent. A session that closed is replaced on the next get().
+ */
+export class PeerKeeper {
+  private session: PeerSession | undefined;
+  private opening: Promise<PeerSession> | undefined;
+
+  constructor(
+    private readonly config: Config,
+    readonly target: PeerTarget,
+    private readonly primary: string,
+  ) {}
+
+  /** True when this keeper's session goes to `t`. */
+  serves(t: PeerTarget): boolean {
+    return t.name === this.target.name && t.host === this.target.host && t.port === this.target.port;
+  }
+
+  get(): Promise<PeerSession> {
+    if (this.session && !this.session.isClosed) return Promise.resolve(this.session);
+    this.session = undefined;
+    this.opening ??= PeerSession.open(this.config, this.target, this.primary).then(
+      (s) => {
+        this.opening = undefined;
+        this.session = s;
+        return s;
+      },
+      (e: unknown) => {
+        this.opening = undefined;
+        throw e;
+      },
+    );
+    return this.opening;
+  }
+
+  /** Closes the session (the agent rolls back anything left open); the next get() opens a new one. */
+  reset(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
+
+  close(): void {
+    this.reset();
+    void this.opening?.then((s) => s.close()).catch(() => undefined);
+  }
+}

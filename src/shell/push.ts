@@ -26,9 +26,9 @@ import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.j
 import { renderForNode } from '../core/render.js';
 import { emptySnapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
-import { checkSelf, type DirectorCheck } from './check-director.js';
+import { checkSelf, type DirectorCheck, type ToolCache } from './check-director.js';
 import { withLock } from './lock.js';
-import { PeerSession, type PeerTarget } from './peer.js';
+import { type PeerKeeper, PeerSession, type PeerTarget } from './peer.js';
 import { readAddresses, reloadService, verifyService } from './services.js';
 
 export type PushResult =
@@ -86,6 +86,10 @@ export interface PushOptions {
   reload?: boolean;
   /** Parsed files kept between runs (the daemon keeps one). */
   cache?: EvaluateOptions['cache'];
+  /** The real validators' verdicts on unchanged input, kept between runs (the daemon keeps one). */
+  tools?: ToolCache;
+  /** A session to the peer kept open between runs (the daemon keeps one); otherwise one per push. */
+  keeper?: PeerKeeper;
 }
 
 export function peerOf(config: Config, self: string, explicit?: string): PeerTarget {
@@ -162,16 +166,19 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   const release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
   let session: PeerSession | undefined;
   let connecting: Promise<{ session: PeerSession } | { error: unknown }> | undefined;
+  const keeper = opts.keeper?.serves(target) ? opts.keeper : undefined;
+  /** A transaction is open on the peer: a kept session is not reused after a failure in between. */
+  let txOpen = false;
   try {
     // 1. The set here must be valid: an invalid set never leaves this host.
     // Connecting to the peer while the set is checked here saves a round of waiting; nothing is sent
     // to it before the check has passed.
     say(`connecting to ${target.name} (${target.host}:${target.port})`);
-    connecting = PeerSession.open(config, target, self).then(
+    connecting = (keeper ? keeper.get() : PeerSession.open(config, target, self)).then(
       (s) => ({ session: s }),
       (error: unknown) => ({ error }),
     );
-    const local = await checkSelf(config, self, opts.external !== false, opts.cache);
+    const local = await checkSelf(config, self, opts.external !== false, opts.cache, opts.tools);
     report.local = local;
     mark('checked');
     if (hasErrors(local.diagnostics)) {
@@ -269,6 +276,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     // 4. Stage on the peer and validate there, with the real tools, on the peer's own interfaces.
     const txid = newTxid();
     const t0 = performance.now();
+    txOpen = true;
     await session.request({ op: 'begin', txid });
     say(`uploading ${plan.changes.length} change(s) to ${target.name}`);
     await Promise.all(
@@ -293,6 +301,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     mark('validated');
     if (!v.ok) {
       await session.request({ op: 'abort', txid, reload: false });
+      txOpen = false;
       report.result = 'invalid-on-peer';
       report.diagnostics = v.diagnostics;
       report.error = new LvssyncError(
@@ -305,6 +314,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       await session.request({ op: 'commit', txid });
       mark('committed');
       await session.request({ op: 'finish', txid });
+      txOpen = false;
       report.result = 'pushed';
       return report;
     }
@@ -374,6 +384,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
             const ab = session.isClosed
               ? undefined
               : await session.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
+            if (ab) txOpen = false;
             report.steps.push({
               host: target.name,
               step: 'roll back',
@@ -409,9 +420,13 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
             detail: [r.output, ...verify.problems].filter(Boolean).join('\n'),
           });
           if (!r.ok || !verify.ok) {
-            if (!peerCommitted)
-              await session.request({ op: 'abort', txid, reload: false }).catch(() => undefined);
-            else await session.request({ op: 'finish', txid }).catch(() => undefined);
+            const closed = await session
+              .request(peerCommitted ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
+              .then(
+                () => true,
+                () => false,
+              );
+            if (closed) txOpen = false;
             report.result = 'primary-failed';
             report.error = new LvssyncError(
               'E_RELOAD',
@@ -423,6 +438,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       }
     }
     await session.request({ op: 'finish', txid });
+    txOpen = false;
     report.result = 'pushed';
     mark('done');
     return report;
@@ -434,9 +450,11 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     throw e;
   } finally {
-    session?.close();
-    // the check here failed before the connection was used: close it when it is made
-    void connecting?.then((c) => ('session' in c ? c.session.close() : undefined));
+    if (!keeper) {
+      session?.close();
+      // the check here failed before the connection was used: close it when it is made
+      void connecting?.then((c) => ('session' in c ? c.session.close() : undefined));
+    } else if (txOpen || session?.isClosed) keeper.reset();
     if (!opts.dryRun) recordPush(config, report);
     release();
   }

@@ -15,6 +15,7 @@ import {
   copyFileSync,
   existsSync,
   fsyncSync,
+  linkSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -52,6 +53,8 @@ export class Store {
   readonly extra: string[];
   readonly stateDir: string;
   private readonly history: number;
+  /** Whether staging can hard-link the current files (same filesystem); learnt on the first try. */
+  private linkable = true;
   /** The open transaction: what was put and removed in the staging tree. */
   private current: { txid: string; puts: string[]; removes: string[] } | undefined;
 
@@ -128,10 +131,9 @@ export class Store {
         );
       }
       if (!st.isFile()) return;
-      const text = readFileSync(host);
       const f: RemoteFile = {
         path: p,
-        sha256: createHash('sha256').update(text).digest('hex'),
+        sha256: this.sha256Of(host, st),
         mode: st.mode & 0o7777,
         size: st.size,
       };
@@ -164,6 +166,25 @@ export class Store {
     return out;
   }
 
+  /**
+   * Checksums by file identity (inode, size, mtime), kept while the agent runs, so a manifest of an
+   * unchanged tree reads no file (rsync's quick check, plus the inode: a file replaced by rename is
+   * always read). ctime is left out because staging links the files, which touches it. The clock
+   * ticks coarsely, so a file modified in the last two seconds is read every time (git's "racy
+   * clean" rule).
+   */
+  private readonly shas = new Map<string, { id: string; sha: string }>();
+
+  private sha256Of(host: string, st: Stats): string {
+    const id = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    const known = this.shas.get(host);
+    if (known && known.id === id) return known.sha;
+    const sha = createHash('sha256').update(readFileSync(host)).digest('hex');
+    if (Date.now() - st.mtimeMs > 2000) this.shas.set(host, { id, sha });
+    else this.shas.delete(host);
+    return sha;
+  }
+
   read(p: string): { exists: boolean; text: string; mode: number } {
     this.check(p);
     try {
@@ -187,9 +208,25 @@ export class Store {
     rmSync(path.dirname(root), { recursive: true, force: true });
     mkdirSync(root, { recursive: true, mode: 0o700 });
     for (const r of this.roots) mkdirSync(path.join(root, r), { recursive: true });
+    // Hard links where the state directory shares the managed files' filesystem (the staged copy of
+    // an unchanged file is never written: put() replaces a staged file by a new one), copies elsewhere.
+    const made = new Set<string>();
     for (const f of this.manifest()) {
       const to = path.join(root, f.path);
-      mkdirSync(path.dirname(to), { recursive: true });
+      const dir = path.dirname(to);
+      if (!made.has(dir)) {
+        mkdirSync(dir, { recursive: true });
+        made.add(dir);
+      }
+      if (this.linkable) {
+        try {
+          linkSync(f.path, to);
+          continue;
+        } catch (e) {
+          if (!['EXDEV', 'EPERM', 'EMLINK'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+          this.linkable = false;
+        }
+      }
       copyFileSync(f.path, to);
       chmod(to, f.mode);
     }

@@ -17,6 +17,8 @@ export interface ToolRun {
   available: boolean;
   diagnostics: Diagnostic[];
   durationMs: number;
+  /** The verdict of an earlier run on the same input (ToolCache). */
+  cached?: boolean;
 }
 
 export interface FermRun extends ToolRun {
