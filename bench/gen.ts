@@ -26,7 +26,8 @@ export function virtualServerFile(mark: number, variant = 0): string {
   for (let r = 0; r < reals; r++) {
     const host = ((mark * 7 + r) % 250) + 1;
     lines.push(
-      `    real_server 198.51.100.${host} 80 {`,
+      // DR to a fwmark service: the real server takes the client's port, so none is written
+      `    real_server 198.51.100.${host} {`,
       `        weight ${50 + r + (variant % 10)}`,
       '        HTTP_GET {',
       '            url {',

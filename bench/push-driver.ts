@@ -28,7 +28,10 @@ async function main(): Promise<void> {
       throw new Error(`warm-up push: ${first.result} ${first.error?.message ?? ''}`);
     for (let i = 1; i <= edits; i++) {
       const mark = 100 + ((i * 211) % n);
-      writeFileSync(`/etc/keepalived/conf.d/fwm-${mark}.conf`, virtualServerFile(mark, 500 + i));
+      writeFileSync(
+        `/etc/keepalived/conf.d/fwm-${mark}.conf`,
+        virtualServerFile(mark, (Date.now() % 1_000_000_000) + i),
+      );
       const r = await runPush({
         config,
         self,

@@ -67,6 +67,7 @@ export const KEEPALIVED_T_EQUIVALENTS: ReadonlyArray<readonly [RegExp, readonly 
   [/No script set for vrrp_script/, ['KA_SCRIPT_NO_COMMAND']],
   [/track script \S+ not found/, ['KA_UNKNOWN_SCRIPT', 'KA_SCRIPT_NO_COMMAND']],
   [/Initial state master is incompatible with AH/, ['KA_AH_MASTER']],
+  [/real server \S+ has port specified - clearing/, ['KA_FWMARK_RS_PORT']],
 ];
 
 export function equivalentCodes(message: string): readonly string[] {

@@ -8,7 +8,7 @@ import { type CheckResultCore, checkKeepalived, checkSet } from '../core/check.j
 import type { Config } from '../core/config.js';
 import type { LocatedMark } from '../core/cross-check.js';
 import { type Diagnostic, diag } from '../core/diagnostic.js';
-import { locateMark } from '../core/ferm/marks.js';
+import { markLocator } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { addDir, addFile, readKeepalivedSnapshot } from './read-snapshot.js';
@@ -27,6 +27,8 @@ export interface DirectorCheckOptions {
   cache?: EvaluateOptions['cache'];
   /** Reuse ferm's and keepalived -t's verdicts on unchanged inputs (the watcher and the agent keep one). */
   tools?: ToolCache;
+  /** Return before keepalived -t has finished, with the complete check in `complete` (push overlaps it). */
+  deferKeepalivedTest?: boolean;
 }
 
 /**
@@ -62,6 +64,11 @@ export interface DirectorCheck extends CheckResultCore {
   snapshot: Snapshot;
   ferm?: FermRun;
   keepalivedTest?: ToolRun;
+  /**
+   * With deferKeepalivedTest: these diagnostics lack keepalived -t's, and this is the complete check
+   * once keepalived -t has finished.
+   */
+  complete?: Promise<DirectorCheck>;
 }
 
 export async function checkDirector(opts: DirectorCheckOptions): Promise<DirectorCheck> {
@@ -119,10 +126,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
           return tools.get('keepalived', key, run);
         })()
       : undefined;
-  const [ferm, keepalivedTest]: [FermRun | undefined, ToolRun | undefined] = await Promise.all([
-    fermRun,
-    kaRun,
-  ]);
+  const ferm = await fermRun;
   if (ferm) {
     external.push(...ferm.diagnostics);
     if (ferm.available && ferm.diagnostics.length === 0) {
@@ -130,19 +134,28 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         ...fermFiles.filter((f) => f.path === opts.fermPath),
         ...fermFiles.filter((f) => f.path !== opts.fermPath),
       ].map((f) => ({ file: f.path, text: f.text }));
-      marks = ferm.marks.map((rule) => ({ rule, pos: locateMark(rule, sources) }));
+      const locate = markLocator(sources);
+      marks = ferm.marks.map((rule) => ({ rule, pos: locate(rule) }));
     }
   }
-  if (keepalivedTest) external.push(...keepalivedTest.diagnostics);
-  const diagnostics = checkSet(ka, marks, external);
   const files = [
     ...ka.evaluation.files,
     ...fermFiles.map((f) => f.path).filter((p) => !ka.evaluation.files.includes(p)),
   ];
-  const result: DirectorCheck = { ...ka, diagnostics, files, snapshot };
-  if (ferm) result.ferm = ferm;
-  if (keepalivedTest) result.keepalivedTest = keepalivedTest;
-  return result;
+  const complete = (keepalivedTest: ToolRun | undefined): DirectorCheck => {
+    const all = keepalivedTest ? [...external, ...keepalivedTest.diagnostics] : external;
+    const result: DirectorCheck = { ...ka, diagnostics: checkSet(ka, marks, all), files, snapshot };
+    if (ferm) result.ferm = ferm;
+    if (keepalivedTest) result.keepalivedTest = keepalivedTest;
+    return result;
+  };
+  if (opts.deferKeepalivedTest && kaRun) {
+    // Everything but keepalived -t now; the complete verdict when it has finished.
+    const partial = complete(undefined);
+    partial.complete = kaRun.then(complete);
+    return partial;
+  }
+  return complete(await kaRun);
 }
 
 /** Checks this director's own set at / with lvssync's configuration (its config-id included). */
@@ -152,6 +165,7 @@ export function checkSelf(
   external: boolean,
   cache?: EvaluateOptions['cache'],
   tools?: ToolCache,
+  deferKeepalivedTest = false,
 ): Promise<DirectorCheck> {
   const configId = config.nodes[self]?.configId;
   return checkDirector({
@@ -162,5 +176,6 @@ export function checkSelf(
     external,
     ...(cache ? { cache } : {}),
     ...(tools ? { tools } : {}),
+    deferKeepalivedTest,
   });
 }

@@ -34,6 +34,7 @@ export async function withLock(stateDir: string, who: string, waitMs = 0): Promi
       const release = () => {
         if (released) return;
         released = true;
+        process.removeListener('exit', release);
         try {
           const o = JSON.parse(readFileSync(file, 'utf8')) as Owner;
           if (o.pid === me.pid && o.start === me.start) rmSync(file, { force: true });

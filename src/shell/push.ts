@@ -178,7 +178,13 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       (s) => ({ session: s }),
       (error: unknown) => ({ error }),
     );
-    const local = await checkSelf(config, self, opts.external !== false, opts.cache, opts.tools);
+    // keepalived -t's second opinion on this set runs while the peer validates its staged copy: the
+    // set leaves this host only after lvssync's own checks and ferm --noexec passed here, and the peer
+    // commits nothing before keepalived -t has passed here too (settle()).
+    let local = await checkSelf(config, self, opts.external !== false, opts.cache, opts.tools, true);
+    const pending = local.complete;
+    // awaited by settle(); a push that stops earlier must not leave its failure unhandled
+    void pending?.catch(() => undefined);
     report.local = local;
     mark('checked');
     if (hasErrors(local.diagnostics)) {
@@ -186,6 +192,18 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       report.diagnostics = local.diagnostics;
       return report;
     }
+    /** The complete check here (keepalived -t included); false when it found an error. */
+    const settle = async (): Promise<boolean> => {
+      if (pending) {
+        local = await pending;
+        report.local = local;
+        mark('checked-here');
+      }
+      report.diagnostics = local.diagnostics;
+      if (!hasErrors(local.diagnostics)) return true;
+      report.result = 'invalid-here';
+      return false;
+    };
     // 2. Render the peer's copy and check it as the peer will read it.
     const desired = desiredFiles(config, local);
     const peerNode = config.nodes[target.name]!;
@@ -249,6 +267,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     for (const c of plan.changes) if (c.kind === 'add') report.before.set(c.path, null);
     mark('planned');
     if (plan.conflicts.length > 0 && !opts.force) {
+      if (!(await settle())) return report;
       report.result = 'conflict';
       report.error = new LvssyncError(
         'E_CONFLICT',
@@ -261,16 +280,22 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       return report;
     }
     if (opts.dryRun) {
+      if (!(await settle())) return report;
       report.result = plan.changes.length ? 'dry-run' : 'in-sync';
       return report;
     }
     if (plan.changes.length === 0) {
+      if (!(await settle())) return report;
       report.result = 'in-sync';
       return report;
     }
-    if (opts.confirm && !(await opts.confirm(report))) {
-      report.result = 'declined';
-      return report;
+    if (opts.confirm) {
+      // a person is asked: show the complete verdict first
+      if (!(await settle())) return report;
+      if (!(await opts.confirm(report))) {
+        report.result = 'declined';
+        return report;
+      }
     }
 
     // 4. Stage on the peer and validate there, with the real tools, on the peer's own interfaces.
@@ -308,6 +333,12 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         'E_PEER_INVALID',
         `the set does not validate on ${target.name}; nothing was changed there`,
       );
+      return report;
+    }
+    if (!(await settle())) {
+      // keepalived -t found errors in the set here: the staged copy on the peer is thrown away
+      await session.request({ op: 'abort', txid, reload: false });
+      txOpen = false;
       return report;
     }
     if (opts.reload === false) {

@@ -15,7 +15,6 @@ import {
   copyFileSync,
   existsSync,
   fsyncSync,
-  linkSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -53,8 +52,6 @@ export class Store {
   readonly extra: string[];
   readonly stateDir: string;
   private readonly history: number;
-  /** Whether staging can hard-link the current files (same filesystem); learnt on the first try. */
-  private linkable = true;
   /** The open transaction: what was put and removed in the staging tree. */
   private current: { txid: string; puts: string[]; removes: string[] } | undefined;
 
@@ -198,40 +195,84 @@ export class Store {
 
   stagingRoot(txid: string): string {
     checkTxid(txid);
-    return path.join(this.stateDir, 'staging', txid);
+    return path.join(this.stateDir, 'staging', 'tree');
   }
+
+  /**
+   * The staging tree is a mirror of the managed files, kept up to date while this agent runs: each
+   * file's identity (inode, size, mtime) when it was copied, or 'dirty' for a path a transaction
+   * touched that did not commit. A push re-copies only what changed since the last one.
+   */
+  private mirror: Map<string, string> | undefined;
 
   /** A staging tree holding a copy of every managed file, laid out like / (for `--root`). */
   begin(txid: string): string {
     const root = this.stagingRoot(txid);
-    // One transaction at a time (the agent holds the lock): anything else staged is a leftover.
-    rmSync(path.dirname(root), { recursive: true, force: true });
-    mkdirSync(root, { recursive: true, mode: 0o700 });
-    for (const r of this.roots) mkdirSync(path.join(root, r), { recursive: true });
-    // Hard links where the state directory shares the managed files' filesystem (the staged copy of
-    // an unchanged file is never written: put() replaces a staged file by a new one), copies elsewhere.
+    const live = this.manifestStats();
+    if (!this.mirror) {
+      // First transaction of this agent: anything staged before is a leftover.
+      rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
+      mkdirSync(root, { recursive: true, mode: 0o700 });
+      for (const r of this.roots) mkdirSync(path.join(root, r), { recursive: true });
+      this.mirror = new Map();
+    }
+    const mirror = this.mirror;
+    for (const p of mirror.keys()) {
+      if (!live.has(p)) {
+        rmSync(path.join(root, p), { force: true });
+        mirror.delete(p);
+      }
+    }
     const made = new Set<string>();
-    for (const f of this.manifest()) {
-      const to = path.join(root, f.path);
+    for (const [p, f] of live) {
+      if (mirror.get(p) === f.id) continue;
+      const to = path.join(root, p);
       const dir = path.dirname(to);
       if (!made.has(dir)) {
         mkdirSync(dir, { recursive: true });
         made.add(dir);
       }
-      if (this.linkable) {
-        try {
-          linkSync(f.path, to);
-          continue;
-        } catch (e) {
-          if (!['EXDEV', 'EPERM', 'EMLINK'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
-          this.linkable = false;
-        }
-      }
-      copyFileSync(f.path, to);
+      rmSync(to, { force: true });
+      copyFileSync(p, to);
       chmod(to, f.mode);
+      mirror.set(p, f.id);
     }
     this.current = { txid, puts: [], removes: [] };
     return root;
+  }
+
+  /** The managed files' identities and modes (no file is read). */
+  private manifestStats(): Map<string, { id: string; mode: number }> {
+    const out = new Map<string, { id: string; mode: number }>();
+    const add = (p: string) => {
+      const st = lstatSync(p);
+      if (st.isSymbolicLink()) {
+        throw new LvssyncError(
+          'E_PROTOCOL',
+          `${p} is a symlink on this director: lvssync manages regular files only; replace it with a file or remove it`,
+        );
+      }
+      if (st.isFile())
+        out.set(p, { id: `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`, mode: st.mode & 0o7777 });
+    };
+    const walk = (dir: string, depth: number) => {
+      let entries: import('node:fs').Dirent[];
+      try {
+        entries = readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        if (e.name.includes('.lvssync-tmp')) continue;
+        const p = `${dir}/${e.name}`;
+        if (e.isDirectory()) {
+          if (depth < 8) walk(p, depth + 1);
+        } else add(p);
+      }
+    };
+    for (const r of this.roots) walk(r, 0);
+    for (const e of this.extra) if (existsSync(e)) add(e);
+    return out;
   }
 
   private tx(txid: string): { txid: string; puts: string[]; removes: string[] } {
@@ -257,6 +298,7 @@ export class Store {
     rmSync(to, { force: true });
     writeFileSync(to, data, { mode });
     chmod(to, mode);
+    this.mirror?.set(p, 'dirty');
     if (!t.puts.includes(p)) t.puts.push(p);
     t.removes = t.removes.filter((x) => x !== p);
     return createHash('sha256').update(data).digest('hex');
@@ -268,14 +310,16 @@ export class Store {
     const at = path.join(this.stagingRoot(txid), p);
     const existed = existsSync(at);
     rmSync(at, { force: true });
+    this.mirror?.set(p, 'dirty');
     if (!t.removes.includes(p)) t.removes.push(p);
     t.puts = t.puts.filter((x) => x !== p);
     return existed;
   }
 
+  /** Ends a transaction without committing: the paths it touched are copied again by the next begin(). */
   discard(txid: string): void {
     if (this.current?.txid === txid) this.current = undefined;
-    rmSync(this.stagingRoot(txid), { recursive: true, force: true });
+    if (!this.mirror) rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
   }
 
   journal(): Journal | undefined {
@@ -316,7 +360,13 @@ export class Store {
     for (const p of t.puts) w[p] = createHash('sha256').update(readFileSync(p)).digest('hex');
     for (const p of t.removes) delete w[p];
     this.saveWritten(w);
-    this.discard(txid);
+    // the staged copies are now the live files: only their new identities need recording
+    for (const p of t.puts) {
+      const st = statSync(p);
+      this.mirror?.set(p, `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`);
+    }
+    for (const p of t.removes) this.mirror?.delete(p);
+    this.current = undefined;
     return { version, paths };
   }
 

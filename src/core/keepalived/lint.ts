@@ -536,6 +536,18 @@ function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
           ),
         );
       }
+      const method = (rs.lvsMethod ?? vs.lvsMethod)?.value.toUpperCase();
+      if (key.kind === 'fwmark' && rs.port && (method === 'DR' || method === 'TUN')) {
+        out.push(
+          diag(
+            'warning',
+            'KA_FWMARK_RS_PORT',
+            argAt(rs.directive, 1),
+            `real_server ${rs.address} port ${rs.port} is ignored: a fwmark service with lvs_method ${method} ` +
+              `forwards to the port the client asked for, and keepalived clears this one; leave the port out`,
+          ),
+        );
+      }
       const rsKey = `${canonicalIP(rs.address)}:${rs.port ?? 0}`;
       const prevRs = seenRs.get(rsKey);
       if (prevRs) {
