@@ -34,6 +34,7 @@ export function virtualServerFile(mark: number, variant = 0): string {
       '                path /lb.php',
       `                digest ${DIGEST}`,
       '            }',
+      '            connect_port 80',
       '            connect_timeout 3',
       '            retry 3',
       '            delay_before_retry 2',

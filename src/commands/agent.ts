@@ -177,6 +177,7 @@ class Agent {
           hostSpecific: 'error',
           cache: this.parseCache,
           tools: this.tools,
+          keepalivedDirs: this.store.roots,
         });
         return { ok: !r.diagnostics.some((d) => d.severity === 'error'), diagnostics: r.diagnostics };
       }

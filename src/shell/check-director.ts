@@ -3,6 +3,7 @@
 // `lvssync check`, by push before anything leaves the host, and by the peer agent on the staged tree.
 
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { type CheckResultCore, checkKeepalived, checkSet } from '../core/check.js';
 import type { Config } from '../core/config.js';
@@ -11,7 +12,7 @@ import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { markLocator } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
-import { addDir, addFile, readKeepalivedSnapshot } from './read-snapshot.js';
+import { addDir, addFile, hostPath, readKeepalivedSnapshot } from './read-snapshot.js';
 import { execFermCheck, execKeepalivedTest, type FermRun, type ToolRun } from './tools.js';
 
 export interface DirectorCheckOptions {
@@ -29,6 +30,11 @@ export interface DirectorCheckOptions {
   tools?: ToolCache;
   /** Return before keepalived -t has finished, with the complete check in `complete` (push overlaps it). */
   deferKeepalivedTest?: boolean;
+  /**
+   * The directories keepalived's files can be in (the agent's managed roots, the only ones a staged
+   * tree has): keepalived -t then starts at once, beside lvssync's own reading of the set.
+   */
+  keepalivedDirs?: readonly string[];
 }
 
 /**
@@ -72,12 +78,24 @@ export interface DirectorCheck extends CheckResultCore {
 }
 
 export async function checkDirector(opts: DirectorCheckOptions): Promise<DirectorCheck> {
+  const early =
+    opts.external !== false && opts.keepalivedDirs && existsSync(hostPath(opts.root, opts.keepalivedPath))
+      ? execKeepalivedTest(
+          opts.root,
+          opts.keepalivedPath,
+          [],
+          opts.configId,
+          opts.hostSpecific ?? 'drop',
+          opts.keepalivedDirs,
+        )
+      : undefined;
+  void early?.catch(() => undefined);
   const snapshot = emptySnapshot();
   const cache = opts.cache ?? new Map();
   await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
   const fermDir = path.posix.dirname(opts.fermPath);
-  await addDir(snapshot, opts.root, fermDir);
-  await addFile(snapshot, opts.root, opts.fermPath);
+  await addDir(snapshot, opts.root, fermDir, cache);
+  await addFile(snapshot, opts.root, opts.fermPath, cache);
   const evalOpts: EvaluateOptions = { cache };
   if (opts.configId !== undefined) evalOpts.configId = opts.configId;
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
@@ -106,8 +124,9 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
           return tools ? tools.get('ferm', inputKey([opts.fermPath], fermFiles), run) : run();
         })()
       : undefined;
-  const kaRun =
-    opts.external !== false && snapshot.files.has(opts.keepalivedPath)
+  const kaRun = early
+    ? early
+    : opts.external !== false && snapshot.files.has(opts.keepalivedPath)
       ? (() => {
           const run = () =>
             execKeepalivedTest(

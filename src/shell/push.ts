@@ -249,6 +249,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     mark('connected');
     const { files: remote } = await session.request({ op: 'manifest' });
+    mark('manifest');
     // Editors' temporary and backup files on the peer are neither pushed nor deleted.
     const plan = planPush(
       wanted,

@@ -3,7 +3,7 @@
 
 // Synchronous reads on purpose: thousands of small files read several times faster than with
 // fs/promises, and a director's set is read in well under a second.
-import { lstatSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { type EvaluateOptions, evaluateKeepalived } from '../core/keepalived/evaluate.js';
 import type { Snapshot, SnapshotFile } from '../core/snapshot.js';
@@ -21,25 +21,51 @@ export function directorPath(root: string, host: string): string {
   return rel.startsWith('..') ? host : `/${rel}`;
 }
 
+type ParseCache = NonNullable<EvaluateOptions['cache']>;
+
+/**
+ * Texts read before, by host path with the file's identity (inode, size, mtime), for callers that
+ * keep a parse cache (the daemon, the agent): an unchanged file is not read again. A file modified in
+ * the two seconds before it was read is read every time (the clock is coarse: git's "racy clean").
+ */
+const texts = new WeakMap<ParseCache, Map<string, { id: string; text: string }>>();
+
+function readText(host: string, st: Stats, cache: ParseCache | undefined): string {
+  if (!cache) return readFileSync(host, 'utf8');
+  let known = texts.get(cache);
+  if (!known) {
+    known = new Map();
+    texts.set(cache, known);
+  }
+  const id = `${st.ino}:${st.size}:${st.mtimeMs}`;
+  const k = known.get(host);
+  if (k && k.id === id) return k.text;
+  const text = readFileSync(host, 'utf8');
+  if (Date.now() - st.mtimeMs > 2000) known.set(host, { id, text });
+  else known.delete(host);
+  return text;
+}
+
 /** Adds one file; a missing file is simply absent from the snapshot. Symlinks are followed inside root only. */
 export async function addFile(
   snapshot: Snapshot,
   root: string,
   p: string,
+  cache?: ParseCache,
 ): Promise<SnapshotFile | undefined> {
   const host = hostPath(root, p);
   try {
-    const st = lstatSync(host);
-    let mode = st.mode;
+    let st = lstatSync(host);
     if (st.isSymbolicLink()) {
       const target = realpathSync(host);
       if (root !== '/' && !target.startsWith(path.resolve(root) + path.sep)) {
         throw new LvssyncError('E_READ', `${p} is a symlink that points outside ${root} (to ${target})`);
       }
-      mode = lstatSync(target).mode;
+      st = lstatSync(target);
     }
+    const mode = st.mode;
     if ((mode & 0o170000) !== 0o100000) return undefined;
-    const f: SnapshotFile = { path: p, text: readFileSync(host, 'utf8'), mode };
+    const f: SnapshotFile = { path: p, text: readText(host, st, cache), mode };
     snapshot.files.set(p, f);
     return f;
   } catch (e) {
@@ -50,7 +76,12 @@ export async function addFile(
 }
 
 /** Lists a directory recursively into the snapshot (regular files only) and marks it as listed. */
-export async function addDir(snapshot: Snapshot, root: string, dir: string): Promise<void> {
+export async function addDir(
+  snapshot: Snapshot,
+  root: string,
+  dir: string,
+  cache?: ParseCache,
+): Promise<void> {
   snapshot.dirs.add(dir);
   let count = 0;
   const walk = async (d: string, depth: number): Promise<void> => {
@@ -75,7 +106,7 @@ export async function addDir(snapshot: Snapshot, root: string, dir: string): Pro
             `${hostPath(root, dir)} holds more than ${MAX_FILES_PER_DIR} files`,
           );
         }
-        await addFile(snapshot, root, p);
+        await addFile(snapshot, root, p, cache);
       }
     }
   };
@@ -93,12 +124,12 @@ export async function readKeepalivedSnapshot(
   configId?: string,
   cache: NonNullable<EvaluateOptions['cache']> = new Map(),
 ): Promise<void> {
-  await addDir(snapshot, root, path.posix.dirname(confPath));
+  await addDir(snapshot, root, path.posix.dirname(confPath), cache);
   for (let round = 0; round < 16; round++) {
     const opts: EvaluateOptions = configId === undefined ? { cache } : { configId, cache };
     const ev = evaluateKeepalived(snapshot, confPath, opts);
     const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
     if (missing.length === 0) return;
-    for (const d of missing) await addDir(snapshot, root, d);
+    for (const d of missing) await addDir(snapshot, root, d, cache);
   }
 }

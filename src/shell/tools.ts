@@ -115,12 +115,14 @@ export async function execKeepalivedTest(
   configId?: string,
   /** 'error': keep the messages about this host (missing interfaces) as errors: on the director itself. */
   hostSpecific: 'drop' | 'error' = 'drop',
+  /** The directories to map under a root; by default those of the files. */
+  dirs?: readonly string[],
 ): Promise<ToolRun> {
   const bin = await which('keepalived');
   if (!bin) return { available: false, diagnostics: [], durationMs: 0 };
   const args = ['-t', '-l', '-n', '-f', confPath];
   if (configId !== undefined) args.push('-i', configId);
-  const wrapped = withRoot(root, bindDirs([confPath, ...files]), [bin, ...args]);
+  const wrapped = withRoot(root, dirs ?? bindDirs([confPath, ...files]), [bin, ...args]);
   const argv = wrapped.mapped
     ? wrapped.argv
     : [bin, ...args.map((a) => (a === confPath ? hostPath(root, confPath) : a))];
