@@ -114,7 +114,15 @@ class Agent {
     if (this.tx && !this.finished) {
       await this.abort(this.tx, true).catch((e) => this.io.stderr(`lvssync agent: rollback failed: ${e}\n`));
     }
-    this.release?.();
+    // The staging mirror lives as long as this session. Another agent may be mid-push meanwhile and
+    // using it: removed only under the lock.
+    const release =
+      this.release ?? (await withLock(this.store.stateDir, 'agent-exit').catch(() => undefined));
+    if (release) {
+      this.store.dropStaging();
+      release();
+    }
+    this.release = undefined;
   }
 
   private async handle(line: string): Promise<void> {

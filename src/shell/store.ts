@@ -316,6 +316,13 @@ export class Store {
     return existed;
   }
 
+  /** Removes the staging mirror (the agent is leaving: the next one builds its own). */
+  dropStaging(): void {
+    this.mirror = undefined;
+    this.current = undefined;
+    rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
+  }
+
   /** Ends a transaction without committing: the paths it touched are copied again by the next begin(). */
   discard(txid: string): void {
     if (this.current?.txid === txid) this.current = undefined;
