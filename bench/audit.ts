@@ -23,7 +23,7 @@ function bigTable(lines: number): string {
     const reals = 2 + (mark % 3);
     for (let r = 0; r < reals && out.length < lines; r++) {
       const host = ((mark * 7 + r) % 250) + 1;
-      out.push(`  -> 198.51.100.${host}:80           Route   ${50 + r}     0          0`);
+      out.push(`  -> 198.51.100.${host}:0            Route   ${50 + r}     0          0`);
     }
     mark++;
   }

@@ -12,8 +12,8 @@ import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { LineSplitter, PROTOCOL_VERSION, type ReloadResult, type Request } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
-import { gatherHere } from '../shell/audit.js';
 import { checkDirector, ToolCache } from '../shell/check-director.js';
+import { gatherHere } from '../shell/gather.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
 import { readAddresses, reloadService, verifyService } from '../shell/services.js';
@@ -221,7 +221,7 @@ class Agent {
       case 'abort':
         return this.abort(this.need(req.txid), req.reload);
       case 'audit':
-        return gatherHere(this.config);
+        return gatherHere(this.config, { texts: req.texts !== false });
       case 'history':
         return { versions: this.store.versions() };
       case 'restore': {

@@ -54,6 +54,18 @@ interface WatchSet {
   dirs: string[];
 }
 
+/** The daemon's memory in MiB (resident, V8 heap in use and reserved, outside the heap), for the logs. */
+function memoryMiB(): Record<string, number> {
+  const m = process.memoryUsage();
+  const mib = (n: number) => Math.round((n / 1048576) * 10) / 10;
+  return {
+    rss: mib(m.rss),
+    heapUsed: mib(m.heapUsed),
+    heapTotal: mib(m.heapTotal),
+    external: mib(m.external),
+  };
+}
+
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;
 
@@ -262,6 +274,7 @@ class WatchDaemon {
             version: report.version,
             durationMs,
             timings: report.timings,
+            memory: memoryMiB(),
           },
           'pushed',
         );

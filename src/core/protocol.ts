@@ -44,7 +44,8 @@ export interface HistoryEntry {
 
 /** What a director reports for the audit. */
 export interface AuditData {
-  files: { path: string; text: string }[];
+  /** Every managed file: its checksum, and its text unless the primary asked for checksums only. */
+  files: { path: string; sha256?: string; text?: string }[];
   addresses: string[];
   ipvsadm: { ok: boolean; text: string };
   /** iptables-save -t mangle (the tool ferm uses). */
@@ -76,7 +77,7 @@ export type Request =
   | { op: 'history' }
   | { op: 'restore'; version?: string }
   | { op: 'read'; path: string }
-  | { op: 'audit' };
+  | { op: 'audit'; texts?: boolean };
 
 export interface Responses {
   hello: Hello;
@@ -115,11 +116,22 @@ export type Response =
 
 /** Splits a stream of chunks into complete lines; keeps the incomplete tail. */
 export class LineSplitter {
-  private buf = '';
+  /** The pieces of a line not finished yet (a long answer arrives in many chunks). */
+  private pending: string[] = [];
   push(chunk: string): string[] {
-    this.buf += chunk;
-    const lines = this.buf.split('\n');
-    this.buf = lines.pop() ?? '';
-    return lines.filter((l) => l.length > 0);
+    const out: string[] = [];
+    let from = 0;
+    for (let nl = chunk.indexOf('\n'); nl !== -1; nl = chunk.indexOf('\n', from)) {
+      let line = chunk.slice(from, nl);
+      if (this.pending.length > 0) {
+        this.pending.push(line);
+        line = this.pending.join('');
+        this.pending = [];
+      }
+      if (line.length > 0) out.push(line);
+      from = nl + 1;
+    }
+    if (from < chunk.length) this.pending.push(chunk.slice(from));
+    return out;
   }
 }

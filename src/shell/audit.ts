@@ -5,7 +5,7 @@
 // textfile. Used by `lvssync audit`, `lvssync status` and the daemon's schedule.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import path from 'node:path';
 import {
@@ -20,7 +20,6 @@ import {
   type Severity,
   worstOf,
 } from '../core/audit.js';
-import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import { parseFermLines } from '../core/ferm/marks.js';
 import { type IpvsTable, parseIpvsadm } from '../core/ipvsadm.js';
@@ -29,10 +28,10 @@ import { renderForNode } from '../core/render.js';
 import { LvssyncError } from '../errors.js';
 import { checkSelf } from './check-director.js';
 import { execTool } from './exec.js';
+import { gatherHere } from './gather.js';
 import { PeerSession } from './peer.js';
 import { peerOf } from './push.js';
-import { iptablesSave, keepalivedStartedAt, readAddresses, readReloads } from './services.js';
-import { readJsonFile, Store } from './store.js';
+import { readJsonFile } from './store.js';
 
 export interface AuditReport {
   cluster: string;
@@ -43,48 +42,8 @@ export interface AuditReport {
   findings: Finding[];
 }
 
-/** What this director says about itself (the agent's `audit` op returns the same). */
-export async function gatherHere(config: Config): Promise<AuditData> {
-  const store = new Store(config);
-  const files: AuditData['files'] = [];
-  const mtimes: Record<string, number> = {};
-  for (const f of store.manifest()) {
-    if (isEditorTemp(f.path)) continue;
-    files.push({ path: f.path, text: readFileSync(f.path, 'utf8') });
-    mtimes[f.path] = statSync(f.path).mtimeMs;
-  }
-  const data: AuditData = {
-    files,
-    addresses: [],
-    ipvsadm: { ok: false, text: '' },
-    liveMangle: '',
-    fermLines: '',
-    mtimes,
-  };
-  const loaded = Math.max(keepalivedStartedAt() ?? 0, readReloads(config).keepalived ?? 0);
-  if (loaded > 0) data.keepalivedLoadedAt = loaded;
-  const addrs = await readAddresses();
-  data.addresses = Object.values(addrs).flat();
-  try {
-    const r = await execTool(config.audit.ipvsadm, { timeoutMs: 30_000 });
-    data.ipvsadm =
-      r.code === 0 ? { ok: true, text: r.stdout } : { ok: false, text: `${r.stderr}${r.stdout}`.trim() };
-  } catch (e) {
-    data.ipvsadm = { ok: false, text: (e as Error).message };
-  }
-  try {
-    data.liveMangle = await iptablesSave('mangle');
-  } catch (e) {
-    data.liveMangle = '';
-    data.errors = [...(data.errors ?? []), (e as Error).message];
-  }
-  const f = await execTool(['ferm', '--noexec', '--lines', config.files.ferm], { timeoutMs: 60_000 }).catch(
-    () => undefined,
-  );
-  data.fermLines = f?.code === 0 ? f.stdout : '';
-  if (f?.code !== 0)
-    data.errors = [...(data.errors ?? []), `ferm --noexec failed: ${f?.stderr.trim() ?? 'not installed'}`];
-  return data;
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /** Fetches an HTTP_GET url from a real server the way genhash does: MD5 of the body. */
@@ -112,17 +71,28 @@ export async function runAudit(
   const salt = randomBytes(8).toString('hex');
   const findings: Finding[] = [];
   const target = peerOf(config, self);
-  const local = await checkSelf(config, self, false);
-  const model = local.model;
-  const here = await gatherHere(config);
-  let there: AuditData | undefined;
-  try {
-    const s = await PeerSession.open(config, target, self);
+  // The peer is asked first and gathers its side while this director gathers its own (its files
+  // come as checksums). This side's commands start at once; its parsing, which keeps this thread busy,
+  // waits until the SSH handshake is done, so as not to hold the handshake up.
+  const opening = PeerSession.open(config, target, self);
+  const peerSide = opening.then(async (s) => {
     try {
-      there = await s.request({ op: 'audit' });
-    } finally {
+      return { data: await s.request({ op: 'audit', texts: false }), session: s };
+    } catch (e) {
       s.close();
+      throw e;
     }
+  });
+  void peerSide.catch(() => undefined);
+  const hereSide = gatherHere(config);
+  await opening.catch(() => undefined);
+  const local = await checkSelf(config, self, false);
+  const here = await hereSide;
+  const model = local.model;
+  let there: AuditData | undefined;
+  let session: PeerSession | undefined;
+  try {
+    ({ data: there, session } = await peerSide);
   } catch (e) {
     findings.push({
       check: 'peer',
@@ -139,16 +109,39 @@ export async function runAudit(
   // drift: the peer's files against what the primary renders for it
   if (there) {
     const peerNode = config.nodes[target.name]!;
-    const mine = new Map(here.files.map((f) => [f.path, f.text]));
+    const mine = new Map(here.files.map((f) => [f.path, f.text ?? '']));
     const rendered = renderForNode(mine, local.evaluation.files, {
       node: target.name,
       ...(peerNode.router_id ? { routerId: peerNode.router_id } : {}),
       hostLines: peerNode.hostLines,
     });
-    findings.push(
-      ...auditDrift(target.name, rendered.files, new Map(there.files.map((f) => [f.path, f.text])), salt),
+    // Files whose checksum matches the render are equal; the texts of the others are fetched for diffs.
+    const theirs = new Map<string, string>();
+    const differing: string[] = [];
+    for (const f of there.files) {
+      const want = rendered.files.get(f.path);
+      if (f.text !== undefined) theirs.set(f.path, f.text);
+      else if (want !== undefined && f.sha256 === sha256(want)) theirs.set(f.path, want);
+      else differing.push(f.path);
+    }
+    const s = session;
+    await Promise.all(
+      differing.map(async (p) => {
+        const r = await s!.request({ op: 'read', path: p });
+        if (r.exists) theirs.set(p, r.text);
+      }),
+    ).catch((e: Error) =>
+      findings.push({
+        check: 'peer',
+        severity: 'unknown',
+        host: target.name,
+        code: 'PEER_UNREACHABLE',
+        message: `${target.name}: could not read the files that differ: ${e.message}`,
+      }),
     );
+    findings.push(...auditDrift(target.name, rendered.files, theirs, salt));
   }
+  session?.close();
   // VIPs
   findings.push(...auditVips(model, new Map([...data].map(([h, d]) => [h, d.addresses]))));
   // live IPVS, and the two tables against each other

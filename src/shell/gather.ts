@@ -1,0 +1,71 @@
+// What a director says about itself for an audit: its managed files (texts or checksums), the
+// addresses it holds, its live IPVS table (through audit.ipvsadm), its live MARK rules and the ones
+// its ferm.conf would apply, and when keepalived last read its files. Shell; used by the primary for
+// its own side and by the agent's `audit` op (kept free of the SSH client, which the agent never needs).
+
+import { readFileSync, statSync } from 'node:fs';
+import { isEditorTemp } from '../core/coalesce.js';
+import type { Config } from '../core/config.js';
+import type { AuditData } from '../core/protocol.js';
+import { execTool } from './exec.js';
+import { iptablesSave, keepalivedStartedAt, readAddresses, readReloads } from './services.js';
+import { Store } from './store.js';
+
+/**
+ * What this director says about itself (the agent's `audit` op returns the same). The commands run
+ * side by side; with `texts: false` files come as checksums only (the primary asks for the texts of
+ * the files that differ).
+ */
+export async function gatherHere(config: Config, opts: { texts?: boolean } = {}): Promise<AuditData> {
+  const store = new Store(config);
+  const files: AuditData['files'] = [];
+  const mtimes: Record<string, number> = {};
+  const withText = opts.texts !== false;
+  for (const f of store.manifest()) {
+    if (isEditorTemp(f.path)) continue;
+    if (withText) files.push({ path: f.path, sha256: f.sha256, text: readFileSync(f.path, 'utf8') });
+    else files.push({ path: f.path, sha256: f.sha256 });
+    mtimes[f.path] = statSync(f.path).mtimeMs;
+  }
+  const data: AuditData = {
+    files,
+    addresses: [],
+    ipvsadm: { ok: false, text: '' },
+    liveMangle: '',
+    fermLines: '',
+    mtimes,
+  };
+  const errors: string[] = [];
+  const loaded = Math.max(keepalivedStartedAt() ?? 0, readReloads(config).keepalived ?? 0);
+  if (loaded > 0) data.keepalivedLoadedAt = loaded;
+  await Promise.all([
+    readAddresses().then((addrs) => {
+      data.addresses = Object.values(addrs).flat();
+    }),
+    execTool(config.audit.ipvsadm, { timeoutMs: 30_000 }).then(
+      (r) => {
+        data.ipvsadm =
+          r.code === 0 ? { ok: true, text: r.stdout } : { ok: false, text: `${r.stderr}${r.stdout}`.trim() };
+      },
+      (e: Error) => {
+        data.ipvsadm = { ok: false, text: e.message };
+      },
+    ),
+    iptablesSave('mangle').then(
+      (t) => {
+        data.liveMangle = t;
+      },
+      (e: Error) => {
+        errors.push(e.message);
+      },
+    ),
+    execTool(['ferm', '--noexec', '--lines', config.files.ferm], { timeoutMs: 60_000 })
+      .catch(() => undefined)
+      .then((f) => {
+        data.fermLines = f?.code === 0 ? f.stdout : '';
+        if (f?.code !== 0) errors.push(`ferm --noexec failed: ${f?.stderr.trim() ?? 'not installed'}`);
+      }),
+  ]);
+  if (errors.length > 0) data.errors = errors;
+  return data;
+}
