@@ -77,6 +77,11 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .description('daemon on the primary: push every valid edit to the peer, coalescing editor saves')
     .option('--quiet <ms>', 'push once no change came for this long', '300')
     .option('--max <ms>', 'but at the latest this long after the first change of a burst', '3000')
+    .option(
+      '--idle-release <seconds>',
+      'after this long without a push, close the peer session and drop the caches (0: never)',
+      '60',
+    )
     .option('--once', 'converge once and exit (0 when in sync)')
     .action(async (opts) => {
       const { runWatch } = await import('./commands/watch.js');

@@ -152,6 +152,7 @@ class Agent {
           version: PROTOCOL_VERSION,
           node: this.node,
           hostname: hostname(),
+          pid: process.pid,
           managed: this.store.managed(),
           ...(recovered ? { recovered } : {}),
         };

@@ -133,7 +133,11 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
   switch (report.result) {
     case 'invalid-here':
       io.stdout(
-        `${formatDiagnostics(report.diagnostics, sourceOf)}\n\nnot pushed: the set on ${self} has errors; nothing left this host\n`,
+        `${formatDiagnostics(report.diagnostics, sourceOf)}\n\nnot pushed: the set on ${self} has errors; ${
+          report.timings.uploaded === undefined
+            ? 'nothing left this host'
+            : `keepalived -t found them while ${report.peer} validated its staged copy, which was thrown away: nothing changed there`
+        }\n`,
       );
       break;
     case 'invalid-on-peer':

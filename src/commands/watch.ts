@@ -6,6 +6,8 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { type FSWatcher, watch } from 'chokidar';
 import cron, { type ScheduledTask } from 'node-cron';
 import picomatch from 'picomatch';
@@ -35,6 +37,7 @@ export interface WatchOptions {
   node?: string;
   quiet?: string;
   max?: string;
+  idleRelease?: string;
   once?: boolean;
 }
 
@@ -52,6 +55,14 @@ interface WatchSet {
   files: Set<string>;
   patterns: string[];
   dirs: string[];
+}
+
+/** A full garbage collection, so that memory let go is given back to the system while idle. */
+function collectGarbage(): void {
+  try {
+    setFlagsFromString('--expose-gc');
+    (runInNewContext('gc') as () => void)();
+  } catch {}
 }
 
 /** The daemon's memory in MiB (resident, V8 heap in use and reserved, outside the heap), for the logs. */
@@ -95,7 +106,13 @@ export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
       'this director is not the configured primary: watching anyway',
     );
   }
-  const timing = { quietMs: Number(opts.quiet ?? 300), maxMs: Number(opts.max ?? 3000) };
+  const timing = {
+    quietMs: Number(opts.quiet ?? 300),
+    maxMs: Number(opts.max ?? 3000),
+    idleReleaseMs: Number(opts.idleRelease ?? 60) * 1000,
+  };
+  if (!Object.values(timing).every((v) => Number.isFinite(v) && v >= 0))
+    throw new LvssyncError('E_USAGE', '--quiet, --max and --idle-release take a number (ms, ms, seconds)');
   const daemon = new WatchDaemon(
     config,
     configPath,
@@ -128,7 +145,7 @@ class WatchDaemon {
     private config: Config,
     private readonly configPath: string | undefined,
     private readonly self: string,
-    private readonly timing: { quietMs: number; maxMs: number },
+    private readonly timing: { quietMs: number; maxMs: number; idleReleaseMs: number },
     private readonly log: Logger,
     private readonly nodeFlag: string | undefined,
   ) {}
@@ -165,9 +182,30 @@ class WatchDaemon {
   }
 
   /** Parsed files kept between pushes: an edit re-parses only the files that changed. */
-  private readonly cache: NonNullable<EvaluateOptions['cache']> = new Map();
+  private cache: NonNullable<EvaluateOptions['cache']> = new Map();
   /** ferm's and keepalived -t's verdicts on unchanged input (an edit of conf.d does not re-run ferm). */
-  private readonly tools = new ToolCache();
+  private tools = new ToolCache();
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * A burst of edits is over (no push for --idle-release): the peer session and the caches go, so
+   * an idle daemon holds little memory; the next push opens a new session and parses the set again.
+   */
+  private armIdleRelease(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.timing.idleReleaseMs <= 0) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.pushing || this.state.kind !== 'idle' || this.stopping) return this.armIdleRelease();
+      this.keeper?.close();
+      this.keeper = undefined;
+      this.cache = new Map();
+      this.tools = new ToolCache();
+      collectGarbage();
+      this.log.info({ memory: memoryMiB() }, 'idle: peer session closed, caches dropped');
+    }, this.timing.idleReleaseMs);
+    this.idleTimer.unref();
+  }
   /** The session to the peer, kept open between pushes (replaced when the configuration changes). */
   private keeper: PeerKeeper | undefined;
 
@@ -176,7 +214,12 @@ class WatchDaemon {
       const target = peerOf(config, this.self);
       if (this.keeper?.serves(target)) return this.keeper;
       this.keeper?.close();
-      this.keeper = new PeerKeeper(config, target, this.self);
+      this.keeper = new PeerKeeper(config, target, this.self, (s) =>
+        this.log.info(
+          { peer: target.name, agentPid: s.hello?.pid, recovered: s.hello?.recovered },
+          'peer session opened',
+        ),
+      );
       return this.keeper;
     } catch {
       return undefined;
@@ -233,6 +276,7 @@ class WatchDaemon {
     }
     this.pushing = this.push().finally(() => {
       this.pushing = undefined;
+      this.armIdleRelease();
       this.state = onPushDone(this.state, Date.now());
       if (this.state.kind === 'waiting' && !this.stopping && !this.retryTimer) this.schedule();
     });
@@ -422,6 +466,7 @@ class WatchDaemon {
     this.log.info({ signal, pushing: Boolean(this.pushing) }, 'stopping');
     if (this.timer) clearTimeout(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     void this.auditTask?.stop();
     await this.watcher?.close();
     // Finish the current push: the peer's agent rolls back by itself if we are killed meanwhile.

@@ -15,6 +15,8 @@ export interface Hello {
   managed: string[];
   /** A transaction the agent rolled back when it started (a previous push died mid-way). */
   recovered?: string;
+  /** The agent's process id on the peer (for the logs: one session kept across pushes). */
+  pid?: number;
 }
 
 export interface AddressInfo {

@@ -229,6 +229,8 @@ export class PeerKeeper {
     private readonly config: Config,
     readonly target: PeerTarget,
     private readonly primary: string,
+    /** Told of each new session (the daemon logs it). */
+    private readonly onOpen?: (s: PeerSession) => void,
   ) {}
 
   /** True when this keeper's session goes to `t`. */
@@ -243,6 +245,7 @@ export class PeerKeeper {
       (s) => {
         this.opening = undefined;
         this.session = s;
+        this.onOpen?.(s);
         return s;
       },
       (e: unknown) => {

@@ -1,7 +1,8 @@
 // lvssync push in the lab: lvs1 pushes to lvs2 over real SSH to the forced-command agent, with real
 // keepalived -t, ferm and iptables on both sides. Every failure path must leave lvs2 byte-identical
 // to before and running.
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ADDR, DIRECTORS, type Director, type Lab, LVSSYNC_YAML, REPO } from '../../scripts/lab/lab.js';
@@ -129,6 +130,36 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     expect(r.stdout).toContain('/etc/keepalived/conf.d/fwm-100.conf:3:');
     expect(r.stdout).toContain('nothing left this host');
     expect(tree(l, 'lvs2')).toEqual(before);
+  });
+
+  it("keepalived -t's verdict here, which comes while lvs2 validates its staged copy, still stops the push", async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    // a keepalived -t on lvs1 that takes its time and then rejects the set (lvs2 runs the real one)
+    const fake = mkdtempSync(path.join(tmpdir(), 'lvssync-fake-keepalived-'));
+    writeFileSync(path.join(fake, 'keepalived'), '#!/bin/sh\nsleep 1\nexit 1\n', { mode: 0o755 });
+    try {
+      edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 61'));
+      const r = await l.exec(
+        'lvs1',
+        ['env', `PATH=${fake}:${process.env.PATH}`, process.execPath, MAIN, 'push', '--yes', '--json'],
+        { allowFail: true, timeoutMs: 120_000 },
+      );
+      expect(r.code).toBe(1);
+      const j = JSON.parse(r.stdout) as {
+        result: string;
+        diagnostics: { code: string }[];
+        timings: Record<string, number>;
+      };
+      expect(j.result).toBe('invalid-here');
+      expect(j.diagnostics.map((d) => d.code)).toContain('KEEPALIVED_T');
+      // the upload to lvs2's staging area happened before the verdict, and nothing was committed
+      expect(j.timings.uploaded).toBeLessThan(j.timings['checked-here']!);
+      expect(j.timings.committed).toBeUndefined();
+      expect(tree(l, 'lvs2')).toEqual(before);
+    } finally {
+      rmSync(fake, { recursive: true, force: true });
+    }
   });
 
   it('refuses a set that only fails on lvs2 (an interface lvs2 lacks), validated there: lvs2 untouched', async () => {

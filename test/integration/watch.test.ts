@@ -142,6 +142,49 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     await until('the fix to reach lvs2', () => l.readFile('lvs2', FWM).includes('lb_algo rr'));
   });
 
+  it('one agent session serves a burst of pushes and is closed when the daemon goes idle', async () => {
+    const l = lab();
+    await l.killProc(daemon!);
+    rmSync(l.logFile('lvs1', 'watch'), { force: true });
+    daemon = l.spawnOn('lvs1', 'watch', [
+      process.execPath,
+      MAIN,
+      'watch',
+      '--quiet',
+      '200',
+      '--idle-release',
+      '3',
+    ]);
+    const log = () => {
+      try {
+        return readFileSync(l.logFile('lvs1', 'watch'), 'utf8')
+          .split('\n')
+          .filter((x) => x.startsWith('{'))
+          .map((x) => JSON.parse(x) as { msg: string; agentPid?: number });
+      } catch {
+        return [];
+      }
+    };
+    const opened = () => log().filter((j) => j.msg === 'peer session opened');
+    await until('the daemon to converge', () => log().some((j) => /in sync|pushed/.test(j.msg)), 30_000);
+    for (const w of [81, 82]) {
+      await l.exec('lvs1', ['sed', '-i', `s/weight [0-9]*/weight ${w}/`, FWM]);
+      await until(`weight ${w} on lvs2`, sameOnLvs2(l, FWM));
+    }
+    // both pushes done (their log lines come after the reloads, the files before)
+    await until('two pushes', () => pushesIn(l).filter((p) => p.result === 'pushed').length >= 2);
+    expect(opened()).toHaveLength(1);
+    await until(
+      'the idle release',
+      () => log().some((j) => j.msg.startsWith('idle: peer session closed')),
+      15_000,
+    );
+    await l.exec('lvs1', ['sed', '-i', 's/weight [0-9]*/weight 83/', FWM]);
+    await until('weight 83 on lvs2', sameOnLvs2(l, FWM));
+    expect(opened()).toHaveLength(2);
+    expect(opened()[1]!.agentPid).not.toBe(opened()[0]!.agentPid);
+  });
+
   it('a new conf.d file and its mark follow, and so does its removal', async () => {
     const l = lab();
     const f = '/etc/keepalived/conf.d/fwm-200.conf';

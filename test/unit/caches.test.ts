@@ -1,0 +1,120 @@
+// The pieces that make a push from the daemon fast: the agent protocol's line framing, the real
+// validators' verdict cache, and the agent's staging mirror (kept between pushes, re-copying only
+// what changed). The mirror runs on a temporary tree through the Store's path prefix.
+
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/core/config.js';
+import { LineSplitter } from '../../src/core/protocol.js';
+import { ToolCache } from '../../src/shell/check-director.js';
+import { Store } from '../../src/shell/store.js';
+import type { ToolRun } from '../../src/shell/tools.js';
+
+describe('LineSplitter', () => {
+  it('gives back whole lines however the chunks fall, and drops empty ones', () => {
+    const text = `${JSON.stringify({ id: 1, big: 'x'.repeat(100_000) })}\n\n{"id":2}\n{"id":3}\n`;
+    for (const size of [1, 7, 4096, text.length]) {
+      const s = new LineSplitter();
+      const lines: string[] = [];
+      for (let i = 0; i < text.length; i += size) lines.push(...s.push(text.slice(i, i + size)));
+      expect(lines.map((l) => (JSON.parse(l) as { id: number }).id)).toEqual([1, 2, 3]);
+      expect(lines[0]!.length).toBe(text.indexOf('\n'));
+    }
+  });
+
+  it('keeps an unfinished line until its end arrives', () => {
+    const s = new LineSplitter();
+    expect(s.push('{"a":')).toEqual([]);
+    expect(s.push('1}')).toEqual([]);
+    expect(s.push('\n{"b"')).toEqual(['{"a":1}']);
+  });
+});
+
+describe('ToolCache', () => {
+  const run = (n: number): ToolRun => ({ available: true, diagnostics: [], durationMs: n });
+
+  it('reuses a verdict for the same input within its lifetime, and only then', async () => {
+    let now = 0;
+    const cache = new ToolCache(1000, () => now);
+    let runs = 0;
+    const exec = async () => run(++runs);
+    expect((await cache.get('keepalived', 'k1', exec)).durationMs).toBe(1);
+    const again = await cache.get('keepalived', 'k1', exec);
+    expect(again.durationMs).toBe(1);
+    expect(again.cached).toBe(true);
+    expect((await cache.get('keepalived', 'k2', exec)).durationMs).toBe(2); // other input
+    expect((await cache.get('ferm', 'k2', exec)).durationMs).toBe(3); // other tool
+    now = 1500; // expired
+    expect((await cache.get('ferm', 'k2', exec)).durationMs).toBe(4);
+    expect(runs).toBe(4);
+  });
+});
+
+describe('Store staging mirror', () => {
+  let dir: string;
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  function setup(): Store {
+    dir = mkdtempSync(path.join(tmpdir(), 'lvssync-store-'));
+    mkdirSync(path.join(dir, 'etc/keepalived/conf.d'), { recursive: true });
+    mkdirSync(path.join(dir, 'etc/ferm'), { recursive: true });
+    writeFileSync(path.join(dir, 'etc/keepalived/keepalived.conf'), 'global_defs {\n}\n', { mode: 0o640 });
+    for (let i = 0; i < 5; i++)
+      writeFileSync(path.join(dir, `etc/keepalived/conf.d/fwm-${i}.conf`), `! ${i}\n`, { mode: 0o644 });
+    writeFileSync(path.join(dir, 'etc/ferm/ferm.conf'), '# ferm\n');
+    const { config, problems } = validateConfig({
+      nodes: { lvs1: { address: '192.0.2.1' }, lvs2: { address: '192.0.2.2' } },
+    });
+    expect(problems).toEqual([]);
+    return new Store(config, { prefix: dir });
+  }
+
+  const staged = (store: Store, txid: string, p: string) =>
+    readFileSync(path.join(store.stagingRoot(txid), dir, p), 'utf8');
+  const live = (p: string) => path.join(dir, p);
+
+  it('stages a copy of every managed file, then copies again only what changed', () => {
+    const store = setup();
+    const t1 = 'aaaaaaaa01';
+    store.begin(t1);
+    expect(staged(store, t1, 'etc/keepalived/conf.d/fwm-3.conf')).toBe('! 3\n');
+    const tree = path.join(store.stagingRoot(t1), dir, 'etc/keepalived');
+    expect(statSync(path.join(tree, 'keepalived.conf')).mode & 0o777).toBe(0o640);
+    // a transaction that commits: the staged file becomes the live one
+    store.put(t1, live('etc/keepalived/conf.d/fwm-1.conf'), 0o644, Buffer.from('! one\n'));
+    store.remove(t1, live('etc/keepalived/conf.d/fwm-4.conf'));
+    store.commit(t1);
+    expect(readFileSync(live('etc/keepalived/conf.d/fwm-1.conf'), 'utf8')).toBe('! one\n');
+    const untouched = statSync(path.join(tree, 'conf.d/fwm-2.conf')).ino;
+
+    // an edit made by hand on this director meanwhile, and a transaction that is thrown away
+    writeFileSync(live('etc/keepalived/conf.d/fwm-0.conf'), '! zero, by hand\n');
+    const t2 = 'aaaaaaaa02';
+    store.begin(t2);
+    expect(staged(store, t2, 'etc/keepalived/conf.d/fwm-0.conf')).toBe('! zero, by hand\n');
+    expect(readdirSync(path.join(tree, 'conf.d')).sort()).toEqual([
+      'fwm-0.conf',
+      'fwm-1.conf',
+      'fwm-2.conf',
+      'fwm-3.conf',
+    ]);
+    // unchanged files were not copied again
+    expect(statSync(path.join(tree, 'conf.d/fwm-2.conf')).ino).toBe(untouched);
+    store.put(t2, live('etc/keepalived/conf.d/fwm-9.conf'), 0o644, Buffer.from('! nine\n'));
+    store.put(t2, live('etc/keepalived/conf.d/fwm-2.conf'), 0o644, Buffer.from('! two, staged\n'));
+    store.discard(t2);
+
+    // the next transaction sees the live files again, not what the thrown-away one staged
+    const t3 = 'aaaaaaaa03';
+    store.begin(t3);
+    expect(staged(store, t3, 'etc/keepalived/conf.d/fwm-2.conf')).toBe('! 2\n');
+    expect(readdirSync(path.join(store.stagingRoot(t3), dir, 'etc/keepalived/conf.d'))).not.toContain(
+      'fwm-9.conf',
+    );
+    store.discard(t3);
+    store.dropStaging();
+    expect(readdirSync(path.join(dir, 'var/lib/lvssync'))).not.toContain('staging');
+  });
+});
