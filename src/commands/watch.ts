@@ -4,12 +4,10 @@
 // with file:line and nothing is pushed; an unreachable peer is retried with backoff until it is back.
 // SIGHUP reloads lvssync.yaml (a bad one keeps the old); SIGTERM finishes the current step and exits.
 
+import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { type FSWatcher, watch } from 'chokidar';
-import cron, { type ScheduledTask } from 'node-cron';
 import picomatch from 'picomatch';
 import {
   type CoalesceState,
@@ -21,16 +19,20 @@ import {
   startIfDue,
 } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
-import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { globBase } from '../core/snapshot.js';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
-import { runAudit, storeReport } from '../shell/audit.js';
-import { checkSelf, type DirectorCheck, ToolCache } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
-import { PeerKeeper } from '../shell/peer.js';
-import { type PushReport, peerOf, runPush } from '../shell/push.js';
+import type {
+  AuditSummary,
+  NextAudit,
+  PushSummary,
+  WatchInput,
+  WorkerJob,
+  WorkerMessage,
+  WorkerRequest,
+} from './watch-worker.js';
 
 export interface WatchOptions {
   config?: string;
@@ -57,38 +59,15 @@ interface WatchSet {
   dirs: string[];
 }
 
-/** A full garbage collection, so that memory let go is given back to the system while idle. */
-function collectGarbage(): void {
-  try {
-    setFlagsFromString('--expose-gc');
-    (runInNewContext('gc') as () => void)();
-  } catch {}
-}
-
-/** The daemon's memory in MiB (resident, V8 heap in use and reserved, outside the heap), for the logs. */
-function memoryMiB(): Record<string, number> {
-  const m = process.memoryUsage();
-  const mib = (n: number) => Math.round((n / 1048576) * 10) / 10;
-  return {
-    rss: mib(m.rss),
-    heapUsed: mib(m.heapUsed),
-    heapTotal: mib(m.heapTotal),
-    external: mib(m.external),
-  };
-}
-
 const RETRY_MIN_MS = 1000;
+const LEAN_FLAGS = /^--(lite-mode|jitless|max-lazy|no-opt|single-threaded|max-old-space-size)/;
 const RETRY_MAX_MS = 60_000;
 
-/** What to watch, from a check of the set: its files, the include patterns, the directories. */
-function watchSetOf(config: Config, local: DirectorCheck): WatchSet {
+/** What to watch, from a read of the set: its files, the include patterns, the directories. */
+function watchSetOf(config: Config, local: WatchInput): WatchSet {
   const fermDir = path.posix.dirname(config.files.ferm);
-  const files = new Set<string>([config.files.keepalived, config.files.ferm, ...local.evaluation.files]);
-  const patterns = [
-    ...local.evaluation.includes.map((i) => i.pattern),
-    `${fermDir}/**`,
-    ...config.files.extra,
-  ];
+  const files = new Set<string>([config.files.keepalived, config.files.ferm, ...local.files]);
+  const patterns = [...local.patterns, `${fermDir}/**`, ...config.files.extra];
   const dirs = new Set<string>([path.posix.dirname(config.files.keepalived), fermDir]);
   for (const f of files) dirs.add(path.posix.dirname(f));
   for (const p of patterns) dirs.add(globBase(p));
@@ -124,6 +103,72 @@ export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
   return daemon.run(opts.once === true);
 }
 
+/**
+ * The daemon's pushing half, a child process (watch-worker.ts) started when there is work and ended
+ * when a burst of edits is over: the SSH client, the session to the peer and the caches live there.
+ */
+class WorkerClient {
+  private child: ChildProcess | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  constructor(
+    private readonly args: string[],
+    private readonly onEvent: (m: Extract<WorkerMessage, { event: string }>) => void,
+    private readonly onLife: (what: 'started' | 'exited', pid: number | undefined, how?: string) => void,
+  ) {}
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  request<T extends PushSummary | WatchInput | AuditSummary | NextAudit>(job: WorkerJob): Promise<T> {
+    const child = this.ensure();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const req: WorkerRequest = { id, job };
+      child.send(req);
+    });
+  }
+
+  private ensure(): ChildProcess {
+    if (this.child) return this.child;
+    const child = fork(process.argv[1]!, ['watch-worker', ...this.args], {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // the daemon may run with flags that save memory at the cost of speed (or of WebAssembly,
+      // which the SSH client needs): the worker runs with node's defaults
+      execArgv: process.execArgv.filter((a) => !LEAN_FLAGS.test(a)),
+    });
+    child.on('message', (m: WorkerMessage) => {
+      if ('event' in m) return this.onEvent(m);
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.result);
+      else p.reject(new LvssyncError(m.error.code as LvssyncError['code'], m.error.message));
+    });
+    child.on('exit', (code, signal) => {
+      if (this.child === child) this.child = undefined;
+      this.onLife('exited', child.pid, signal ?? `status ${code}`);
+      for (const p of this.pending.values())
+        p.reject(new LvssyncError('E_INTERNAL', `the push worker exited (${signal ?? `status ${code}`})`));
+      this.pending.clear();
+    });
+    this.child = child;
+    this.onLife('started', child.pid);
+    return child;
+  }
+
+  /** Ends the worker once its current job is done (it leaves when its channel closes). */
+  stop(): void {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    if (child.connected) child.disconnect();
+  }
+}
+
 class WatchDaemon {
   private state: CoalesceState = IDLE;
   private watcher: FSWatcher | undefined;
@@ -138,7 +183,8 @@ class WatchDaemon {
   private pushes = 0;
   private lastReport: { time: string; result: string; error?: string; pushId: number } | undefined;
   private resolveStopped: ((code: number) => void) | undefined;
-  private auditTask: ScheduledTask | undefined;
+  private auditTimer: NodeJS.Timeout | undefined;
+  private auditGeneration = 0;
   private auditing = false;
 
   constructor(
@@ -148,7 +194,24 @@ class WatchDaemon {
     private readonly timing: { quietMs: number; maxMs: number; idleReleaseMs: number },
     private readonly log: Logger,
     private readonly nodeFlag: string | undefined,
-  ) {}
+  ) {
+    const args = [...(configPath ? ['--config', configPath] : []), ...(nodeFlag ? ['--node', nodeFlag] : [])];
+    this.worker = new WorkerClient(
+      args,
+      (m) => {
+        if (m.event === 'opened')
+          this.log.info(
+            { peer: m.peer, agentPid: m.agentPid, recovered: m.recovered },
+            'peer session opened',
+          );
+        else this.log.debug({ step: m.step }, 'progress');
+      },
+      (what, workerPid, how) => {
+        if (what === 'started') this.log.info({ workerPid }, 'push worker started');
+        else this.log.debug({ workerPid, how }, 'push worker exited');
+      },
+    );
+  }
 
   async run(once: boolean): Promise<number> {
     await this.rewatch();
@@ -169,10 +232,10 @@ class WatchDaemon {
         }, 50);
       });
       await this.watcher?.close();
-      this.keeper?.close();
+      this.worker.stop();
       return this.health === 'in-sync' ? EXIT.OK : EXIT.PUSH_FAILED;
     }
-    this.scheduleAudit();
+    void this.scheduleAudit();
     process.on('SIGHUP', () => void this.reloadConfig());
     process.on('SIGTERM', () => void this.stop('SIGTERM'));
     process.on('SIGINT', () => void this.stop('SIGINT'));
@@ -181,56 +244,29 @@ class WatchDaemon {
     });
   }
 
-  /** Parsed files kept between pushes: an edit re-parses only the files that changed. */
-  private cache: NonNullable<EvaluateOptions['cache']> = new Map();
-  /** ferm's and keepalived -t's verdicts on unchanged input (an edit of conf.d does not re-run ferm). */
-  private tools = new ToolCache();
+  private readonly worker: WorkerClient;
   private idleTimer: NodeJS.Timeout | undefined;
 
   /**
-   * A burst of edits is over (no push for --idle-release): the peer session and the caches go, so
-   * an idle daemon holds little memory; the next push opens a new session and parses the set again.
+   * A burst of edits is over (no push for --idle-release): the worker, and with it the peer session
+   * and the caches, goes, so an idle daemon holds little memory; the next push starts a new worker.
    */
   private armIdleRelease(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     if (this.timing.idleReleaseMs <= 0) return;
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined;
-      if (this.pushing || this.state.kind !== 'idle' || this.stopping) return this.armIdleRelease();
-      this.keeper?.close();
-      this.keeper = undefined;
-      this.cache = new Map();
-      this.tools = new ToolCache();
-      collectGarbage();
-      this.log.info({ memory: memoryMiB() }, 'idle: peer session closed, caches dropped');
+      if (this.pushing || this.auditing || this.state.kind !== 'idle' || this.stopping)
+        return this.armIdleRelease();
+      if (!this.worker.running) return;
+      this.worker.stop();
+      this.log.info({}, 'idle: peer session closed, caches dropped');
     }, this.timing.idleReleaseMs);
     this.idleTimer.unref();
   }
-  /** The session to the peer, kept open between pushes (replaced when the configuration changes). */
-  private keeper: PeerKeeper | undefined;
 
-  private keeperFor(config: Config): PeerKeeper | undefined {
-    try {
-      const target = peerOf(config, this.self);
-      if (this.keeper?.serves(target)) return this.keeper;
-      this.keeper?.close();
-      this.keeper = new PeerKeeper(config, target, this.self, (s) =>
-        this.log.info(
-          { peer: target.name, agentPid: s.hello?.pid, recovered: s.hello?.recovered },
-          'peer session opened',
-        ),
-      );
-      return this.keeper;
-    } catch {
-      return undefined;
-    }
-  }
-
-  private async rewatch(local?: DirectorCheck): Promise<void> {
-    const next = watchSetOf(
-      this.config,
-      local ?? (await checkSelf(this.config, this.self, false, this.cache)),
-    );
+  private async rewatch(local?: WatchInput): Promise<void> {
+    const next = watchSetOf(this.config, local ?? (await this.worker.request<WatchInput>('watchset')));
     const matchers = next.patterns.map((p) => picomatch(p, { dot: false, posix: true }));
     this.isRelevant = (p: string) =>
       !isEditorTemp(p) && (next.files.has(p) || matchers.some((m) => m(p)) || this.set.files.has(p));
@@ -287,26 +323,21 @@ class WatchDaemon {
     const log = this.log.child({ pushId });
     this.setHealth('pushing');
     const t0 = performance.now();
-    let report: PushReport;
+    let report: PushSummary;
     try {
-      report = await runPush({
-        config: this.config,
-        self: this.self,
-        cache: this.cache,
-        tools: this.tools,
-        ...(this.keeperFor(this.config) ? { keeper: this.keeperFor(this.config)! } : {}),
-        progress: (m) => log.debug({ step: m }, 'progress'),
-      });
+      report = await this.worker.request<PushSummary>('push');
       // the includes may have changed: watch what the set is now
-      if (report.local) await this.rewatch(report.local);
+      if (report.watch) await this.rewatch(report.watch);
     } catch (e) {
+      // The worker died (killed, out of memory): the peer's agent rolls back what it had open when
+      // the connection went; try again from the current files, with backoff.
       log.error({ err: e }, 'push crashed');
-      this.setHealth('failed');
       this.record(pushId, 'crashed', String(e));
+      this.retryLater(log, 'failed', 'push crashed, will retry');
       return;
     }
     const durationMs = Math.round(performance.now() - t0);
-    const changes = report.plan?.changes.map((c) => `${c.kind} ${c.path}`) ?? [];
+    const changes = report.changes;
     switch (report.result) {
       case 'pushed':
         this.retryMs = 0;
@@ -318,7 +349,7 @@ class WatchDaemon {
             version: report.version,
             durationMs,
             timings: report.timings,
-            memory: memoryMiB(),
+            memory: report.memory,
           },
           'pushed',
         );
@@ -331,24 +362,21 @@ class WatchDaemon {
         this.setHealth('in-sync');
         break;
       case 'invalid-here':
-        for (const d of report.diagnostics.filter((x) => x.severity === 'error')) {
+        for (const d of report.errors) {
           log.error({ file: d.file, line: d.line, col: d.col, code: d.code }, d.message);
         }
         log.warn(
-          { errors: report.diagnostics.filter((x) => x.severity === 'error').length },
+          { errors: report.errors.length },
           'not pushed: the set has errors; the peer keeps its last good configuration',
         );
         this.setHealth('invalid');
         break;
       case 'conflict':
-        log.error(
-          { peer: report.peer, conflicts: report.plan?.conflicts.map((c) => c.path) },
-          report.error?.message ?? 'conflict',
-        );
+        log.error({ peer: report.peer, conflicts: report.conflicts }, report.error?.message ?? 'conflict');
         this.setHealth('conflict');
         break;
       case 'invalid-on-peer':
-        for (const d of report.diagnostics.filter((x) => x.severity === 'error')) {
+        for (const d of report.errors) {
           log.error({ peer: report.peer, file: d.file, line: d.line, code: d.code }, d.message);
         }
         this.setHealth('failed');
@@ -367,15 +395,20 @@ class WatchDaemon {
   }
 
   /** The peer cannot be reached (or is busy): try again later, with backoff, from the current files. */
-  private peerDown(log: Logger, pushId: number, report: PushReport): void {
-    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs ? this.retryMs * 2 : RETRY_MIN_MS);
+  private peerDown(log: Logger, pushId: number, report: PushSummary): void {
     const busy = report.error?.code === 'E_LOCKED';
-    log.warn(
-      { peer: report.peer, err: report.error?.message, retryInMs: this.retryMs },
+    this.record(pushId, busy ? 'locked' : 'peer-down', report.error?.message);
+    this.retryLater(
+      log.child({ peer: report.peer, err: report.error?.message }),
+      busy ? 'pending' : 'peer-down',
       busy ? 'busy, will retry' : 'peer unreachable, will retry',
     );
-    this.setHealth(busy ? 'pending' : 'peer-down');
-    this.record(pushId, busy ? 'locked' : 'peer-down', report.error?.message);
+  }
+
+  private retryLater(log: Logger, health: WatchHealth, msg: string): void {
+    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs ? this.retryMs * 2 : RETRY_MIN_MS);
+    log.warn({ retryInMs: this.retryMs }, msg);
+    this.setHealth(health);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.state = onEvent(this.state.kind === 'pushing' ? IDLE : this.state, Date.now() - this.timing.maxMs);
@@ -403,16 +436,44 @@ class WatchDaemon {
     } catch {}
   }
 
-  /** The nightly audit (audit.schedule), stored with retention and handed to its command. */
-  private scheduleAudit(): void {
-    void this.auditTask?.stop();
+  /**
+   * The nightly audit (audit.schedule), stored with retention and handed to its command. node-cron,
+   * in the worker, says when the schedule fires next; the daemon waits for that moment with a plain
+   * timer (re-armed at least every 10 minutes, so a clock step or a suspend does not push the audit
+   * far off), runs the audit and asks again.
+   */
+  private async scheduleAudit(): Promise<void> {
+    if (this.auditTimer) clearTimeout(this.auditTimer);
+    this.auditTimer = undefined;
+    const generation = ++this.auditGeneration;
     const expr = this.config.audit.schedule;
-    if (!cron.validate(expr)) {
-      this.log.error({ schedule: expr }, 'audit.schedule is not a valid cron expression: no scheduled audit');
+    let next: NextAudit;
+    try {
+      next = await this.worker.request<NextAudit>('next-audit');
+    } catch (e) {
+      next = { error: String(e) };
+    }
+    if (generation !== this.auditGeneration || this.stopping) return;
+    if (next.at === undefined) {
+      this.log.error(
+        { schedule: expr, err: next.error },
+        'audit.schedule cannot be used: no scheduled audit',
+      );
       return;
     }
-    this.auditTask = cron.schedule(expr, () => void this.audit(), { noOverlap: true });
-    this.log.info({ schedule: expr }, 'audit scheduled');
+    this.log.info({ schedule: expr, next: new Date(next.at).toISOString() }, 'audit scheduled');
+    this.armAudit(next.at, generation);
+  }
+
+  private armAudit(at: number, generation: number): void {
+    const wait = at - Date.now();
+    if (wait <= 0) {
+      void this.audit().finally(() => {
+        if (generation === this.auditGeneration && !this.stopping) void this.scheduleAudit();
+      });
+      return;
+    }
+    this.auditTimer = setTimeout(() => this.armAudit(at, generation), Math.min(wait, 10 * 60_000));
   }
 
   private async audit(): Promise<void> {
@@ -420,23 +481,14 @@ class WatchDaemon {
     this.auditing = true;
     const log = this.log.child({ component: 'audit' });
     try {
-      const r = await runAudit(this.config, this.self);
-      const file = await storeReport(this.config, r);
-      const problems = r.findings.filter((f) => f.severity !== 'ok');
+      const r = await this.worker.request<AuditSummary>('audit');
       const level = r.status === 'ok' ? 'info' : r.status === 'warning' ? 'warn' : 'error';
-      log[level](
-        {
-          status: r.status,
-          findings: problems.length,
-          report: file,
-          codes: problems.map((f) => `${f.host}:${f.code}`),
-        },
-        'audit done',
-      );
+      log[level]({ status: r.status, findings: r.problems, report: r.report, codes: r.codes }, 'audit done');
     } catch (e) {
       log.error({ err: e }, 'audit failed');
     } finally {
       this.auditing = false;
+      this.armIdleRelease();
     }
   }
 
@@ -447,11 +499,10 @@ class WatchDaemon {
         throw new LvssyncError('E_CONFIG', `the new configuration no longer names this host ${this.self}`);
       }
       this.config = config;
-      // a new configuration may change the SSH settings: the next push opens a new session
-      this.keeper?.close();
-      this.keeper = undefined;
+      // the worker read the old configuration: the next job starts a new one
+      this.worker.stop();
       await this.rewatch();
-      this.scheduleAudit();
+      void this.scheduleAudit();
       this.log.info({ config: this.configPath }, 'configuration reloaded');
       this.state = onEvent(this.state, Date.now());
       this.schedule();
@@ -467,11 +518,12 @@ class WatchDaemon {
     if (this.timer) clearTimeout(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    void this.auditTask?.stop();
+    if (this.auditTimer) clearTimeout(this.auditTimer);
+    this.auditGeneration++;
     await this.watcher?.close();
     // Finish the current push: the peer's agent rolls back by itself if we are killed meanwhile.
     if (this.pushing) await this.pushing;
-    this.keeper?.close();
+    this.worker.stop();
     this.log.info({}, 'stopped');
     this.resolveStopped?.(EXIT.OK);
   }

@@ -1,8 +1,11 @@
 // The root pino logger: JSON lines on stdout (journald), human-readable on a terminal. Components
 // take child loggers ({component}, then {pushId}, {peer}). Secrets are redacted at the logger.
 
+import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+
+// pino-pretty is loaded only for a terminal: the daemon under systemd never needs it
+const requireHere = createRequire(import.meta.url);
 
 export type { Logger };
 
@@ -26,6 +29,7 @@ export function createLogger(
     base: { pid: process.pid },
   };
   if (opts.pretty) {
+    const pretty = requireHere('pino-pretty') as typeof import('pino-pretty');
     return pino(
       base,
       pretty({

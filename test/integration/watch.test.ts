@@ -220,36 +220,52 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     await l.waitForVipHolder(20_000);
   }, 150_000);
 
-  it('kill -9 of the daemon during a push leaves lvs2 valid, and a restarted daemon converges', async () => {
+  it('kill -9 of the push worker, then of the daemon and its worker, during a push: lvs2 stays valid and converges', async () => {
     const l = lab();
     const reload = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
     const good = readFileSync(reload, 'utf8');
-    const { writeFileSync } = await import('node:fs');
+    const { writeFileSync, existsSync } = await import('node:fs');
+    const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
+    const workerPids = () =>
+      readFileSync(l.logFile('lvs1', 'watch'), 'utf8')
+        .split('\n')
+        .filter((x) => x.includes('"push worker started"'))
+        .map((x) => JSON.parse(x).workerPid as number);
+    const rolledBack = (weight: number) => () =>
+      !existsSync(journal) && l.readFile('lvs2', FWM).includes(`weight ${weight}`);
     writeFileSync(reload, `sleep 2\n${good}`);
     try {
+      // 1. The worker dies alone: the agent rolls back, the daemon sees the crash and tries again.
       await l.exec('lvs1', ['sed', '-i', 's/weight 50/weight 91/', FWM]);
-      const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
-      const { existsSync } = await import('node:fs');
       await until('the push to commit on lvs2', () => existsSync(journal));
-      process.kill(daemon!.pid, 'SIGKILL');
-      // the agent on lvs2 sees the connection go and rolls back to the last good set
-      await until(
-        'lvs2 to roll back',
-        () => !existsSync(journal) && l.readFile('lvs2', FWM).includes('weight 50'),
-        20_000,
+      const first = workerPids().at(-1)!;
+      process.kill(first, 'SIGKILL');
+      await until('the daemon to report the crash', () =>
+        /push crashed, will retry/.test(readFileSync(l.logFile('lvs1', 'watch'), 'utf8')),
       );
+      await until('lvs2 to converge after the retry', rolledBack(91), 30_000);
+      expect(workerPids().at(-1)).not.toBe(first);
+
+      // 2. The daemon and its worker die together (a crash of the host's lvssync): the agent rolls
+      // lvs2 back to the last good set, and a restarted daemon converges.
+      await l.exec('lvs1', ['sed', '-i', 's/weight 91/weight 92/', FWM]);
+      await until('the next push to commit on lvs2', () => existsSync(journal));
+      const worker = workerPids().at(-1)!;
+      process.kill(daemon!.pid, 'SIGKILL');
+      process.kill(worker, 'SIGKILL');
+      await until('lvs2 to roll back', rolledBack(91), 20_000);
       const check = await l.exec('lvs2', [process.execPath, MAIN, 'check'], { allowFail: true });
       expect(check.code).toBe(0);
       daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200']);
       await until(
         'the restarted daemon to converge',
-        () => l.readFile('lvs2', FWM).includes('weight 91'),
+        () => l.readFile('lvs2', FWM).includes('weight 92'),
         30_000,
       );
     } finally {
       writeFileSync(reload, good);
     }
-  }, 90_000);
+  }, 120_000);
 
   it('SIGHUP with a broken lvssync.yaml keeps the old configuration; SIGTERM exits 0', async () => {
     const l = lab();

@@ -1,0 +1,219 @@
+// `lvssync watch-worker` (internal): the part of the watch daemon that pushes, audits and reads the
+// set, in a child process of the daemon, spoken to over Node's IPC channel. It holds what makes a
+// push fast (one session to the peer's agent, parsed files, the validators' verdicts); the daemon
+// ends it when a burst of edits is over, and with it the SSH client and every cache, so the idle
+// daemon is small. It ignores SIGTERM and SIGHUP (the daemon handles them) and exits once the daemon
+// is gone and its current job is done.
+
+import cron from 'node-cron';
+import type { Config } from '../core/config.js';
+import type { Diagnostic } from '../core/diagnostic.js';
+import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
+import { LvssyncError } from '../errors.js';
+import { runAudit, storeReport } from '../shell/audit.js';
+import { checkSelf, type DirectorCheck, ToolCache } from '../shell/check-director.js';
+import { loadConfig, requireSelfNode } from '../shell/load-config.js';
+import { PeerKeeper } from '../shell/peer.js';
+import { type PushResult, peerOf, runPush, type Step } from '../shell/push.js';
+
+export type WorkerJob = 'push' | 'watchset' | 'audit' | 'next-audit';
+
+export interface WorkerRequest {
+  id: number;
+  job: WorkerJob;
+}
+
+/** What the daemon watches, from a read of the set: its files and the include patterns. */
+export interface WatchInput {
+  files: string[];
+  patterns: string[];
+}
+
+export interface PushSummary {
+  result: PushResult;
+  peer: string;
+  changes: string[];
+  conflicts: string[];
+  order?: string[];
+  version?: string;
+  timings: Record<string, number>;
+  /** Errors that stopped the push, here or on the peer. */
+  errors: Diagnostic[];
+  error?: { code: string; message: string };
+  steps: Step[];
+  watch?: WatchInput;
+  memory: Record<string, number>;
+}
+
+/** When audit.schedule next fires (epoch ms), as node-cron computes it; or why it cannot. */
+export interface NextAudit {
+  at?: number;
+  error?: string;
+}
+
+export interface AuditSummary {
+  status: string;
+  problems: number;
+  codes: string[];
+  report: string;
+}
+
+export type WorkerMessage =
+  | { id: number; ok: true; result: PushSummary | WatchInput | AuditSummary | NextAudit }
+  | { id: number; ok: false; error: { code: string; message: string } }
+  | { event: 'progress'; step: string }
+  | { event: 'opened'; peer: string; agentPid?: number; recovered?: string };
+
+export function memoryMiB(): Record<string, number> {
+  const m = process.memoryUsage();
+  const mib = (n: number) => Math.round((n / 1048576) * 10) / 10;
+  return {
+    rss: mib(m.rss),
+    heapUsed: mib(m.heapUsed),
+    heapTotal: mib(m.heapTotal),
+    external: mib(m.external),
+  };
+}
+
+function watchInput(local: DirectorCheck): WatchInput {
+  return { files: local.evaluation.files, patterns: local.evaluation.includes.map((i) => i.pattern) };
+}
+
+/**
+ * The next time the audit schedule fires after now, from node-cron itself (its syntax, its idea of
+ * local time). The daemon keeps only the timestamp: node-cron's time zone arithmetic goes through
+ * Intl, whose data would stay resident in the daemon for good.
+ */
+async function nextAudit(expr: string): Promise<NextAudit> {
+  if (!cron.validate(expr)) return { error: `audit.schedule '${expr}' is not a valid cron expression` };
+  const task = cron.schedule(expr, () => {}, { name: 'lvssync-next-audit' });
+  try {
+    const next = task.getNextRun();
+    return next ? { at: next.getTime() } : { error: `audit.schedule '${expr}' never fires` };
+  } finally {
+    await task.destroy();
+  }
+}
+
+class Worker {
+  private readonly cache: NonNullable<EvaluateOptions['cache']> = new Map();
+  private readonly tools = new ToolCache();
+  private keeper: PeerKeeper | undefined;
+
+  constructor(
+    private readonly config: Config,
+    private readonly self: string,
+    private readonly send: (m: WorkerMessage) => void,
+  ) {
+    try {
+      const target = peerOf(config, self);
+      this.keeper = new PeerKeeper(config, target, self, (s) =>
+        send({
+          event: 'opened',
+          peer: target.name,
+          ...(s.hello?.pid ? { agentPid: s.hello.pid } : {}),
+          ...(s.hello?.recovered ? { recovered: s.hello.recovered } : {}),
+        }),
+      );
+    } catch {
+      // no peer configured: every push reports it
+    }
+  }
+
+  async run(job: WorkerJob): Promise<PushSummary | WatchInput | AuditSummary | NextAudit> {
+    switch (job) {
+      case 'next-audit':
+        return nextAudit(this.config.audit.schedule);
+      case 'watchset':
+        return watchInput(await checkSelf(this.config, this.self, false, this.cache));
+      case 'push':
+        return this.push();
+      case 'audit': {
+        const r = await runAudit(this.config, this.self);
+        const report = await storeReport(this.config, r);
+        const problems = r.findings.filter((f) => f.severity !== 'ok');
+        return {
+          status: r.status,
+          problems: problems.length,
+          codes: problems.map((f) => `${f.host}:${f.code}`),
+          report,
+        };
+      }
+    }
+  }
+
+  private async push(): Promise<PushSummary> {
+    const report = await runPush({
+      config: this.config,
+      self: this.self,
+      cache: this.cache,
+      tools: this.tools,
+      ...(this.keeper ? { keeper: this.keeper } : {}),
+      progress: (step) => this.send({ event: 'progress', step }),
+    });
+    const s: PushSummary = {
+      result: report.result,
+      peer: report.peer,
+      changes: report.plan?.changes.map((c) => `${c.kind} ${c.path}`) ?? [],
+      conflicts: report.plan?.conflicts.map((c) => c.path) ?? [],
+      timings: report.timings,
+      errors: report.diagnostics.filter((d) => d.severity === 'error'),
+      steps: report.steps,
+      memory: memoryMiB(),
+    };
+    if (report.order) s.order = report.order;
+    if (report.version) s.version = report.version;
+    if (report.error) s.error = { code: report.error.code, message: report.error.message };
+    if (report.local) s.watch = watchInput(report.local);
+    return s;
+  }
+
+  close(): void {
+    this.keeper?.close();
+  }
+}
+
+export async function runWatchWorker(opts: { config?: string; node?: string }): Promise<number> {
+  if (!process.send) throw new LvssyncError('E_USAGE', 'watch-worker is started by lvssync watch only');
+  const send = (m: WorkerMessage) => {
+    if (process.connected) process.send?.(m);
+  };
+  const { config } = await loadConfig(opts.config);
+  const worker = new Worker(config, requireSelfNode(config, opts.node), send);
+  // the daemon decides when to stop; a signal sent to its whole process group is its business
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => {});
+  let busy = 0;
+  let gone = false;
+  const leave = () => {
+    worker.close();
+    process.removeAllListeners('message');
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.removeAllListeners(sig);
+  };
+  process.on('message', (m: WorkerRequest) => {
+    busy++;
+    worker
+      .run(m.job)
+      .then(
+        (result) => send({ id: m.id, ok: true, result }),
+        (e: unknown) =>
+          send({
+            id: m.id,
+            ok: false,
+            error: {
+              code: e instanceof LvssyncError ? e.code : 'E_INTERNAL',
+              message: e instanceof Error ? e.message : String(e),
+            },
+          }),
+      )
+      .finally(() => {
+        busy--;
+        if (gone && busy === 0) leave();
+      });
+  });
+  // The daemon is gone (ended this worker, or was killed): finish the current job, then leave.
+  process.on('disconnect', () => {
+    gone = true;
+    if (busy === 0) leave();
+  });
+  return 0;
+}
