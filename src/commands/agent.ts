@@ -36,6 +36,9 @@ export async function runAgent(opts: AgentOptions, io: Io): Promise<number> {
   return agent.serve();
 }
 
+/** How long a transaction's confirmation record is kept: well past any ferm guard's wait. */
+const CONFIRMATION_KEEP_MS = (config: Config) => Math.max(3600, 4 * config.push.fermGuardSeconds) * 1000;
+
 class Agent {
   private tx: string | undefined;
   private finished = true;
@@ -216,6 +219,7 @@ class Agent {
         this.store.saveJournal(undefined);
         writeFileSync(this.store.confirmPath(req.txid), 'finished\n');
         this.store.trimHistory();
+        this.store.pruneConfirmations(CONFIRMATION_KEEP_MS(this.config));
         this.endTx();
         return { done: true };
       }

@@ -471,6 +471,25 @@ export class Store {
     checkTxid(txid);
     return path.join(this.stateDir, `confirm-${txid}`);
   }
+
+  /**
+   * Removes the confirmation records of transactions that ended more than `olderThanMs` ago (a ferm
+   * guard reads its record only while it waits): one is written per push, and they would pile up.
+   */
+  pruneConfirmations(olderThanMs: number, now = Date.now()): number {
+    let removed = 0;
+    for (const name of readdirSync(this.stateDir)) {
+      if (!/^confirm-[0-9a-f]{8,64}$/.test(name)) continue;
+      const p = path.join(this.stateDir, name);
+      try {
+        if (now - statSync(p).mtimeMs > olderThanMs) {
+          rmSync(p, { force: true });
+          removed++;
+        }
+      } catch {}
+    }
+    return removed;
+  }
 }
 
 function checkTxid(txid: string): void {

@@ -2,7 +2,16 @@
 // validators' verdict cache, and the agent's staging mirror (kept between pushes, re-copying only
 // what changed). The mirror runs on a temporary tree through the Store's path prefix.
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -116,5 +125,24 @@ describe('Store staging mirror', () => {
     store.discard(t3);
     store.dropStaging();
     expect(readdirSync(path.join(dir, 'var/lib/lvssync'))).not.toContain('staging');
+  });
+
+  it('prunes the confirmation records of old transactions only', () => {
+    const store = setup();
+    const state = path.join(dir, 'var/lib/lvssync');
+    mkdirSync(state, { recursive: true });
+    const now = Date.now();
+    const old = store.confirmPath('bbbbbbbb01');
+    const recent = store.confirmPath('bbbbbbbb02');
+    writeFileSync(old, 'finished\n');
+    writeFileSync(recent, 'finished\n');
+    writeFileSync(path.join(state, 'confirm-notatxid'), 'x\n');
+    utimesSync(old, new Date(now - 7_200_000), new Date(now - 7_200_000));
+    expect(store.pruneConfirmations(3_600_000, now)).toBe(1);
+    expect(
+      readdirSync(state)
+        .filter((f) => f.startsWith('confirm-'))
+        .sort(),
+    ).toEqual(['confirm-bbbbbbbb02', 'confirm-notatxid']);
   });
 });
