@@ -80,5 +80,14 @@ export function checkSet(
   external: readonly Diagnostic[],
 ): Diagnostic[] {
   const cross = marks ? validateMarks(keepalived.model, marks) : [];
+  return combineFindings(keepalived, cross, external);
+}
+
+/** checkSet with the mark cross-check already done (a caller that merges twice does it once). */
+export function combineFindings(
+  keepalived: KeepalivedCheck,
+  cross: readonly Diagnostic[],
+  external: readonly Diagnostic[],
+): Diagnostic[] {
   return sortDiagnostics(mergeSecondOpinion([...keepalived.diagnostics, ...cross], external));
 }

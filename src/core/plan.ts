@@ -54,6 +54,8 @@ export function planPush(
   desired: readonly DesiredFile[],
   remote: readonly RemoteFile[],
   managed: readonly string[],
+  /** sha256 of a file's text (a caller that keeps digests between plans passes its own). */
+  digest: (path: string, text: string) => string = (_p, text) => sha256(text),
 ): Plan {
   const have = new Map(remote.map((r) => [r.path, r]));
   const want = new Map(desired.map((d) => [d.path, d]));
@@ -64,7 +66,7 @@ export function planPush(
   const perm = (m: number) => m & 0o7777;
   for (const d of [...desired].sort((a, b) => cmp(a.path, b.path))) {
     const r = have.get(d.path);
-    const sum = sha256(d.text);
+    const sum = digest(d.path, d.text);
     if (!r) {
       changes.push({ kind: 'add', path: d.path, mode: perm(d.mode), text: d.text, sha256: sum });
       continue;

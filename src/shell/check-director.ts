@@ -5,9 +5,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { type CheckResultCore, checkKeepalived, checkSet } from '../core/check.js';
+import { type CheckResultCore, checkKeepalived, combineFindings } from '../core/check.js';
 import type { Config } from '../core/config.js';
-import type { LocatedMark } from '../core/cross-check.js';
+import { type LocatedMark, validateMarks } from '../core/cross-check.js';
 import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { markLocator } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
@@ -45,10 +45,20 @@ export interface DirectorCheckOptions {
  */
 export class ToolCache {
   private readonly entries = new Map<string, { key: string; at: number; run: FermRun | ToolRun }>();
+  private readonly digests = new Map<string, { text: string; sha: string }>();
   constructor(
     private readonly ttlMs = 300_000,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** sha256 of a file's text, computed again only when the text changed (keyed by path). */
+  readonly digest = (file: string, text: string): string => {
+    const known = this.digests.get(file);
+    if (known && known.text === text) return known.sha;
+    const sha = createHash('sha256').update(text, 'utf8').digest('hex');
+    this.digests.set(file, { text, sha });
+    return sha;
+  };
 
   async get<T extends FermRun | ToolRun>(tool: string, key: string, run: () => Promise<T>): Promise<T> {
     const e = this.entries.get(tool);
@@ -59,10 +69,17 @@ export class ToolCache {
   }
 }
 
-function inputKey(parts: readonly string[], files: readonly SnapshotFile[]): string {
+/** Each ferm run's marks with their ferm.conf locations (the run's input fixes them). */
+const located = new WeakMap<readonly unknown[], LocatedMark[]>();
+
+function inputKey(
+  parts: readonly string[],
+  files: readonly SnapshotFile[],
+  digest: (file: string, text: string) => string,
+): string {
   const h = createHash('sha256');
   for (const p of parts) h.update(`${p}\0`);
-  for (const f of files) h.update(`${f.path}\0${f.mode}\0${f.text.length}\0`).update(f.text);
+  for (const f of files) h.update(`${f.path}\0${f.mode}\0${digest(f.path, f.text)}\0`);
   return h.digest('hex');
 }
 
@@ -121,7 +138,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     opts.external !== false && snapshot.files.has(opts.fermPath)
       ? (() => {
           const run = () => execFermCheck(opts.root, opts.fermPath, sourceOf);
-          return tools ? tools.get('ferm', inputKey([opts.fermPath], fermFiles), run) : run();
+          return tools ? tools.get('ferm', inputKey([opts.fermPath], fermFiles, tools.digest), run) : run();
         })()
       : undefined;
   const kaRun = early
@@ -141,6 +158,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
           const key = inputKey(
             [opts.keepalivedPath, opts.configId ?? '', opts.hostSpecific ?? 'drop'],
             kaFiles,
+            tools.digest,
           );
           return tools.get('keepalived', key, run);
         })()
@@ -153,17 +171,23 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         ...fermFiles.filter((f) => f.path === opts.fermPath),
         ...fermFiles.filter((f) => f.path !== opts.fermPath),
       ].map((f) => ({ file: f.path, text: f.text }));
-      const locate = markLocator(sources);
-      marks = ferm.marks.map((rule) => ({ rule, pos: locate(rule) }));
+      // a verdict reused from the ToolCache shares its marks array, whose locations are known
+      marks = located.get(ferm.marks);
+      if (!marks) {
+        const locate = markLocator(sources);
+        marks = ferm.marks.map((rule) => ({ rule, pos: locate(rule) }));
+        located.set(ferm.marks, marks);
+      }
     }
   }
   const files = [
     ...ka.evaluation.files,
     ...fermFiles.map((f) => f.path).filter((p) => !ka.evaluation.files.includes(p)),
   ];
+  const cross = marks ? validateMarks(ka.model, marks) : [];
   const complete = (keepalivedTest: ToolRun | undefined): DirectorCheck => {
     const all = keepalivedTest ? [...external, ...keepalivedTest.diagnostics] : external;
-    const result: DirectorCheck = { ...ka, diagnostics: checkSet(ka, marks, all), files, snapshot };
+    const result: DirectorCheck = { ...ka, diagnostics: combineFindings(ka, cross, all), files, snapshot };
     if (ferm) result.ferm = ferm;
     if (keepalivedTest) result.keepalivedTest = keepalivedTest;
     return result;

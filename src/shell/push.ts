@@ -21,6 +21,7 @@ import {
   type Plan,
   planPush,
   planReloadOrder,
+  type RemoteFile,
 } from '../core/plan.js';
 import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
@@ -166,6 +167,13 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   const release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
   let session: PeerSession | undefined;
   let connecting: Promise<{ session: PeerSession } | { error: unknown }> | undefined;
+  let manifest:
+    | Promise<{ session: PeerSession; files: RemoteFile[] } | { session?: PeerSession; error: unknown }>
+    | undefined;
+  const txid = newTxid();
+  /** The transaction opened ahead of the plan (see speculate), and whether the push went on to use it. */
+  let begun: Promise<unknown> | undefined;
+  let used = false;
   const keeper = opts.keeper?.serves(target) ? opts.keeper : undefined;
   /** A transaction is open on the peer: a kept session is not reused after a failure in between. */
   let txOpen = false;
@@ -178,6 +186,23 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       (s) => ({ session: s }),
       (error: unknown) => ({ error }),
     );
+    // What the peer has, and (for a push that asks nobody) its transaction opened, are asked for
+    // while the set is checked here: neither tells the peer anything of the new set. A transaction
+    // opened for nothing (the set is invalid, or the peer already has it) is aborted at the end.
+    const speculate = !opts.dryRun && !opts.confirm;
+    manifest = connecting.then(async (c) => {
+      if ('error' in c) return c;
+      const m = c.session.request({ op: 'manifest' });
+      if (speculate) {
+        txOpen = true;
+        begun = c.session.request({ op: 'begin', txid });
+        void begun.catch(() => undefined);
+      }
+      return m.then(
+        (r) => ({ session: c.session, files: r.files }),
+        (error: unknown) => ({ session: c.session, error }),
+      );
+    });
     // keepalived -t's second opinion on this set runs while the peer validates its staged copy: the
     // set leaves this host only after lvssync's own checks and ferm --noexec passed here, and the peer
     // commits nothing before keepalived -t has passed here too (settle()).
@@ -239,34 +264,45 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     const wanted: DesiredFile[] = desired.map((d) => ({ ...d, text: rendered.files.get(d.path)! }));
 
     // 3. Ask the peer what it has, and plan.
-    const c = await connecting;
+    const c = await manifest;
     connecting = undefined;
-    if ('error' in c) throw c.error;
+    if ('error' in c) {
+      session = c.session;
+      throw c.error;
+    }
     session = c.session;
     if (session.hello?.recovered) {
       report.recovered = session.hello.recovered;
       say(`${target.name} rolled back an interrupted push (${session.hello.recovered}) before this one`);
     }
-    mark('connected');
-    const { files: remote } = await session.request({ op: 'manifest' });
+    const remote = c.files;
     mark('manifest');
     // Editors' temporary and backup files on the peer are neither pushed nor deleted.
     const plan = planPush(
       wanted,
       remote.filter((r) => !isEditorTemp(r.path)),
       managedGlobs(config, local),
+      ...(opts.tools ? [opts.tools.digest] : []),
     );
     report.plan = plan;
     const readBefore = plan.changes.filter((c) => c.kind === 'update' || c.kind === 'delete');
     const s = session;
-    await Promise.all(
+    // the peer's current text of what changes (for the report's diffs): asked now, awaited before
+    // anything is committed
+    const before = Promise.all(
       readBefore.map(async (c) => {
         const r = await s.request({ op: 'read', path: c.path });
         report.before.set(c.path, r.exists ? r.text : null);
       }),
     );
+    void before.catch(() => undefined);
     for (const c of plan.changes) if (c.kind === 'add') report.before.set(c.path, null);
     mark('planned');
+    const needBefore = async () => {
+      await before;
+      mark('read');
+    };
+    if ((plan.conflicts.length > 0 && !opts.force) || opts.dryRun || opts.confirm) await needBefore();
     if (plan.conflicts.length > 0 && !opts.force) {
       if (!(await settle())) return report;
       report.result = 'conflict';
@@ -300,12 +336,15 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
 
     // 4. Stage on the peer and validate there, with the real tools, on the peer's own interfaces.
-    const txid = newTxid();
+    // The agent answers requests in order: the files and the request to validate them go out
+    // together, without a round trip between them.
     const t0 = performance.now();
+    used = true;
     txOpen = true;
-    await session.request({ op: 'begin', txid });
+    if (begun) await begun;
+    else await session.request({ op: 'begin', txid });
     say(`uploading ${plan.changes.length} change(s) to ${target.name}`);
-    await Promise.all(
+    const uploads = Promise.all(
       plan.changes.map((c: Change) => {
         if (c.kind === 'delete') return s.request({ op: 'remove', txid, path: c.path });
         const text = c.kind === 'chmod' ? rendered.files.get(c.path)! : c.text;
@@ -318,13 +357,17 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         });
       }),
     );
+    const validation = session.request({ op: 'validate', txid });
+    void validation.catch(() => undefined);
+    await uploads;
     report.steps.push({ host: target.name, step: 'upload', ok: true, durationMs: performance.now() - t0 });
     mark('uploaded');
     say(`validating the staged set on ${target.name}`);
     const t1 = performance.now();
-    const v = await session.request({ op: 'validate', txid });
+    const v = await validation;
     report.steps.push({ host: target.name, step: 'validate', ok: v.ok, durationMs: performance.now() - t1 });
     mark('validated');
+    await needBefore();
     if (!v.ok) {
       await session.request({ op: 'abort', txid, reload: false });
       txOpen = false;
@@ -482,6 +525,26 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     throw e;
   } finally {
+    if (manifest && !used) {
+      // A transaction opened ahead for a push that did not happen. On a kept session it is aborted,
+      // so the session stays usable; a session of its own is closed below, which ends it too.
+      const m = await manifest;
+      const sess = 'session' in m ? m.session : undefined;
+      const opened = begun
+        ? await begun.then(
+            () => true,
+            () => false,
+          )
+        : false;
+      if (!opened) txOpen = false;
+      else if (keeper && sess && !sess.isClosed) {
+        const closed = await sess.request({ op: 'abort', txid, reload: false }).then(
+          () => true,
+          () => false,
+        );
+        if (closed) txOpen = false;
+      }
+    }
     if (!keeper) {
       session?.close();
       // the check here failed before the connection was used: close it when it is made

@@ -119,8 +119,8 @@ export class Store {
   manifest(base = ''): RemoteFile[] {
     const out: RemoteFile[] = [];
     const written = base === '' ? this.written() : {};
-    const add = (host: string, p: string) => {
-      const st = lstatSync(host);
+    const add = (host: string, p: string, known?: Stats) => {
+      const st = known ?? lstatSync(host);
       if (st.isSymbolicLink()) {
         throw new LvssyncError(
           'E_PROTOCOL',
@@ -150,7 +150,7 @@ export class Store {
         const st = lstatSync(base + p);
         if (st.isDirectory() && !st.isSymbolicLink()) {
           if (depth < 8) walk(p, depth + 1);
-        } else add(base + p, p);
+        } else add(base + p, p, st);
       }
     };
     for (const r of this.roots) {

@@ -1,6 +1,6 @@
 // lvssync watch in the lab: the daemon on lvs1, edits made the ways editors and tools make them,
 // lvs2 following (or not, when it must not).
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Lab, type ProcRecord, REPO } from '../../scripts/lab/lab.js';
@@ -140,6 +140,16 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     expect(l.readFile('lvs2', FWM)).toContain('lb_algo wlc\n');
     await l.exec('lvs1', ['sed', '-i', 's/lb_algo wlcc/lb_algo rr/', FWM]);
     await until('the fix to reach lvs2', () => l.readFile('lvs2', FWM).includes('lb_algo rr'));
+    // the transaction opened on lvs2 ahead of the refused push was aborted, and the session kept
+    await until('the push to finish', () =>
+      /"msg":"pushed"/.test(
+        readFileSync(l.logFile('lvs1', 'watch'), 'utf8').split('KA_INVALID_SCHEDULER')[1] ?? '',
+      ),
+    );
+    const after = readFileSync(l.logFile('lvs1', 'watch'), 'utf8');
+    expect(after.match(/"msg":"peer session opened"/g)).toHaveLength(1);
+    expect(after).not.toMatch(/push crashed|push failed/);
+    expect(existsSync(l.pathOn('lvs2', '/var/lib/lvssync/journal.json'))).toBe(false);
   });
 
   it('one agent session serves a burst of pushes and is closed when the daemon goes idle', async () => {
@@ -224,7 +234,7 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     const l = lab();
     const reload = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
     const good = readFileSync(reload, 'utf8');
-    const { writeFileSync, existsSync } = await import('node:fs');
+    const { writeFileSync } = await import('node:fs');
     const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
     const workerPids = () =>
       readFileSync(l.logFile('lvs1', 'watch'), 'utf8')
