@@ -9,7 +9,14 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Config } from '../core/config.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
-import { LineSplitter, PROTOCOL_VERSION, type ReloadResult, type Request } from '../core/protocol.js';
+import type { RemoteFile } from '../core/plan.js';
+import {
+  LineSplitter,
+  manifestDelta,
+  PROTOCOL_VERSION,
+  type ReloadResult,
+  type Request,
+} from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { checkDirector, ToolCache } from '../shell/check-director.js';
@@ -60,6 +67,8 @@ class Agent {
    */
   private readonly parseCache: NonNullable<EvaluateOptions['cache']> = new Map();
   private readonly tools = new ToolCache();
+  /** The last manifest sent in this session, which the next one may be told relative to. */
+  private sentManifest: { id: number; files: Map<string, RemoteFile> } | undefined;
 
   /** A push is over (finished or aborted): the next one may come from this session or another. */
   private endTx(): void {
@@ -160,8 +169,16 @@ class Agent {
           ...(recovered ? { recovered } : {}),
         };
       }
-      case 'manifest':
-        return { files: this.store.manifest() };
+      case 'manifest': {
+        // A session that has the previous manifest gets only what changed since (1,000 entries
+        // for one edited file otherwise).
+        const files = this.store.manifest();
+        const prev = this.sentManifest;
+        this.sentManifest = { id: (prev?.id ?? 0) + 1, files: new Map(files.map((f) => [f.path, f])) };
+        if (prev && req.since === prev.id)
+          return { id: this.sentManifest.id, base: prev.id, ...manifestDelta(prev.files, files) };
+        return { id: this.sentManifest.id, files };
+      }
       case 'read':
         return this.store.read(req.path);
       case 'begin': {

@@ -64,7 +64,8 @@ export interface AuditData {
 /** Requests, by op. */
 export type Request =
   | { op: 'hello'; version: number; primary: string }
-  | { op: 'manifest' }
+  /** since: the id of the last manifest this session received; the answer is then the difference. */
+  | { op: 'manifest'; since?: number }
   | { op: 'begin'; txid: string }
   | { op: 'put'; txid: string; path: string; mode: number; data: string }
   | { op: 'remove'; txid: string; path: string }
@@ -83,7 +84,7 @@ export type Request =
 
 export interface Responses {
   hello: Hello;
-  manifest: { files: RemoteFile[] };
+  manifest: ManifestAnswer;
   begin: { staging: string };
   put: { sha256: string };
   remove: { existed: boolean };
@@ -136,4 +137,42 @@ export class LineSplitter {
     if (from < chunk.length) this.pending.push(chunk.slice(from));
     return out;
   }
+}
+
+/**
+ * The peer's files. With `base`, only the entries that changed since the manifest `base` of this
+ * session, and the paths gone since; without it, every file. `id` names this manifest.
+ */
+export interface ManifestAnswer {
+  files: RemoteFile[];
+  id?: number;
+  base?: number;
+  removed?: string[];
+}
+
+const sameEntry = (a: RemoteFile, b: RemoteFile) =>
+  a.sha256 === b.sha256 && a.mode === b.mode && a.size === b.size && a.written === b.written;
+
+/** What changed between two manifests (the agent sends this to a session that has `prev`). */
+export function manifestDelta(
+  prev: ReadonlyMap<string, RemoteFile>,
+  next: readonly RemoteFile[],
+): { files: RemoteFile[]; removed: string[] } {
+  const files = next.filter((f) => {
+    const p = prev.get(f.path);
+    return !p || !sameEntry(p, f);
+  });
+  const present = new Set(next.map((f) => f.path));
+  return { files, removed: [...prev.keys()].filter((p) => !present.has(p)) };
+}
+
+/** The manifest `prev` updated with a difference from manifestDelta. */
+export function applyManifestDelta(
+  prev: ReadonlyMap<string, RemoteFile>,
+  delta: { files: readonly RemoteFile[]; removed?: readonly string[] },
+): Map<string, RemoteFile> {
+  const out = new Map(prev);
+  for (const p of delta.removed ?? []) out.delete(p);
+  for (const f of delta.files) out.set(f.path, f);
+  return out;
 }

@@ -220,5 +220,7 @@ export function checkSelf(
     ...(cache ? { cache } : {}),
     ...(tools ? { tools } : {}),
     deferKeepalivedTest,
+    // a push starts keepalived -t at once, beside lvssync's own reading of the set
+    ...(deferKeepalivedTest ? { keepalivedDirs: [path.posix.dirname(config.files.keepalived)] } : {}),
   });
 }

@@ -14,7 +14,15 @@ import {
   parseKnownHosts,
   verifyHostKey,
 } from '../core/known-hosts.js';
-import { LineSplitter, type Op, PROTOCOL_VERSION, type Request, type Responses } from '../core/protocol.js';
+import type { RemoteFile } from '../core/plan.js';
+import {
+  applyManifestDelta,
+  LineSplitter,
+  type Op,
+  PROTOCOL_VERSION,
+  type Request,
+  type Responses,
+} from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 
 export interface PeerTarget {
@@ -206,6 +214,24 @@ export class PeerSession {
 
   get isClosed(): boolean {
     return this.closed !== undefined;
+  }
+
+  /** The last manifest of this session: the next is asked for as a difference from it. */
+  private known: { id: number; files: Map<string, RemoteFile> } | undefined;
+
+  /** The peer's files (every one), fetched as a difference from the last manifest of this session. */
+  async manifest(): Promise<RemoteFile[]> {
+    const known = this.known;
+    const r = await this.request(known ? { op: 'manifest', since: known.id } : { op: 'manifest' });
+    let files: Map<string, RemoteFile>;
+    if (r.base === undefined) files = new Map(r.files.map((f) => [f.path, f]));
+    else if (known && r.base === known.id) files = applyManifestDelta(known.files, r);
+    else {
+      this.known = undefined;
+      return this.manifest();
+    }
+    this.known = r.id === undefined ? undefined : { id: r.id, files };
+    return [...files.values()];
   }
 
   close(): void {

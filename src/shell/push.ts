@@ -192,14 +192,14 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     const speculate = !opts.dryRun && !opts.confirm;
     manifest = connecting.then(async (c) => {
       if ('error' in c) return c;
-      const m = c.session.request({ op: 'manifest' });
+      const m = c.session.manifest();
       if (speculate) {
         txOpen = true;
         begun = c.session.request({ op: 'begin', txid });
         void begun.catch(() => undefined);
       }
       return m.then(
-        (r) => ({ session: c.session, files: r.files }),
+        (files) => ({ session: c.session, files }),
         (error: unknown) => ({ session: c.session, error }),
       );
     });

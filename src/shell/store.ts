@@ -118,6 +118,7 @@ export class Store {
   /** Every regular file under the managed roots (symlinks are reported as errors, never followed). */
   manifest(base = ''): RemoteFile[] {
     const out: RemoteFile[] = [];
+    const ids = new Map<string, { id: string; mode: number }>();
     const written = base === '' ? this.written() : {};
     const add = (host: string, p: string, known?: Stats) => {
       const st = known ?? lstatSync(host);
@@ -128,6 +129,7 @@ export class Store {
         );
       }
       if (!st.isFile()) return;
+      ids.set(host, { id: `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`, mode: st.mode & 0o7777 });
       const f: RemoteFile = {
         path: p,
         sha256: this.sha256Of(host, st),
@@ -160,8 +162,15 @@ export class Store {
       walk(r, 0);
     }
     for (const e of this.extra) if (existsSync(base + e)) add(base + e, e);
+    if (base === '') this.lastWalk = { at: Date.now(), ids };
     return out;
   }
+
+  /**
+   * The identities the last manifest saw, for a transaction begun right after it (the primary asks
+   * for both at once): the staging mirror is brought up to date without walking the tree again.
+   */
+  private lastWalk: { at: number; ids: Map<string, { id: string; mode: number }> } | undefined;
 
   /**
    * Checksums by file identity (inode, size, mtime), kept while the agent runs, so a manifest of an
@@ -208,7 +217,9 @@ export class Store {
   /** A staging tree holding a copy of every managed file, laid out like / (for `--root`). */
   begin(txid: string): string {
     const root = this.stagingRoot(txid);
-    const live = this.manifestStats();
+    const recent = this.lastWalk && Date.now() - this.lastWalk.at < 1000 ? this.lastWalk.ids : undefined;
+    this.lastWalk = undefined;
+    const live = recent ?? this.manifestStats();
     if (!this.mirror) {
       // First transaction of this agent: anything staged before is a leftover.
       rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
@@ -344,6 +355,7 @@ export class Store {
    * before the first rename lets abort() (or the next agent start) restore the backup.
    */
   commit(txid: string): { version: string; paths: string[] } {
+    this.lastWalk = undefined;
     const t = this.tx(txid);
     const stage = this.stagingRoot(txid);
     const paths = [...t.puts, ...t.removes].sort();
@@ -411,6 +423,7 @@ export class Store {
     version: string,
     reason: HistoryEntry['reason'] = 'restore',
   ): { backup: string; paths: string[] } {
+    this.lastWalk = undefined;
     if (!/^[0-9TZ]+-[0-9a-f]{1,8}$/.test(version))
       throw new LvssyncError('E_PROTOCOL', `bad version '${version}'`);
     const dir = path.join(this.stateDir, 'history', version);

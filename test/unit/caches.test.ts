@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/core/config.js';
-import { LineSplitter } from '../../src/core/protocol.js';
+import { applyManifestDelta, LineSplitter, manifestDelta } from '../../src/core/protocol.js';
 import { ToolCache } from '../../src/shell/check-director.js';
 import { Store } from '../../src/shell/store.js';
 import type { ToolRun } from '../../src/shell/tools.js';
@@ -38,6 +38,32 @@ describe('LineSplitter', () => {
     expect(s.push('{"a":')).toEqual([]);
     expect(s.push('1}')).toEqual([]);
     expect(s.push('\n{"b"')).toEqual(['{"a":1}']);
+  });
+});
+
+describe('manifest differences', () => {
+  const f = (p: string, sha: string, extra: object = {}) => ({
+    path: p,
+    sha256: sha,
+    mode: 0o644,
+    size: 1,
+    ...extra,
+  });
+  it('carry exactly what changed, and rebuild the whole manifest from the previous one', () => {
+    const prev = [f('/a', '1'), f('/b', '2'), f('/c', '3'), f('/d', '4', { written: '4' })];
+    const next = [f('/a', '1'), f('/b', '9'), f('/d', '4'), f('/e', '5'), { ...f('/c', '3'), mode: 0o600 }];
+    const prevMap = new Map(prev.map((x) => [x.path, x]));
+    const d = manifestDelta(prevMap, next);
+    expect(d.files.map((x) => x.path).sort()).toEqual(['/b', '/c', '/d', '/e']);
+    expect(d.removed).toEqual([]);
+    const rebuilt = applyManifestDelta(prevMap, d);
+    expect([...rebuilt.values()].sort((x, y) => x.path.localeCompare(y.path))).toEqual(
+      [...next].sort((x, y) => x.path.localeCompare(y.path)),
+    );
+    const gone = manifestDelta(rebuilt, [f('/a', '1')]);
+    expect(gone.files).toEqual([]);
+    expect(gone.removed.sort()).toEqual(['/b', '/c', '/d', '/e']);
+    expect([...applyManifestDelta(rebuilt, gone).keys()]).toEqual(['/a']);
   });
 });
 
