@@ -1,13 +1,49 @@
 // The command table: parses argv with commander and dispatches to a command module. runMain takes
 // the arguments and the output streams and returns the exit code; it never calls process.exit.
 
-import { Command, CommanderError, Option } from 'commander';
+import type { Command as CommandType } from 'commander';
 import { EXIT, isLvssyncError } from './errors.js';
 import type { Io } from './io.js';
 
 const VERSION = '0.1.0';
 
+/**
+ * `lvssync agent [--config FILE] [--node NAME]`, as sshd runs it for every push and audit: read
+ * without loading the option parser (the agent's start-up is on every push's critical path).
+ */
+function agentFastPath(argv: readonly string[]): { config?: string; node?: string } | undefined {
+  if (argv[0] !== 'agent' || argv.length % 2 !== 1) return undefined;
+  const opts: { config?: string; node?: string } = {};
+  for (let i = 1; i < argv.length; i += 2) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (value === undefined || value.startsWith('-')) return undefined;
+    if (flag === '--config' || flag === '-c') opts.config = value;
+    else if (flag === '--node') opts.node = value;
+    else return undefined;
+  }
+  return opts;
+}
+
+function reportError(e: unknown, io: Io): number {
+  if (isLvssyncError(e)) {
+    io.stderr(`lvssync: ${e.message}\n`);
+    return e.exitCode;
+  }
+  io.stderr(`lvssync: internal error: ${(e as Error).stack ?? String(e)}\n`);
+  return EXIT.INTERNAL;
+}
+
 export async function runMain(argv: readonly string[], io: Io): Promise<number> {
+  const fast = agentFastPath(argv);
+  if (fast) {
+    try {
+      const { runAgent } = await import('./commands/agent.js');
+      return await runAgent(fast, io);
+    } catch (e) {
+      return reportError(e, io);
+    }
+  }
+  const { Command, CommanderError, Option } = await import('commander');
   let exitCode: number = EXIT.OK;
   const program = new Command('lvssync')
     .description('Keeps a pair of LVS directors (keepalived + ferm) in lock-step.')
@@ -17,7 +53,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .showHelpAfterError();
 
   /** The options every command that reads lvssync.yaml takes. */
-  const withConfig = (c: Command) =>
+  const withConfig = (c: CommandType) =>
     c
       .option('-c, --config <file>', 'lvssync configuration file (default /etc/lvssync/lvssync.yaml)')
       .option('--node <name>', 'which configured node this is (default: by host name)');
@@ -33,7 +69,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       exitCode = await runCheck(opts, io);
     });
 
-  const pushOpts = (c: Command) =>
+  const pushOpts = (c: CommandType) =>
     withConfig(c)
       .option('--peer <name>', 'the peer to push to (default: the other node)')
       .option('--json', 'print one JSON object with the result')
@@ -159,12 +195,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
         return EXIT.OK;
       return EXIT.USAGE;
     }
-    if (isLvssyncError(e)) {
-      io.stderr(`lvssync: ${e.message}\n`);
-      return e.exitCode;
-    }
-    io.stderr(`lvssync: internal error: ${(e as Error).stack ?? String(e)}\n`);
-    return EXIT.INTERNAL;
+    return reportError(e, io);
   }
   return exitCode;
 }

@@ -19,7 +19,7 @@ import {
 } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
-import { checkDirector, ToolCache } from '../shell/check-director.js';
+import type { ToolCache } from '../shell/check-director.js';
 import { gatherHere } from '../shell/gather.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
@@ -66,7 +66,8 @@ class Agent {
    * file is parsed and judged for that file's sake only.
    */
   private readonly parseCache: NonNullable<EvaluateOptions['cache']> = new Map();
-  private readonly tools = new ToolCache();
+  /** Created with the first validation (lvssync's checker is loaded only when a push needs it). */
+  private tools: ToolCache | undefined;
   /** The last manifest sent in this session, which the next one may be told relative to. */
   private sentManifest: { id: number; files: Map<string, RemoteFile> } | undefined;
 
@@ -182,6 +183,8 @@ class Agent {
       case 'read':
         return this.store.read(req.path);
       case 'begin': {
+        // a push: its validation will need lvssync's checker, loaded meanwhile
+        void import('../shell/check-director.js');
         if (!this.release) this.release = await withLock(this.store.stateDir, 'agent');
         if (this.store.journal()) await this.recover();
         this.tx = req.txid;
@@ -197,6 +200,8 @@ class Agent {
       case 'validate': {
         const root = this.store.stagingRoot(this.need(req.txid));
         const nodeCfg = this.config.nodes[this.node];
+        const { checkDirector, ToolCache } = await import('../shell/check-director.js');
+        this.tools ??= new ToolCache();
         const r = await checkDirector({
           root,
           keepalivedPath: this.config.files.keepalived,

@@ -26,11 +26,15 @@ export interface KeepalivedCheck {
 export function checkKeepalived(
   snapshot: Snapshot,
   rootPath: string,
-  opts: EvaluateOptions = {},
+  opts: EvaluateOptions & { lint?: boolean } = {},
 ): KeepalivedCheck {
   const evaluation = evaluateKeepalived(snapshot, rootPath, opts);
   const model = buildModel(evaluation.directives);
-  const diagnostics = [...evaluation.diagnostics, ...validateKeepalived(evaluation.directives, model)];
+  // lint: false reads the set for its model only (the audit); the evaluation's own findings stay
+  const diagnostics =
+    opts.lint === false
+      ? evaluation.diagnostics
+      : [...evaluation.diagnostics, ...validateKeepalived(evaluation.directives, model)];
   return { evaluation, model, diagnostics };
 }
 

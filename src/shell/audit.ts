@@ -26,7 +26,7 @@ import { type IpvsTable, parseIpvsadm } from '../core/ipvsadm.js';
 import type { AuditData } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
 import { LvssyncError } from '../errors.js';
-import { checkSelf } from './check-director.js';
+import { readSelf } from './check-director.js';
 import { execTool } from './exec.js';
 import { gatherHere } from './gather.js';
 import { PeerSession } from './peer.js';
@@ -74,7 +74,11 @@ export async function runAudit(
   // The peer is asked first and gathers its side while this director gathers its own (its files
   // come as checksums). This side's commands start at once; its parsing, which keeps this thread busy,
   // waits until the SSH handshake is done, so as not to hold the handshake up.
-  const opening = PeerSession.open(config, target, self);
+  let handshake: () => void = () => {};
+  const handshaken = new Promise<void>((r) => {
+    handshake = r;
+  });
+  const opening = PeerSession.open(config, target, self, () => handshake());
   const peerSide = opening.then(async (s) => {
     try {
       return { data: await s.request({ op: 'audit', texts: false }), session: s };
@@ -85,8 +89,9 @@ export async function runAudit(
   });
   void peerSide.catch(() => undefined);
   const hereSide = gatherHere(config);
-  await opening.catch(() => undefined);
-  const local = await checkSelf(config, self, false);
+  // the agent starts and gathers on the peer meanwhile
+  await Promise.race([handshaken, opening.catch(() => undefined)]);
+  const local = await readSelf(config, self);
   const here = await hereSide;
   const model = local.model;
   let there: AuditData | undefined;

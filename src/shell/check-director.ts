@@ -5,7 +5,12 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { type CheckResultCore, checkKeepalived, combineFindings } from '../core/check.js';
+import {
+  type CheckResultCore,
+  checkKeepalived,
+  combineFindings,
+  type KeepalivedCheck,
+} from '../core/check.js';
 import type { Config } from '../core/config.js';
 import { type LocatedMark, validateMarks } from '../core/cross-check.js';
 import { type Diagnostic, diag } from '../core/diagnostic.js';
@@ -222,5 +227,21 @@ export function checkSelf(
     deferKeepalivedTest,
     // a push starts keepalived -t at once, beside lvssync's own reading of the set
     ...(deferKeepalivedTest ? { keepalivedDirs: [path.posix.dirname(config.files.keepalived)] } : {}),
+  });
+}
+
+/**
+ * This director's keepalived set, read for its model and file list only: no lints, no external
+ * validators (the audit compares what the set says with what runs; `lvssync check` judges it).
+ */
+export async function readSelf(config: Config, self: string): Promise<KeepalivedCheck> {
+  const configId = config.nodes[self]?.configId;
+  const snapshot = emptySnapshot();
+  const cache: NonNullable<EvaluateOptions['cache']> = new Map();
+  await readKeepalivedSnapshot(snapshot, '/', config.files.keepalived, configId, cache);
+  return checkKeepalived(snapshot, config.files.keepalived, {
+    cache,
+    lint: false,
+    ...(configId === undefined ? {} : { configId }),
   });
 }

@@ -157,8 +157,15 @@ export class PeerSession {
     client.on('error', (e: Error) => lost(e.message));
   }
 
-  static async open(config: Config, target: PeerTarget, primary: string): Promise<PeerSession> {
+  /** `connected`: called once the SSH handshake is done, before the agent has started. */
+  static async open(
+    config: Config,
+    target: PeerTarget,
+    primary: string,
+    connected?: () => void,
+  ): Promise<PeerSession> {
     const client = await connectSsh(config, target);
+    connected?.();
     const channel = await new Promise<ClientChannel>((resolve, reject) => {
       client.exec(shellQuote(config.push.agentCommand), (err, ch) => {
         if (err)
