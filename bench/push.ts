@@ -129,6 +129,13 @@ export async function benchPush(): Promise<boolean> {
         value: fmtMs(one),
         note: verdict(oneOk, `<= keepalived -t + 50 ms = ${fmtMs(ktMs + 50)}`),
       },
+      {
+        name: '  stages (median ms from the start)',
+        value: '',
+        note: Object.keys(warm[0] ?? {})
+          .map((k) => `${k} ${median(warm.map((t) => t[k] ?? Number.NaN)).toFixed(0)}`)
+          .join(', '),
+      },
       { name: '  of which validation (here + on the peer)', value: fmtMs(median(oursValidation)) },
       {
         name: '  transfer alone (connect, manifest, upload, commit)',

@@ -94,6 +94,36 @@ export async function runAudit(
   const local = await readSelf(config, self);
   const here = await hereSide;
   const model = local.model;
+  const kaFiles = new Set(local.evaluation.files);
+  /** One director's live state against the configuration: its IPVS table, reload, marks. */
+  const hostChecks = (h: string, d: AuditData) => {
+    const out: { table?: IpvsTable; ipvs: Finding[]; load: Finding[]; marks: Finding[] } = {
+      ipvs: [],
+      load: auditKeepalivedLoad(h, d.mtimes ?? {}, d.keepalivedLoadedAt, kaFiles),
+      marks: [],
+    };
+    if (!d.ipvsadm.ok) {
+      out.ipvs.push({
+        check: 'ipvs',
+        severity: 'unknown',
+        host: h,
+        code: 'IPVS_UNAVAILABLE',
+        message: `${config.audit.ipvsadm.join(' ')} failed on ${h}: ${d.ipvsadm.text.split('\n')[0]}`,
+      });
+    } else {
+      out.table = parseIpvsadm(d.ipvsadm.text);
+      out.ipvs.push(...auditIpvs(h, model, out.table));
+    }
+    for (const err of d.errors ?? [])
+      out.marks.push({ check: 'marks', severity: 'unknown', host: h, code: 'MARKS_UNKNOWN', message: err });
+    if (d.fermLines)
+      out.marks.push(
+        ...auditMarks(h, parseFermLines(d.fermLines), parseFermLines(d.liveMangle), config.files.ferm),
+      );
+    return out;
+  };
+  // this director's own checks run while the peer's answer is on its way
+  const own = hostChecks(self, here);
   let there: AuditData | undefined;
   let session: PeerSession | undefined;
   try {
@@ -149,38 +179,14 @@ export async function runAudit(
   session?.close();
   // VIPs
   findings.push(...auditVips(model, new Map([...data].map(([h, d]) => [h, d.addresses]))));
+  const theirs = there ? hostChecks(target.name, there) : undefined;
   // live IPVS, and the two tables against each other
-  const tables = new Map<string, IpvsTable>();
-  for (const [h, d] of data) {
-    if (!d.ipvsadm.ok) {
-      findings.push({
-        check: 'ipvs',
-        severity: 'unknown',
-        host: h,
-        code: 'IPVS_UNAVAILABLE',
-        message: `${config.audit.ipvsadm.join(' ')} failed on ${h}: ${d.ipvsadm.text.split('\n')[0]}`,
-      });
-      continue;
-    }
-    const t = parseIpvsadm(d.ipvsadm.text);
-    tables.set(h, t);
-    findings.push(...auditIpvs(h, model, t));
-  }
-  if (tables.size === 2)
-    findings.push(...auditIpvsPair(self, tables.get(self)!, target.name, tables.get(target.name)!));
+  findings.push(...own.ipvs, ...(theirs?.ipvs ?? []));
+  if (own.table && theirs?.table) findings.push(...auditIpvsPair(self, own.table, target.name, theirs.table));
   // keepalived files changed after keepalived last read them
-  const kaFiles = new Set(local.evaluation.files);
-  for (const [h, d] of data)
-    findings.push(...auditKeepalivedLoad(h, d.mtimes ?? {}, d.keepalivedLoadedAt, kaFiles));
+  findings.push(...own.load, ...(theirs?.load ?? []));
   // live marks against ferm.conf
-  for (const [h, d] of data) {
-    for (const err of d.errors ?? [])
-      findings.push({ check: 'marks', severity: 'unknown', host: h, code: 'MARKS_UNKNOWN', message: err });
-    if (d.fermLines)
-      findings.push(
-        ...auditMarks(h, parseFermLines(d.fermLines), parseFermLines(d.liveMangle), config.files.ferm),
-      );
-  }
+  findings.push(...own.marks, ...(theirs?.marks ?? []));
   // health-check digests, fetched like genhash
   if (opts.digests ?? config.audit.digests) {
     for (const vs of model.virtualServers) {
