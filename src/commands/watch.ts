@@ -63,6 +63,21 @@ const RETRY_MIN_MS = 1000;
 const LEAN_FLAGS = /^--(lite-mode|jitless|max-lazy|no-opt|single-threaded|max-old-space-size)/;
 const RETRY_MAX_MS = 60_000;
 
+/**
+ * The worker's environment: the unit's memory-saving V8 settings (a small young generation) suit
+ * the idle watcher, not the worker, which parses and validates whole sets while it lives.
+ */
+function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const opts = (env.NODE_OPTIONS ?? '')
+    .split(/\s+/)
+    .filter((o) => o && !/^--max-semi-space-size(=|$)/.test(o))
+    .join(' ');
+  const out = { ...env };
+  if (opts) out.NODE_OPTIONS = opts;
+  else delete out.NODE_OPTIONS;
+  return out;
+}
+
 /** What to watch, from a read of the set: its files, the include patterns, the directories. */
 function watchSetOf(config: Config, local: WatchInput): WatchSet {
   const fermDir = path.posix.dirname(config.files.ferm);
@@ -139,6 +154,7 @@ class WorkerClient {
       // the daemon may run with flags that save memory at the cost of speed (or of WebAssembly,
       // which the SSH client needs): the worker runs with node's defaults
       execArgv: process.execArgv.filter((a) => !LEAN_FLAGS.test(a)),
+      env: workerEnv(process.env),
     });
     child.on('message', (m: WorkerMessage) => {
       if ('event' in m) return this.onEvent(m);
