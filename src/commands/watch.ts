@@ -229,7 +229,11 @@ class WatchDaemon {
     );
   }
 
+  /** --once: one attempt to converge; a peer that cannot be reached is reported, not waited for. */
+  private once = false;
+
   async run(once: boolean): Promise<number> {
+    this.once = once;
     await this.rewatch();
     this.log.info(
       { dirs: this.set.dirs, files: this.set.files.size, ...this.timing, self: this.self },
@@ -249,7 +253,7 @@ class WatchDaemon {
       });
       await this.watcher?.close();
       this.worker.stop();
-      return this.health === 'in-sync' ? EXIT.OK : EXIT.PUSH_FAILED;
+      return this.health === 'in-sync' ? EXIT.OK : this.health === 'peer-down' ? EXIT.PEER : EXIT.PUSH_FAILED;
     }
     void this.scheduleAudit();
     process.on('SIGHUP', () => void this.reloadConfig());
@@ -422,6 +426,11 @@ class WatchDaemon {
   }
 
   private retryLater(log: Logger, health: WatchHealth, msg: string): void {
+    if (this.once) {
+      log.warn({}, msg.replace(/, will retry$/, ''));
+      this.setHealth(health);
+      return;
+    }
     this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs ? this.retryMs * 2 : RETRY_MIN_MS);
     log.warn({ retryInMs: this.retryMs }, msg);
     this.setHealth(health);

@@ -277,6 +277,20 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     }
   }, 120_000);
 
+  it('watch --once pushes what changed while no daemon ran, and exits 0 once in sync', async () => {
+    const l = lab();
+    await l.killProc(daemon!);
+    daemon = undefined;
+    await l.exec('lvs1', ['sed', '-i', 's/weight 50/weight 66/', FWM]);
+    const r = await l.exec('lvs1', [process.execPath, MAIN, 'watch', '--once'], {
+      allowFail: true,
+      timeoutMs: 60_000,
+    });
+    expect(r.code).toBe(0);
+    expect(l.readFile('lvs2', FWM)).toContain('weight 66');
+    expect(r.stdout).toMatch(/"msg":"pushed"/);
+  }, 90_000);
+
   it('SIGHUP with a broken lvssync.yaml keeps the old configuration; SIGTERM exits 0', async () => {
     const l = lab();
     const cfg = l.pathOn('lvs1', '/etc/lvssync/lvssync.yaml');
