@@ -2,10 +2,10 @@
 // matches) over 40 edits among 1,000 conf.d files, p50/p95, next to lsyncd (default.rsyncssh,
 // delay 0, and its default delay on a few edits) driven the same way in the same run. Also the
 // idle daemon's RSS and CPU. Targets: p50 below lsyncd at delay 0 with full validation on; idle RSS
-// under 60 MiB and no CPU when nothing changes. csync2 has no watcher of its own; it is measured
-// when installed (`csync2 -x` after each save), else reported as not measured.
+// under 60 MiB and no CPU when nothing changes. csync2 has no watcher of its own: `csync2 -x` runs
+// right after each save (a trigger with no delay), against its own server on lvs2.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ADDR, DIRECTORS, type Lab, REPO, run, stopLab } from '../scripts/lab/lab.js';
 import { virtualServerFile } from './gen.js';
@@ -24,6 +24,8 @@ async function latency(
   /** Resolves when the tool has finished with the edit (the daemon's reloads); the next edit waits. */
   settled: () => Promise<void> = async () => {},
   gapMs = 150,
+  /** Runs right after each save (a tool without a watcher of its own: csync2 -x). */
+  trigger?: () => Promise<unknown>,
 ): Promise<number[]> {
   const out: number[] = [];
   for (let i = 1; i <= edits; i++) {
@@ -32,6 +34,7 @@ async function latency(
     const text = virtualServerFile(mark, i).replace('# fwmark', `# ${tag} ${i} fwmark`);
     const t0 = performance.now();
     lab.writeFile('lvs1', p, text, 0o644);
+    const triggered = trigger?.();
     for (;;) {
       let got = '';
       try {
@@ -43,6 +46,7 @@ async function latency(
       await new Promise((r) => setTimeout(r, 5));
     }
     out.push(performance.now() - t0);
+    await triggered;
     await settled();
     await new Promise((r) => setTimeout(r, gapMs));
   }
@@ -133,19 +137,91 @@ async function measureLsyncd(
   }
 }
 
-export async function benchWatch(): Promise<boolean> {
-  const have = await run(['sh', '-c', 'command -v lsyncd || test -x /usr/bin/lsyncd'], { allowFail: true });
-  if (have.code !== 0) {
-    const inst = await run(
-      [
-        'sh',
-        '-c',
-        'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lsyncd >/dev/null',
-      ],
-      { allowFail: true },
+/**
+ * csync2 between the directors over the crossover link: its own server (-ii) on lvs2 writing to a
+ * separate target directory (a csync2 prefix), a pre-shared key, no SSL, names as addresses (the lab
+ * has no DNS), and `csync2 -x` run on lvs1 right after each save: a watcher with no delay at all.
+ */
+async function measureCsync2(lab: Lab, edits: number): Promise<number[]> {
+  const target = path.join(lab.dir, 'csync2-target');
+  const key = path.join(lab.dir, 'csync2.key');
+  mkdirSync(target, { recursive: true });
+  rmSync(key, { force: true });
+  await run(['csync2', '-k', key]);
+  const [a, b] = [ADDR.crossover.lvs1, ADDR.crossover.lvs2];
+  const sys = (h: string) => path.join(lab.dir, `csync2-${h}`);
+  for (const h of ['lvs1', 'lvs2']) {
+    mkdirSync(path.join(sys(h), 'db'), { recursive: true });
+    writeFileSync(
+      path.join(sys(h), 'csync2.cfg'),
+      `nossl * *;
+group lvs {
+  host ${a} ${b};
+  key ${key};
+  include %kad%;
+  exclude *~ .*;
+  auto younger;
+}
+prefix kad {
+  on ${a}: /etc/keepalived;
+  on ${b}: ${target};
+}
+`,
     );
-    if (inst.code !== 0)
-      console.log(`watch: could not install lsyncd (${inst.stderr.trim()}): lsyncd not measured`);
+  }
+  const argv = (h: 'lvs1' | 'lvs2', ...args: string[]) => [
+    'env',
+    `CSYNC2_SYSTEM_DIR=${sys(h)}`,
+    'csync2',
+    ...args,
+    '-p',
+    '30865',
+    '-N',
+    h === 'lvs1' ? a : b,
+    '-D',
+    path.join(sys(h), 'db'),
+  ];
+  const server = lab.spawnOn('lvs2', 'csync2', argv('lvs2', '-ii'));
+  try {
+    const until = Date.now() + 10_000;
+    while (!(await lab.exec('lvs2', ['ss', '-Hltn', `sport = :30865`])).stdout.trim() && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 50));
+    // initial full sync
+    await lab.exec('lvs1', argv('lvs1', '-xr'), { timeoutMs: 300_000 });
+    return await latency(
+      lab,
+      edits,
+      (f) => path.join(target, path.relative('/etc/keepalived', f)),
+      'csync2',
+      60_000,
+      async () => {},
+      150,
+      () => lab.exec('lvs1', argv('lvs1', '-x'), { timeoutMs: 60_000 }),
+    );
+  } finally {
+    await lab.killProc(server);
+  }
+}
+
+export async function benchWatch(): Promise<boolean> {
+  const tools: Record<string, boolean> = {};
+  for (const tool of ['lsyncd', 'csync2']) {
+    const has = async () =>
+      (await run(['sh', '-c', `command -v ${tool} || test -x /usr/sbin/${tool}`], { allowFail: true }))
+        .code === 0;
+    if (!(await has())) {
+      const inst = await run(
+        [
+          'sh',
+          '-c',
+          `DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${tool} >/dev/null`,
+        ],
+        { allowFail: true },
+      );
+      if (inst.code !== 0)
+        console.log(`watch: could not install ${tool} (${inst.stderr.trim()}): ${tool} not measured`);
+    }
+    tools[tool] = await has();
   }
   const lab = await labWithSet('wbench', N, DIRECTORS);
   try {
@@ -196,10 +272,8 @@ export async function benchWatch(): Promise<boolean> {
     const b = treeStat(daemon.pid);
     await lab.killProc(daemon);
 
-    const lsyncd0 =
-      (await run(['sh', '-c', 'command -v lsyncd'], { allowFail: true })).code === 0
-        ? await measureLsyncd(lab, 0, 40, 'delay0')
-        : [];
+    const lsyncd0 = tools.lsyncd ? await measureLsyncd(lab, 0, 40, 'delay0') : [];
+    const csync2 = tools.csync2 ? await measureCsync2(lab, 40) : [];
     const lsyncdDefault = lsyncd0.length ? await measureLsyncd(lab, undefined, 3, 'default') : [];
     const p50 = percentile(ours, 50);
     const l50 = lsyncd0.length ? percentile(lsyncd0, 50) : Number.NaN;
@@ -233,9 +307,16 @@ export async function benchWatch(): Promise<boolean> {
           value: lsyncdDefault.length ? fmtMs(percentile(lsyncdDefault, 50)) : 'not measured',
         },
         {
-          name: 'csync2',
-          value: 'not measured',
-          note: 'needs its own daemon, SSL keys and database per host; not set up in the lab yet',
+          name: 'csync2 -x right after each save p50 (no validation, no reload)',
+          value: csync2.length ? fmtMs(percentile(csync2, 50)) : 'not measured',
+        },
+        {
+          name: 'csync2 -x right after each save p95',
+          value: csync2.length ? fmtMs(percentile(csync2, 95)) : 'not measured',
+        },
+        {
+          name: 'ratio p50 lvssync / csync2',
+          value: csync2.length ? `${(p50 / percentile(csync2, 50)).toFixed(2)}x` : '-',
         },
         {
           name: 'daemon RSS while pushing (session and caches held)',

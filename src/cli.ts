@@ -118,6 +118,10 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       'after this long without a push, close the peer session and drop the caches (0: never)',
       '60',
     )
+    .option(
+      '--no-early',
+      'wait for the quiet window before starting a push (default: the first change of a burst starts one at once, committed only if no other change comes within --quiet)',
+    )
     .option('--once', 'converge once and exit (0 when in sync)')
     .action(async (opts) => {
       // The daemon itself only waits for file events and hands work to its worker process (which

@@ -30,6 +30,8 @@ export const RESULT_EXIT: Record<PushReport['result'], number> = {
   'in-sync': EXIT.OK,
   'dry-run': EXIT.OK,
   declined: EXIT.OK,
+  // the daemon's early pushes only: nothing was changed, the peer is not yet in sync
+  superseded: EXIT.PUSH_FAILED,
   pushed: EXIT.OK,
   'invalid-here': EXIT.FINDINGS,
   'invalid-on-peer': EXIT.PUSH_FAILED,

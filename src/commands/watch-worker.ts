@@ -21,6 +21,14 @@ export type WorkerJob = 'push' | 'watchset' | 'audit' | 'next-audit';
 export interface WorkerRequest {
   id: number;
   job: WorkerJob;
+  /** push: an early push, which asks the daemon (a 'gate' event) before the peer's commit. */
+  gated?: boolean;
+}
+
+/** The daemon's answer to a gated push's 'gate' event: commit, or abandon. */
+export interface GateReply {
+  gate: number;
+  go: boolean;
 }
 
 /** What the daemon watches, from a read of the set: its files and the include patterns. */
@@ -62,6 +70,7 @@ export type WorkerMessage =
   | { id: number; ok: true; result: PushSummary | WatchInput | AuditSummary | NextAudit }
   | { id: number; ok: false; error: { code: string; message: string } }
   | { event: 'progress'; step: string }
+  | { event: 'gate'; id: number }
   | { event: 'opened'; peer: string; agentPid?: number; recovered?: string };
 
 export function memoryMiB(): Record<string, number> {
@@ -99,6 +108,7 @@ class Worker {
   private readonly cache: NonNullable<EvaluateOptions['cache']> = new Map();
   private readonly tools = new ToolCache();
   private keeper: PeerKeeper | undefined;
+  private readonly gates = new Map<number, (go: boolean) => void>();
 
   constructor(
     private readonly config: Config,
@@ -120,14 +130,30 @@ class Worker {
     }
   }
 
-  async run(job: WorkerJob): Promise<PushSummary | WatchInput | AuditSummary | NextAudit> {
+  /** The daemon answered a gated push. */
+  gateReply(r: GateReply): void {
+    this.gates.get(r.gate)?.(r.go);
+    this.gates.delete(r.gate);
+  }
+
+  /** The daemon is gone: no gated push may commit any more. */
+  abandonGates(): void {
+    for (const resolve of this.gates.values()) resolve(false);
+    this.gates.clear();
+  }
+
+  async run(
+    job: WorkerJob,
+    id = 0,
+    gated = false,
+  ): Promise<PushSummary | WatchInput | AuditSummary | NextAudit> {
     switch (job) {
       case 'next-audit':
         return nextAudit(this.config.audit.schedule);
       case 'watchset':
         return watchInput(await checkSelf(this.config, this.self, false, this.cache));
       case 'push':
-        return this.push();
+        return this.push(gated ? id : undefined);
       case 'audit': {
         const r = await runAudit(this.config, this.self);
         const report = await storeReport(this.config, r);
@@ -142,8 +168,17 @@ class Worker {
     }
   }
 
-  private async push(): Promise<PushSummary> {
+  private async push(gateId?: number): Promise<PushSummary> {
+    const gate =
+      gateId === undefined
+        ? undefined
+        : () =>
+            new Promise<boolean>((resolve) => {
+              this.gates.set(gateId, resolve);
+              this.send({ event: 'gate', id: gateId });
+            });
     const report = await runPush({
+      ...(gate ? { gate } : {}),
       config: this.config,
       self: this.self,
       cache: this.cache,
@@ -189,10 +224,11 @@ export async function runWatchWorker(opts: { config?: string; node?: string }): 
     process.removeAllListeners('message');
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.removeAllListeners(sig);
   };
-  process.on('message', (m: WorkerRequest) => {
+  process.on('message', (m: WorkerRequest | GateReply) => {
+    if ('gate' in m) return worker.gateReply(m);
     busy++;
     worker
-      .run(m.job)
+      .run(m.job, m.id, m.gated === true)
       .then(
         (result) => send({ id: m.id, ok: true, result }),
         (e: unknown) =>
@@ -213,6 +249,7 @@ export async function runWatchWorker(opts: { config?: string; node?: string }): 
   // The daemon is gone (ended this worker, or was killed): finish the current job, then leave.
   process.on('disconnect', () => {
     gone = true;
+    worker.abandonGates();
     if (busy === 0) leave();
   });
   return 0;

@@ -12,10 +12,12 @@ import picomatch from 'picomatch';
 import {
   type CoalesceState,
   dueAt,
+  gate,
   IDLE,
   isEditorTemp,
   onEvent,
   onPushDone,
+  startEarly,
   startIfDue,
 } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
@@ -26,6 +28,7 @@ import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
 import type {
   AuditSummary,
+  GateReply,
   NextAudit,
   PushSummary,
   WatchInput,
@@ -41,6 +44,8 @@ export interface WatchOptions {
   max?: string;
   idleRelease?: string;
   once?: boolean;
+  /** false (--no-early): the first edit of a burst waits for the quiet window like the others. */
+  early?: boolean;
 }
 
 export type WatchHealth =
@@ -111,7 +116,7 @@ export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
     config,
     configPath,
     self,
-    timing,
+    { ...timing, early: opts.early !== false },
     log.child({ component: 'watch' }),
     opts.node,
   );
@@ -137,14 +142,22 @@ class WorkerClient {
     return this.child !== undefined;
   }
 
-  request<T extends PushSummary | WatchInput | AuditSummary | NextAudit>(job: WorkerJob): Promise<T> {
+  request<T extends PushSummary | WatchInput | AuditSummary | NextAudit>(
+    job: WorkerJob,
+    gated = false,
+  ): Promise<T> {
     const child = this.ensure();
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      const req: WorkerRequest = { id, job };
+      const req: WorkerRequest = gated ? { id, job, gated } : { id, job };
       child.send(req);
     });
+  }
+
+  /** Answers a gated push's question. */
+  reply(r: GateReply): void {
+    if (this.child?.connected) this.child.send(r);
   }
 
   private ensure(): ChildProcess {
@@ -207,7 +220,7 @@ class WatchDaemon {
     private config: Config,
     private readonly configPath: string | undefined,
     private readonly self: string,
-    private readonly timing: { quietMs: number; maxMs: number; idleReleaseMs: number },
+    private readonly timing: { quietMs: number; maxMs: number; idleReleaseMs: number; early: boolean },
     private readonly log: Logger,
     private readonly nodeFlag: string | undefined,
   ) {
@@ -220,6 +233,8 @@ class WatchDaemon {
             { peer: m.peer, agentPid: m.agentPid, recovered: m.recovered },
             'peer session opened',
           );
+        else if (m.event === 'gate')
+          void this.awaitGate().then((go) => this.worker.reply({ gate: m.id, go }));
         else this.log.debug({ step: m.step }, 'progress');
       },
       (what, workerPid, how) => {
@@ -311,7 +326,39 @@ class WatchDaemon {
     this.log.debug({ event, file: p }, 'change');
     this.state = onEvent(this.state, Date.now());
     if (this.health !== 'pushing') this.setHealth('pending');
+    this.checkGate();
+    if (this.timing.early && !this.pushing && !this.retryTimer) {
+      const r = startEarly(this.state);
+      if (r.start) {
+        this.state = r.state;
+        this.startPush();
+        return;
+      }
+    }
     this.schedule();
+  }
+
+  /** A gated push waiting for its quiet window: resolved by the window's end or by the next event. */
+  private gateWait: { resolve: (go: boolean) => void; timer?: NodeJS.Timeout } | undefined;
+
+  /** Whether the running (early) push may commit: at once, or when its quiet window has passed. */
+  private awaitGate(): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      this.gateWait?.resolve(false);
+      this.gateWait = { resolve };
+      this.checkGate();
+    });
+  }
+
+  private checkGate(): void {
+    const w = this.gateWait;
+    if (!w) return;
+    if (w.timer) clearTimeout(w.timer);
+    const v = this.stopping ? { go: false } : gate(this.state, Date.now(), this.timing);
+    if ('go' in v) {
+      this.gateWait = undefined;
+      w.resolve(v.go);
+    } else w.timer = setTimeout(() => this.checkGate(), Math.max(0, v.waitUntil - Date.now()));
   }
 
   private schedule(delay?: number): void {
@@ -330,22 +377,45 @@ class WatchDaemon {
       this.schedule();
       return;
     }
-    this.pushing = this.push().finally(() => {
-      this.pushing = undefined;
-      this.armIdleRelease();
-      this.state = onPushDone(this.state, Date.now());
-      if (this.state.kind === 'waiting' && !this.stopping && !this.retryTimer) this.schedule();
-    });
+    this.startPush();
   }
 
-  private async push(): Promise<void> {
+  private startPush(): void {
+    const early = this.state.kind === 'pushing' && this.state.early !== undefined;
+    let abandoned = false;
+    this.pushing = this.push(early)
+      .then((a) => {
+        abandoned = a;
+      })
+      .finally(() => {
+        this.pushing = undefined;
+        this.armIdleRelease();
+        this.state = onPushDone(this.state, Date.now(), abandoned);
+        if (this.state.kind === 'waiting' && !this.stopping && !this.retryTimer) this.schedule();
+      });
+  }
+
+  /** One push by the worker; true when it was an early push abandoned for a newer state of the set. */
+  private async push(early = false): Promise<boolean> {
     const pushId = ++this.pushes;
-    const log = this.log.child({ pushId });
+    const log = this.log.child({ pushId, ...(early ? { early } : {}) });
     this.setHealth('pushing');
     const t0 = performance.now();
     let report: PushSummary;
     try {
-      report = await this.worker.request<PushSummary>('push');
+      report = await this.worker.request<PushSummary>('push', early);
+      // An early push that did not commit speaks only for a set that stayed as it read it: if the
+      // set changed again (or may still change: its quiet window is not over), it is abandoned.
+      if (early && report.result !== 'pushed' && report.result !== 'in-sync' && !(await this.awaitGate()))
+        report.result = 'superseded';
+      if (report.result === 'superseded') {
+        log.info(
+          { durationMs: Math.round(performance.now() - t0) },
+          'early push abandoned: the set changed again',
+        );
+        this.setHealth('pending');
+        return true;
+      }
       // the includes may have changed: watch what the set is now
       if (report.watch) await this.rewatch(report.watch);
     } catch (e) {
@@ -354,7 +424,7 @@ class WatchDaemon {
       log.error({ err: e }, 'push crashed');
       this.record(pushId, 'crashed', String(e));
       this.retryLater(log, 'failed', 'push crashed, will retry');
-      return;
+      return false;
     }
     const durationMs = Math.round(performance.now() - t0);
     const changes = report.changes;
@@ -376,7 +446,10 @@ class WatchDaemon {
         this.setHealth('in-sync');
         break;
       case 'in-sync':
-        if (report.error) return this.peerDown(log, pushId, report);
+        if (report.error) {
+          this.peerDown(log, pushId, report);
+          return false;
+        }
         this.retryMs = 0;
         log.info({ peer: report.peer, durationMs }, 'in sync, nothing to push');
         this.setHealth('in-sync');
@@ -403,7 +476,8 @@ class WatchDaemon {
         break;
       default:
         if (report.error && ['E_SSH_CONNECT', 'E_TRANSFER', 'E_LOCKED'].includes(report.error.code)) {
-          return this.peerDown(log, pushId, report);
+          this.peerDown(log, pushId, report);
+          return false;
         }
         log.error(
           { peer: report.peer, result: report.result, err: report.error, steps: report.steps },
@@ -412,6 +486,7 @@ class WatchDaemon {
         this.setHealth('failed');
     }
     this.record(pushId, report.result, report.error?.message);
+    return false;
   }
 
   /** The peer cannot be reached (or is busy): try again later, with backoff, from the current files. */
@@ -540,6 +615,7 @@ class WatchDaemon {
     if (this.stopping) return;
     this.stopping = true;
     this.log.info({ signal, pushing: Boolean(this.pushing) }, 'stopping');
+    this.checkGate();
     if (this.timer) clearTimeout(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);

@@ -36,6 +36,8 @@ export type PushResult =
   | 'in-sync'
   | 'dry-run'
   | 'declined'
+  /** A gated push whose gate said no (the set changed again before commit); nothing was changed. */
+  | 'superseded'
   | 'pushed'
   | 'invalid-here'
   | 'invalid-on-peer'
@@ -80,6 +82,11 @@ export interface PushOptions {
   force?: boolean;
   /** Asked after the plan is known (terminal confirmation); false stops the push. */
   confirm?: (report: PushReport) => Promise<boolean>;
+  /**
+   * Asked once the set is validated on both directors, right before the peer's commit (the daemon's
+   * early pushes: has the set stayed unchanged for its quiet window?); false abandons the push.
+   */
+  gate?: () => Promise<boolean>;
   progress?: (msg: string) => void;
   /** Skip the real ferm / keepalived -t here (the peer always runs them). */
   external?: boolean;
@@ -385,6 +392,14 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       txOpen = false;
       return report;
     }
+    if (opts.gate && !(await opts.gate())) {
+      mark('gated');
+      await session.request({ op: 'abort', txid, reload: false });
+      txOpen = false;
+      report.result = 'superseded';
+      return report;
+    }
+    if (opts.gate) mark('gated');
     if (opts.reload === false) {
       await session.request({ op: 'commit', txid });
       mark('committed');

@@ -195,6 +195,64 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     expect(opened()[1]!.agentPid).not.toBe(opened()[0]!.agentPid);
   });
 
+  it('the first save starts a push at once, committed only after the quiet window; a second save within it supersedes it', async () => {
+    const l = lab();
+    await l.killProc(daemon!);
+    rmSync(l.logFile('lvs1', 'watch'), { force: true });
+    const QUIET = 1500;
+    daemon = l.spawnOn('lvs1', 'watch', [
+      process.execPath,
+      MAIN,
+      'watch',
+      '--quiet',
+      String(QUIET),
+      '--max',
+      '8000',
+    ]);
+    type Line = { msg: string; timings?: Record<string, number>; early?: boolean };
+    const log = (): Line[] => {
+      try {
+        return readFileSync(l.logFile('lvs1', 'watch'), 'utf8')
+          .split('\n')
+          .filter((x) => x.startsWith('{'))
+          .map((x) => JSON.parse(x) as Line);
+      } catch {
+        return [];
+      }
+    };
+    const pushed = () => log().filter((j) => j.msg === 'pushed');
+    await until('the daemon to converge', () => log().some((j) => /in sync|pushed/.test(j.msg)), 30_000);
+    const before = pushed().length;
+
+    // A, then B 400 ms later: A's early push is abandoned, lvs2 never has A, and gets B.
+    let sawA = false;
+    const t0 = Date.now();
+    await l.exec('lvs1', ['sed', '-i', 's/weight [0-9]*/weight 81/', FWM]);
+    await new Promise((r) => setTimeout(r, 400));
+    await l.exec('lvs1', ['sed', '-i', 's/weight [0-9]*/weight 82/', FWM]);
+    await until('weight 82 on lvs2', () => {
+      const t = l.readFile('lvs2', FWM);
+      if (t.includes('weight 81')) sawA = true;
+      return t.includes('weight 82');
+    });
+    expect(sawA).toBe(false);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(400 + QUIET);
+    await until('the push to be logged', () => pushed().length === before + 1);
+    expect(log().some((j) => j.msg === 'early push abandoned: the set changed again')).toBe(true);
+
+    // One save: its push starts at once and is ready before the window is over, then commits.
+    const t1 = Date.now();
+    await l.exec('lvs1', ['sed', '-i', 's/weight [0-9]*/weight 83/', FWM]);
+    await until('weight 83 on lvs2', sameOnLvs2(l, FWM));
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(QUIET);
+    await until('the push to be logged', () => pushed().length === before + 2);
+    const last = pushed().at(-1)!;
+    expect(last.early).toBe(true);
+    expect(last.timings?.validated).toBeLessThan(QUIET);
+    expect(last.timings?.gated).toBeGreaterThanOrEqual(QUIET - 100);
+    expect(pushed().length).toBe(before + 2);
+  }, 60_000);
+
   it('a new conf.d file and its mark follow, and so does its removal', async () => {
     const l = lab();
     const f = '/etc/keepalived/conf.d/fwm-200.conf';

@@ -2,10 +2,12 @@ import { describe, expect, it } from 'vitest';
 import {
   type CoalesceState,
   dueAt,
+  gate,
   IDLE,
   isEditorTemp,
   onEvent,
   onPushDone,
+  startEarly,
   startIfDue,
 } from '../../src/core/coalesce.js';
 
@@ -28,12 +30,52 @@ describe('coalescing', () => {
     let s: CoalesceState = { kind: 'pushing', dirty: false };
     expect(onPushDone(s, 10)).toEqual(IDLE);
     for (let i = 0; i < 50; i++) s = onEvent(s, i);
-    expect(s).toEqual({ kind: 'pushing', dirty: true });
+    expect(s).toEqual({ kind: 'pushing', dirty: true, first: 0, last: 49 });
     s = onPushDone(s, 100);
     expect(s).toEqual({ kind: 'waiting', first: 100, last: 100 });
     const r = startIfDue(s, 300, O);
     expect(r.start).toBe(true);
     expect(onPushDone(r.state, 400)).toEqual(IDLE);
+  });
+
+  it('the first event of a burst starts an early push that commits only after a quiet window', () => {
+    let s: CoalesceState = onEvent(IDLE, 1000);
+    const r = startEarly(s);
+    expect(r.start).toBe(true);
+    s = r.state;
+    expect(s).toEqual({ kind: 'pushing', dirty: false, early: 1000 });
+    // validated before the window has passed: wait for it
+    expect(gate(s, 1050, O)).toEqual({ waitUntil: 1200 });
+    expect(gate(s, 1200, O)).toEqual({ go: true });
+    expect(onPushDone(s, 1300)).toEqual(IDLE);
+  });
+
+  it('an event during an early push abandons it; the burst is then coalesced from its start', () => {
+    let s: CoalesceState = startEarly(onEvent(IDLE, 1000)).state;
+    s = onEvent(s, 1100);
+    s = onEvent(s, 1150);
+    expect(gate(s, 1400, O)).toEqual({ go: false });
+    s = onPushDone(s, 1400, true);
+    expect(s).toEqual({ kind: 'waiting', first: 1000, last: 1150 });
+    expect(dueAt(s, O)).toBe(1350);
+    // overdue: the next push starts at once, and it is not gated
+    const r = startIfDue(s, 1400, O);
+    expect(r.start).toBe(true);
+    expect(gate(r.state, 1400, O)).toEqual({ go: true });
+    // under continuous saves the max window still holds from the burst's first event
+    let t: CoalesceState = startEarly(onEvent(IDLE, 0)).state;
+    for (let i = 100; i <= 500; i += 100) t = onEvent(t, i);
+    t = onPushDone(t, 500, true);
+    for (let i = 600; i <= 3000; i += 100) t = onEvent(t, i);
+    expect(dueAt(t, O)).toBe(2000);
+  });
+
+  it('only the first event after a quiet period starts an early push', () => {
+    expect(startEarly(onEvent(onEvent(IDLE, 0), 10)).start).toBe(false);
+    expect(startEarly(IDLE).start).toBe(false);
+    const pushing: CoalesceState = { kind: 'pushing', dirty: false };
+    expect(startEarly(pushing).start).toBe(false);
+    expect(gate(pushing, 0, O)).toEqual({ go: true });
   });
 
   it.each([
