@@ -23,7 +23,12 @@ async function latency(
   timeoutMs = 60_000,
   /** Resolves when the tool has finished with the edit (the daemon's reloads); the next edit waits. */
   settled: () => Promise<void> = async () => {},
-  gapMs = 150,
+  /**
+   * Between one edit's end and the next save, for every tool: a second, about as fast as a person
+   * saves twice, and long enough that the keepalived processes reloaded for the last edit (which
+   * re-read the whole set in the background after lvssync's verification) are done.
+   */
+  gapMs = 1000,
   /** Runs right after each save (a tool without a watcher of its own: csync2 -x). */
   trigger?: () => Promise<unknown>,
 ): Promise<number[]> {
@@ -195,7 +200,7 @@ prefix kad {
       'csync2',
       60_000,
       async () => {},
-      150,
+      1000,
       () => lab.exec('lvs1', argv('lvs1', '-x'), { timeoutMs: 60_000 }),
     );
   } finally {
