@@ -22,6 +22,8 @@ export interface CheckBenchResult {
   ratio: number;
   recheckP50: number;
   recheckP95: number;
+  /** Re-check after an edit that brings a finding, or removes it (a full check from cached parses). */
+  findingP50: number;
 }
 
 export async function benchCheck(n: number, keepalived: string | undefined): Promise<CheckBenchResult> {
@@ -53,7 +55,8 @@ export async function benchCheck(n: number, keepalived: string | undefined): Pro
       }
     }
 
-    // Re-check after one changed file: parse trees of the unchanged files come from the cache.
+    // Re-check after one changed file (a weight and a comment): the snapshot tells which file
+    // changed, its parse, model and lints are redone, the rest of the previous result stands.
     const snap = emptySnapshot();
     const cache: NonNullable<EvaluateOptions['cache']> = new Map();
     await readKeepalivedSnapshot(snap, root, CONF, undefined, cache);
@@ -62,13 +65,30 @@ export async function benchCheck(n: number, keepalived: string | undefined): Pro
     for (let i = 1; i <= 40; i++) {
       const mark = 100 + ((i * 37) % n);
       const p = `/etc/keepalived/conf.d/fwm-${mark}.conf`;
-      const text = virtualServerFile(mark, i);
+      const text = virtualServerFile(mark, i).replace(/weight \d+/, `weight ${1 + (i % 99)}`);
       writeFileSync(path.join(root, p), text);
       const t0 = nowMs();
       snap.files.set(p, { path: p, text, mode: 0o100644 });
       const r = checkKeepalived(snap, CONF, { cache });
       recheck.push(nowMs() - t0);
       if (r.model.virtualServers.length !== n) throw new Error('re-check lost servers');
+      if (!r.model.virtualServers.some((v) => v.realServers.some((s) => s.weight?.value === 1 + (i % 99))))
+        throw new Error('re-check did not see the edit');
+    }
+    // An edit that brings a finding (and its fix) is re-checked in full, from the cached parses.
+    const withFinding: number[] = [];
+    for (let i = 1; i <= 10; i++) {
+      const mark = 100 + ((i * 53) % n);
+      const p = `/etc/keepalived/conf.d/fwm-${mark}.conf`;
+      const good = snap.files.get(p)!.text;
+      for (const text of [good.replace(/weight \d+/, 'weight 70000'), good]) {
+        const t0 = nowMs();
+        snap.files.set(p, { path: p, text, mode: 0o100644 });
+        const r = checkKeepalived(snap, CONF, { cache });
+        withFinding.push(nowMs() - t0);
+        const out = r.diagnostics.some((d) => d.code === 'KA_OUT_OF_RANGE');
+        if (out !== text.includes('70000')) throw new Error('re-check missed the finding or its fix');
+      }
     }
     const oursMs = median(full);
     const keepalivedMs = theirs.length ? median(theirs) : Number.NaN;
@@ -79,6 +99,7 @@ export async function benchCheck(n: number, keepalived: string | undefined): Pro
       ratio: keepalivedMs / oursMs,
       recheckP50: percentile(recheck, 50),
       recheckP95: percentile(recheck, 95),
+      findingP50: percentile(withFinding, 50),
     };
   } finally {
     rmSync(root, { recursive: true, force: true });
@@ -106,6 +127,10 @@ export function printCheck(results: CheckBenchResult[]): boolean {
         note: big ? verdict(recheckOk, '< 10 ms') : '',
       },
       { name: 're-check after one changed file p95', value: fmtMs(r.recheckP95) },
+      {
+        name: 're-check after an edit that adds or removes a finding p50 (in full, cached parses)',
+        value: fmtMs(r.findingP50),
+      },
     ]);
   }
   return ok;

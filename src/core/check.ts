@@ -4,10 +4,16 @@
 
 import { type LocatedMark, validateMarks } from './cross-check.js';
 import { type Diagnostic, sortDiagnostics } from './diagnostic.js';
-import { type EvaluateOptions, type Evaluation, evaluateKeepalived } from './keepalived/evaluate.js';
-import { validateKeepalived } from './keepalived/lint.js';
-import { buildModel, type KeepalivedModel } from './keepalived/model.js';
-import type { Snapshot } from './snapshot.js';
+import {
+  type Directive,
+  type EvaluateOptions,
+  type Evaluation,
+  evaluateKeepalived,
+  type ParseCacheEntry,
+} from './keepalived/evaluate.js';
+import { validateKeepalived, virtualServerIdentity, virtualServerIsClean } from './keepalived/lint.js';
+import { buildModel, type KeepalivedModel, type VirtualServer } from './keepalived/model.js';
+import { FileMap, type Snapshot } from './snapshot.js';
 
 export interface CheckResultCore {
   evaluation: Evaluation;
@@ -28,14 +34,173 @@ export function checkKeepalived(
   rootPath: string,
   opts: EvaluateOptions & { lint?: boolean } = {},
 ): KeepalivedCheck {
-  const evaluation = evaluateKeepalived(snapshot, rootPath, opts);
+  const memo = opts.cache ? memos.get(opts.cache) : undefined;
+  if (memo) {
+    const r = recheck(memo, snapshot, rootPath, opts);
+    if (r) return r;
+  }
+  const slices: NonNullable<EvaluateOptions['slices']> | undefined =
+    opts.cache && snapshot.files instanceof FileMap ? new Map() : undefined;
+  const evaluation = evaluateKeepalived(snapshot, rootPath, slices ? { ...opts, slices } : opts);
   const model = buildModel(evaluation.directives);
   // lint: false reads the set for its model only (the audit); the evaluation's own findings stay
   const diagnostics =
     opts.lint === false
       ? evaluation.diagnostics
       : [...evaluation.diagnostics, ...validateKeepalived(evaluation.directives, model)];
-  return { evaluation, model, diagnostics };
+  const result = { evaluation, model, diagnostics };
+  if (opts.cache && slices) memos.set(opts.cache, remember(result, snapshot, rootPath, opts, slices));
+  return result;
+}
+
+// Incremental re-check. After a full check of a snapshot (with a parse cache, on a FileMap), what is
+// needed to redo it cheaply when only leaf files changed (a conf.d file: self-contained, read once,
+// straight into the top level) is kept; the next check of the same snapshot asks the FileMap which
+// files changed since, and when each changed file held only virtual servers with no finding of
+// their own, and still does, and no duplicate is made or undone, the result is the previous one with
+// those files' directives and virtual servers replaced: every other finding is exactly what a full
+// check would find again. Anything else is checked in full.
+
+interface CheckMemo {
+  snapshot: Snapshot;
+  version: number;
+  keysVersion: number;
+  dirsSize: number;
+  rootPath: string;
+  configId: string | undefined;
+  lint: boolean;
+  result: KeepalivedCheck;
+  slices: Map<string, { start: number; count: number } | null>;
+  /** Files with findings of the evaluation (parse errors and the like): always checked in full. */
+  flagged: Set<string>;
+  modes: Map<string, number>;
+  /** Where each virtual server's directive is in model.virtualServers. */
+  serverAt: Map<Directive, number>;
+  /** How many virtual servers have each identity (virtualServerIdentity). */
+  identities: Map<string, number>;
+}
+
+const memos = new WeakMap<Map<string, ParseCacheEntry>, CheckMemo>();
+
+function remember(
+  result: KeepalivedCheck,
+  snapshot: Snapshot,
+  rootPath: string,
+  opts: EvaluateOptions & { lint?: boolean },
+  slices: NonNullable<EvaluateOptions['slices']>,
+): CheckMemo {
+  const files = snapshot.files as FileMap;
+  const modes = new Map<string, number>();
+  for (const [p, s] of slices) if (s) modes.set(p, files.get(p)?.mode ?? -1);
+  const serverAt = new Map<Directive, number>();
+  const identities = new Map<string, number>();
+  result.model.virtualServers.forEach((vs, i) => {
+    serverAt.set(vs.directive, i);
+    const id = virtualServerIdentity(vs);
+    identities.set(id, (identities.get(id) ?? 0) + 1);
+  });
+  return {
+    snapshot,
+    version: files.version,
+    keysVersion: files.keysVersion,
+    dirsSize: snapshot.dirs.size,
+    rootPath,
+    configId: opts.configId,
+    lint: opts.lint !== false,
+    result,
+    slices,
+    flagged: new Set(result.evaluation.diagnostics.map((d) => d.file)),
+    modes,
+    serverAt,
+    identities,
+  };
+}
+
+function recheck(
+  memo: CheckMemo,
+  snapshot: Snapshot,
+  rootPath: string,
+  opts: EvaluateOptions & { lint?: boolean },
+): KeepalivedCheck | undefined {
+  const files = snapshot.files;
+  if (
+    !(files instanceof FileMap) ||
+    memo.snapshot !== snapshot ||
+    memo.rootPath !== rootPath ||
+    memo.configId !== opts.configId ||
+    memo.lint !== (opts.lint !== false) ||
+    memo.keysVersion !== files.keysVersion ||
+    memo.dirsSize !== snapshot.dirs.size ||
+    opts.direct === false
+  )
+    return undefined;
+  const touched = files.changedSince(memo.version);
+  if (!touched) return undefined;
+  const paths = [...new Set(touched)];
+  if (paths.length > 64) return undefined;
+  const prev = memo.result;
+  const replace: { slice: { start: number; count: number }; at: number; ds: Directive[]; vs: VirtualServer[] }[] = [];
+  const delta = new Map<string, number>();
+  for (const p of paths) {
+    const slice = memo.slices.get(p);
+    const f = files.get(p);
+    if (!slice || !f || f.mode !== memo.modes.get(p) || memo.flagged.has(p)) return undefined;
+    const one = evaluateKeepalived(
+      { files: new Map([[p, f]]), dirs: new Set() },
+      p,
+      opts.configId === undefined ? { cache: opts.cache! } : { cache: opts.cache!, configId: opts.configId },
+    );
+    if (one.diagnostics.length || one.includes.length || one.unknownDirs.length) return undefined;
+    if (opts.cache!.get(p)?.selfContained !== true) return undefined;
+    const ds = one.directives;
+    if (ds.length !== slice.count || ds.length === 0) return undefined;
+    const first = prev.evaluation.directives[slice.start]!;
+    const at = memo.serverAt.get(first);
+    if (at === undefined) return undefined;
+    const vs = buildModel(ds).virtualServers;
+    if (vs.length !== ds.length) return undefined;
+    for (let k = 0; k < ds.length; k++) {
+      const oldD = prev.evaluation.directives[slice.start + k]!;
+      const oldVs = prev.model.virtualServers[at + k];
+      if (!oldVs || oldVs.directive !== oldD || oldD.name !== 'virtual_server') return undefined;
+      if (oldVs.key.kind === 'group' || vs[k]!.key.kind === 'group') return undefined;
+      if (memo.lint && (!virtualServerIsClean(oldD, oldVs) || !virtualServerIsClean(ds[k]!, vs[k]!)))
+        return undefined;
+      const was = virtualServerIdentity(oldVs);
+      const is = virtualServerIdentity(vs[k]!);
+      delta.set(was, (delta.get(was) ?? 0) - 1);
+      delta.set(is, (delta.get(is) ?? 0) + 1);
+    }
+    replace.push({ slice, at, ds, vs });
+  }
+  // no duplicate found before may go, and none may appear
+  for (const [id, d] of delta) {
+    const before = memo.identities.get(id) ?? 0;
+    if (before > 1 || before + d > 1) return undefined;
+  }
+  const directives = prev.evaluation.directives.slice();
+  const servers = prev.model.virtualServers.slice();
+  for (const r of replace) {
+    for (let k = 0; k < r.ds.length; k++) {
+      memo.serverAt.delete(directives[r.slice.start + k]!);
+      directives[r.slice.start + k] = r.ds[k]!;
+      servers[r.at + k] = r.vs[k]!;
+      memo.serverAt.set(r.ds[k]!, r.at + k);
+    }
+  }
+  for (const [id, d] of delta) {
+    const n = (memo.identities.get(id) ?? 0) + d;
+    if (n === 0) memo.identities.delete(id);
+    else memo.identities.set(id, n);
+  }
+  const result: KeepalivedCheck = {
+    evaluation: { ...prev.evaluation, directives },
+    model: { ...prev.model, virtualServers: servers },
+    diagnostics: prev.diagnostics.slice(),
+  };
+  memo.result = result;
+  memo.version = files.version;
+  return result;
 }
 
 /**

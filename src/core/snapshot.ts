@@ -18,8 +18,62 @@ export interface Snapshot {
   dirs: Set<string>;
 }
 
+/**
+ * The files of a snapshot, with a record of what changed: a version counted up by every set and
+ * delete, and the paths touched since a version (while the record reaches back that far). An
+ * incremental re-check asks it which files changed instead of comparing every file.
+ */
+export class FileMap extends Map<string, SnapshotFile> {
+  /** Counted up by every set (of a different object) and delete. */
+  version = 0;
+  /** Counted up when a path is added or deleted (not when a file is replaced). */
+  keysVersion = 0;
+  private log: string[] = [];
+  /** The version before log[0]'s change. */
+  private logBase = 0;
+
+  override set(key: string, value: SnapshotFile): this {
+    if (this.log === undefined) return super.set(key, value); // during Map's own constructor
+    const had = super.get(key);
+    if (had === value) return this;
+    super.set(key, value);
+    this.touch(key, had === undefined);
+    return this;
+  }
+
+  override delete(key: string): boolean {
+    const r = super.delete(key);
+    if (r) this.touch(key, true);
+    return r;
+  }
+
+  override clear(): void {
+    super.clear();
+    this.version++;
+    this.keysVersion++;
+    this.log = [];
+    this.logBase = this.version;
+  }
+
+  /** The paths set or deleted since `version` (repeats possible), or undefined when not known. */
+  changedSince(version: number): string[] | undefined {
+    if (version < this.logBase || version > this.version) return undefined;
+    return this.log.slice(version - this.logBase);
+  }
+
+  private touch(key: string, keys: boolean): void {
+    this.version++;
+    if (keys) this.keysVersion++;
+    this.log.push(key);
+    if (this.log.length > 4096) {
+      this.log = this.log.slice(2048);
+      this.logBase += 2048;
+    }
+  }
+}
+
 export function emptySnapshot(): Snapshot {
-  return { files: new Map(), dirs: new Set() };
+  return { files: new FileMap(), dirs: new Set() };
 }
 
 export function snapshotOf(entries: Record<string, string> | SnapshotFile[], dirs: string[] = []): Snapshot {

@@ -49,6 +49,12 @@ export interface EvaluateOptions {
   cache?: Map<string, ParseCacheEntry>;
   /** Read simple files by the direct scanner (scan.ts); false forces the lossless path everywhere. */
   direct?: boolean;
+  /**
+   * Filled with where each leaf file's directives are in the result's top-level list: a
+   * self-contained file read once, straight into the top level (null: read more than once). The
+   * incremental re-check (check.ts) replaces such a slice when only that file changed.
+   */
+  slices?: Map<string, { start: number; count: number } | null>;
 }
 
 export interface ParseCacheEntry {
@@ -335,21 +341,33 @@ export function evaluateKeepalived(
       seenFiles.add(p);
       out.files.push(p);
     }
+    const slices = opts.slices;
+    const leaf = (start: number) => {
+      if (!slices) return;
+      slices.set(p, slices.has(p) || sink !== out.directives ? null : { start, count: sink.length - start });
+    };
     const ev = entry.evaluated;
     if (ev && (ev.anyConfigId || ev.configId === opts.configId)) {
+      const start = sink.length;
       const ds = ev.directives;
       for (let i = 0; i < ds.length; i++) sink.push(ds[i]!);
       if (ev.diagnostics.length > 0) out.diagnostics.push(...ev.diagnostics);
+      leaf(start);
       return;
     }
     entry.cst ??= parseKeepalived(entry.text, p).cst;
     entry.selfContained ??= isSelfContained(entry.cst.children);
-    const own: Directive[] = [];
+    // A self-contained file's directives are kept (below); any other file's go straight to the
+    // sink, so the files it includes land where they are in the result (their slices hold).
+    const own: Directive[] = entry.selfContained ? [] : sink;
     const diagFrom = out.diagnostics.length;
+    const start = sink.length;
     includeStack.push(p);
     walk(entry.cst.children, p, own, depth);
     includeStack.pop();
-    for (const d of own) sink.push(d);
+    if (own !== sink) for (const d of own) sink.push(d);
+    if (entry.selfContained) leaf(start);
+    else slices?.set(p, null);
     if (entry.selfContained && opts.cache) {
       entry.evaluated = {
         configId: opts.configId,

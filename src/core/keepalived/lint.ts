@@ -406,15 +406,8 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
         ),
       );
     }
-    let own = vsMemo.get(vs);
-    if (!own) {
-      own = [];
-      checkVirtualServer(vs, own);
-      vsMemo.set(vs, own);
-    }
-    for (const x of own) out.push(x);
-    // keepalived ignores protocol on fwmark services and defaults it to UDP elsewhere (2.2).
-    const vsKey = vs.key.kind === 'fwmark' ? label : `${label}/${vs.protocol?.value.toUpperCase() ?? 'UDP'}`;
+    for (const x of virtualServerFindings(vs)) out.push(x);
+    const vsKey = virtualServerIdentity(vs);
     const prev = seenVs.get(vsKey);
     if (prev) {
       out.push(
@@ -428,6 +421,42 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
 
 // A virtual server's own findings (everything but duplicates and group references): once per object.
 const vsMemo = new WeakMap<VirtualServer, Diagnostic[]>();
+
+function virtualServerFindings(vs: VirtualServer): Diagnostic[] {
+  let own = vsMemo.get(vs);
+  if (!own) {
+    own = [];
+    checkVirtualServer(vs, own);
+    vsMemo.set(vs, own);
+  }
+  return own;
+}
+
+/**
+ * What makes two virtual servers the same service for keepalived (a second one is refused): the
+ * label, and for address services the protocol (keepalived ignores protocol on fwmark services and
+ * defaults it to UDP elsewhere, 2.2).
+ */
+export function virtualServerIdentity(vs: VirtualServer): string {
+  return vs.key.kind === 'fwmark' ? vs.label : `${vs.label}/${vs.protocol?.value.toUpperCase() ?? 'UDP'}`;
+}
+
+/**
+ * Whether a top-level virtual_server directive (with its model) has no finding of its own: the
+ * keyword table's checks of its lines and the virtual server's own rules. Findings that depend on
+ * the rest of the configuration (duplicates, group references) are not included.
+ */
+export function virtualServerIsClean(d: Directive, vs: VirtualServer): boolean {
+  const spec = specOf(TOP, d.name);
+  if (!spec || spec.deprecated || spec.unique) return false;
+  let own = topMemo.get(d);
+  if (!own) {
+    own = [];
+    checkOne(d, spec, own);
+    topMemo.set(d, own);
+  }
+  return own.length === 0 && virtualServerFindings(vs).length === 0;
+}
 
 function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
   {
