@@ -5,6 +5,7 @@
 
 import { writeFileSync } from 'node:fs';
 import type { EvaluateOptions } from '../src/core/keepalived/evaluate.js';
+import { emptySnapshot } from '../src/core/snapshot.js';
 import { ToolCache } from '../src/shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../src/shell/load-config.js';
 import { PeerKeeper } from '../src/shell/peer.js';
@@ -20,10 +21,11 @@ async function main(): Promise<void> {
   const keeper = new PeerKeeper(config, peerOf(config, self), self);
   const cache: NonNullable<EvaluateOptions['cache']> = new Map();
   const tools = new ToolCache();
+  const snapshot = emptySnapshot();
   const out: Record<string, number>[] = [];
   try {
     // warm-up: the daemon's first push after it starts (session opened, everything parsed once)
-    const first = await runPush({ config, self, cache, tools, keeper, reload: false });
+    const first = await runPush({ config, self, cache, snapshot, tools, keeper, reload: false });
     if (first.result !== 'pushed' && first.result !== 'in-sync')
       throw new Error(`warm-up push: ${first.result} ${first.error?.message ?? ''}`);
     for (let i = 1; i <= edits; i++) {
@@ -36,6 +38,7 @@ async function main(): Promise<void> {
         config,
         self,
         cache,
+        snapshot,
         tools,
         keeper,
         reload: false,

@@ -17,6 +17,7 @@ import {
   type ReloadResult,
   type Request,
 } from '../core/protocol.js';
+import type { Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import type { ToolCache } from '../shell/check-director.js';
@@ -66,6 +67,8 @@ class Agent {
    * file is parsed and judged for that file's sake only.
    */
   private readonly parseCache: NonNullable<EvaluateOptions['cache']> = new Map();
+  /** The staged set as the last validation read it, per staging root (read again in place). */
+  private staged: { root: string; snapshot: Snapshot } | undefined;
   /** Created with the first validation (lvssync's checker is loaded only when a push needs it). */
   private tools: ToolCache | undefined;
   /** The last manifest sent in this session, which the next one may be told relative to. */
@@ -202,8 +205,13 @@ class Agent {
         const nodeCfg = this.config.nodes[this.node];
         const { checkDirector, ToolCache } = await import('../shell/check-director.js');
         this.tools ??= new ToolCache();
+        if (this.staged?.root !== root) {
+          const { emptySnapshot } = await import('../core/snapshot.js');
+          this.staged = { root, snapshot: emptySnapshot() };
+        }
         const r = await checkDirector({
           root,
+          snapshot: this.staged.snapshot,
           keepalivedPath: this.config.files.keepalived,
           fermPath: this.config.files.ferm,
           ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),

@@ -9,6 +9,7 @@ import cron from 'node-cron';
 import type { Config } from '../core/config.js';
 import type { Diagnostic } from '../core/diagnostic.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
+import { emptySnapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
 import { checkSelf, type DirectorCheck, ToolCache } from '../shell/check-director.js';
@@ -106,6 +107,8 @@ async function nextAudit(expr: string): Promise<NextAudit> {
 
 class Worker {
   private readonly cache: NonNullable<EvaluateOptions['cache']> = new Map();
+  /** The set as the last push read it (read again in place: a re-check redoes what changed). */
+  private readonly snapshot = emptySnapshot();
   private readonly tools = new ToolCache();
   private keeper: PeerKeeper | undefined;
   private readonly gates = new Map<number, (go: boolean) => void>();
@@ -182,6 +185,7 @@ class Worker {
       config: this.config,
       self: this.self,
       cache: this.cache,
+      snapshot: this.snapshot,
       tools: this.tools,
       ...(this.keeper ? { keeper: this.keeper } : {}),
       progress: (step) => this.send({ event: 'progress', step }),

@@ -139,7 +139,12 @@ function recheck(
   const paths = [...new Set(touched)];
   if (paths.length > 64) return undefined;
   const prev = memo.result;
-  const replace: { slice: { start: number; count: number }; at: number; ds: Directive[]; vs: VirtualServer[] }[] = [];
+  const replace: {
+    slice: { start: number; count: number };
+    at: number;
+    ds: Directive[];
+    vs: VirtualServer[];
+  }[] = [];
   const delta = new Map<string, number>();
   for (const p of paths) {
     const slice = memo.slices.get(p);

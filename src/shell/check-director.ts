@@ -17,7 +17,7 @@ import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { markLocator } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
-import { addDir, addFile, hostPath, readKeepalivedSnapshot } from './read-snapshot.js';
+import { addDir, addFile, hostPath, readKeepalivedSnapshot, rereadSnapshot } from './read-snapshot.js';
 import { execFermCheck, execKeepalivedTest, type FermRun, type ToolRun } from './tools.js';
 
 export interface DirectorCheckOptions {
@@ -31,6 +31,11 @@ export interface DirectorCheckOptions {
   hostSpecific?: 'drop' | 'error';
   /** Reuse parsed files between runs (the watcher keeps one). */
   cache?: EvaluateOptions['cache'];
+  /**
+   * A snapshot kept between runs with the same cache and root (the daemon's worker, the agent): read
+   * again in place, so that a re-check redoes only what changed.
+   */
+  snapshot?: Snapshot;
   /** Reuse ferm's and keepalived -t's verdicts on unchanged inputs (the watcher and the agent keep one). */
   tools?: ToolCache;
   /** Return before keepalived -t has finished, with the complete check in `complete` (push overlaps it). */
@@ -112,12 +117,14 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         )
       : undefined;
   void early?.catch(() => undefined);
-  const snapshot = emptySnapshot();
+  const snapshot = opts.snapshot ?? emptySnapshot();
   const cache = opts.cache ?? new Map();
-  await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
   const fermDir = path.posix.dirname(opts.fermPath);
-  await addDir(snapshot, opts.root, fermDir, cache);
-  await addFile(snapshot, opts.root, opts.fermPath, cache);
+  await rereadSnapshot(snapshot, async () => {
+    await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
+    await addDir(snapshot, opts.root, fermDir, cache);
+    await addFile(snapshot, opts.root, opts.fermPath, cache);
+  });
   const evalOpts: EvaluateOptions = { cache };
   if (opts.configId !== undefined) evalOpts.configId = opts.configId;
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
@@ -214,9 +221,11 @@ export function checkSelf(
   cache?: EvaluateOptions['cache'],
   tools?: ToolCache,
   deferKeepalivedTest = false,
+  snapshot?: Snapshot,
 ): Promise<DirectorCheck> {
   const configId = config.nodes[self]?.configId;
   return checkDirector({
+    ...(snapshot ? { snapshot } : {}),
     root: '/',
     keepalivedPath: config.files.keepalived,
     fermPath: config.files.ferm,
@@ -238,7 +247,7 @@ export async function readSelf(config: Config, self: string): Promise<Keepalived
   const configId = config.nodes[self]?.configId;
   const snapshot = emptySnapshot();
   const cache: NonNullable<EvaluateOptions['cache']> = new Map();
-  await readKeepalivedSnapshot(snapshot, '/', config.files.keepalived, configId, cache);
+  await readKeepalivedSnapshot(snapshot, '/', config.files.keepalived, configId, cache, false);
   return checkKeepalived(snapshot, config.files.keepalived, {
     cache,
     lint: false,

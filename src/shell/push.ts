@@ -25,7 +25,7 @@ import {
 } from '../core/plan.js';
 import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
-import { emptySnapshot } from '../core/snapshot.js';
+import { emptySnapshot, type Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, type ToolCache } from './check-director.js';
 import { withLock } from './lock.js';
@@ -94,6 +94,8 @@ export interface PushOptions {
   reload?: boolean;
   /** Parsed files kept between runs (the daemon keeps one). */
   cache?: EvaluateOptions['cache'];
+  /** This director's set as last read, kept between runs with `cache` (the daemon keeps one). */
+  snapshot?: Snapshot;
   /** The real validators' verdicts on unchanged input, kept between runs (the daemon keeps one). */
   tools?: ToolCache;
   /** A session to the peer kept open between runs (the daemon keeps one); otherwise one per push. */
@@ -213,7 +215,15 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     // keepalived -t's second opinion on this set runs while the peer validates its staged copy: the
     // set leaves this host only after lvssync's own checks and ferm --noexec passed here, and the peer
     // commits nothing before keepalived -t has passed here too (settle()).
-    let local = await checkSelf(config, self, opts.external !== false, opts.cache, opts.tools, true);
+    let local = await checkSelf(
+      config,
+      self,
+      opts.external !== false,
+      opts.cache,
+      opts.tools,
+      true,
+      opts.snapshot,
+    );
     const pending = local.complete;
     // awaited by settle(); a push that stops earlier must not leave its failure unhandled
     void pending?.catch(() => undefined);

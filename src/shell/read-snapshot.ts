@@ -5,7 +5,8 @@
 // fs/promises, and a director's set is read in well under a second.
 import { lstatSync, readdirSync, readFileSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { type EvaluateOptions, evaluateKeepalived } from '../core/keepalived/evaluate.js';
+import { checkKeepalived } from '../core/check.js';
+import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import type { Snapshot, SnapshotFile } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 
@@ -46,6 +47,25 @@ function readText(host: string, st: Stats, cache: ParseCache | undefined): strin
   return text;
 }
 
+/** Snapshots being read again (rereadSnapshot): the paths found on disk this time. */
+const rereads = new WeakMap<Snapshot, Set<string>>();
+
+/**
+ * Reads a snapshot kept between reads again: what `read` finds replaces what changed (an unchanged
+ * file keeps its object, so the snapshot's FileMap records only real changes and a re-check redoes
+ * only those), and a file no longer found is removed.
+ */
+export async function rereadSnapshot(snapshot: Snapshot, read: () => Promise<void>): Promise<void> {
+  const seen = new Set<string>();
+  rereads.set(snapshot, seen);
+  try {
+    await read();
+  } finally {
+    rereads.delete(snapshot);
+  }
+  for (const p of [...snapshot.files.keys()]) if (!seen.has(p)) snapshot.files.delete(p);
+}
+
 /** Adds one file; a missing file is simply absent from the snapshot. Symlinks are followed inside root only. */
 export async function addFile(
   snapshot: Snapshot,
@@ -65,7 +85,11 @@ export async function addFile(
     }
     const mode = st.mode;
     if ((mode & 0o170000) !== 0o100000) return undefined;
-    const f: SnapshotFile = { path: p, text: readText(host, st, cache), mode };
+    const text = readText(host, st, cache);
+    rereads.get(snapshot)?.add(p);
+    const known = snapshot.files.get(p);
+    if (known && known.text === text && known.mode === mode) return known;
+    const f: SnapshotFile = { path: p, text, mode };
     snapshot.files.set(p, f);
     return f;
   } catch (e) {
@@ -115,7 +139,8 @@ export async function addDir(
 
 /**
  * Reads keepalived.conf and everything it includes: evaluates, reads the directories the includes
- * search, and evaluates again until nothing new is needed.
+ * search, and evaluates again until nothing new is needed. The evaluation is checkKeepalived's (the
+ * caller's check of the same snapshot then reuses it).
  */
 export async function readKeepalivedSnapshot(
   snapshot: Snapshot,
@@ -123,11 +148,13 @@ export async function readKeepalivedSnapshot(
   confPath: string,
   configId?: string,
   cache: NonNullable<EvaluateOptions['cache']> = new Map(),
+  /** Whether the caller's check lints (its check then reuses this one): false for a model only. */
+  lint = true,
 ): Promise<void> {
   await addDir(snapshot, root, path.posix.dirname(confPath), cache);
   for (let round = 0; round < 16; round++) {
     const opts: EvaluateOptions = configId === undefined ? { cache } : { configId, cache };
-    const ev = evaluateKeepalived(snapshot, confPath, opts);
+    const ev = checkKeepalived(snapshot, confPath, { ...opts, lint }).evaluation;
     const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
     if (missing.length === 0) return;
     for (const d of missing) await addDir(snapshot, root, d, cache);

@@ -1,8 +1,12 @@
 // Re-checking with a parse cache must give exactly what a fresh check gives, whatever changed.
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkKeepalived } from '../../src/core/check.js';
 import type { ParseCacheEntry } from '../../src/core/keepalived/evaluate.js';
-import { FileMap, snapshotOf } from '../../src/core/snapshot.js';
+import { emptySnapshot, FileMap, snapshotOf } from '../../src/core/snapshot.js';
+import { readKeepalivedSnapshot, rereadSnapshot } from '../../src/shell/read-snapshot.js';
 
 const ROOT = '/etc/keepalived/keepalived.conf';
 
@@ -198,5 +202,67 @@ describe('FileMap', () => {
     m.clear();
     expect(m.size).toBe(0);
     expect(m.changedSince(m.version - 1)).toBeUndefined();
+  });
+});
+
+describe('a snapshot read again in place', () => {
+  it('keeps unchanged files, records edits, drops deleted files, and re-checks like a fresh read', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'lvssync-reread-'));
+    try {
+      const conf = path.join(root, 'etc/keepalived');
+      mkdirSync(path.join(conf, 'conf.d'), { recursive: true });
+      writeFileSync(path.join(conf, 'keepalived.conf'), 'include conf.d/*.conf\n');
+      const vsText = (m: number, w: number) =>
+        `virtual_server fwmark ${m} {\n  lb_kind DR\n  real_server 192.0.2.${m} {\n    weight ${w}\n  }\n}\n`;
+      for (let m = 1; m <= 5; m++) writeFileSync(path.join(conf, `conf.d/f${m}.conf`), vsText(m, 1));
+      // texts are reused by file identity once older than two seconds: make them old
+      const old = new Date(Date.now() - 10_000);
+      const age = (f: string) => utimesSync(f, old, old);
+      for (let m = 1; m <= 5; m++) age(path.join(conf, `conf.d/f${m}.conf`));
+      const snap = emptySnapshot();
+      const cache = new Map<string, ParseCacheEntry>();
+      const read = async () => {
+        await rereadSnapshot(snap, () => readKeepalivedSnapshot(snap, root, ROOT, undefined, cache));
+        return checkKeepalived(snap, ROOT, { cache });
+      };
+      const fresh = async () => {
+        const s = emptySnapshot();
+        await readKeepalivedSnapshot(s, root, ROOT);
+        return checkKeepalived(s, ROOT);
+      };
+      const first = await read();
+      const files = snap.files as FileMap;
+      const f2 = snap.files.get('/etc/keepalived/conf.d/f2.conf');
+      let v = files.version;
+      // nothing changed on disk: same objects, no change recorded
+      await read();
+      expect(files.version).toBe(v);
+      expect(snap.files.get('/etc/keepalived/conf.d/f2.conf')).toBe(f2);
+      // one edit: one change recorded, the re-check took the incremental path and matches
+      writeFileSync(path.join(conf, 'conf.d/f3.conf'), vsText(3, 9));
+      const edited = await read();
+      expect(files.changedSince(v)).toEqual(['/etc/keepalived/conf.d/f3.conf']);
+      expect(edited.evaluation.includes).toBe(first.evaluation.includes);
+      expect(edited.model.virtualServers.map((x) => x.realServers[0]?.weight?.value)).toEqual([
+        1, 1, 9, 1, 1,
+      ]);
+      expect(edited.model.virtualServers.map((x) => x.label)).toEqual(
+        (await fresh()).model.virtualServers.map((x) => x.label),
+      );
+      // a deleted file leaves the snapshot and the result
+      v = files.version;
+      rmSync(path.join(conf, 'conf.d/f4.conf'));
+      const gone = await read();
+      expect(snap.files.has('/etc/keepalived/conf.d/f4.conf')).toBe(false);
+      expect(gone.model.virtualServers.map((x) => x.label)).toEqual([
+        'fwmark 1',
+        'fwmark 2',
+        'fwmark 3',
+        'fwmark 5',
+      ]);
+      expect(gone.diagnostics).toEqual((await fresh()).diagnostics);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
