@@ -45,7 +45,9 @@ async function main(): Promise<void> {
         ...(mode === 'transfer' ? { external: false } : {}),
       });
       if (r.result !== 'pushed') throw new Error(`push ${i}: ${r.result} ${r.error?.message ?? ''}`);
-      out.push(r.timings);
+      const peer = Object.entries(r.peerTimings ?? {}).map(([k, v]) => [`peer ${k}`, v]);
+      const local = Object.entries(r.local?.timings ?? {}).map(([k, v]) => [`here ${k}`, v]);
+      out.push({ ...r.timings, ...Object.fromEntries(local), ...Object.fromEntries(peer) });
     }
   } finally {
     keeper.close();

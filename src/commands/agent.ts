@@ -201,6 +201,7 @@ class Agent {
       case 'remove':
         return { existed: this.store.remove(this.need(req.txid), req.path) };
       case 'validate': {
+        const t0 = performance.now();
         const root = this.store.stagingRoot(this.need(req.txid));
         const nodeCfg = this.config.nodes[this.node];
         const { checkDirector, ToolCache } = await import('../shell/check-director.js');
@@ -221,7 +222,14 @@ class Agent {
           tools: this.tools,
           keepalivedDirs: this.store.roots,
         });
-        return { ok: !r.diagnostics.some((d) => d.severity === 'error'), diagnostics: r.diagnostics };
+        const timings: Record<string, number> = { ...r.timings, done: performance.now() - t0 };
+        if (r.keepalivedTest) timings.keepalived = r.keepalivedTest.cached ? 0 : r.keepalivedTest.durationMs;
+        if (r.ferm) timings.ferm = r.ferm.cached ? 0 : r.ferm.durationMs;
+        return {
+          ok: !r.diagnostics.some((d) => d.severity === 'error'),
+          diagnostics: r.diagnostics,
+          timings,
+        };
       }
       case 'commit':
         return this.store.commit(this.need(req.txid));

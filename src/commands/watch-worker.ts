@@ -154,7 +154,7 @@ class Worker {
       case 'next-audit':
         return nextAudit(this.config.audit.schedule);
       case 'watchset':
-        return watchInput(await checkSelf(this.config, this.self, false, this.cache));
+        return watchInput(await checkSelf(this.config, this.self, false, { cache: this.cache }));
       case 'push':
         return this.push(gated ? id : undefined);
       case 'audit': {

@@ -34,8 +34,8 @@ export function checkKeepalived(
   rootPath: string,
   opts: EvaluateOptions & { lint?: boolean } = {},
 ): KeepalivedCheck {
-  const memo = opts.cache ? memos.get(opts.cache) : undefined;
-  if (memo) {
+  const memo = opts.cache ? memos.get(snapshot) : undefined;
+  if (memo && memo.cache === opts.cache) {
     const r = recheck(memo, snapshot, rootPath, opts);
     if (r) return r;
   }
@@ -49,7 +49,7 @@ export function checkKeepalived(
       ? evaluation.diagnostics
       : [...evaluation.diagnostics, ...validateKeepalived(evaluation.directives, model)];
   const result = { evaluation, model, diagnostics };
-  if (opts.cache && slices) memos.set(opts.cache, remember(result, snapshot, rootPath, opts, slices));
+  if (opts.cache && slices) memos.set(snapshot, remember(result, snapshot, rootPath, opts, slices));
   return result;
 }
 
@@ -63,6 +63,7 @@ export function checkKeepalived(
 
 interface CheckMemo {
   snapshot: Snapshot;
+  cache: Map<string, ParseCacheEntry>;
   version: number;
   keysVersion: number;
   dirsSize: number;
@@ -80,7 +81,8 @@ interface CheckMemo {
   identities: Map<string, number>;
 }
 
-const memos = new WeakMap<Map<string, ParseCacheEntry>, CheckMemo>();
+/** By snapshot: a set and its rendering for the peer, checked in turn with one cache, each keep theirs. */
+const memos = new WeakMap<Snapshot, CheckMemo>();
 
 function remember(
   result: KeepalivedCheck,
@@ -101,6 +103,7 @@ function remember(
   });
   return {
     snapshot,
+    cache: opts.cache!,
     version: files.version,
     keysVersion: files.keysVersion,
     dirsSize: snapshot.dirs.size,

@@ -88,7 +88,12 @@ export interface Responses {
   begin: { staging: string };
   put: { sha256: string };
   remove: { existed: boolean };
-  validate: { ok: boolean; diagnostics: Diagnostic[] };
+  validate: {
+    ok: boolean;
+    diagnostics: Diagnostic[];
+    /** Where the time went on the peer (ms): its own reading and check, keepalived -t, ferm. */
+    timings?: Record<string, number>;
+  };
   commit: { version: string; paths: string[] };
   reload: ReloadResult;
   confirm: { confirmed: boolean };

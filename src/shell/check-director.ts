@@ -45,6 +45,8 @@ export interface DirectorCheckOptions {
    * tree has): keepalived -t then starts at once, beside lvssync's own reading of the set.
    */
   keepalivedDirs?: readonly string[];
+  /** Start keepalived -t only once this has resolved (instead of at once or after the check). */
+  keepalivedTestAfter?: Promise<unknown>;
 }
 
 /**
@@ -95,6 +97,8 @@ function inputKey(
 
 export interface DirectorCheck extends CheckResultCore {
   snapshot: Snapshot;
+  /** ms from the start: `read` (the set read), `checked` (lvssync's own check done). */
+  timings: Record<string, number>;
   ferm?: FermRun;
   keepalivedTest?: ToolRun;
   /**
@@ -117,6 +121,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         )
       : undefined;
   void early?.catch(() => undefined);
+  const t0 = performance.now();
   const snapshot = opts.snapshot ?? emptySnapshot();
   const cache = opts.cache ?? new Map();
   const fermDir = path.posix.dirname(opts.fermPath);
@@ -125,9 +130,11 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     await addDir(snapshot, opts.root, fermDir, cache);
     await addFile(snapshot, opts.root, opts.fermPath, cache);
   });
+  const timings: Record<string, number> = { read: performance.now() - t0 };
   const evalOpts: EvaluateOptions = { cache };
   if (opts.configId !== undefined) evalOpts.configId = opts.configId;
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
+  timings.checked = performance.now() - t0;
   const sourceOf = (p: string) => snapshot.files.get(p)?.text;
   const external: Diagnostic[] = [];
   let marks: LocatedMark[] | undefined;
@@ -165,14 +172,17 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
               opts.configId,
               opts.hostSpecific ?? 'drop',
             );
-          if (!tools) return run();
+          const after = opts.keepalivedTestAfter;
+          if (!tools) return after ? after.then(run) : run();
           const kaFiles = ka.evaluation.files.map((p) => snapshot.files.get(p)!).filter(Boolean);
           const key = inputKey(
             [opts.keepalivedPath, opts.configId ?? '', opts.hostSpecific ?? 'drop'],
             kaFiles,
             tools.digest,
           );
-          return tools.get('keepalived', key, run);
+          return after
+            ? after.then(() => tools.get('keepalived', key, run))
+            : tools.get('keepalived', key, run);
         })()
       : undefined;
   const ferm = await fermRun;
@@ -199,7 +209,13 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   const cross = marks ? validateMarks(ka.model, marks) : [];
   const complete = (keepalivedTest: ToolRun | undefined): DirectorCheck => {
     const all = keepalivedTest ? [...external, ...keepalivedTest.diagnostics] : external;
-    const result: DirectorCheck = { ...ka, diagnostics: combineFindings(ka, cross, all), files, snapshot };
+    const result: DirectorCheck = {
+      ...ka,
+      diagnostics: combineFindings(ka, cross, all),
+      files,
+      snapshot,
+      timings,
+    };
     if (ferm) result.ferm = ferm;
     if (keepalivedTest) result.keepalivedTest = keepalivedTest;
     return result;
@@ -213,29 +229,40 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   return complete(await kaRun);
 }
 
+export interface SelfCheckOptions {
+  cache?: EvaluateOptions['cache'];
+  tools?: ToolCache;
+  snapshot?: Snapshot;
+  /** Return before keepalived -t has finished (DirectorCheck.complete): a push. */
+  deferKeepalivedTest?: boolean;
+  /** Start keepalived -t only once this has resolved (a push: once the set is on its way to the peer). */
+  keepalivedTestAfter?: Promise<unknown>;
+}
+
 /** Checks this director's own set at / with lvssync's configuration (its config-id included). */
 export function checkSelf(
   config: Config,
   self: string,
   external: boolean,
-  cache?: EvaluateOptions['cache'],
-  tools?: ToolCache,
-  deferKeepalivedTest = false,
-  snapshot?: Snapshot,
+  o: SelfCheckOptions = {},
 ): Promise<DirectorCheck> {
   const configId = config.nodes[self]?.configId;
   return checkDirector({
-    ...(snapshot ? { snapshot } : {}),
+    ...(o.snapshot ? { snapshot: o.snapshot } : {}),
     root: '/',
     keepalivedPath: config.files.keepalived,
     fermPath: config.files.ferm,
     ...(configId === undefined ? {} : { configId }),
     external,
-    ...(cache ? { cache } : {}),
-    ...(tools ? { tools } : {}),
-    deferKeepalivedTest,
-    // a push starts keepalived -t at once, beside lvssync's own reading of the set
-    ...(deferKeepalivedTest ? { keepalivedDirs: [path.posix.dirname(config.files.keepalived)] } : {}),
+    ...(o.cache ? { cache: o.cache } : {}),
+    ...(o.tools ? { tools: o.tools } : {}),
+    deferKeepalivedTest: o.deferKeepalivedTest === true,
+    ...(o.keepalivedTestAfter
+      ? { keepalivedTestAfter: o.keepalivedTestAfter }
+      : o.deferKeepalivedTest
+        ? // keepalived -t starts at once, beside lvssync's own reading of the set
+          { keepalivedDirs: [path.posix.dirname(config.files.keepalived)] }
+        : {}),
   });
 }
 

@@ -72,6 +72,8 @@ export interface PushReport {
   rendered?: Map<string, string>;
   /** Milliseconds from the start to each stage: checked, connected, planned, uploaded, validated, committed, done. */
   timings: Record<string, number>;
+  /** The peer's validation: ms from its start to `read` and `checked` (lvssync's own), `done`; the durations of keepalived -t and ferm (0: verdict reused). */
+  peerTimings?: Record<string, number>;
 }
 
 export interface PushOptions {
@@ -101,6 +103,9 @@ export interface PushOptions {
   /** A session to the peer kept open between runs (the daemon keeps one); otherwise one per push. */
   keeper?: PeerKeeper;
 }
+
+/** The rendering for the peer of each kept snapshot of this director's set. */
+const renderedSnapshots = new WeakMap<Snapshot, Snapshot>();
 
 export function peerOf(config: Config, self: string, explicit?: string): PeerTarget {
   const names = Object.keys(config.nodes).filter((n) => n !== self);
@@ -215,15 +220,19 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     // keepalived -t's second opinion on this set runs while the peer validates its staged copy: the
     // set leaves this host only after lvssync's own checks and ferm --noexec passed here, and the peer
     // commits nothing before keepalived -t has passed here too (settle()).
-    let local = await checkSelf(
-      config,
-      self,
-      opts.external !== false,
-      opts.cache,
-      opts.tools,
-      true,
-      opts.snapshot,
-    );
+    // (started once the set is on its way to the peer: the two directors' keepalived -t then run
+    // side by side, and nothing here competes with reading, planning and sending the set)
+    let startKeepalivedTest: () => void = () => {};
+    const keepalivedTestAfter = new Promise<void>((resolve) => {
+      startKeepalivedTest = resolve;
+    });
+    let local = await checkSelf(config, self, opts.external !== false, {
+      ...(opts.cache ? { cache: opts.cache } : {}),
+      ...(opts.tools ? { tools: opts.tools } : {}),
+      ...(opts.snapshot ? { snapshot: opts.snapshot } : {}),
+      deferKeepalivedTest: true,
+      keepalivedTestAfter,
+    });
     const pending = local.complete;
     // awaited by settle(); a push that stops earlier must not leave its failure unhandled
     void pending?.catch(() => undefined);
@@ -236,6 +245,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     /** The complete check here (keepalived -t included); false when it found an error. */
     const settle = async (): Promise<boolean> => {
+      startKeepalivedTest();
       if (pending) {
         local = await pending;
         report.local = local;
@@ -256,13 +266,23 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     });
     report.rewrites = rendered.rewrites;
     report.rendered = rendered.files;
-    const renderedSnap = emptySnapshot();
-    for (const d of desired)
-      renderedSnap.files.set(d.path, {
-        path: d.path,
-        text: rendered.files.get(d.path)!,
-        mode: 0o100000 | d.mode,
-      });
+    // the rendering, like the set, is kept between pushes and updated in place (a re-check of it
+    // redoes only what changed)
+    let renderedSnap = opts.snapshot ? renderedSnapshots.get(opts.snapshot) : undefined;
+    if (!renderedSnap) {
+      renderedSnap = emptySnapshot();
+      if (opts.snapshot) renderedSnapshots.set(opts.snapshot, renderedSnap);
+    }
+    const keep = new Set<string>();
+    for (const d of desired) {
+      const text = rendered.files.get(d.path)!;
+      const mode = 0o100000 | d.mode;
+      keep.add(d.path);
+      const known = renderedSnap.files.get(d.path);
+      if (known && known.text === text && known.mode === mode) continue;
+      renderedSnap.files.set(d.path, { path: d.path, text, mode });
+    }
+    for (const p of [...renderedSnap.files.keys()]) if (!keep.has(p)) renderedSnap.files.delete(p);
     for (const dir of local.snapshot.dirs) renderedSnap.dirs.add(dir);
     const peerCheck = checkKeepalived(renderedSnap, config.files.keepalived, {
       ...(peerNode.configId ? { configId: peerNode.configId } : {}),
@@ -376,6 +396,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     );
     const validation = session.request({ op: 'validate', txid });
     void validation.catch(() => undefined);
+    startKeepalivedTest();
     await uploads;
     report.steps.push({ host: target.name, step: 'upload', ok: true, durationMs: performance.now() - t0 });
     mark('uploaded');
@@ -384,6 +405,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     const v = await validation;
     report.steps.push({ host: target.name, step: 'validate', ok: v.ok, durationMs: performance.now() - t1 });
     mark('validated');
+    if (v.timings) report.peerTimings = v.timings;
     await needBefore();
     if (!v.ok) {
       await session.request({ op: 'abort', txid, reload: false });
