@@ -68,7 +68,7 @@ class Agent {
    */
   private readonly parseCache: NonNullable<EvaluateOptions['cache']> = new Map();
   /** The staged set as the last validation read it, per staging root (read again in place). */
-  private staged: { root: string; snapshot: Snapshot } | undefined;
+  private staged: { root: string; snapshot: Snapshot; complete: boolean } | undefined;
   /** Created with the first validation (lvssync's checker is loaded only when a push needs it). */
   private tools: ToolCache | undefined;
   /** The last manifest sent in this session, which the next one may be told relative to. */
@@ -206,13 +206,20 @@ class Agent {
         const nodeCfg = this.config.nodes[this.node];
         const { checkDirector, ToolCache } = await import('../shell/check-director.js');
         this.tools ??= new ToolCache();
-        if (this.staged?.root !== root) {
+        // The staged set as the last validation read it, updated with what was staged since (the
+        // Store knows); read in full the first time, and after a validation that did not finish.
+        const changes = this.store.takeStagedChanges();
+        const known = this.staged?.root === root && this.staged.complete && !changes.all;
+        if (!known) {
           const { emptySnapshot } = await import('../core/snapshot.js');
-          this.staged = { root, snapshot: emptySnapshot() };
+          this.staged = { root, snapshot: emptySnapshot(), complete: false };
         }
+        const staged = this.staged!;
+        staged.complete = false;
         const r = await checkDirector({
           root,
-          snapshot: this.staged.snapshot,
+          snapshot: staged.snapshot,
+          ...(known ? { changed: changes.paths } : {}),
           keepalivedPath: this.config.files.keepalived,
           fermPath: this.config.files.ferm,
           ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),
@@ -222,6 +229,7 @@ class Agent {
           tools: this.tools,
           keepalivedDirs: this.store.roots,
         });
+        staged.complete = true;
         const timings: Record<string, number> = { ...r.timings, done: performance.now() - t0 };
         if (r.keepalivedTest) timings.keepalived = r.keepalivedTest.cached ? 0 : r.keepalivedTest.durationMs;
         if (r.ferm) timings.ferm = r.ferm.cached ? 0 : r.ferm.durationMs;

@@ -17,7 +17,15 @@ import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { markLocator } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
-import { addDir, addFile, hostPath, readKeepalivedSnapshot, rereadSnapshot } from './read-snapshot.js';
+import {
+  addDir,
+  addFile,
+  hostPath,
+  readKeepalivedSnapshot,
+  rereadSnapshot,
+  resolveIncludes,
+  updateSnapshot,
+} from './read-snapshot.js';
 import { execFermCheck, execKeepalivedTest, type FermRun, type ToolRun } from './tools.js';
 
 export interface DirectorCheckOptions {
@@ -36,6 +44,11 @@ export interface DirectorCheckOptions {
    * again in place, so that a re-check redoes only what changed.
    */
   snapshot?: Snapshot;
+  /**
+   * With `snapshot`: the only paths that changed on disk since it was last read (the agent knows
+   * what it staged); only these are read again.
+   */
+  changed?: readonly string[];
   /** Reuse ferm's and keepalived -t's verdicts on unchanged inputs (the watcher and the agent keep one). */
   tools?: ToolCache;
   /** Return before keepalived -t has finished, with the complete check in `complete` (push overlaps it). */
@@ -125,11 +138,25 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   const snapshot = opts.snapshot ?? emptySnapshot();
   const cache = opts.cache ?? new Map();
   const fermDir = path.posix.dirname(opts.fermPath);
-  await rereadSnapshot(snapshot, async () => {
-    await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
-    await addDir(snapshot, opts.root, fermDir, cache);
-    await addFile(snapshot, opts.root, opts.fermPath, cache);
-  });
+  if (opts.snapshot && opts.changed) {
+    // only what a full reading would hold: the set's files and what the listed directories hold
+    const dirs = [...snapshot.dirs];
+    const held = opts.changed.filter(
+      (p) =>
+        snapshot.files.has(p) ||
+        p === opts.keepalivedPath ||
+        p === opts.fermPath ||
+        dirs.some((d) => p.startsWith(`${d}/`)),
+    );
+    await updateSnapshot(snapshot, opts.root, held, cache);
+    await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
+  } else {
+    await rereadSnapshot(snapshot, async () => {
+      await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
+      await addDir(snapshot, opts.root, fermDir, cache);
+      await addFile(snapshot, opts.root, opts.fermPath, cache);
+    });
+  }
   const timings: Record<string, number> = { read: performance.now() - t0 };
   const evalOpts: EvaluateOptions = { cache };
   if (opts.configId !== undefined) evalOpts.configId = opts.configId;

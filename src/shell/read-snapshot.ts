@@ -152,11 +152,35 @@ export async function readKeepalivedSnapshot(
   lint = true,
 ): Promise<void> {
   await addDir(snapshot, root, path.posix.dirname(confPath), cache);
+  await resolveIncludes(snapshot, root, confPath, configId, cache, lint);
+}
+
+/** Reads the directories keepalived's includes search that the snapshot has not listed yet. */
+export async function resolveIncludes(
+  snapshot: Snapshot,
+  root: string,
+  confPath: string,
+  configId: string | undefined,
+  cache: NonNullable<EvaluateOptions['cache']>,
+  lint = true,
+): Promise<void> {
   for (let round = 0; round < 16; round++) {
     const opts: EvaluateOptions = configId === undefined ? { cache } : { configId, cache };
     const ev = checkKeepalived(snapshot, confPath, { ...opts, lint }).evaluation;
     const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
     if (missing.length === 0) return;
     for (const d of missing) await addDir(snapshot, root, d, cache);
+  }
+}
+
+/** Reads again just these paths of a kept snapshot (what is gone leaves it). */
+export async function updateSnapshot(
+  snapshot: Snapshot,
+  root: string,
+  paths: readonly string[],
+  cache?: ParseCache,
+): Promise<void> {
+  for (const p of paths) {
+    if (!(await addFile(snapshot, root, p, cache))) snapshot.files.delete(p);
   }
 }

@@ -214,6 +214,18 @@ export class Store {
    */
   private mirror: Map<string, string> | undefined;
 
+  /**
+   * The staging tree's paths changed since takeStagedChanges() last asked (all: the tree was made
+   * anew): the agent updates its reading of the staged set with just these.
+   */
+  private staged: { all: boolean; paths: Set<string> } = { all: true, paths: new Set() };
+
+  takeStagedChanges(): { all: boolean; paths: string[] } {
+    const s = this.staged;
+    this.staged = { all: false, paths: new Set() };
+    return { all: s.all, paths: [...s.paths] };
+  }
+
   /** A staging tree holding a copy of every managed file, laid out like / (for `--root`). */
   begin(txid: string): string {
     const root = this.stagingRoot(txid);
@@ -226,12 +238,14 @@ export class Store {
       mkdirSync(root, { recursive: true, mode: 0o700 });
       for (const r of this.roots) mkdirSync(path.join(root, r), { recursive: true });
       this.mirror = new Map();
+      this.staged.all = true;
     }
     const mirror = this.mirror;
     for (const p of mirror.keys()) {
       if (!live.has(p)) {
         rmSync(path.join(root, p), { force: true });
         mirror.delete(p);
+        this.staged.paths.add(p);
       }
     }
     const made = new Set<string>();
@@ -247,6 +261,7 @@ export class Store {
       copyFileSync(p, to);
       chmod(to, f.mode);
       mirror.set(p, f.id);
+      this.staged.paths.add(p);
     }
     this.current = { txid, puts: [], removes: [] };
     return root;
@@ -310,6 +325,7 @@ export class Store {
     writeFileSync(to, data, { mode });
     chmod(to, mode);
     this.mirror?.set(p, 'dirty');
+    this.staged.paths.add(p);
     if (!t.puts.includes(p)) t.puts.push(p);
     t.removes = t.removes.filter((x) => x !== p);
     return createHash('sha256').update(data).digest('hex');
@@ -322,6 +338,7 @@ export class Store {
     const existed = existsSync(at);
     rmSync(at, { force: true });
     this.mirror?.set(p, 'dirty');
+    this.staged.paths.add(p);
     if (!t.removes.includes(p)) t.removes.push(p);
     t.puts = t.puts.filter((x) => x !== p);
     return existed;
@@ -330,6 +347,7 @@ export class Store {
   /** Removes the staging mirror (the agent is leaving: the next one builds its own). */
   dropStaging(): void {
     this.mirror = undefined;
+    this.staged.all = true;
     this.current = undefined;
     rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
   }
@@ -337,7 +355,10 @@ export class Store {
   /** Ends a transaction without committing: the paths it touched are copied again by the next begin(). */
   discard(txid: string): void {
     if (this.current?.txid === txid) this.current = undefined;
-    if (!this.mirror) rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
+    if (!this.mirror) {
+      rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
+      this.staged.all = true;
+    }
   }
 
   journal(): Journal | undefined {

@@ -112,14 +112,25 @@ describe('Store staging mirror', () => {
 
   it('stages a copy of every managed file, then copies again only what changed', () => {
     const store = setup();
+    // what changed in the staging tree since the agent last read it (all: read it in full)
+    const changes = () => {
+      const c = store.takeStagedChanges();
+      return { all: c.all, paths: c.paths.sort() };
+    };
     const t1 = 'aaaaaaaa01';
     store.begin(t1);
+    expect(changes().all).toBe(true);
+    expect(changes()).toEqual({ all: false, paths: [] });
     expect(staged(store, t1, 'etc/keepalived/conf.d/fwm-3.conf')).toBe('! 3\n');
     const tree = path.join(store.stagingRoot(t1), dir, 'etc/keepalived');
     expect(statSync(path.join(tree, 'keepalived.conf')).mode & 0o777).toBe(0o640);
     // a transaction that commits: the staged file becomes the live one
     store.put(t1, live('etc/keepalived/conf.d/fwm-1.conf'), 0o644, Buffer.from('! one\n'));
     store.remove(t1, live('etc/keepalived/conf.d/fwm-4.conf'));
+    expect(changes()).toEqual({
+      all: false,
+      paths: [live('etc/keepalived/conf.d/fwm-1.conf'), live('etc/keepalived/conf.d/fwm-4.conf')],
+    });
     store.commit(t1);
     expect(readFileSync(live('etc/keepalived/conf.d/fwm-1.conf'), 'utf8')).toBe('! one\n');
     const untouched = statSync(path.join(tree, 'conf.d/fwm-2.conf')).ino;
@@ -128,6 +139,8 @@ describe('Store staging mirror', () => {
     writeFileSync(live('etc/keepalived/conf.d/fwm-0.conf'), '! zero, by hand\n');
     const t2 = 'aaaaaaaa02';
     store.begin(t2);
+    // the commit changed nothing in the staging tree; the hand edit was copied in
+    expect(changes()).toEqual({ all: false, paths: [live('etc/keepalived/conf.d/fwm-0.conf')] });
     expect(staged(store, t2, 'etc/keepalived/conf.d/fwm-0.conf')).toBe('! zero, by hand\n');
     expect(readdirSync(path.join(tree, 'conf.d')).sort()).toEqual([
       'fwm-0.conf',
@@ -143,7 +156,13 @@ describe('Store staging mirror', () => {
 
     // the next transaction sees the live files again, not what the thrown-away one staged
     const t3 = 'aaaaaaaa03';
+    changes();
     store.begin(t3);
+    // the thrown-away transaction's files were copied again or removed from the staging tree
+    expect(changes()).toEqual({
+      all: false,
+      paths: [live('etc/keepalived/conf.d/fwm-2.conf'), live('etc/keepalived/conf.d/fwm-9.conf')],
+    });
     expect(staged(store, t3, 'etc/keepalived/conf.d/fwm-2.conf')).toBe('! 2\n');
     expect(readdirSync(path.join(store.stagingRoot(t3), dir, 'etc/keepalived/conf.d'))).not.toContain(
       'fwm-9.conf',
@@ -151,6 +170,7 @@ describe('Store staging mirror', () => {
     store.discard(t3);
     store.dropStaging();
     expect(readdirSync(path.join(dir, 'var/lib/lvssync'))).not.toContain('staging');
+    expect(changes().all).toBe(true);
   });
 
   it('prunes the confirmation records of old transactions only', () => {
