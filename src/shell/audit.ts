@@ -40,6 +40,8 @@ export interface AuditReport {
   exitCode: number;
   hosts: string[];
   findings: Finding[];
+  /** ms since this process started at each stage of the audit (where the time went). */
+  timings?: Record<string, number>;
 }
 
 function sha256(text: string): string {
@@ -71,6 +73,11 @@ export async function runAudit(
   const salt = randomBytes(8).toString('hex');
   const findings: Finding[] = [];
   const target = peerOf(config, self);
+  const timings: Record<string, number> = {};
+  const mark = (stage: string) => {
+    timings[stage] = Math.round(performance.now());
+  };
+  mark('start');
   // The peer is asked first and gathers its side while this director gathers its own (its files
   // come as checksums). This side's commands start at once; its parsing, which keeps this thread busy,
   // waits until the SSH handshake is done, so as not to hold the handshake up.
@@ -78,7 +85,10 @@ export async function runAudit(
   const handshaken = new Promise<void>((r) => {
     handshake = r;
   });
-  const opening = PeerSession.open(config, target, self, () => handshake());
+  const opening = PeerSession.open(config, target, self, () => {
+    mark('handshake');
+    handshake();
+  });
   const peerSide = opening.then(async (s) => {
     try {
       return { data: await s.request({ op: 'audit', texts: false }), session: s };
@@ -92,7 +102,9 @@ export async function runAudit(
   // the agent starts and gathers on the peer meanwhile
   await Promise.race([handshaken, opening.catch(() => undefined)]);
   const local = await readSelf(config, self);
+  mark('read-here');
   const here = await hereSide;
+  mark('gathered-here');
   const model = local.model;
   const kaFiles = new Set(local.evaluation.files);
   /** One director's live state against the configuration: its IPVS table, reload, marks. */
@@ -124,10 +136,12 @@ export async function runAudit(
   };
   // this director's own checks run while the peer's answer is on its way
   const own = hostChecks(self, here);
+  mark('checked-here');
   let there: AuditData | undefined;
   let session: PeerSession | undefined;
   try {
     ({ data: there, session } = await peerSide);
+    mark('peer-answered');
   } catch (e) {
     findings.push({
       check: 'peer',
@@ -175,6 +189,7 @@ export async function runAudit(
       }),
     );
     findings.push(...auditDrift(target.name, rendered.files, theirs, salt));
+    mark('drift');
   }
   session?.close();
   // VIPs
@@ -237,6 +252,7 @@ export async function runAudit(
       }
     }
   }
+  mark('done');
   return {
     cluster: config.cluster,
     time: new Date().toISOString(),
@@ -244,6 +260,7 @@ export async function runAudit(
     exitCode: exitCodeOf(findings),
     hosts,
     findings,
+    timings,
   };
 }
 

@@ -17,28 +17,17 @@ import { Store } from './store.js';
  * the files that differ).
  */
 export async function gatherHere(config: Config, opts: { texts?: boolean } = {}): Promise<AuditData> {
-  const store = new Store(config);
-  const files: AuditData['files'] = [];
-  const mtimes: Record<string, number> = {};
-  const withText = opts.texts !== false;
-  for (const f of store.manifest()) {
-    if (isEditorTemp(f.path)) continue;
-    if (withText) files.push({ path: f.path, sha256: f.sha256, text: readFileSync(f.path, 'utf8') });
-    else files.push({ path: f.path, sha256: f.sha256 });
-    mtimes[f.path] = statSync(f.path).mtimeMs;
-  }
   const data: AuditData = {
-    files,
+    files: [],
     addresses: [],
     ipvsadm: { ok: false, text: '' },
     liveMangle: '',
     fermLines: '',
-    mtimes,
+    mtimes: {},
   };
   const errors: string[] = [];
-  const loaded = Math.max(keepalivedStartedAt() ?? 0, readReloads(config).keepalived ?? 0);
-  if (loaded > 0) data.keepalivedLoadedAt = loaded;
-  await Promise.all([
+  // the commands first: they run while this thread reads and hashes the files
+  const commands = Promise.all([
     readAddresses().then((addrs) => {
       data.addresses = Object.values(addrs).flat();
     }),
@@ -66,6 +55,18 @@ export async function gatherHere(config: Config, opts: { texts?: boolean } = {})
         if (f?.code !== 0) errors.push(`ferm --noexec failed: ${f?.stderr.trim() ?? 'not installed'}`);
       }),
   ]);
+  const store = new Store(config);
+  const withText = opts.texts !== false;
+  const mtimes = data.mtimes!;
+  for (const f of store.manifest()) {
+    if (isEditorTemp(f.path)) continue;
+    if (withText) data.files.push({ path: f.path, sha256: f.sha256, text: readFileSync(f.path, 'utf8') });
+    else data.files.push({ path: f.path, sha256: f.sha256 });
+    mtimes[f.path] = statSync(f.path).mtimeMs;
+  }
+  const loaded = Math.max(keepalivedStartedAt() ?? 0, readReloads(config).keepalived ?? 0);
+  if (loaded > 0) data.keepalivedLoadedAt = loaded;
+  await commands;
   if (errors.length > 0) data.errors = errors;
   return data;
 }
