@@ -262,6 +262,8 @@ class Agent {
         return readAddresses();
       case 'finish': {
         this.need(req.txid);
+        const j = this.store.journal();
+        if (j?.txid === req.txid) this.store.recordWritten(j.paths);
         this.store.saveJournal(undefined);
         writeFileSync(this.store.confirmPath(req.txid), 'finished\n');
         this.store.trimHistory();

@@ -396,10 +396,8 @@ export class Store {
     for (const d of new Set(paths.map((p) => path.dirname(p)))) fsyncDir(d);
     j.state = 'committed';
     this.saveJournal(j);
-    const w = this.written();
-    for (const p of t.puts) w[p] = createHash('sha256').update(readFileSync(p)).digest('hex');
-    for (const p of t.removes) delete w[p];
-    this.saveWritten(w);
+    // written.json learns the new files when the transaction is finished (recordWritten): until
+    // then it may still be rolled back to what written.json says.
     // the staged copies are now the live files: only their new identities need recording
     for (const p of t.puts) {
       const st = statSync(p);
@@ -408,6 +406,20 @@ export class Store {
     for (const p of t.removes) this.mirror?.delete(p);
     this.current = undefined;
     return { version, paths };
+  }
+
+  /** A finished transaction's files are what lvssync last wrote there (removed ones: nothing). */
+  recordWritten(paths: readonly string[]): void {
+    const w = this.written();
+    for (const p of paths) {
+      this.check(p);
+      try {
+        w[p] = createHash('sha256').update(readFileSync(p)).digest('hex');
+      } catch {
+        delete w[p];
+      }
+    }
+    this.saveWritten(w);
   }
 
   /** Copies the current state of `paths` into a new history version. */
