@@ -222,6 +222,7 @@ class Agent {
           ...(known ? { changed: changes.paths } : {}),
           keepalivedPath: this.config.files.keepalived,
           fermPath: this.config.files.ferm,
+          ...(this.config.files.extra.length ? { extra: this.config.files.extra } : {}),
           ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),
           external: true,
           hostSpecific: 'error',

@@ -16,6 +16,7 @@ import { checkSelf, type DirectorCheck, ToolCache } from '../shell/check-directo
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { PeerKeeper } from '../shell/peer.js';
 import { type PushResult, peerOf, runPush, type Step } from '../shell/push.js';
+import { changedSinceRead } from '../shell/read-snapshot.js';
 
 export type WorkerJob = 'push' | 'watchset' | 'audit' | 'next-audit';
 
@@ -52,6 +53,8 @@ export interface PushSummary {
   steps: Step[];
   watch?: WatchInput;
   memory: Record<string, number>;
+  /** An early push abandoned because this file changed after it was read, with no event for it. */
+  changedOnDisk?: string;
 }
 
 /** When audit.schedule next fires (epoch ms), as node-cron computes it; or why it cannot. */
@@ -172,6 +175,9 @@ class Worker {
   }
 
   private async push(gateId?: number): Promise<PushSummary> {
+    // An early push commits when the daemon says the set has stayed unchanged for its quiet window,
+    // and the files are still what this push read (a change the watcher dropped shows here).
+    let changedOnDisk: string | undefined;
     const gate =
       gateId === undefined
         ? undefined
@@ -179,6 +185,10 @@ class Worker {
             new Promise<boolean>((resolve) => {
               this.gates.set(gateId, resolve);
               this.send({ event: 'gate', id: gateId });
+            }).then((go) => {
+              if (!go) return false;
+              changedOnDisk = changedSinceRead(this.snapshot, '/');
+              return changedOnDisk === undefined;
             });
     const report = await runPush({
       ...(gate ? { gate } : {}),
@@ -204,6 +214,7 @@ class Worker {
     if (report.version) s.version = report.version;
     if (report.error) s.error = { code: report.error.code, message: report.error.message };
     if (report.local) s.watch = watchInput(report.local);
+    if (changedOnDisk) s.changedOnDisk = changedOnDisk;
     return s;
   }
 

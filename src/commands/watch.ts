@@ -37,6 +37,9 @@ import type {
   WorkerRequest,
 } from './watch-worker.js';
 
+/** chokidar keeps one change event per file in 50 ms: the quiet window must be at least that. */
+const MIN_QUIET_MS = 50;
+
 export interface WatchOptions {
   config?: string;
   node?: string;
@@ -112,6 +115,11 @@ export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
   };
   if (!Object.values(timing).every((v) => Number.isFinite(v) && v >= 0))
     throw new LvssyncError('E_USAGE', '--quiet, --max and --idle-release take a number (ms, ms, seconds)');
+  if (timing.quietMs < MIN_QUIET_MS)
+    throw new LvssyncError(
+      'E_USAGE',
+      `--quiet ${timing.quietMs} is too short: at least ${MIN_QUIET_MS} ms (the file watcher reports one change per file in ${MIN_QUIET_MS} ms, so a shorter window could push a file before its last write)`,
+    );
   const daemon = new WatchDaemon(
     config,
     configPath,
@@ -409,8 +417,13 @@ class WatchDaemon {
       if (early && report.result !== 'pushed' && report.result !== 'in-sync' && !(await this.awaitGate()))
         report.result = 'superseded';
       if (report.result === 'superseded') {
+        // a change with no event of its own (the watcher keeps one per file in 50 ms): a new burst
+        if (report.changedOnDisk) this.state = onEvent(this.state, Date.now());
         log.info(
-          { durationMs: Math.round(performance.now() - t0) },
+          {
+            durationMs: Math.round(performance.now() - t0),
+            ...(report.changedOnDisk ? { file: report.changedOnDisk } : {}),
+          },
           'early push abandoned: the set changed again',
         );
         this.setHealth('pending');

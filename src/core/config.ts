@@ -267,7 +267,12 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
       c.files.extra = strList(raw.files.extra, 'files.extra', problems, []);
       absPath(c.files.keepalived, 'files.keepalived', problems);
       absPath(c.files.ferm, 'files.ferm', problems);
-      for (const [i, e] of c.files.extra.entries()) absPath(e, `files.extra[${i}]`, problems);
+      for (const [i, e] of c.files.extra.entries()) {
+        absPath(e, `files.extra[${i}]`, problems);
+        // the peer's agent manages exactly these paths: a pattern would let it write anything it matches
+        if (/[*?[\]{}]/.test(e))
+          problems.push(`files.extra[${i}]: '${e}' is a pattern; list each extra file by its path`);
+      }
     }
   }
   if (raw.services !== undefined) {

@@ -49,6 +49,8 @@ export interface DirectorCheckOptions {
    * what it staged); only these are read again.
    */
   changed?: readonly string[];
+  /** Extra files of the set (files.extra), read with it. */
+  extra?: readonly string[];
   /** Reuse ferm's and keepalived -t's verdicts on unchanged inputs (the watcher and the agent keep one). */
   tools?: ToolCache;
   /** Return before keepalived -t has finished, with the complete check in `complete` (push overlaps it). */
@@ -146,6 +148,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         snapshot.files.has(p) ||
         p === opts.keepalivedPath ||
         p === opts.fermPath ||
+        opts.extra?.includes(p) ||
         dirs.some((d) => p.startsWith(`${d}/`)),
     );
     await updateSnapshot(snapshot, opts.root, held, cache);
@@ -155,6 +158,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
       await addDir(snapshot, opts.root, fermDir, cache);
       await addFile(snapshot, opts.root, opts.fermPath, cache);
+      for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, cache);
     });
   }
   const timings: Record<string, number> = { read: performance.now() - t0 };
@@ -276,6 +280,7 @@ export function checkSelf(
   const configId = config.nodes[self]?.configId;
   return checkDirector({
     ...(o.snapshot ? { snapshot: o.snapshot } : {}),
+    ...(config.files.extra.length ? { extra: config.files.extra } : {}),
     root: '/',
     keepalivedPath: config.files.keepalived,
     fermPath: config.files.ferm,

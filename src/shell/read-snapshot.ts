@@ -47,6 +47,33 @@ function readText(host: string, st: Stats, cache: ParseCache | undefined): strin
   return text;
 }
 
+/** Each snapshot's files as they were when read: inode, size and mtime (see changedSinceRead). */
+const readAs = new WeakMap<Snapshot, Map<string, string>>();
+
+const identity = (st: Stats) => `${st.ino}:${st.size}:${st.mtimeMs}`;
+
+/**
+ * The first file of the snapshot that is no longer what was read (changed, replaced or gone), or
+ * undefined. A watcher may drop a second change that comes right after a first (chokidar keeps one
+ * change event per file in 50 ms): a push started on the first looks again before it commits.
+ */
+export function changedSinceRead(snapshot: Snapshot, root: string): string | undefined {
+  const ids = readAs.get(snapshot);
+  for (const p of snapshot.files.keys()) {
+    const was = ids?.get(p);
+    if (was === undefined) return p;
+    try {
+      const host = hostPath(root, p);
+      let st = lstatSync(host);
+      if (st.isSymbolicLink()) st = lstatSync(realpathSync(host));
+      if (identity(st) !== was) return p;
+    } catch {
+      return p;
+    }
+  }
+  return undefined;
+}
+
 /** Snapshots being read again (rereadSnapshot): the paths found on disk this time. */
 const rereads = new WeakMap<Snapshot, Set<string>>();
 
@@ -87,6 +114,12 @@ export async function addFile(
     if ((mode & 0o170000) !== 0o100000) return undefined;
     const text = readText(host, st, cache);
     rereads.get(snapshot)?.add(p);
+    let ids = readAs.get(snapshot);
+    if (!ids) {
+      ids = new Map();
+      readAs.set(snapshot, ids);
+    }
+    ids.set(p, identity(st));
     const known = snapshot.files.get(p);
     if (known && known.text === text && known.mode === mode) return known;
     const f: SnapshotFile = { path: p, text, mode };

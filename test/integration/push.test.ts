@@ -227,6 +227,33 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     }
   });
 
+  it('pushes an extra file (files.extra) with its mode, and removes it from lvs2 when it goes from lvs1', async () => {
+    const l = lab();
+    const NOTIFY = '/etc/lvssync/lab/notify.sh';
+    const yaml = `${LVSSYNC_YAML}files:\n  extra:\n    - ${NOTIFY}\n`;
+    try {
+      for (const d of DIRECTORS) l.writeFile(d, '/etc/lvssync/lvssync.yaml', yaml);
+      l.writeFile('lvs1', NOTIFY, '#!/bin/sh\necho "$@" >> /run/notify.log\n', 0o750);
+      const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      expect(JSON.parse(r.stdout).result, r.stderr).toBe('pushed');
+      expect(l.readFile('lvs2', NOTIFY)).toBe(l.readFile('lvs1', NOTIFY));
+      expect(statSync(l.pathOn('lvs2', NOTIFY)).mode & 0o7777).toBe(0o750);
+      // gone from lvs1: gone from lvs2 (with a backup)
+      rmSync(l.pathOn('lvs1', NOTIFY));
+      const again = JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout);
+      expect(again.result).toBe('pushed');
+      expect(again.changes.map((c: { kind: string; path: string }) => `${c.kind} ${c.path}`)).toEqual([
+        `delete ${NOTIFY}`,
+      ]);
+      expect(existsSync(l.pathOn('lvs2', NOTIFY))).toBe(false);
+    } finally {
+      for (const d of DIRECTORS) {
+        l.writeFile(d, '/etc/lvssync/lvssync.yaml', LVSSYNC_YAML);
+        rmSync(l.pathOn(d, NOTIFY), { force: true });
+      }
+    }
+  });
+
   it('refuses an unknown host key (E_HOST_KEY, exit 4)', async () => {
     const l = lab();
     const kh = l.pathOn('lvs1', '/etc/lvssync/known_hosts');

@@ -1,6 +1,6 @@
 // lvssync watch in the lab: the daemon on lvs1, edits made the ways editors and tools make them,
 // lvs2 following (or not, when it must not).
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Lab, type ProcRecord, REPO } from '../../scripts/lab/lab.js';
@@ -252,6 +252,29 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     expect(last.timings?.gated).toBeGreaterThanOrEqual(QUIET - 100);
     expect(pushed().length).toBe(before + 2);
   }, 60_000);
+
+  it('a second save right after the first (whose change event the file watcher drops) still reaches lvs2', async () => {
+    const l = lab();
+    const host = l.pathOn('lvs1', FWM);
+    for (const [i, gapMs] of [5, 15, 25, 35, 45].entries()) {
+      const base = l.readFile('lvs1', FWM);
+      const first = base.replace(/weight \d+/, `weight ${90 + i}`);
+      const second = base.replace(/weight \d+/, `weight ${60 + i}`);
+      writeFileSync(host, first);
+      await new Promise((r) => setTimeout(r, gapMs));
+      writeFileSync(host, second);
+      await until(`the second save (${gapMs} ms after the first) on lvs2`, () => {
+        try {
+          return l.readFile('lvs2', FWM) === second;
+        } catch {
+          return false;
+        }
+      });
+      // and it stays: no later push of the first
+      await new Promise((r) => setTimeout(r, 600));
+      expect(l.readFile('lvs2', FWM)).toBe(second);
+    }
+  }, 120_000);
 
   it('a new conf.d file and its mark follow, and so does its removal', async () => {
     const l = lab();

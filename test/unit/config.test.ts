@@ -33,6 +33,17 @@ describe('validateConfig', () => {
     ]);
   });
 
+  it('takes extra files by their paths only: a pattern would widen what the agent may write', () => {
+    const ok = validateConfig({ files: { extra: ['/etc/keepalived/notify.sh'] } });
+    expect(ok.problems).toEqual([]);
+    expect(ok.config.files.extra).toEqual(['/etc/keepalived/notify.sh']);
+    const bad = validateConfig({ files: { extra: ['/etc/keepalived/*.sh', 'relative.sh'] } });
+    expect(bad.problems).toEqual([
+      "files.extra[0]: '/etc/keepalived/*.sh' is a pattern; list each extra file by its path",
+      'files.extra[1]: must be an absolute path',
+    ]);
+  });
+
   it('parses per-host lines written as a path string', () => {
     const { config, problems } = validateConfig({
       nodes: {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { checkKeepalived } from '../../src/core/check.js';
 import type { ParseCacheEntry } from '../../src/core/keepalived/evaluate.js';
 import { emptySnapshot, FileMap, snapshotOf } from '../../src/core/snapshot.js';
-import { readKeepalivedSnapshot, rereadSnapshot } from '../../src/shell/read-snapshot.js';
+import { changedSinceRead, readKeepalivedSnapshot, rereadSnapshot } from '../../src/shell/read-snapshot.js';
 
 const ROOT = '/etc/keepalived/keepalived.conf';
 
@@ -238,9 +238,13 @@ describe('a snapshot read again in place', () => {
       await read();
       expect(files.version).toBe(v);
       expect(snap.files.get('/etc/keepalived/conf.d/f2.conf')).toBe(f2);
-      // one edit: one change recorded, the re-check took the incremental path and matches
+      // one edit: seen on disk before the next read, then one change recorded, the re-check took
+      // the incremental path and matches
+      expect(changedSinceRead(snap, root)).toBeUndefined();
       writeFileSync(path.join(conf, 'conf.d/f3.conf'), vsText(3, 9));
+      expect(changedSinceRead(snap, root)).toBe('/etc/keepalived/conf.d/f3.conf');
       const edited = await read();
+      expect(changedSinceRead(snap, root)).toBeUndefined();
       expect(files.changedSince(v)).toEqual(['/etc/keepalived/conf.d/f3.conf']);
       expect(edited.evaluation.includes).toBe(first.evaluation.includes);
       expect(edited.model.virtualServers.map((x) => x.realServers[0]?.weight?.value)).toEqual([
