@@ -176,13 +176,16 @@ class Worker {
 
   private async push(gateId?: number): Promise<PushSummary> {
     // An early push commits when the daemon says the set has stayed unchanged for its quiet window,
-    // and the files are still what this push read (a change the watcher dropped shows here).
+    // and the files are still what this push read (a change the watcher dropped shows here). Its
+    // other outcomes (invalid, in sync, failed) stand on the same condition.
     let changedOnDisk: string | undefined;
+    let asked = false;
     const gate =
       gateId === undefined
         ? undefined
-        : () =>
-            new Promise<boolean>((resolve) => {
+        : () => {
+            asked = true;
+            return new Promise<boolean>((resolve) => {
               this.gates.set(gateId, resolve);
               this.send({ event: 'gate', id: gateId });
             }).then((go) => {
@@ -190,6 +193,7 @@ class Worker {
               changedOnDisk = changedSinceRead(this.snapshot, '/');
               return changedOnDisk === undefined;
             });
+          };
     const report = await runPush({
       ...(gate ? { gate } : {}),
       config: this.config,
@@ -200,6 +204,7 @@ class Worker {
       ...(this.keeper ? { keeper: this.keeper } : {}),
       progress: (step) => this.send({ event: 'progress', step }),
     });
+    if (gate && !asked && !(await gate())) report.result = 'superseded';
     const s: PushSummary = {
       result: report.result,
       peer: report.peer,

@@ -412,10 +412,8 @@ class WatchDaemon {
     let report: PushSummary;
     try {
       report = await this.worker.request<PushSummary>('push', early);
-      // An early push that did not commit speaks only for a set that stayed as it read it: if the
-      // set changed again (or may still change: its quiet window is not over), it is abandoned.
-      if (early && report.result !== 'pushed' && report.result !== 'in-sync' && !(await this.awaitGate()))
-        report.result = 'superseded';
+      // (an early push's outcome speaks only for a set that stayed as it read it: the worker asks
+      // the gate for every outcome, and reports 'superseded' when the set changed again)
       if (report.result === 'superseded') {
         // a change with no event of its own (the watcher keeps one per file in 50 ms): a new burst
         if (report.changedOnDisk) this.state = onEvent(this.state, Date.now());
