@@ -48,7 +48,7 @@ export async function benchPush(): Promise<boolean> {
 
     // keepalived -t of the whole set, the yardstick of the one-file target
     const kt: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       kt.push(
         await timed(lab, ['keepalived', '-t', '-l', '-n', '-f', '/etc/keepalived/keepalived.conf']).catch(
           () => Number.NaN,
@@ -96,7 +96,7 @@ export async function benchPush(): Promise<boolean> {
     // ... and as the watch daemon pushes: one session and agent kept open, caches warm
     const driver = await lab.exec(
       'lvs1',
-      [process.execPath, path.join(REPO, 'dist', 'bench', 'push-driver.js'), '9', String(N)],
+      [process.execPath, path.join(REPO, 'dist', 'bench', 'push-driver.js'), '15', String(N)],
       { timeoutMs: 600_000 },
     );
     const warm = JSON.parse(driver.stdout) as Record<string, number>[];
@@ -119,13 +119,13 @@ export async function benchPush(): Promise<boolean> {
       },
       { name: 'rsync -a --checksum, full copy (warm ControlMaster)', value: fmtMs(rsyncFull) },
       { name: 'ratio full: lvssync / rsync', value: `${(fullPush / rsyncFull).toFixed(2)}x` },
-      { name: 'keepalived -t of the set (median of 3)', value: fmtMs(ktMs) },
+      { name: 'keepalived -t of the set (median of 5)', value: fmtMs(ktMs) },
       {
         name: 'one changed file, lvssync push command (new session; median of 5)',
         value: fmtMs(median(cold)),
       },
       {
-        name: 'one changed file, daemon session: push to peer committed (median of 9)',
+        name: 'one changed file, daemon session: push to peer committed (median of 15)',
         value: fmtMs(one),
         note: verdict(oneOk, `<= keepalived -t + 50 ms = ${fmtMs(ktMs + 50)}`),
       },
