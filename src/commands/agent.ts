@@ -92,6 +92,20 @@ class Agent {
   }
 
   async serve(): Promise<number> {
+    const drained = () =>
+      process.stdout.writableNeedDrain && !this.gone
+        ? new Promise<void>((resolve) => {
+            const done = () => {
+              process.stdout.off('drain', done);
+              process.stdout.off('close', done);
+              process.stdout.off('error', done);
+              resolve();
+            };
+            process.stdout.on('drain', done);
+            process.stdout.on('close', done);
+            process.stdout.on('error', done);
+          })
+        : Promise.resolve();
     const splitter = new LineSplitter();
     const queue: string[] = [];
     let busy = false;
@@ -100,7 +114,12 @@ class Agent {
       const pump = async () => {
         if (busy) return;
         busy = true;
-        while (queue.length > 0) await this.handle(queue.shift()!);
+        while (queue.length > 0) {
+          await this.handle(queue.shift()!);
+          // An answer larger than the pipe (a manifest) leaves only once the event loop runs: let it
+          // go before the next request, which may keep this thread busy (staging a tree).
+          await drained();
+        }
         busy = false;
         if (ended) await this.close().then(() => resolve(0));
       };

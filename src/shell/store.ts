@@ -120,6 +120,7 @@ export class Store {
     const out: RemoteFile[] = [];
     const ids = new Map<string, { id: string; mode: number }>();
     const written = base === '' ? this.written() : {};
+    if (base === '') this.loadChecksums();
     const add = (host: string, p: string, known?: Stats) => {
       const st = known ?? lstatSync(host);
       if (st.isSymbolicLink()) {
@@ -162,7 +163,10 @@ export class Store {
       walk(r, 0);
     }
     for (const e of this.extra) if (existsSync(base + e)) add(base + e, e);
-    if (base === '') this.lastWalk = { at: Date.now(), ids };
+    if (base === '') {
+      this.lastWalk = { at: Date.now(), ids };
+      this.saveChecksums(ids);
+    }
     return out;
   }
 
@@ -177,9 +181,12 @@ export class Store {
    * unchanged tree reads no file (rsync's quick check, plus the inode: a file replaced by rename is
    * always read). ctime is left out because staging links the files, which touches it. The clock
    * ticks coarsely, so a file modified in the last two seconds is read every time (git's "racy
-   * clean" rule).
+   * clean" rule). They are kept in the state directory too (checksums.json, like git's index), so
+   * the first manifest of a new agent session does not read every file again.
    */
   private readonly shas = new Map<string, { id: string; sha: string }>();
+  private shasLoaded = false;
+  private shasChanged = false;
 
   private sha256Of(host: string, st: Stats): string {
     const id = `${st.ino}:${st.size}:${st.mtimeMs}`;
@@ -188,7 +195,40 @@ export class Store {
     const sha = createHash('sha256').update(readFileSync(host)).digest('hex');
     if (Date.now() - st.mtimeMs > 2000) this.shas.set(host, { id, sha });
     else this.shas.delete(host);
+    this.shasChanged = true;
     return sha;
+  }
+
+  private get checksumsPath(): string {
+    return path.join(this.stateDir, 'checksums.json');
+  }
+
+  /** The checksums kept by earlier sessions (a missing or unreadable file is an empty cache). */
+  private loadChecksums(): void {
+    if (this.shasLoaded) return;
+    this.shasLoaded = true;
+    const saved = readJsonFile<[string, string, string][]>(this.checksumsPath);
+    if (!Array.isArray(saved)) return;
+    for (const e of saved) {
+      if (Array.isArray(e) && e.length === 3 && e.every((x) => typeof x === 'string') && !this.shas.has(e[0]))
+        this.shas.set(e[0], { id: e[1], sha: e[2] });
+    }
+  }
+
+  /** Keeps the checksums of the files a full manifest saw (a cache: no fsync; a torn file is ignored). */
+  private saveChecksums(seen: ReadonlyMap<string, unknown>): void {
+    if (!this.shasChanged) return;
+    this.shasChanged = false;
+    const out: [string, string, string][] = [];
+    for (const [host, k] of this.shas) if (seen.has(host)) out.push([host, k.id, k.sha]);
+    try {
+      mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+      const tmp = `${this.checksumsPath}.${process.pid}.lvssync-tmp`;
+      writeFileSync(tmp, JSON.stringify(out), { mode: 0o600 });
+      renameSync(tmp, this.checksumsPath);
+    } catch {
+      // a cache: the next session reads the files again
+    }
   }
 
   read(p: string): { exists: boolean; text: string; mode: number } {

@@ -2,6 +2,7 @@
 // validators' verdict cache, and the agent's staging mirror (kept between pushes, re-copying only
 // what changed). The mirror runs on a temporary tree through the Store's path prefix.
 
+import { createHash } from 'node:crypto';
 import {
   mkdirSync,
   mkdtempSync,
@@ -171,6 +172,35 @@ describe('Store staging mirror', () => {
     store.dropStaging();
     expect(readdirSync(path.join(dir, 'var/lib/lvssync'))).not.toContain('staging');
     expect(changes().all).toBe(true);
+  });
+
+  it('keeps file checksums between sessions (checksums.json), trusted while a file keeps its identity', () => {
+    const store = setup();
+    const old = new Date(Date.now() - 10_000);
+    const fwm1 = live('etc/keepalived/conf.d/fwm-1.conf');
+    for (const f of readdirSync(live('etc/keepalived/conf.d')))
+      utimesSync(live(`etc/keepalived/conf.d/${f}`), old, old);
+    const shaOf = (m: { path: string; sha256: string }[]) => m.find((f) => f.path === fwm1)!.sha256;
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    expect(shaOf(store.manifest())).toBe(sha('! 1\n'));
+    const saved = path.join(dir, 'var/lib/lvssync/checksums.json');
+    const entries = JSON.parse(readFileSync(saved, 'utf8')) as [string, string, string][];
+    expect(entries.map((e) => e[0])).toContain(fwm1);
+    // a new session takes the kept checksum without reading the file (shown by a forged one)
+    writeFileSync(
+      saved,
+      JSON.stringify(entries.map((e) => (e[0] === fwm1 ? [e[0], e[1], 'f'.repeat(64)] : e))),
+    );
+    const { config } = validateConfig({
+      nodes: { lvs1: { address: '192.0.2.1' }, lvs2: { address: '192.0.2.2' } },
+    });
+    expect(shaOf(new Store(config, { prefix: dir }).manifest())).toBe('f'.repeat(64));
+    // a file that changed is read again; a torn cache file is ignored
+    writeFileSync(fwm1, '! one\n');
+    utimesSync(fwm1, old, old);
+    expect(shaOf(new Store(config, { prefix: dir }).manifest())).toBe(sha('! one\n'));
+    writeFileSync(saved, '[["x"');
+    expect(shaOf(new Store(config, { prefix: dir }).manifest())).toBe(sha('! one\n'));
   });
 
   it('prunes the confirmation records of old transactions only', () => {
