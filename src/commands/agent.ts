@@ -149,14 +149,8 @@ class Agent {
     if (this.tx && !this.finished) {
       await this.abort(this.tx, true).catch((e) => this.io.stderr(`lvssync agent: rollback failed: ${e}\n`));
     }
-    // The staging mirror lives as long as this session. Another agent may be mid-push meanwhile and
-    // using it: removed only under the lock.
-    const release =
-      this.release ?? (await withLock(this.store.stateDir, 'agent-exit').catch(() => undefined));
-    if (release) {
-      this.store.dropStaging();
-      release();
-    }
+    // The staging mirror stays for the next session (the Store keeps its map with it).
+    this.release?.();
     this.release = undefined;
   }
 

@@ -248,11 +248,59 @@ export class Store {
   }
 
   /**
-   * The staging tree is a mirror of the managed files, kept up to date while this agent runs: each
-   * file's identity (inode, size, mtime) when it was copied, or 'dirty' for a path a transaction
-   * touched that did not commit. A push re-copies only what changed since the last one.
+   * The staging tree is a mirror of the managed files, kept up to date between pushes and between
+   * agent sessions: each file's identity (inode, size, mtime) when it was copied, or 'dirty' for a
+   * path a transaction touched that did not commit. A push re-copies only what changed since the
+   * last one. Between transactions the map is also in staging/mirror.json under a generation that
+   * changes with every write: an agent whose map is not the file's (another session pushed since)
+   * takes the file's; a transaction removes the file while it changes the tree, so after a crash
+   * the tree is built anew.
    */
   private mirror: Map<string, string> | undefined;
+  private mirrorGeneration: string | undefined;
+
+  private get mirrorFile(): string {
+    return path.join(this.stateDir, 'staging', 'mirror.json');
+  }
+
+  /** The map kept with the staging tree, its entries whose copy is missing or of another size left out. */
+  private loadMirror(root: string): { generation: string; map: Map<string, string> } | undefined {
+    const saved = readJsonFile<{ generation?: unknown; entries?: unknown }>(this.mirrorFile);
+    if (!saved || typeof saved.generation !== 'string' || !Array.isArray(saved.entries)) return undefined;
+    const map = new Map<string, string>();
+    for (const e of saved.entries as unknown[]) {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') return undefined;
+      const [p, id] = e as [string, string];
+      try {
+        if (!this.isManaged(p)) continue;
+        const st = lstatSync(path.join(root, p));
+        if (st.isFile() && `${st.size}` === id.split(':')[1]) map.set(p, id);
+      } catch {}
+    }
+    return { generation: saved.generation, map };
+  }
+
+  private saveMirror(): void {
+    if (!this.mirror) return;
+    const generation = randomBytes(8).toString('hex');
+    try {
+      const tmp = `${this.mirrorFile}.${process.pid}.lvssync-tmp`;
+      writeFileSync(tmp, JSON.stringify({ generation, entries: [...this.mirror] }), { mode: 0o600 });
+      renameSync(tmp, this.mirrorFile);
+      this.mirrorGeneration = generation;
+    } catch {
+      this.mirrorGeneration = undefined;
+    }
+  }
+
+  private isManaged(p: string): boolean {
+    try {
+      this.check(p);
+      return true;
+    } catch {
+      return false;
+    }
+  }
 
   /**
    * The staging tree's paths changed since takeStagedChanges() last asked (all: the tree was made
@@ -272,14 +320,23 @@ export class Store {
     const recent = this.lastWalk && Date.now() - this.lastWalk.at < 1000 ? this.lastWalk.ids : undefined;
     this.lastWalk = undefined;
     const live = recent ?? this.manifestStats();
-    if (!this.mirror) {
-      // First transaction of this agent: anything staged before is a leftover.
-      rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
-      mkdirSync(root, { recursive: true, mode: 0o700 });
+    const saved = this.loadMirror(root);
+    if (!this.mirror || !saved || saved.generation !== this.mirrorGeneration) {
+      if (saved) {
+        // the tree as the last transaction (of this session or another) left it
+        this.mirror = saved.map;
+      } else {
+        // no tree, or one a transaction was changing when it stopped: built anew
+        rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
+        mkdirSync(root, { recursive: true, mode: 0o700 });
+        this.mirror = new Map();
+      }
       for (const r of this.roots) mkdirSync(path.join(root, r), { recursive: true });
-      this.mirror = new Map();
       this.staged.all = true;
     }
+    // the tree changes from here until the transaction ends
+    rmSync(this.mirrorFile, { force: true });
+    this.mirrorGeneration = undefined;
     const mirror = this.mirror;
     for (const p of mirror.keys()) {
       if (!live.has(p)) {
@@ -384,9 +441,10 @@ export class Store {
     return existed;
   }
 
-  /** Removes the staging mirror (the agent is leaving: the next one builds its own). */
+  /** Removes the staging mirror (the next transaction builds it anew). */
   dropStaging(): void {
     this.mirror = undefined;
+    this.mirrorGeneration = undefined;
     this.staged.all = true;
     this.current = undefined;
     rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
@@ -398,7 +456,7 @@ export class Store {
     if (!this.mirror) {
       rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
       this.staged.all = true;
-    }
+    } else this.saveMirror();
   }
 
   journal(): Journal | undefined {
@@ -445,6 +503,7 @@ export class Store {
     }
     for (const p of t.removes) this.mirror?.delete(p);
     this.current = undefined;
+    this.saveMirror();
     return { version, paths };
   }
 

@@ -418,9 +418,18 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     });
     await new Promise((res) => setTimeout(res, 500));
     expect(tree(l, 'lvs2')).toEqual(before);
-    // nothing staged is left behind (the agent removes its staging area when the session ends)
+    // the staging mirror stays for the next session, but what the cut push staged is marked dirty
+    // (copied again from the live file next time): every other staged copy is the live file
     const staging = l.pathOn('lvs2', '/var/lib/lvssync/staging');
-    expect(existsSync(staging) ? readdirSync(staging) : []).toEqual([]);
+    const kept = JSON.parse(readFileSync(path.join(staging, 'mirror.json'), 'utf8')) as {
+      entries: [string, string][];
+    };
+    const ids = new Map(kept.entries);
+    expect(ids.get('/etc/keepalived/conf.d/fwm-500.conf') ?? 'dirty').toBe('dirty');
+    for (const [p, id] of ids) {
+      if (id === 'dirty') continue;
+      expect(readFileSync(path.join(staging, 'tree', p), 'utf8'), p).toBe(l.readFile('lvs2', p));
+    }
     expect(l.proc('lvs2', 'keepalived')).toBeDefined();
     // and the next push goes through (no lock or journal left behind)
     const again = await lvssync(l, 'lvs1', 'push', '--yes');

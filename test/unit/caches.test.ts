@@ -174,6 +174,46 @@ describe('Store staging mirror', () => {
     expect(changes().all).toBe(true);
   });
 
+  it('keeps the staging mirror for the next session, and builds it anew after a transaction that stopped half-way', () => {
+    const store = setup();
+    const { config } = validateConfig({
+      nodes: { lvs1: { address: '192.0.2.1' }, lvs2: { address: '192.0.2.2' } },
+    });
+    const session = () => new Store(config, { prefix: dir });
+    const fwm = (i: number) => live(`etc/keepalived/conf.d/fwm-${i}.conf`);
+    const t1 = 'bbbbbbbb01';
+    store.begin(t1);
+    store.put(t1, fwm(1), 0o644, Buffer.from('! one\n'));
+    store.commit(t1);
+    const tree = path.join(store.stagingRoot(t1), dir, 'etc/keepalived/conf.d');
+    const ino = statSync(path.join(tree, 'fwm-2.conf')).ino;
+
+    // a new session takes the tree as it is: nothing is copied again, but it reads the set in full
+    const b = session();
+    const t2 = 'bbbbbbbb02';
+    b.begin(t2);
+    expect(statSync(path.join(tree, 'fwm-2.conf')).ino).toBe(ino);
+    expect(b.takeStagedChanges().all).toBe(true);
+    // it pushes; the first session's map is now stale and it takes the kept one instead
+    b.put(t2, fwm(3), 0o644, Buffer.from('! three\n'));
+    b.commit(t2);
+    const t3 = 'bbbbbbbb03';
+    store.takeStagedChanges();
+    store.begin(t3);
+    expect(store.takeStagedChanges().all).toBe(true);
+    expect(readFileSync(path.join(tree, 'fwm-3.conf'), 'utf8')).toBe('! three\n');
+    expect(statSync(path.join(tree, 'fwm-2.conf')).ino).toBe(ino);
+
+    // a transaction that stops after staging a file (the agent killed): the next session builds the
+    // tree anew from the live files, so the staged file does not linger
+    store.put(t3, fwm(4), 0o644, Buffer.from('! staged, never committed\n'));
+    const c = session();
+    c.begin('bbbbbbbb04');
+    expect(readFileSync(path.join(tree, 'fwm-4.conf'), 'utf8')).toBe('! 4\n');
+    expect(statSync(path.join(tree, 'fwm-2.conf')).ino).not.toBe(ino);
+    c.discard('bbbbbbbb04');
+  });
+
   it('keeps file checksums between sessions (checksums.json), trusted while a file keeps its identity', () => {
     const store = setup();
     const old = new Date(Date.now() - 10_000);
