@@ -263,10 +263,23 @@ export class Store {
     return path.join(this.stateDir, 'staging', 'mirror.json');
   }
 
+  /** The kept map's generation alone (a small file of its own: read on every begin). */
+  private get generationFile(): string {
+    return path.join(this.stateDir, 'staging', 'generation');
+  }
+
+  private keptGeneration(): string | undefined {
+    try {
+      return readFileSync(this.generationFile, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The map kept with the staging tree, its entries whose copy is missing or of another size left out. */
-  private loadMirror(root: string): { generation: string; map: Map<string, string> } | undefined {
+  private loadMirror(root: string, generation: string): Map<string, string> | undefined {
     const saved = readJsonFile<{ generation?: unknown; entries?: unknown }>(this.mirrorFile);
-    if (!saved || typeof saved.generation !== 'string' || !Array.isArray(saved.entries)) return undefined;
+    if (!saved || saved.generation !== generation || !Array.isArray(saved.entries)) return undefined;
     const map = new Map<string, string>();
     for (const e of saved.entries as unknown[]) {
       if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') return undefined;
@@ -277,16 +290,22 @@ export class Store {
         if (st.isFile() && `${st.size}` === id.split(':')[1]) map.set(p, id);
       } catch {}
     }
-    return { generation: saved.generation, map };
+    return map;
   }
 
+  /** Keeps the map (then its generation: a record without one is not trusted). */
   private saveMirror(): void {
     if (!this.mirror) return;
     const generation = randomBytes(8).toString('hex');
     try {
-      const tmp = `${this.mirrorFile}.${process.pid}.lvssync-tmp`;
-      writeFileSync(tmp, JSON.stringify({ generation, entries: [...this.mirror] }), { mode: 0o600 });
-      renameSync(tmp, this.mirrorFile);
+      for (const [file, text] of [
+        [this.mirrorFile, JSON.stringify({ generation, entries: [...this.mirror] })],
+        [this.generationFile, `${generation}\n`],
+      ] as const) {
+        const tmp = `${file}.${process.pid}.lvssync-tmp`;
+        writeFileSync(tmp, text, { mode: 0o600 });
+        renameSync(tmp, file);
+      }
       this.mirrorGeneration = generation;
     } catch {
       this.mirrorGeneration = undefined;
@@ -320,11 +339,12 @@ export class Store {
     const recent = this.lastWalk && Date.now() - this.lastWalk.at < 1000 ? this.lastWalk.ids : undefined;
     this.lastWalk = undefined;
     const live = recent ?? this.manifestStats();
-    const saved = this.loadMirror(root);
-    if (!this.mirror || !saved || saved.generation !== this.mirrorGeneration) {
+    const kept = this.keptGeneration();
+    if (!this.mirror || kept === undefined || kept !== this.mirrorGeneration) {
+      const saved = kept === undefined ? undefined : this.loadMirror(root, kept);
       if (saved) {
         // the tree as the last transaction (of this session or another) left it
-        this.mirror = saved.map;
+        this.mirror = saved;
       } else {
         // no tree, or one a transaction was changing when it stopped: built anew
         rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
@@ -335,6 +355,7 @@ export class Store {
       this.staged.all = true;
     }
     // the tree changes from here until the transaction ends
+    rmSync(this.generationFile, { force: true });
     rmSync(this.mirrorFile, { force: true });
     this.mirrorGeneration = undefined;
     const mirror = this.mirror;
