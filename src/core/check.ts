@@ -2,7 +2,6 @@
 // keepalived.conf with its includes (parse, evaluate, model, lint) plus the cross-check against the
 // ferm MARK rules. Pure: the results of the real `ferm` and `keepalived -t` are passed in.
 
-import { type LocatedMark, validateMarks } from './cross-check.js';
 import { type Diagnostic, sortDiagnostics } from './diagnostic.js';
 import {
   type Directive,
@@ -62,7 +61,6 @@ export function checkKeepalived(
 // check would find again. Anything else is checked in full.
 
 interface CheckMemo {
-  snapshot: Snapshot;
   cache: Map<string, ParseCacheEntry>;
   version: number;
   keysVersion: number;
@@ -102,7 +100,6 @@ function remember(
     identities.set(id, (identities.get(id) ?? 0) + 1);
   });
   return {
-    snapshot,
     cache: opts.cache!,
     version: files.version,
     keysVersion: files.keysVersion,
@@ -128,7 +125,6 @@ function recheck(
   const files = snapshot.files;
   if (
     !(files instanceof FileMap) ||
-    memo.snapshot !== snapshot ||
     memo.rootPath !== rootPath ||
     memo.configId !== opts.configId ||
     memo.lint !== (opts.lint !== false) ||
@@ -251,16 +247,7 @@ export function equivalentCodes(message: string): readonly string[] {
   return KEEPALIVED_T_EQUIVALENTS.find(([re]) => re.test(message))?.[1] ?? [];
 }
 
-export function checkSet(
-  keepalived: KeepalivedCheck,
-  marks: readonly LocatedMark[] | undefined,
-  external: readonly Diagnostic[],
-): Diagnostic[] {
-  const cross = marks ? validateMarks(keepalived.model, marks) : [];
-  return combineFindings(keepalived, cross, external);
-}
-
-/** checkSet with the mark cross-check already done (a caller that merges twice does it once). */
+/** This director's findings: keepalived's, the mark cross-check's, and the real tools' second opinions. */
 export function combineFindings(
   keepalived: KeepalivedCheck,
   cross: readonly Diagnostic[],

@@ -72,6 +72,23 @@ export class FileMap extends Map<string, SnapshotFile> {
   }
 }
 
+/**
+ * Sets a file, keeping the object already there when its text and mode are the same: a snapshot
+ * kept between reads (a FileMap) then records only real changes.
+ */
+export function putFile(snapshot: Snapshot, p: string, text: string, mode: number): SnapshotFile {
+  const known = snapshot.files.get(p);
+  if (known && known.text === text && known.mode === mode) return known;
+  const f: SnapshotFile = { path: p, text, mode };
+  snapshot.files.set(p, f);
+  return f;
+}
+
+/** Removes every file but those in `keep`. */
+export function retainFiles(snapshot: Snapshot, keep: ReadonlySet<string>): void {
+  for (const p of [...snapshot.files.keys()]) if (!keep.has(p)) snapshot.files.delete(p);
+}
+
 export function emptySnapshot(): Snapshot {
   return { files: new FileMap(), dirs: new Set() };
 }

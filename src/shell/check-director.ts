@@ -155,10 +155,12 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
   } else {
     await rereadSnapshot(snapshot, async () => {
-      await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
+      // keepalived's set last: the check its reading ends with is the one checkKeepalived reuses
+      // below (a file added to the snapshot after it would make that check run again)
       await addDir(snapshot, opts.root, fermDir, cache);
       await addFile(snapshot, opts.root, opts.fermPath, cache);
       for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, cache);
+      await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
     });
   }
   const timings: Record<string, number> = { read: performance.now() - t0 };

@@ -67,19 +67,15 @@ export function execTool(argv: readonly string[], opts: ExecOptions = {}): Promi
   });
 }
 
-/** Finds a program on PATH (and the sbin directories, which a non-root PATH may lack). */
-export async function which(name: string): Promise<string | undefined> {
-  return whichSync(name);
-}
-
 /** Programs found, by PATH and name (a missing one is looked for again next time). */
 const found = new Map<string, string>();
 
 /**
- * Synchronous on purpose: a tool started "at once" (keepalived -t beside lvssync's own reading)
- * must not wait for the reading to give the event loop back before it can even be found.
+ * Finds a program on PATH (and the sbin directories, which a non-root PATH may lack). Synchronous on
+ * purpose: a tool started "at once" (keepalived -t beside lvssync's own reading) must not wait for
+ * the reading to give the event loop back before it can even be found.
  */
-export function whichSync(name: string): string | undefined {
+export function which(name: string): string | undefined {
   const key = `${process.env.PATH ?? ''}\0${name}`;
   const known = found.get(key);
   if (known !== undefined && existsSync(known)) return known;

@@ -25,7 +25,7 @@ import {
 } from '../core/plan.js';
 import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
-import { emptySnapshot, type Snapshot } from '../core/snapshot.js';
+import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, type ToolCache } from './check-director.js';
 import { withLock } from './lock.js';
@@ -273,16 +273,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       renderedSnap = emptySnapshot();
       if (opts.snapshot) renderedSnapshots.set(opts.snapshot, renderedSnap);
     }
-    const keep = new Set<string>();
-    for (const d of desired) {
-      const text = rendered.files.get(d.path)!;
-      const mode = 0o100000 | d.mode;
-      keep.add(d.path);
-      const known = renderedSnap.files.get(d.path);
-      if (known && known.text === text && known.mode === mode) continue;
-      renderedSnap.files.set(d.path, { path: d.path, text, mode });
-    }
-    for (const p of [...renderedSnap.files.keys()]) if (!keep.has(p)) renderedSnap.files.delete(p);
+    for (const d of desired) putFile(renderedSnap, d.path, rendered.files.get(d.path)!, 0o100000 | d.mode);
+    retainFiles(renderedSnap, new Set(desired.map((d) => d.path)));
     for (const dir of local.snapshot.dirs) renderedSnap.dirs.add(dir);
     const peerCheck = checkKeepalived(renderedSnap, config.files.keepalived, {
       ...(peerNode.configId ? { configId: peerNode.configId } : {}),

@@ -7,7 +7,7 @@ import { lstatSync, readdirSync, readFileSync, realpathSync, type Stats } from '
 import path from 'node:path';
 import { checkKeepalived } from '../core/check.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
-import type { Snapshot, SnapshotFile } from '../core/snapshot.js';
+import { putFile, retainFiles, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 
 const MAX_FILES_PER_DIR = 100_000;
@@ -31,6 +31,9 @@ type ParseCache = NonNullable<EvaluateOptions['cache']>;
  */
 const texts = new WeakMap<ParseCache, Map<string, { id: string; text: string }>>();
 
+/** A file's identity for the caches: inode, size and mtime. */
+const identity = (st: Stats) => `${st.ino}:${st.size}:${st.mtimeMs}`;
+
 function readText(host: string, st: Stats, cache: ParseCache | undefined): string {
   if (!cache) return readFileSync(host, 'utf8');
   let known = texts.get(cache);
@@ -38,7 +41,7 @@ function readText(host: string, st: Stats, cache: ParseCache | undefined): strin
     known = new Map();
     texts.set(cache, known);
   }
-  const id = `${st.ino}:${st.size}:${st.mtimeMs}`;
+  const id = identity(st);
   const k = known.get(host);
   if (k && k.id === id) return k.text;
   const text = readFileSync(host, 'utf8');
@@ -49,8 +52,6 @@ function readText(host: string, st: Stats, cache: ParseCache | undefined): strin
 
 /** Each snapshot's files as they were when read: inode, size and mtime (see changedSinceRead). */
 const readAs = new WeakMap<Snapshot, Map<string, string>>();
-
-const identity = (st: Stats) => `${st.ino}:${st.size}:${st.mtimeMs}`;
 
 /**
  * The first file of the snapshot that is no longer what was read (changed, replaced or gone), or
@@ -90,7 +91,7 @@ export async function rereadSnapshot(snapshot: Snapshot, read: () => Promise<voi
   } finally {
     rereads.delete(snapshot);
   }
-  for (const p of [...snapshot.files.keys()]) if (!seen.has(p)) snapshot.files.delete(p);
+  retainFiles(snapshot, seen);
 }
 
 /** Adds one file; a missing file is simply absent from the snapshot. Symlinks are followed inside root only. */
@@ -120,11 +121,7 @@ export async function addFile(
       readAs.set(snapshot, ids);
     }
     ids.set(p, identity(st));
-    const known = snapshot.files.get(p);
-    if (known && known.text === text && known.mode === mode) return known;
-    const f: SnapshotFile = { path: p, text, mode };
-    snapshot.files.set(p, f);
-    return f;
+    return putFile(snapshot, p, text, mode);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     if (e instanceof LvssyncError) throw e;

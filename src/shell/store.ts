@@ -121,16 +121,8 @@ export class Store {
     const ids = new Map<string, { id: string; mode: number }>();
     const written = base === '' ? this.written() : {};
     if (base === '') this.loadChecksums();
-    const add = (host: string, p: string, known?: Stats) => {
-      const st = known ?? lstatSync(host);
-      if (st.isSymbolicLink()) {
-        throw new LvssyncError(
-          'E_PROTOCOL',
-          `${p} is a symlink on this director: lvssync manages regular files only; replace it with a file or remove it`,
-        );
-      }
-      if (!st.isFile()) return;
-      ids.set(host, { id: `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`, mode: st.mode & 0o7777 });
+    this.eachManaged(base, (host, p, st) => {
+      ids.set(host, { id: mirrorId(st), mode: st.mode & 0o7777 });
       const f: RemoteFile = {
         path: p,
         sha256: this.sha256Of(host, st),
@@ -139,30 +131,7 @@ export class Store {
       };
       if (written[p] !== undefined) f.written = written[p];
       out.push(f);
-    };
-    const walk = (dir: string, depth: number) => {
-      let entries: string[];
-      try {
-        entries = readdirSync(base + dir);
-      } catch {
-        return;
-      }
-      for (const e of entries.sort()) {
-        const p = `${dir}/${e}`;
-        if (e.includes('.lvssync-tmp')) continue;
-        const st = lstatSync(base + p);
-        if (st.isDirectory() && !st.isSymbolicLink()) {
-          if (depth < 8) walk(p, depth + 1);
-        } else add(base + p, p, st);
-      }
-    };
-    for (const r of this.roots) {
-      if (existsSync(base + r) && lstatSync(base + r).isSymbolicLink()) {
-        throw new LvssyncError('E_PROTOCOL', `managed directory ${r} is a symlink: refused`);
-      }
-      walk(r, 0);
-    }
-    for (const e of this.extra) if (existsSync(base + e)) add(base + e, e);
+    });
     if (base === '') {
       this.lastWalk = { at: Date.now(), ids };
       this.saveChecksums(ids);
@@ -223,9 +192,7 @@ export class Store {
     for (const [host, k] of this.shas) if (seen.has(host)) out.push([host, k.id, k.sha]);
     try {
       mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
-      const tmp = `${this.checksumsPath}.${process.pid}.lvssync-tmp`;
-      writeFileSync(tmp, JSON.stringify(out), { mode: 0o600 });
-      renameSync(tmp, this.checksumsPath);
+      replaceCacheFile(this.checksumsPath, JSON.stringify(out));
     } catch {
       // a cache: the next session reads the files again
     }
@@ -298,14 +265,8 @@ export class Store {
     if (!this.mirror) return;
     const generation = randomBytes(8).toString('hex');
     try {
-      for (const [file, text] of [
-        [this.mirrorFile, JSON.stringify({ generation, entries: [...this.mirror] })],
-        [this.generationFile, `${generation}\n`],
-      ] as const) {
-        const tmp = `${file}.${process.pid}.lvssync-tmp`;
-        writeFileSync(tmp, text, { mode: 0o600 });
-        renameSync(tmp, file);
-      }
+      replaceCacheFile(this.mirrorFile, JSON.stringify({ generation, entries: [...this.mirror] }));
+      replaceCacheFile(this.generationFile, `${generation}\n`);
       this.mirrorGeneration = generation;
     } catch {
       this.mirrorGeneration = undefined;
@@ -388,35 +349,48 @@ export class Store {
   /** The managed files' identities and modes (no file is read). */
   private manifestStats(): Map<string, { id: string; mode: number }> {
     const out = new Map<string, { id: string; mode: number }>();
-    const add = (p: string) => {
-      const st = lstatSync(p);
+    this.eachManaged('', (host, _p, st) => out.set(host, { id: mirrorId(st), mode: st.mode & 0o7777 }));
+    return out;
+  }
+
+  /**
+   * Every regular file under the managed roots (below `base`, a staging tree) and every extra file,
+   * in order, with its lstat: (host path, director path, stats). A symlink is refused, never followed.
+   */
+  private eachManaged(base: string, visit: (host: string, p: string, st: Stats) => void): void {
+    const add = (p: string, known?: Stats) => {
+      const st = known ?? lstatSync(base + p);
       if (st.isSymbolicLink()) {
         throw new LvssyncError(
           'E_PROTOCOL',
           `${p} is a symlink on this director: lvssync manages regular files only; replace it with a file or remove it`,
         );
       }
-      if (st.isFile())
-        out.set(p, { id: `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`, mode: st.mode & 0o7777 });
+      if (st.isFile()) visit(base + p, p, st);
     };
     const walk = (dir: string, depth: number) => {
-      let entries: import('node:fs').Dirent[];
+      let entries: string[];
       try {
-        entries = readdirSync(dir, { withFileTypes: true });
+        entries = readdirSync(base + dir);
       } catch {
         return;
       }
-      for (const e of entries) {
-        if (e.name.includes('.lvssync-tmp')) continue;
-        const p = `${dir}/${e.name}`;
-        if (e.isDirectory()) {
+      for (const e of entries.sort()) {
+        if (e.includes('.lvssync-tmp')) continue;
+        const p = `${dir}/${e}`;
+        const st = lstatSync(base + p);
+        if (st.isDirectory() && !st.isSymbolicLink()) {
           if (depth < 8) walk(p, depth + 1);
-        } else add(p);
+        } else add(p, st);
       }
     };
-    for (const r of this.roots) walk(r, 0);
-    for (const e of this.extra) if (existsSync(e)) add(e);
-    return out;
+    for (const r of this.roots) {
+      if (existsSync(base + r) && lstatSync(base + r).isSymbolicLink()) {
+        throw new LvssyncError('E_PROTOCOL', `managed directory ${r} is a symlink: refused`);
+      }
+      walk(r, 0);
+    }
+    for (const e of this.extra) if (existsSync(base + e)) add(e);
   }
 
   private tx(txid: string): { txid: string; puts: string[]; removes: string[] } {
@@ -520,7 +494,7 @@ export class Store {
     // the staged copies are now the live files: only their new identities need recording
     for (const p of t.puts) {
       const st = statSync(p);
-      this.mirror?.set(p, `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`);
+      this.mirror?.set(p, mirrorId(st));
     }
     for (const p of t.removes) this.mirror?.delete(p);
     this.current = undefined;
@@ -702,6 +676,21 @@ export function readJsonFile<T>(p: string): T | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A file's identity in the staging mirror: inode, size, mtime and mode. */
+function mirrorId(st: Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`;
+}
+
+/**
+ * Replaces a cache file (a temporary renamed over it, mode 0600, no fsync: a torn or lost cache is
+ * read as none).
+ */
+function replaceCacheFile(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.lvssync-tmp`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  renameSync(tmp, file);
 }
 
 export function atomicWrite(p: string, text: string, mode: number): void {

@@ -68,7 +68,7 @@ export async function execFermCheck(
   fermPath: string,
   sourceOf: (p: string) => string | undefined,
 ): Promise<FermRun> {
-  const bin = await which('ferm');
+  const bin = which('ferm');
   if (!bin) {
     return {
       available: false,
@@ -118,7 +118,7 @@ export async function execKeepalivedTest(
   /** The directories to map under a root; by default those of the files. */
   dirs?: readonly string[],
 ): Promise<ToolRun> {
-  const bin = await which('keepalived');
+  const bin = which('keepalived');
   if (!bin) return { available: false, diagnostics: [], durationMs: 0 };
   const args = ['-t', '-l', '-n', '-f', confPath];
   if (configId !== undefined) args.push('-i', configId);
