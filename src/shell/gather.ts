@@ -3,7 +3,7 @@
 // its ferm.conf would apply, and when keepalived last read its files. Shell; used by the primary for
 // its own side and by the agent's `audit` op (kept free of the SSH client, which the agent never needs).
 
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import type { AuditData } from '../core/protocol.js';
@@ -58,11 +58,12 @@ export async function gatherHere(config: Config, opts: { texts?: boolean } = {})
   const store = new Store(config);
   const withText = opts.texts !== false;
   const mtimes = data.mtimes!;
-  for (const f of store.manifest()) {
+  const manifest = store.manifestWithTimes();
+  for (const f of manifest.files) {
     if (isEditorTemp(f.path)) continue;
     if (withText) data.files.push({ path: f.path, sha256: f.sha256, text: readFileSync(f.path, 'utf8') });
     else data.files.push({ path: f.path, sha256: f.sha256 });
-    mtimes[f.path] = statSync(f.path).mtimeMs;
+    mtimes[f.path] = manifest.mtimes.get(f.path)!;
   }
   const loaded = Math.max(keepalivedStartedAt() ?? 0, readReloads(config).keepalived ?? 0);
   if (loaded > 0) data.keepalivedLoadedAt = loaded;

@@ -117,7 +117,13 @@ export class Store {
 
   /** Every regular file under the managed roots (symlinks are reported as errors, never followed). */
   manifest(base = ''): RemoteFile[] {
+    return this.manifestWithTimes(base).files;
+  }
+
+  /** manifest(), with each file's mtime (ms) as the same walk saw it (the audit's pending-reload check). */
+  manifestWithTimes(base = ''): { files: RemoteFile[]; mtimes: Map<string, number> } {
     const out: RemoteFile[] = [];
+    const mtimes = new Map<string, number>();
     const ids = new Map<string, { id: string; mode: number }>();
     const written = base === '' ? this.written() : {};
     if (base === '') this.loadChecksums();
@@ -131,12 +137,13 @@ export class Store {
       };
       if (written[p] !== undefined) f.written = written[p];
       out.push(f);
+      mtimes.set(p, st.mtimeMs);
     });
     if (base === '') {
       this.lastWalk = { at: Date.now(), ids };
       this.saveChecksums(ids);
     }
-    return out;
+    return { files: out, mtimes };
   }
 
   /**
