@@ -11,7 +11,7 @@ const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
 const N = 1000;
 
 /** An ipvsadm -Ln table of `lines` lines: the N configured services and their real servers. */
-function bigTable(lines: number): string {
+export function bigTable(lines: number): string {
   const out = [
     'IP Virtual Server version 1.2.1 (size=4096)',
     'Prot LocalAddress:Port Scheduler Flags',

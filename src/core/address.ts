@@ -1,9 +1,34 @@
 // IP address helpers for config values. Pure.
 
 export function isIPv4(s: string): boolean {
-  const parts = s.split('.');
-  if (parts.length !== 4) return false;
-  return parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
+  // four dot-separated groups of 1-3 ASCII digits, each at most 255 (a config has thousands: no split)
+  const n = s.length;
+  if (n < 7 || n > 15) return false;
+  let groups = 0;
+  let digits = 0;
+  let value = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || value > 255) return false;
+      groups++;
+      digits = 0;
+      value = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (++digits > 3) return false;
+      value = value * 10 + (c - 48);
+    } else return false;
+  }
+  return groups === 4;
+}
+
+/** An IPv4 address with a group written with a leading zero (`010`), which canonicalIP rewrites. */
+function hasLeadingZero(s: string): boolean {
+  for (let i = 0; i < s.length - 1; i++) {
+    if (s.charCodeAt(i) === 48 && (i === 0 || s.charCodeAt(i - 1) === 46) && s.charCodeAt(i + 1) !== 46)
+      return true;
+  }
+  return false;
 }
 
 export function isIPv6(s: string): boolean {
@@ -57,7 +82,7 @@ export function expandRange(s: string): string[] | undefined {
 
 /** Canonical text for comparing addresses (lower-case IPv6, no zero padding in IPv4). */
 export function canonicalIP(s: string): string {
-  if (isIPv4(s)) return s.split('.').map(Number).join('.');
+  if (isIPv4(s)) return hasLeadingZero(s) ? s.split('.').map(Number).join('.') : s;
   return expandIPv6(s) ?? s.toLowerCase();
 }
 

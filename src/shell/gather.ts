@@ -8,6 +8,7 @@ import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import type { AuditData } from '../core/protocol.js';
 import { execTool } from './exec.js';
+import { expandFerm } from './ferm-expand.js';
 import { iptablesSave, keepalivedStartedAt, readAddresses, readReloads } from './services.js';
 import { Store } from './store.js';
 
@@ -26,6 +27,7 @@ export async function gatherHere(config: Config, opts: { texts?: boolean } = {})
     mtimes: {},
   };
   const errors: string[] = [];
+  const store = new Store(config);
   // the commands first: they run while this thread reads and hashes the files
   const commands = Promise.all([
     readAddresses().then((addrs) => {
@@ -48,14 +50,16 @@ export async function gatherHere(config: Config, opts: { texts?: boolean } = {})
         errors.push(e.message);
       },
     ),
-    execTool(['ferm', '--noexec', '--lines', config.files.ferm], { timeoutMs: 60_000 })
-      .catch(() => undefined)
-      .then((f) => {
-        data.fermLines = f?.code === 0 ? f.stdout : '';
-        if (f?.code !== 0) errors.push(`ferm --noexec failed: ${f?.stderr.trim() ?? 'not installed'}`);
-      }),
+    expandFerm(config, store.stateDir).then(
+      (f) => {
+        data.fermLines = f.ok ? f.lines : '';
+        if (!f.ok) errors.push(`ferm --noexec failed: ${f.error}`);
+      },
+      (e: Error) => {
+        errors.push(`ferm --noexec failed: ${e.message}`);
+      },
+    ),
   ]);
-  const store = new Store(config);
   const withText = opts.texts !== false;
   const mtimes = data.mtimes!;
   const manifest = store.manifestWithTimes();

@@ -9,8 +9,9 @@ import { type MarkRule, parseFermLines } from '../core/ferm/marks.js';
 import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 import { execTool } from './exec.js';
+import { expandFerm } from './ferm-expand.js';
 import { readProcStat } from './proc.js';
-import { readJsonFile } from './store.js';
+import { readJsonFile, Store } from './store.js';
 
 /** Runs a service's reload command, then its status command. */
 export async function reloadService(config: Config, name: string): Promise<ReloadResult> {
@@ -52,14 +53,14 @@ export async function verifyService(config: Config, name: string): Promise<Verif
     if (s.code !== 0) problems.push(`${name} is not running ('${svc.status.join(' ')}' exited ${s.code})`);
   }
   if (name === 'ferm') {
-    const want = await execTool(['ferm', '--noexec', '--lines', config.files.ferm], { timeoutMs: 60_000 });
-    if (want.code !== 0) problems.push(`ferm --noexec failed: ${want.stderr.trim()}`);
+    const want = await expandFerm(config, new Store(config).stateDir);
+    if (!want.ok) problems.push(`ferm --noexec failed: ${want.error}`);
     else {
       const have = parseFermLines(await iptablesSave('mangle'));
       const key = (m: MarkRule) =>
         `${m.table}/${m.chain}/${m.mark}/${(m.destination ?? '*').replace(/\/32$/, '')}/${m.protocol ?? '*'}/${m.dports.join(',')}`;
       const live = new Set(have.map(key));
-      for (const m of parseFermLines(want.stdout)) {
+      for (const m of parseFermLines(want.lines)) {
         if (!live.has(key(m)))
           problems.push(`MARK ${m.mark} for ${m.destination ?? 'any'} is not in the live mangle table`);
       }

@@ -694,7 +694,7 @@ function mirrorId(st: Stats): string {
  * Replaces a cache file (a temporary renamed over it, mode 0600, no fsync: a torn or lost cache is
  * read as none).
  */
-function replaceCacheFile(file: string, text: string): void {
+export function replaceCacheFile(file: string, text: string): void {
   const tmp = `${file}.${process.pid}.lvssync-tmp`;
   writeFileSync(tmp, text, { mode: 0o600 });
   renameSync(tmp, file);
