@@ -9,7 +9,8 @@ import { emptySnapshot } from '../src/core/snapshot.js';
 import { ToolCache } from '../src/shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../src/shell/load-config.js';
 import { PeerKeeper } from '../src/shell/peer.js';
-import { peerOf, runPush } from '../src/shell/push.js';
+import { peerOf } from '../src/shell/peer.js';
+import { runPush } from '../src/shell/push.js';
 import { virtualServerFile } from './gen.js';
 
 async function main(): Promise<void> {

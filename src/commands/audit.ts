@@ -5,20 +5,12 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
-import {
-  formatAuditJson,
-  formatAuditMarkdown,
-  formatAuditText,
-  latestReport,
-  runAudit,
-  storeReport,
-} from '../shell/audit.js';
-import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
+import type { DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
-import { PeerSession } from '../shell/peer.js';
-import { peerOf, runPush } from '../shell/push.js';
-import { readAddresses } from '../shell/services.js';
-import { readJsonFile } from '../shell/store.js';
+import { PeerSession, peerOf } from '../shell/peer.js';
+
+// Only the configuration and the SSH client are loaded before the audit starts: the connection to
+// the peer is opened first, and the rest of the audit loads during its handshake.
 
 export interface AuditOptions {
   config?: string;
@@ -42,11 +34,13 @@ export async function runAuditCommand(opts: AuditOptions, io: Io): Promise<numbe
   const format = opts.json ? 'json' : (opts.format ?? 'text');
   if (!['text', 'json', 'markdown'].includes(format))
     throw new LvssyncError('E_USAGE', `--format ${format}: use text, json or markdown`);
-  const report = await runAudit(
-    config,
-    requireSelfNode(config, opts.node),
-    opts.digests ? { digests: true } : {},
+  const self = requireSelfNode(config, opts.node);
+  const { openForAudit } = await import('../shell/audit-peer.js');
+  const peer = openForAudit(config, self);
+  const { formatAuditJson, formatAuditMarkdown, formatAuditText, runAudit, storeReport } = await import(
+    '../shell/audit.js'
   );
+  const report = await runAudit(config, self, { peer, ...(opts.digests ? { digests: true } : {}) });
   const text =
     format === 'json'
       ? formatAuditJson(report)
@@ -67,6 +61,11 @@ export interface StatusOptions {
 
 /** One screen: sync state (F5 ConfigSync's words), last push, VIP holders, last audit. */
 export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<number> {
+  const { latestReport } = await import('../shell/audit.js');
+  const { checkSelf } = await import('../shell/check-director.js');
+  const { runPush } = await import('../shell/push.js');
+  const { readAddresses } = await import('../shell/services.js');
+  const { readJsonFile } = await import('../shell/store.js');
   const { config } = await loadConfig(opts.config);
   const me = requireSelfNode(config, opts.node);
   const target = peerOf(config, me);

@@ -18,7 +18,7 @@ import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { execTool } from '../shell/exec.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, requireSelfNode } from '../shell/load-config.js';
-import { peerOf } from '../shell/push.js';
+import { peerOf } from '../shell/peer.js';
 
 export interface InitOptions {
   config?: string;

@@ -12,8 +12,8 @@ import { EXIT } from '../errors.js';
 import type { Io } from '../io.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
-import { PeerSession } from '../shell/peer.js';
-import { type PushReport, peerOf, runPush } from '../shell/push.js';
+import { PeerSession, peerOf } from '../shell/peer.js';
+import { type PushReport, runPush } from '../shell/push.js';
 
 export interface PushCliOptions {
   config?: string;

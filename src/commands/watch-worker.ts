@@ -14,8 +14,8 @@ import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
 import { checkSelf, type DirectorCheck, ToolCache } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
-import { PeerKeeper } from '../shell/peer.js';
-import { type PushResult, peerOf, runPush, type Step } from '../shell/push.js';
+import { PeerKeeper, peerOf } from '../shell/peer.js';
+import { type PushResult, runPush, type Step } from '../shell/push.js';
 import { changedSinceRead } from '../shell/read-snapshot.js';
 
 export type WorkerJob = 'push' | 'watchset' | 'audit' | 'next-audit';

@@ -26,11 +26,11 @@ import { type IpvsTable, parseIpvsadm } from '../core/ipvsadm.js';
 import type { AuditData } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
 import { LvssyncError } from '../errors.js';
+import { type EarlyPeer, openForAudit } from './audit-peer.js';
 import { readSelf } from './check-director.js';
 import { execTool } from './exec.js';
 import { gatherHere } from './gather.js';
-import { PeerSession } from './peer.js';
-import { peerOf } from './push.js';
+import { type PeerSession, peerOf } from './peer.js';
 import { readJsonFile } from './store.js';
 
 export interface AuditReport {
@@ -68,7 +68,7 @@ function fetchDigest(host: string, port: number, urlPath: string, virtualhost?: 
 export async function runAudit(
   config: Config,
   self: string,
-  opts: { digests?: boolean } = {},
+  opts: { digests?: boolean; peer?: EarlyPeer } = {},
 ): Promise<AuditReport> {
   const salt = randomBytes(8).toString('hex');
   const findings: Finding[] = [];
@@ -80,18 +80,16 @@ export async function runAudit(
   mark('start');
   // The peer is asked first and gathers its side while this director gathers its own (its files
   // come as checksums). This side's commands start at once; its parsing, which keeps this thread busy,
-  // waits until the SSH handshake is done, so as not to hold the handshake up.
-  let handshake: () => void = () => {};
-  const handshaken = new Promise<void>((r) => {
-    handshake = r;
-  });
-  const opening = PeerSession.open(config, target, self, () => {
-    mark('handshake');
-    handshake();
+  // waits until the request is on its way to the agent, so as not to hold the SSH exchange up.
+  const early = opts.peer ?? openForAudit(config, self);
+  const { opening, gathered, requested } = early;
+  timings.connect = early.at;
+  void early.handshaken.then((t) => {
+    timings.handshake = t;
   });
   const peerSide = opening.then(async (s) => {
     try {
-      return { data: await s.request({ op: 'audit', texts: false }), session: s };
+      return { data: await gathered, session: s };
     } catch (e) {
       s.close();
       throw e;
@@ -100,7 +98,8 @@ export async function runAudit(
   void peerSide.catch(() => undefined);
   const hereSide = gatherHere(config);
   // the agent starts and gathers on the peer meanwhile
-  await Promise.race([handshaken, opening.catch(() => undefined)]);
+  await requested;
+  mark('requested');
   const local = await readSelf(config, self);
   mark('read-here');
   const here = await hereSide;

@@ -163,6 +163,12 @@ export class PeerSession {
     target: PeerTarget,
     primary: string,
     connected?: () => void,
+    /**
+     * Called once the hello is written, before its answer: requests made here reach the agent right
+     * behind it (it answers them in order, and the answer to the hello is still checked first), so
+     * the caller's thread, busy with its own work meanwhile, never holds the peer up.
+     */
+    pipeline?: (s: PeerSession) => void,
   ): Promise<PeerSession> {
     const client = await connectSsh(config, target);
     connected?.();
@@ -178,7 +184,9 @@ export class PeerSession {
       });
     });
     const s = new PeerSession(target, client, channel);
-    const hello = await s.request({ op: 'hello', version: PROTOCOL_VERSION, primary });
+    const helloing = s.request({ op: 'hello', version: PROTOCOL_VERSION, primary });
+    pipeline?.(s);
+    const hello = await helloing;
     if (hello.version !== PROTOCOL_VERSION) {
       s.close();
       throw new LvssyncError(
@@ -299,4 +307,20 @@ export class PeerKeeper {
     this.reset();
     void this.opening?.then((s) => s.close()).catch(() => undefined);
   }
+}
+
+export function peerOf(config: Config, self: string, explicit?: string): PeerTarget {
+  const names = Object.keys(config.nodes).filter((n) => n !== self);
+  const name = explicit ?? names[0];
+  if (!name || !config.nodes[name]) {
+    throw new LvssyncError(
+      'E_CONFIG',
+      explicit
+        ? `--peer ${explicit} is not a configured node (${Object.keys(config.nodes).join(', ')})`
+        : `no peer configured: lvssync.yaml needs nodes for both directors (this one is ${self})`,
+    );
+  }
+  if (name === self) throw new LvssyncError('E_USAGE', `--peer ${name} is this director`);
+  const n = config.nodes[name]!;
+  return { name, host: n.address, port: n.port };
 }

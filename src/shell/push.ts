@@ -29,7 +29,7 @@ import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snap
 import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, type ToolCache } from './check-director.js';
 import { withLock } from './lock.js';
-import { type PeerKeeper, PeerSession, type PeerTarget } from './peer.js';
+import { type PeerKeeper, PeerSession, peerOf } from './peer.js';
 import { readAddresses, reloadService, verifyService } from './services.js';
 
 export type PushResult =
@@ -106,22 +106,6 @@ export interface PushOptions {
 
 /** The rendering for the peer of each kept snapshot of this director's set. */
 const renderedSnapshots = new WeakMap<Snapshot, Snapshot>();
-
-export function peerOf(config: Config, self: string, explicit?: string): PeerTarget {
-  const names = Object.keys(config.nodes).filter((n) => n !== self);
-  const name = explicit ?? names[0];
-  if (!name || !config.nodes[name]) {
-    throw new LvssyncError(
-      'E_CONFIG',
-      explicit
-        ? `--peer ${explicit} is not a configured node (${Object.keys(config.nodes).join(', ')})`
-        : `no peer configured: lvssync.yaml needs nodes for both directors (this one is ${self})`,
-    );
-  }
-  if (name === self) throw new LvssyncError('E_USAGE', `--peer ${name} is this director`);
-  const n = config.nodes[name]!;
-  return { name, host: n.address, port: n.port };
-}
 
 /** The globs of peer paths lvssync owns: what keepalived includes, ferm's directory, extra files. */
 export function managedGlobs(config: Config, local: DirectorCheck): string[] {
