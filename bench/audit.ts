@@ -41,6 +41,7 @@ export async function benchAudit(): Promise<boolean> {
   try {
     for (const d of DIRECTORS) lab.writeFile(d, '/etc/lvssync/lab/ipvsadm.txt', bigTable(10_000));
     const ours: number[] = [];
+    const stages: Record<string, number>[] = [];
     let findings = 0;
     for (let i = 0; i < 3; i++) {
       const t0 = performance.now();
@@ -49,7 +50,9 @@ export async function benchAudit(): Promise<boolean> {
         timeoutMs: 600_000,
       });
       ours.push(performance.now() - t0);
-      findings = (JSON.parse(r.stdout) as { findings: unknown[] }).findings.length;
+      const report = JSON.parse(r.stdout) as { findings: unknown[]; timings?: Record<string, number> };
+      findings = report.findings.length;
+      if (report.timings) stages.push(report.timings);
     }
     const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
     const sshCmd = `ssh -i ${ssh}/id_ed25519 -o UserKnownHostsFile=${ssh}/known_hosts -o StrictHostKeyChecking=yes`;
@@ -65,6 +68,19 @@ export async function benchAudit(): Promise<boolean> {
     ];
     const theirs: number[] = [];
     for (let i = 0; i < 3; i++) theirs.push(await timed(lab, rsync));
+    // the floor under both: a fresh OpenSSH session that runs nothing
+    const bare: number[] = [];
+    for (let i = 0; i < 3; i++)
+      bare.push(await timed(lab, ['sh', '-c', `${sshCmd} root@${ADDR.crossover.lvs2} true`]));
+    /** Median time (ms since lvssync audit started) at which each stage was reached. */
+    const stage = (k: string) => {
+      const v = stages.map((t) => t[k]).filter((x): x is number => x !== undefined);
+      return v.length ? `${k} ${Math.round(median(v))}` : undefined;
+    };
+    const where = ['connect', 'handshake', 'requested', 'read-here', 'checked-here', 'peer-answered', 'done']
+      .map(stage)
+      .filter(Boolean)
+      .join(', ');
     const a = median(ours);
     const b = median(theirs);
     const ok = a <= b;
@@ -76,7 +92,9 @@ export async function benchAudit(): Promise<boolean> {
           value: fmtMs(a),
           note: `${findings} findings`,
         },
+        { name: '  where its time goes (ms since start, median)', value: '', note: where },
         { name: 'rsync -an --checksum over SSH, keepalived dir (median of 3)', value: fmtMs(b) },
+        { name: 'ssh lvs2 true, a fresh OpenSSH session (median of 3)', value: fmtMs(median(bare)) },
         {
           name: 'ratio lvssync audit / rsync dry run',
           value: `${(a / b).toFixed(2)}x`,

@@ -8,8 +8,7 @@ import type { EvaluateOptions } from '../src/core/keepalived/evaluate.js';
 import { emptySnapshot } from '../src/core/snapshot.js';
 import { ToolCache } from '../src/shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../src/shell/load-config.js';
-import { PeerKeeper } from '../src/shell/peer.js';
-import { peerOf } from '../src/shell/peer.js';
+import { PeerKeeper, peerOf } from '../src/shell/peer.js';
 import { runPush } from '../src/shell/push.js';
 import { virtualServerFile } from './gen.js';
 
