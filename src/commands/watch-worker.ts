@@ -47,6 +47,8 @@ export interface PushSummary {
   order?: string[];
   version?: string;
   timings: Record<string, number>;
+  /** Where the peer's validation spent its time (ms). */
+  peerTimings?: Record<string, number>;
   /** Errors that stopped the push, here or on the peer. */
   errors: Diagnostic[];
   error?: { code: string; message: string };
@@ -211,6 +213,7 @@ class Worker {
       changes: report.plan?.changes.map((c) => `${c.kind} ${c.path}`) ?? [],
       conflicts: report.plan?.conflicts.map((c) => c.path) ?? [],
       timings: report.timings,
+      ...(report.peerTimings ? { peerTimings: report.peerTimings } : {}),
       errors: report.diagnostics.filter((d) => d.severity === 'error'),
       steps: report.steps,
       memory: memoryMiB(),

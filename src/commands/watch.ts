@@ -450,6 +450,7 @@ class WatchDaemon {
             version: report.version,
             durationMs,
             timings: report.timings,
+            ...(report.peerTimings ? { peerTimings: report.peerTimings } : {}),
             memory: report.memory,
           },
           'pushed',

@@ -22,6 +22,7 @@ import {
   addFile,
   hostPath,
   readKeepalivedSnapshot,
+  readSoFar,
   rereadSnapshot,
   resolveIncludes,
   updateSnapshot,
@@ -140,6 +141,25 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   const snapshot = opts.snapshot ?? emptySnapshot();
   const cache = opts.cache ?? new Map();
   const fermDir = path.posix.dirname(opts.fermPath);
+  // ferm runs as soon as its files are read (they are read first, and are few): it takes about as
+  // long as keepalived -t, and waiting for keepalived's set to be parsed made it the last to finish.
+  const tools = opts.tools;
+  let fermRun: Promise<FermRun> | undefined;
+  let fermFiles: SnapshotFile[] = [];
+  const sourceOf = (p: string) => snapshot.files.get(p)?.text;
+  const startFerm = () => {
+    const seen = readSoFar(snapshot);
+    if (fermRun || opts.external === false || !snapshot.files.has(opts.fermPath)) return;
+    if (seen && !seen.has(opts.fermPath)) return;
+    // during a reading, a file kept from the last one and not read again may be gone: left out
+    fermFiles = [...snapshot.files.values()].filter(
+      (f) => (f.path === opts.fermPath || f.path.startsWith(`${fermDir}/`)) && (!seen || seen.has(f.path)),
+    );
+    const files = fermFiles;
+    const run = () => execFermCheck(opts.root, opts.fermPath, sourceOf);
+    fermRun = tools ? tools.get('ferm', inputKey([opts.fermPath], files, tools.digest), run) : run();
+    void fermRun.catch(() => undefined);
+  };
   if (opts.snapshot && opts.changed) {
     // only what a full reading would hold: the set's files and what the listed directories hold
     const dirs = [...snapshot.dirs];
@@ -159,6 +179,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       // below (a file added to the snapshot after it would make that check run again)
       await addDir(snapshot, opts.root, fermDir, cache);
       await addFile(snapshot, opts.root, opts.fermPath, cache);
+      startFerm();
       for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, cache);
       await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
     });
@@ -168,12 +189,14 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   if (opts.configId !== undefined) evalOpts.configId = opts.configId;
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
   timings.checked = performance.now() - t0;
-  const sourceOf = (p: string) => snapshot.files.get(p)?.text;
   const external: Diagnostic[] = [];
   let marks: LocatedMark[] | undefined;
-  const fermFiles = [...snapshot.files.values()].filter(
-    (f) => f.path === opts.fermPath || f.path.startsWith(`${fermDir}/`),
-  );
+  // (the incremental path, or a ferm.conf that appeared since the last reading, starts it here)
+  startFerm();
+  if (!fermRun)
+    fermFiles = [...snapshot.files.values()].filter(
+      (f) => f.path === opts.fermPath || f.path.startsWith(`${fermDir}/`),
+    );
   if (!snapshot.files.has(opts.fermPath)) {
     external.push(
       diag(
@@ -185,14 +208,6 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     );
   }
   // The two real validators run side by side; each is skipped when its input is unchanged.
-  const tools = opts.tools;
-  const fermRun =
-    opts.external !== false && snapshot.files.has(opts.fermPath)
-      ? (() => {
-          const run = () => execFermCheck(opts.root, opts.fermPath, sourceOf);
-          return tools ? tools.get('ferm', inputKey([opts.fermPath], fermFiles, tools.digest), run) : run();
-        })()
-      : undefined;
   const kaRun = early
     ? early
     : opts.external !== false && snapshot.files.has(opts.keepalivedPath)

@@ -94,6 +94,14 @@ export async function rereadSnapshot(snapshot: Snapshot, read: () => Promise<voi
   retainFiles(snapshot, seen);
 }
 
+/**
+ * While a snapshot is being read again, the paths read so far (a file not among them may be gone:
+ * it is removed from the snapshot only when the reading ends); undefined at any other time.
+ */
+export function readSoFar(snapshot: Snapshot): ReadonlySet<string> | undefined {
+  return rereads.get(snapshot);
+}
+
 /** Adds one file; a missing file is simply absent from the snapshot. Symlinks are followed inside root only. */
 export async function addFile(
   snapshot: Snapshot,

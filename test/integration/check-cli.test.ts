@@ -1,9 +1,11 @@
 // `lvssync check` against real ferm and keepalived on temporary roots.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runMain } from '../../src/cli.js';
+import { emptySnapshot } from '../../src/core/snapshot.js';
+import { checkDirector, ToolCache } from '../../src/shell/check-director.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { captureIo, requireTools, tempRoot } from '../helpers/tools.js';
 
@@ -158,5 +160,41 @@ describe.skipIf(missing.length > 0)('lvssync check (real ferm, keepalived -t)', 
     const usage = spawnSync('node', [bin, 'check', '--bogus'], { encoding: 'utf8' });
     expect(usage.status).toBe(2);
     expect(usage.stderr).toContain("unknown option '--bogus'");
+  });
+
+  it('a kept snapshot starts ferm early and never reuses a verdict for a file that is gone', async () => {
+    // the daemon and the agent keep a snapshot and ferm's verdicts; ferm starts as soon as its own
+    // files are read, and a file of the last reading that is not read again is not part of its input
+    const r0 = root();
+    const ferm = path.join(r0, 'etc/ferm/ferm.conf');
+    const extra = path.join(r0, 'etc/ferm/marks.ferm');
+    const fermText = readFileSync(ferm, 'utf8');
+    writeFileSync(extra, '# marks kept apart\n');
+    writeFileSync(ferm, `@include 'marks.ferm';\n${fermText}`);
+    const snapshot = emptySnapshot();
+    const tools = new ToolCache();
+    const cache = new Map();
+    const run = () =>
+      checkDirector({
+        root: r0,
+        snapshot,
+        cache,
+        tools,
+        keepalivedPath: '/etc/keepalived/keepalived.conf',
+        fermPath: '/etc/ferm/ferm.conf',
+      });
+    const codes = (r: Awaited<ReturnType<typeof run>>) =>
+      r.diagnostics.filter((d) => d.severity === 'error').map((d) => d.code);
+    const first = await run();
+    expect(codes(first)).toEqual([]);
+    expect(first.ferm?.cached).toBeFalsy();
+    expect((await run()).ferm?.cached).toBe(true);
+    rmSync(extra);
+    const gone = await run();
+    expect(gone.ferm?.cached).toBeFalsy();
+    expect(codes(gone)).toContain('FERM_ERROR');
+    expect(gone.diagnostics.find((d) => d.code === 'FERM_ERROR')?.file).toBe('/etc/ferm/ferm.conf');
+    writeFileSync(extra, '# marks kept apart\n');
+    expect(codes(await run())).toEqual([]);
   });
 });
