@@ -40,6 +40,12 @@ export interface AuditReport {
   exitCode: number;
   hosts: string[];
   findings: Finding[];
+  /**
+   * Each check that ran, with what it covered ("4 files on lvs2 against what lvs1 renders"): a check
+   * with no finding is clean only if it is here (a check that could not run has an `unknown` finding
+   * instead; `digest` runs only when asked for).
+   */
+  checks: Partial<Record<Finding['check'], string>>;
   /** ms since this process started at each stage of the audit (where the time went). */
   timings?: Record<string, number>;
 }
@@ -108,7 +114,7 @@ export async function runAudit(
   const kaFiles = new Set(local.evaluation.files);
   /** One director's live state against the configuration: its IPVS table, reload, marks. */
   const hostChecks = (h: string, d: AuditData) => {
-    const out: { table?: IpvsTable; ipvs: Finding[]; load: Finding[]; marks: Finding[] } = {
+    const out: { table?: IpvsTable; ipvs: Finding[]; load: Finding[]; marks: Finding[]; rules?: number } = {
       ipvs: [],
       load: auditKeepalivedLoad(h, d.mtimes ?? {}, d.keepalivedLoadedAt, kaFiles),
       marks: [],
@@ -127,10 +133,11 @@ export async function runAudit(
     }
     for (const err of d.errors ?? [])
       out.marks.push({ check: 'marks', severity: 'unknown', host: h, code: 'MARKS_UNKNOWN', message: err });
-    if (d.fermLines)
-      out.marks.push(
-        ...auditMarks(h, parseFermLines(d.fermLines), parseFermLines(d.liveMangle), config.files.ferm),
-      );
+    if (d.fermLines) {
+      const want = parseFermLines(d.fermLines);
+      out.rules = want.length;
+      out.marks.push(...auditMarks(h, want, parseFermLines(d.liveMangle), config.files.ferm));
+    }
     return out;
   };
   // this director's own checks run while the peer's answer is on its way
@@ -153,6 +160,10 @@ export async function runAudit(
   const hosts = [self, target.name];
   const data = new Map<string, AuditData>([[self, here]]);
   if (there) data.set(target.name, there);
+  /** What each check that ran covered (see AuditReport.checks). */
+  const checks: AuditReport['checks'] = {};
+  const audited = there ? `${self} and ${target.name}` : self;
+  if (there) checks.peer = `${target.name} answered`;
 
   // drift: the peer's files against what the primary renders for it
   if (there) {
@@ -188,12 +199,39 @@ export async function runAudit(
       }),
     );
     findings.push(...auditDrift(target.name, rendered.files, theirs, salt));
+    checks.drift = `${rendered.files.size} managed file(s) of ${target.name} against what ${self} renders for it`;
     mark('drift');
   }
   session?.close();
   // VIPs
   findings.push(...auditVips(model, new Map([...data].map(([h, d]) => [h, d.addresses]))));
+  const vips = model.instances.reduce((n, i) => n + i.vips.length + i.excludedVips.length, 0);
+  checks.vip = `${vips} virtual address(es) on ${audited}`;
   const theirs = there ? hostChecks(target.name, there) : undefined;
+  /** "lvs1 (3 x) and lvs2 (3)": a count per director, for the checks' summaries. */
+  const perHost = (counts: [string, number | undefined][], what: string) =>
+    counts
+      .filter((c): c is [string, number] => c[1] !== undefined)
+      .map(([h, n], i) => `${h} (${n}${i === 0 ? ` ${what}` : ''})`)
+      .join(' and ');
+  const tables = perHost(
+    [
+      [self, own.table?.services.length],
+      [target.name, theirs?.table?.services.length],
+    ],
+    'service(s)',
+  );
+  if (tables)
+    checks.ipvs = `${model.virtualServers.length} configured virtual server(s) against the live tables of ${tables}`;
+  checks['pending-reload'] = `keepalived's ${kaFiles.size} file(s) on ${audited} against when keepalived last read them`;
+  const rules = perHost(
+    [
+      [self, own.rules],
+      [target.name, theirs?.rules],
+    ],
+    'rule(s)',
+  );
+  if (rules) checks.marks = `ferm.conf's MARK rules against the live mangle table of ${rules}`;
   // live IPVS, and the two tables against each other
   findings.push(...own.ipvs, ...(theirs?.ipvs ?? []));
   if (own.table && theirs?.table) findings.push(...auditIpvsPair(self, own.table, target.name, theirs.table));
@@ -203,6 +241,7 @@ export async function runAudit(
   findings.push(...own.marks, ...(theirs?.marks ?? []));
   // health-check digests, fetched like genhash
   if (opts.digests ?? config.audit.digests) {
+    const before = findings.length;
     for (const vs of model.virtualServers) {
       for (const rs of vs.realServers) {
         for (const c of rs.checkers.filter((x) => x.type === 'HTTP_GET')) {
@@ -250,6 +289,7 @@ export async function runAudit(
         }
       }
     }
+    checks.digest = `${findings.length - before} HTTP_GET url(s) fetched from their real servers`;
   }
   mark('done');
   return {
@@ -259,6 +299,7 @@ export async function runAudit(
     exitCode: exitCodeOf(findings),
     hosts,
     findings,
+    checks,
     timings,
   };
 }
@@ -275,8 +316,13 @@ export function formatAuditText(r: AuditReport, verbose = false): string {
   for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload', 'digest'] as const) {
     const fs = shown.filter((f) => f.check === check);
     const all = r.findings.filter((f) => f.check === check);
-    if (all.length === 0) continue;
-    out.push('', `${check}: ${fs.length === 0 ? 'ok' : `${fs.length} finding(s)`}`);
+    const covered = r.checks?.[check];
+    if (all.length === 0 && covered === undefined) continue;
+    const worst = worstOf(all);
+    out.push(
+      '',
+      `${check}: ${worst === 'ok' ? 'ok' : `${all.filter((f) => f.severity !== 'ok').length} finding(s)`}${covered ? ` (${covered})` : ''}`,
+    );
     for (const f of fs) {
       out.push(
         `  ${MARK[f.severity]} ${f.host}: ${f.message}${f.file ? ` (${f.file}${f.line ? `:${f.line}` : ''})` : ''} [${f.code}]`,
@@ -300,6 +346,13 @@ export function formatAuditMarkdown(r: AuditReport): string {
     `${r.time}, directors ${r.hosts.join(', ')}.`,
     '',
   ];
+  const covered = Object.entries(r.checks ?? {});
+  if (covered.length) {
+    out.push('| check | result | covered |', '|---|---|---|');
+    for (const [check, what] of covered)
+      out.push(`| ${check} | ${worstOf(r.findings.filter((f) => f.check === check))} | ${what} |`);
+    out.push('');
+  }
   const rows = r.findings.filter((f) => f.severity !== 'ok');
   if (rows.length === 0) out.push('Everything checked is as configured.');
   else {
@@ -327,6 +380,9 @@ export function formatPrometheus(r: AuditReport): string {
   ];
   for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload', 'digest']) {
     const fs = r.findings.filter((f) => f.check === check);
+    // a check that did not run (digests not asked for) is left out rather than reported ok
+    if (fs.length === 0 && r.checks !== undefined && r.checks[check as Finding['check']] === undefined)
+      continue;
     lines.push(`lvssync_audit_status{cluster="${r.cluster}",check="${check}"} ${value[worstOf(fs)]}`);
   }
   lines.push(

@@ -29,6 +29,7 @@ async function audit(lab: Lab, ...extra: string[]) {
         diff?: string;
         message: string;
       }[];
+      checks: Record<string, string>;
     },
   };
 }
@@ -54,6 +55,20 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
     expect(report.status).toBe('ok');
     expect(code).toBe(0);
     expect(report.findings.map((f) => f.code)).toContain('DIGEST_OK');
+    // every check says what it covered: a clean audit is clean because each of them ran
+    expect(report.checks).toEqual({
+      peer: 'lvs2 answered',
+      drift: expect.stringMatching(/^\d+ managed file\(s\) of lvs2 against what lvs1 renders for it$/),
+      vip: '2 virtual address(es) on lvs1 and lvs2',
+      ipvs: '1 configured virtual server(s) against the live tables of lvs1 (1 service(s)) and lvs2 (1)',
+      marks: "ferm.conf's MARK rules against the live mangle table of lvs1 (1 rule(s)) and lvs2 (1)",
+      'pending-reload': expect.stringMatching(/^keepalived's \d+ file\(s\) on lvs1 and lvs2 against/),
+      digest: expect.stringMatching(/^[1-9]\d* HTTP_GET url\(s\) fetched/),
+    });
+    const text = await lvssync(lab(), 'lvs1', 'audit');
+    for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload'])
+      expect(text.stdout).toMatch(new RegExp(`^${check}: ok \\(`, 'm'));
+    expect(text.stdout).not.toContain('digest:');
   });
 
   it('a hand edit on lvs2 is drift, with a redacted unified diff and the line', async () => {
@@ -209,6 +224,9 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
       const reports = readdirSync(l.pathOn('lvs1', '/var/lib/lvssync/reports'));
       expect(reports.filter((f) => f.endsWith('.json'))).toHaveLength(2);
       expect(readFileSync(prom, 'utf8')).toMatch(/lvssync_audit_status\{cluster="lab",check="drift"\} 2/);
+      expect(readFileSync(prom, 'utf8')).toMatch(/lvssync_audit_status\{cluster="lab",check="ipvs"\} 0/);
+      // digests were not asked for: not reported as ok
+      expect(readFileSync(prom, 'utf8')).not.toContain('check="digest"');
       expect(readFileSync(mailbox, 'utf8')).toContain('lvssync audit of lab');
     } finally {
       writeFileSync(cfg, good);
