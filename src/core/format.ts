@@ -1,11 +1,15 @@
 // Human-readable rendering of Diagnostics: `file:line:col: severity: message [CODE]`, the offending
-// line and a caret under the column. Pure.
+// line (secrets redacted) and a caret under the column. Pure.
 
 import type { Diagnostic } from './diagnostic.js';
+import { redactLine } from './redact.js';
 
 export function formatDiagnostic(d: Diagnostic, sourceOf: (file: string) => string | undefined): string {
   const out = [`${d.file}:${d.line}:${d.col}: ${d.severity}: ${d.message} [${d.code}]`];
-  const text = sourceOf(d.file)?.split('\n')[d.line - 1];
+  // the offending line is shown with secrets (auth_pass, ...) redacted: findings end up in terminals,
+  // CI logs and mails
+  const raw = sourceOf(d.file)?.split('\n')[d.line - 1];
+  const text = raw === undefined ? undefined : redactLine(raw);
   if (text !== undefined) {
     const expanded = text.replace(/\t/g, '    ');
     const prefix = text.slice(0, Math.max(0, d.col - 1)).replace(/\t/g, '    ');
@@ -14,7 +18,8 @@ export function formatDiagnostic(d: Diagnostic, sourceOf: (file: string) => stri
   }
   for (const r of d.related ?? []) {
     out.push(`  ${r.file}:${r.line}:${r.col}: note: ${r.message}`);
-    const rt = sourceOf(r.file)?.split('\n')[r.line - 1];
+    const rawRelated = sourceOf(r.file)?.split('\n')[r.line - 1];
+    const rt = rawRelated === undefined ? undefined : redactLine(rawRelated);
     if (rt !== undefined) out.push(`    ${rt.replace(/\t/g, '    ')}`);
   }
   return out.join('\n');

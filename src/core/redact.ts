@@ -24,6 +24,17 @@ export function redactSecrets(text: string, salt = 'lvssync'): string {
   });
 }
 
+/**
+ * One source line as findings show it: a secret's value becomes `<redacted>` (what comes before it is
+ * unchanged, so a caret under the line still points where it did).
+ */
+export function redactLine(line: string): string {
+  return line.replace(
+    SECRET_LINE,
+    (_m, head: string, _value: string, tail: string) => `${head}<redacted>${tail}`,
+  );
+}
+
 /** A unified diff with secrets redacted on both sides. `null` text = file absent. */
 export function diffRedacted(
   path: string,

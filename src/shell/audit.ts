@@ -223,7 +223,8 @@ export async function runAudit(
   );
   if (tables)
     checks.ipvs = `${model.virtualServers.length} configured virtual server(s) against the live tables of ${tables}`;
-  checks['pending-reload'] = `keepalived's ${kaFiles.size} file(s) on ${audited} against when keepalived last read them`;
+  checks['pending-reload'] =
+    `keepalived's ${kaFiles.size} file(s) on ${audited} against when keepalived last read them`;
   const rules = perHost(
     [
       [self, own.rules],
