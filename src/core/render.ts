@@ -7,6 +7,12 @@ import { type Diagnostic, diag } from './diagnostic.js';
 import { type CstNode, type CstStatement, parseKeepalived } from './keepalived/cst.js';
 import type { Token } from './keepalived/lexer.js';
 import { tokenValue } from './keepalived/lexer.js';
+import { SECRET_KEYWORDS } from './redact.js';
+
+/** A per-host value as the plan shows it: a secret's (a per-host auth_pass) is never printed. */
+function shown(keyword: string, value: string): string {
+  return SECRET_KEYWORDS.includes(keyword) ? '<redacted>' : value;
+}
 
 export interface RenderTarget {
   /** The node rendered for, for messages. */
@@ -92,7 +98,7 @@ export function renderForNode(
           if (!first || !last) {
             const kw: Token = s.words[0]!;
             edits.push({ offset: kw.offset + kw.text.length, length: 0, text: ` ${word(w.value)}` });
-            rewrites.push({ file, line, what: `${leaf} (none) -> ${w.value}` });
+            rewrites.push({ file, line, what: `${leaf} (none) -> ${shown(leaf, w.value)}` });
             continue;
           }
           const old = args.map(tokenValue).join(' ');
@@ -102,7 +108,7 @@ export function renderForNode(
             length: last.offset + last.text.length - first.offset,
             text: w.value.split(/\s+/).map(word).join(' '),
           });
-          rewrites.push({ file, line, what: `${leaf} ${old} -> ${w.value}` });
+          rewrites.push({ file, line, what: `${leaf} ${shown(leaf, old)} -> ${shown(leaf, w.value)}` });
         }
       }
     }

@@ -15,6 +15,17 @@ describe('renderForNode', () => {
     expect(r.rewrites).toEqual([{ file: KA, line: 2, what: 'router_id LVS1 -> LVS2' }]);
   });
 
+  it('never shows a per-host secret in the rewrites it reports', () => {
+    const text = 'vrrp_instance VI_1 {\n  authentication {\n    auth_pass s3cr3t01\n  }\n}\n';
+    const r = renderForNode(new Map([[KA, text]]), [KA], {
+      node: 'lvs2',
+      hostLines: [{ path: ['vrrp_instance VI_1', 'authentication', 'auth_pass'], value: 'other002' }],
+    });
+    expect(r.files.get(KA)).toContain('auth_pass other002');
+    expect(r.rewrites).toEqual([{ file: KA, line: 3, what: 'auth_pass <redacted> -> <redacted>' }]);
+    expect(JSON.stringify(r.rewrites)).not.toMatch(/s3cr3t01|other002/);
+  });
+
   it('sets declared per-host lines inside named blocks, keeps comments and spacing, leaves @id lines alone', () => {
     const text = [
       'global_defs {',
