@@ -103,6 +103,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .option('--peer <name>', 'the peer (default: the other node)')
     .option('--to <version>', 'the version to restore (see --list)')
     .option('--list', 'list the versions kept on the peer')
+    .option('--yes', 'do not ask on a terminal')
     .option('--json', 'print one JSON object')
     .action(async (opts) => {
       const { runRollbackCommand } = await import('./commands/push.js');

@@ -8,7 +8,7 @@ import { diagnosticJson } from '../core/diagnostic.js';
 import { formatDiagnostics } from '../core/format.js';
 import { summarizePlan } from '../core/plan.js';
 import { diffRedacted } from '../core/redact.js';
-import { EXIT } from '../errors.js';
+import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
@@ -185,6 +185,8 @@ export interface RollbackOptions {
   to?: string;
   list?: boolean;
   json?: boolean;
+  /** Do not ask on a terminal. */
+  yes?: boolean;
 }
 
 /** Restores a previous version of the peer's files (default: the one before the last push), then reloads it. */
@@ -202,6 +204,30 @@ export async function runRollbackCommand(opts: RollbackOptions, io: Io): Promise
         for (const v of h.versions)
           io.stdout(`${v.version}  ${v.reason.padEnd(7)} ${v.time}  ${v.paths.length} file(s)\n`);
       return EXIT.OK;
+    }
+    if (io.isTTY && !opts.yes && !opts.json) {
+      // on a terminal, say what will change on the running director and ask, as push does
+      const h = await session.request({ op: 'history' });
+      const v = opts.to
+        ? h.versions.find((x) => x.version === opts.to)
+        : h.versions.filter((x) => x.reason === 'commit').at(-1);
+      if (!v)
+        throw new LvssyncError(
+          'E_USAGE',
+          opts.to
+            ? `no version ${opts.to} on ${target.name}`
+            : `${target.name} has no previous version to restore`,
+        );
+      io.stdout(
+        `${target.name}: restore version ${v.version} (${v.reason}, ${v.time}): ${v.paths.length} file(s)\n${v.paths.map((p) => `  ${p}`).join('\n')}\nthen reload ${config.services.map((x) => x.name).join(', ')} on ${target.name}\n`,
+      );
+      const rl = createInterface({ input: process.stdin, output: process.stdout });
+      const answer = await rl.question(`Roll ${target.name} back? [y/N] `);
+      rl.close();
+      if (!/^y(es)?$/i.test(answer.trim())) {
+        io.stdout('not rolled back (declined)\n');
+        return EXIT.OK;
+      }
     }
     const r = await session.request({ op: 'restore', ...(opts.to ? { version: opts.to } : {}) });
     const results: { service: string; ok: boolean; output: string }[] = [];

@@ -114,6 +114,17 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     // a second push finds nothing to do
     const again = JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout);
     expect(again.result).toBe('in-sync');
+    // on a terminal, rollback says what it will restore and asks; "n" leaves lvs2 as it is
+    const tty = await l.exec(
+      'lvs1',
+      ['script', '-qec', `${process.execPath} ${MAIN} rollback`, '/dev/null'],
+      { input: 'n\n', allowFail: true, timeoutMs: 60_000 },
+    );
+    expect(tty.stdout).toMatch(/lvs2: restore version \S+ \(commit, [^)]+\): \d+ file\(s\)/);
+    expect(tty.stdout).toContain('  /etc/keepalived/conf.d/fwm-100.conf');
+    expect(tty.stdout).toContain('Roll lvs2 back? [y/N]');
+    expect(tty.stdout).toContain('not rolled back (declined)');
+    expect(l.readFile('lvs2', FWM)).not.toContain('weight 50');
     // lvssync rollback restores what lvs2 had before the push
     const rb = await lvssync(l, 'lvs1', 'rollback');
     expect(rb.code).toBe(0);
