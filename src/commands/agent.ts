@@ -291,17 +291,16 @@ class Agent {
         return gatherHere(this.config, { texts: req.texts !== false });
       case 'history':
         return { versions: this.store.versions() };
-      case 'restore': {
-        const own = this.release ? undefined : await withLock(this.store.stateDir, 'agent');
-        try {
-          const versions = this.store.versions().filter((v) => v.reason === 'commit');
-          const version = req.version ?? versions.at(-1)?.version;
-          if (!version) throw new LvssyncError('E_USAGE', 'there is no previous version to restore');
-          const r = this.store.restoreVersion(version);
-          return { version, restoredFrom: r.backup, paths: r.paths };
-        } finally {
-          own?.();
-        }
+      case 'stage-version': {
+        const txid = this.need(req.txid);
+        const version =
+          req.version ??
+          this.store
+            .versions()
+            .filter((v) => v.reason === 'commit')
+            .at(-1)?.version;
+        if (!version) throw new LvssyncError('E_USAGE', 'there is no previous version to restore');
+        return { version, paths: this.store.stageVersion(txid, version) };
       }
       default:
         throw new LvssyncError('E_PROTOCOL', `unknown op '${(req as { op: string }).op}'`);

@@ -7,13 +7,14 @@ import { createInterface } from 'node:readline/promises';
 import { diagnosticJson } from '../core/diagnostic.js';
 import { formatDiagnostics } from '../core/format.js';
 import { summarizePlan } from '../core/plan.js';
+import type { HistoryEntry } from '../core/protocol.js';
 import { diffRedacted } from '../core/redact.js';
-import { EXIT, LvssyncError } from '../errors.js';
+import { EXIT } from '../errors.js';
 import type { Io } from '../io.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
 import { PeerSession, peerOf } from '../shell/peer.js';
-import { type PushReport, runPush } from '../shell/push.js';
+import { type PushReport, runPush, runRollback } from '../shell/push.js';
 
 export interface PushCliOptions {
   config?: string;
@@ -74,7 +75,7 @@ export function formatPlan(report: PushReport, self: string): string {
   return out.join('\n');
 }
 
-function formatSteps(report: PushReport): string {
+function formatSteps(report: Pick<PushReport, 'steps'>): string {
   return report.steps
     .map(
       (s) =>
@@ -195,66 +196,70 @@ export async function runRollbackCommand(opts: RollbackOptions, io: Io): Promise
   const self = requireSelfNode(config, opts.node);
   const target = peerOf(config, self, opts.peer);
   const release = await withLock(config.stateDir, 'rollback', 2000);
-  const session = await PeerSession.open(config, target, self);
   try {
     if (opts.list) {
-      const h = await session.request({ op: 'history' });
-      if (opts.json) io.stdout(`${JSON.stringify(h)}\n`);
-      else
-        for (const v of h.versions)
-          io.stdout(`${v.version}  ${v.reason.padEnd(7)} ${v.time}  ${v.paths.length} file(s)\n`);
-      return EXIT.OK;
-    }
-    if (io.isTTY && !opts.yes && !opts.json) {
-      // on a terminal, say what will change on the running director and ask, as push does
-      const h = await session.request({ op: 'history' });
-      const v = opts.to
-        ? h.versions.find((x) => x.version === opts.to)
-        : h.versions.filter((x) => x.reason === 'commit').at(-1);
-      if (!v)
-        throw new LvssyncError(
-          'E_USAGE',
-          opts.to
-            ? `no version ${opts.to} on ${target.name}`
-            : `${target.name} has no previous version to restore`,
-        );
-      io.stdout(
-        `${target.name}: restore version ${v.version} (${v.reason}, ${v.time}): ${v.paths.length} file(s)\n${v.paths.map((p) => `  ${p}`).join('\n')}\nthen reload ${config.services.map((x) => x.name).join(', ')} on ${target.name}\n`,
-      );
-      const rl = createInterface({ input: process.stdin, output: process.stdout });
-      const answer = await rl.question(`Roll ${target.name} back? [y/N] `);
-      rl.close();
-      if (!/^y(es)?$/i.test(answer.trim())) {
-        io.stdout('not rolled back (declined)\n');
+      const session = await PeerSession.open(config, target, self);
+      try {
+        const h = await session.request({ op: 'history' });
+        if (opts.json) io.stdout(`${JSON.stringify(h)}\n`);
+        else
+          for (const v of h.versions)
+            io.stdout(`${v.version}  ${v.reason.padEnd(7)} ${v.time}  ${v.paths.length} file(s)\n`);
         return EXIT.OK;
+      } finally {
+        session.close();
       }
     }
-    const r = await session.request({ op: 'restore', ...(opts.to ? { version: opts.to } : {}) });
-    const results: { service: string; ok: boolean; output: string }[] = [];
-    for (const svc of config.services) {
-      const rr = await session.request({ op: 'reload', service: svc.name });
-      const v = rr.ok
-        ? await session.request({ op: 'verify', service: svc.name })
-        : { ok: false, problems: [] };
-      results.push({
-        service: svc.name,
-        ok: rr.ok && v.ok,
-        output: [rr.output, ...v.problems].join('\n').trim(),
-      });
-      if (!rr.ok || !v.ok) break;
-    }
-    const ok = results.every((x) => x.ok);
-    if (opts.json) io.stdout(`${JSON.stringify({ ok, ...r, reloads: results })}\n`);
-    else {
+    const report = await runRollback({
+      config,
+      self,
+      peer: target.name,
+      ...(opts.to ? { to: opts.to } : {}),
+      ...(opts.json ? {} : { progress: (m: string) => io.stderr(`lvssync: ${m}\n`) }),
+      ...(io.isTTY && !opts.yes && !opts.json
+        ? {
+            // on a terminal, say what will change on the running director and ask, as push does
+            confirm: async (v: HistoryEntry) => {
+              io.stdout(
+                `${target.name}: restore version ${v.version} (${v.reason}, ${v.time}): ${v.paths.length} file(s)\n${v.paths.map((p) => `  ${p}`).join('\n')}\nthen validate it there and reload ${config.services.map((x) => x.name).join(', ')} on ${target.name}\n`,
+              );
+              const rl = createInterface({ input: process.stdin, output: process.stdout });
+              const answer = await rl.question(`Roll ${target.name} back? [y/N] `);
+              rl.close();
+              return /^y(es)?$/i.test(answer.trim());
+            },
+          }
+        : {}),
+    });
+    if (opts.json) {
       io.stdout(
-        `${target.name}: restored version ${r.version} (${r.paths.length} file(s)); the state before is kept as ${r.restoredFrom}\n`,
+        `${JSON.stringify({
+          ok: report.result === 'rolled-back' || report.result === 'declined',
+          result: report.result,
+          peer: report.peer,
+          version: report.version,
+          backup: report.backup,
+          paths: report.paths,
+          steps: report.steps,
+          diagnostics: report.diagnostics.map(diagnosticJson),
+          ...(report.error ? { error: { code: report.error.code, message: report.error.message } } : {}),
+        })}\n`,
       );
-      for (const x of results)
-        io.stdout(`  ${x.ok ? 'ok  ' : 'FAIL'} reload ${x.service}${x.ok ? '' : `: ${x.output}`}\n`);
+    } else {
+      if (report.result === 'declined') io.stdout('not rolled back (declined)\n');
+      if (report.diagnostics.length) io.stdout(`${formatDiagnostics(report.diagnostics, () => undefined)}\n`);
+      if (report.steps.length) io.stdout(`${formatSteps(report)}\n`);
+      if (report.result === 'rolled-back')
+        io.stdout(
+          `${report.peer}: rolled back to version ${report.version} (${report.paths.length} file(s)); what it replaced is kept as ${report.backup}\n`,
+        );
     }
-    return ok ? EXIT.OK : EXIT.PUSH_FAILED;
+    if (report.error) {
+      if (!opts.json) io.stderr(`lvssync: ${report.error.message}\n`);
+      return report.error.exitCode;
+    }
+    return EXIT.OK;
   } finally {
-    session.close();
     release();
   }
 }

@@ -78,7 +78,8 @@ export type Request =
   | { op: 'finish'; txid: string }
   | { op: 'abort'; txid: string; reload: boolean }
   | { op: 'history' }
-  | { op: 'restore'; version?: string }
+  /** Stages a history version (default: the one the last push replaced) in the open transaction. */
+  | { op: 'stage-version'; txid: string; version?: string }
   | { op: 'read'; path: string }
   | { op: 'audit'; texts?: boolean };
 
@@ -102,7 +103,7 @@ export interface Responses {
   finish: { done: boolean };
   abort: { restored: string[]; reloaded: ReloadResult[] };
   history: { versions: HistoryEntry[] };
-  restore: { version: string; restoredFrom: string; paths: string[] };
+  'stage-version': { version: string; paths: string[] };
   read: { exists: boolean; text: string; mode: number };
   audit: AuditData;
 }

@@ -23,13 +23,13 @@ import {
   planReloadOrder,
   type RemoteFile,
 } from '../core/plan.js';
-import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
+import type { AddressInfo, HistoryEntry, ReloadResult, VerifyResult } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
-import { checkSelf, type DirectorCheck, type ToolCache } from './check-director.js';
+import { checkSelf, type DirectorCheck, readSelf, type ToolCache } from './check-director.js';
 import { withLock } from './lock.js';
-import { type PeerKeeper, PeerSession, peerOf } from './peer.js';
+import { type PeerKeeper, PeerSession, type PeerTarget, peerOf } from './peer.js';
 import { readAddresses, reloadService, verifyService } from './services.js';
 
 export type PushResult =
@@ -130,7 +130,7 @@ function desiredFiles(config: Config, local: DirectorCheck): DesiredFile[] {
   return out;
 }
 
-function vipsOf(local: DirectorCheck): string[] {
+function vipsOf(local: Pick<DirectorCheck, 'model'>): string[] {
   const out = new Set<string>();
   for (const inst of local.model.instances) {
     for (const v of [...inst.vips, ...inst.excludedVips]) out.add(canonicalIP(v.address));
@@ -429,76 +429,32 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     );
 
     let peerCommitted = false;
+    const peer = session;
     for (const host of order) {
       if (host === 'peer') {
-        const tc = performance.now();
-        const c = await session.request({ op: 'commit', txid });
-        report.version = c.version;
-        peerCommitted = true;
-        mark('committed');
-        report.steps.push({
-          host: target.name,
-          step: `commit ${c.paths.length} file(s), backup ${c.version}`,
-          ok: true,
-          durationMs: performance.now() - tc,
+        const r = await commitOnPeer({
+          config,
+          target,
+          self,
+          session: peer,
+          txid,
+          steps: report.steps,
+          say,
+          vipCheck: () => checkVips(peer, vips, heldHere, heldThere, 'peer'),
+          committed: (version) => {
+            report.version = version;
+            peerCommitted = true;
+            mark('committed');
+          },
         });
-        for (const svc of config.services) {
-          const guard = svc.name === 'ferm' ? config.push.fermGuardSeconds : undefined;
-          say(`reloading ${svc.name} on ${target.name}`);
-          const r = await session.request({
-            op: 'reload',
-            txid,
-            service: svc.name,
-            ...(guard ? { guardSeconds: guard } : {}),
-          });
-          let ok = r.ok;
-          let detail = r.output;
-          if (ok && guard) {
-            // Like ferm --interactive: prove that a new connection still gets through.
-            try {
-              const probe = await PeerSession.open(config, target, self);
-              await probe.request({ op: 'confirm', txid });
-              probe.close();
-            } catch (e) {
-              ok = false;
-              detail = `no new SSH connection to ${target.name} after the ferm reload (${(e as Error).message}); its guard restores the previous firewall`;
-            }
-          }
-          let verify: VerifyResult = { ok: true, problems: [] };
-          if (ok) {
-            verify = await session.request({ op: 'verify', service: svc.name });
-            if (ok && svc.name === 'keepalived')
-              verify = merge(verify, await checkVips(session, vips, heldHere, heldThere, 'peer'));
-          }
-          report.steps.push({
-            host: target.name,
-            step: `reload ${svc.name}`,
-            ok: ok && verify.ok,
-            durationMs: r.durationMs,
-            detail: [detail, ...verify.problems].filter(Boolean).join('\n'),
-          });
-          if (!ok || !verify.ok) {
-            say(`${svc.name} failed on ${target.name}: restoring its previous files`);
-            const ab = session.isClosed
-              ? undefined
-              : await session.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
-            if (ab) txOpen = false;
-            report.steps.push({
-              host: target.name,
-              step: 'roll back',
-              ok: ab?.reloaded.every((x: ReloadResult) => x.ok) ?? false,
-              durationMs: 0,
-              detail: ab
-                ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`
-                : 'left to the agent (connection lost)',
-            });
-            report.result = 'rolled-back';
-            report.error = new LvssyncError(
-              'E_RELOAD',
-              `${svc.name} failed on ${target.name} after the push; ${target.name} was rolled back and ${self} was not touched`,
-            );
-            return report;
-          }
+        if (!r.ok) {
+          if (r.aborted) txOpen = false;
+          report.result = 'rolled-back';
+          report.error = new LvssyncError(
+            'E_RELOAD',
+            `${r.service} failed on ${target.name} after the push; ${target.name} was rolled back and ${self} was not touched`,
+          );
+          return report;
         }
       } else {
         for (const svc of config.services) {
@@ -575,6 +531,208 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     } else if (txOpen || session?.isClosed) keeper.reset();
     if (!opts.dryRun) recordPush(config, report);
     release();
+  }
+}
+
+/**
+ * Commits the open transaction on the peer, then reloads its services in order and verifies each
+ * (a ferm reload guarded like `ferm --interactive`: a new SSH connection must still get through).
+ * When a reload or its verification fails, the agent restores the files the commit replaced and
+ * reloads them. Steps are appended to `steps`. Used by push and rollback.
+ */
+export async function commitOnPeer(a: {
+  config: Config;
+  target: PeerTarget;
+  self: string;
+  session: PeerSession;
+  txid: string;
+  steps: Step[];
+  say: (m: string) => void;
+  /** Run after keepalived's reload (the VIPs where they should be). */
+  vipCheck?: () => Promise<VerifyResult>;
+  /** Told the history version that holds what the commit replaced. */
+  committed?: (version: string) => void;
+}): Promise<{ ok: true; version: string } | { ok: false; service: string; aborted: boolean }> {
+  const { config, target, self, session, txid, steps, say } = a;
+  const tc = performance.now();
+  const c = await session.request({ op: 'commit', txid });
+  a.committed?.(c.version);
+  steps.push({
+    host: target.name,
+    step: `commit ${c.paths.length} file(s), backup ${c.version}`,
+    ok: true,
+    durationMs: performance.now() - tc,
+  });
+  for (const svc of config.services) {
+    const guard = svc.name === 'ferm' ? config.push.fermGuardSeconds : undefined;
+    say(`reloading ${svc.name} on ${target.name}`);
+    const r = await session.request({
+      op: 'reload',
+      txid,
+      service: svc.name,
+      ...(guard ? { guardSeconds: guard } : {}),
+    });
+    let ok = r.ok;
+    let detail = r.output;
+    if (ok && guard) {
+      // Like ferm --interactive: prove that a new connection still gets through.
+      try {
+        const probe = await PeerSession.open(config, target, self);
+        await probe.request({ op: 'confirm', txid });
+        probe.close();
+      } catch (e) {
+        ok = false;
+        detail = `no new SSH connection to ${target.name} after the ferm reload (${(e as Error).message}); its guard restores the previous firewall`;
+      }
+    }
+    let verify: VerifyResult = { ok: true, problems: [] };
+    if (ok) {
+      verify = await session.request({ op: 'verify', service: svc.name });
+      if (svc.name === 'keepalived' && a.vipCheck) verify = merge(verify, await a.vipCheck());
+    }
+    steps.push({
+      host: target.name,
+      step: `reload ${svc.name}`,
+      ok: ok && verify.ok,
+      durationMs: r.durationMs,
+      detail: [detail, ...verify.problems].filter(Boolean).join('\n'),
+    });
+    if (!ok || !verify.ok) {
+      say(`${svc.name} failed on ${target.name}: restoring its previous files`);
+      const ab = session.isClosed
+        ? undefined
+        : await session.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
+      steps.push({
+        host: target.name,
+        step: 'roll back',
+        ok: ab?.reloaded.every((x: ReloadResult) => x.ok) ?? false,
+        durationMs: 0,
+        detail: ab
+          ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`
+          : 'left to the agent (connection lost)',
+      });
+      return { ok: false, service: svc.name, aborted: ab !== undefined };
+    }
+  }
+  return { ok: true, version: c.version };
+}
+
+export interface RollbackReport {
+  peer: string;
+  result: 'rolled-back' | 'declined' | 'invalid-on-peer' | 'failed';
+  /** The version put back. */
+  version?: string;
+  /** The history version that now holds what the rollback replaced. */
+  backup?: string;
+  paths: string[];
+  steps: Step[];
+  diagnostics: Diagnostic[];
+  error?: LvssyncError;
+}
+
+/**
+ * Puts a history version of the peer's files back (default: what the last push replaced) as a push
+ * does: staged from the peer's own history, validated there, committed with a backup of what it
+ * replaces, each service reloaded and verified, and the peer restored and reloaded again if one
+ * fails. The primary's files are not touched.
+ */
+export async function runRollback(opts: {
+  config: Config;
+  self: string;
+  peer?: string;
+  to?: string;
+  /** Asked before anything changes (a terminal); false declines. */
+  confirm?: (v: HistoryEntry) => Promise<boolean>;
+  progress?: (m: string) => void;
+}): Promise<RollbackReport> {
+  const { config, self } = opts;
+  const target = peerOf(config, self, opts.peer);
+  const say = opts.progress ?? (() => {});
+  const report: RollbackReport = {
+    peer: target.name,
+    result: 'failed',
+    paths: [],
+    steps: [],
+    diagnostics: [],
+  };
+  const session = await PeerSession.open(config, target, self);
+  const txid = newTxid();
+  let open = false;
+  let committed = false;
+  try {
+    const { versions } = await session.request({ op: 'history' });
+    const v = opts.to
+      ? versions.find((x) => x.version === opts.to)
+      : versions.filter((x) => x.reason === 'commit').at(-1);
+    if (!v)
+      throw new LvssyncError(
+        'E_USAGE',
+        opts.to
+          ? `no version ${opts.to} on ${target.name}`
+          : `${target.name} has no previous version to restore`,
+      );
+    report.version = v.version;
+    if (opts.confirm && !(await opts.confirm(v))) {
+      report.result = 'declined';
+      return report;
+    }
+    await session.request({ op: 'begin', txid });
+    open = true;
+    say(`staging version ${v.version} on ${target.name}`);
+    report.paths = (await session.request({ op: 'stage-version', txid, version: v.version })).paths;
+    say(`validating it on ${target.name}`);
+    const t0 = performance.now();
+    const checked = await session.request({ op: 'validate', txid });
+    report.steps.push({
+      host: target.name,
+      step: 'validate',
+      ok: checked.ok,
+      durationMs: performance.now() - t0,
+    });
+    if (!checked.ok) {
+      report.diagnostics = checked.diagnostics;
+      report.result = 'invalid-on-peer';
+      report.error = new LvssyncError(
+        'E_PEER_INVALID',
+        `version ${v.version} does not validate on ${target.name} any more; nothing was changed`,
+      );
+      return report;
+    }
+    const vips = vipsOf(await readSelf(config, self));
+    const heldThere = holds(await session.request({ op: 'addresses' }), vips);
+    const heldHere = holds(await readAddresses(), vips);
+    const r = await commitOnPeer({
+      config,
+      target,
+      self,
+      session,
+      txid,
+      steps: report.steps,
+      say,
+      vipCheck: () => checkVips(session, vips, heldHere, heldThere, 'peer'),
+      committed: (backup) => {
+        report.backup = backup;
+        committed = true;
+      },
+    });
+    if (!r.ok) {
+      if (r.aborted) open = false;
+      report.error = new LvssyncError(
+        'E_RELOAD',
+        `${r.service} failed on ${target.name} after the rollback; ${target.name} was restored to what it ran before`,
+      );
+      return report;
+    }
+    await session.request({ op: 'finish', txid });
+    open = false;
+    report.result = 'rolled-back';
+    return report;
+  } finally {
+    // a transaction that committed and was not finished is the agent's to roll back when the
+    // session ends, as for a push; one that did not commit is thrown away here
+    if (open && !committed && !session.isClosed)
+      await session.request({ op: 'abort', txid, reload: false }).catch(() => undefined);
+    session.close();
   }
 }
 

@@ -47,13 +47,22 @@ interface Meta extends HistoryEntry {
 
 const MAX_FILE = 16 * 1024 * 1024;
 
+/** What a transaction put and removed in the staging tree, and why (its backup's reason). */
+interface Transaction {
+  txid: string;
+  puts: string[];
+  removes: string[];
+  /** 'restore' when the transaction puts a history version back (lvssync rollback). */
+  reason?: HistoryEntry['reason'];
+}
+
 export class Store {
   readonly roots: string[];
   readonly extra: string[];
   readonly stateDir: string;
   private readonly history: number;
   /** The open transaction: what was put and removed in the staging tree. */
-  private current: { txid: string; puts: string[]; removes: string[] } | undefined;
+  private current: Transaction | undefined;
 
   constructor(config: Config, opts: { prefix?: string } = {}) {
     const prefix = opts.prefix ?? '';
@@ -400,7 +409,7 @@ export class Store {
     for (const e of this.extra) if (existsSync(base + e)) add(e);
   }
 
-  private tx(txid: string): { txid: string; puts: string[]; removes: string[] } {
+  private tx(txid: string): Transaction {
     if (!this.current || this.current.txid !== txid) {
       throw new LvssyncError('E_PROTOCOL', `no staged transaction ${txid} (begin it first)`);
     }
@@ -481,7 +490,7 @@ export class Store {
     const stage = this.stagingRoot(txid);
     const paths = [...t.puts, ...t.removes].sort();
     for (const p of paths) this.check(p);
-    const version = this.backup(paths, txid, 'commit');
+    const version = this.backup(paths, txid, t.reason ?? 'commit');
     const j: Journal = { txid, version, state: 'committing', reloaded: [], paths };
     this.saveJournal(j);
     // Write every new file next to its target first (the slow part), then rename them all.
@@ -552,21 +561,41 @@ export class Store {
     return version;
   }
 
+  /** A history version's record (its files are under files/ beside it). */
+  private versionMeta(version: string): { dir: string; meta: Meta } {
+    if (!/^[0-9TZ]+-[0-9a-f]{1,8}$/.test(version))
+      throw new LvssyncError('E_PROTOCOL', `bad version '${version}'`);
+    const dir = path.join(this.stateDir, 'history', version);
+    try {
+      return { dir, meta: JSON.parse(readFileSync(path.join(dir, 'meta.json'), 'utf8')) as Meta };
+    } catch {
+      throw new LvssyncError('E_USAGE', `no version ${version} in ${path.join(this.stateDir, 'history')}`);
+    }
+  }
+
+  /**
+   * Stages a history version in the open transaction (lvssync rollback): its files put, the ones it
+   * did not have removed. The transaction is then validated, committed and reloaded like a push, and
+   * its backup is marked 'restore'.
+   */
+  stageVersion(txid: string, version: string): string[] {
+    const t = this.tx(txid);
+    const { dir, meta } = this.versionMeta(version);
+    for (const e of meta.entries) {
+      if (e.existed) this.put(txid, e.path, e.mode, readFileSync(path.join(dir, 'files', e.path)));
+      else this.remove(txid, e.path);
+    }
+    t.reason = 'restore';
+    return meta.entries.map((e) => e.path);
+  }
+
   /** Puts the files of a history version back (backing up what is there now first). */
   restoreVersion(
     version: string,
     reason: HistoryEntry['reason'] = 'restore',
   ): { backup: string; paths: string[] } {
     this.lastWalk = undefined;
-    if (!/^[0-9TZ]+-[0-9a-f]{1,8}$/.test(version))
-      throw new LvssyncError('E_PROTOCOL', `bad version '${version}'`);
-    const dir = path.join(this.stateDir, 'history', version);
-    let meta: Meta;
-    try {
-      meta = JSON.parse(readFileSync(path.join(dir, 'meta.json'), 'utf8')) as Meta;
-    } catch {
-      throw new LvssyncError('E_USAGE', `no version ${version} in ${path.join(this.stateDir, 'history')}`);
-    }
+    const { dir, meta } = this.versionMeta(version);
     for (const e of meta.entries) this.check(e.path);
     const backup = this.backup(
       meta.entries.map((e) => e.path),

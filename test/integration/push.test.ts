@@ -238,6 +238,62 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     }
   });
 
+  it('rollback is staged and validated on lvs2 first, and undoes itself when a reload fails', async () => {
+    const l = lab();
+    edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 61'));
+    expect(JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout).result).toBe('pushed');
+    const pushed = tree(l, 'lvs2');
+    const list = JSON.parse((await lvssync(l, 'lvs1', 'rollback', '--list', '--json')).stdout) as {
+      versions: { version: string; reason: string }[];
+    };
+    const last = list.versions.filter((v) => v.reason === 'commit').at(-1)!.version;
+    const kept = l.pathOn('lvs2', `/var/lib/lvssync/history/${last}/files${FWM}`);
+    const keptText = readFileSync(kept, 'utf8');
+    expect(keptText).toContain('weight 50');
+    // 1. a version that no longer checks (here: its copy damaged) is refused by lvs2's validation
+    writeFileSync(kept, keptText.replace('lb_algo wlc', 'lb_algo wlcc'));
+    const bad = await lvssync(l, 'lvs1', 'rollback', '--json');
+    const jb = JSON.parse(bad.stdout);
+    expect(bad.code).toBe(5);
+    expect(jb.result).toBe('invalid-on-peer');
+    expect(jb.diagnostics).toContainEqual(
+      expect.objectContaining({ code: 'KA_INVALID_SCHEDULER', file: FWM, severity: 'error' }),
+    );
+    expect(tree(l, 'lvs2')).toEqual(pushed);
+    writeFileSync(kept, keptText);
+    // 2. a reload that fails after the rollback's commit: lvs2 goes back to what it ran before it
+    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
+    const good = readFileSync(reloadScript, 'utf8');
+    writeFileSync(
+      reloadScript,
+      `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
+    );
+    try {
+      const failed = await lvssync(l, 'lvs1', 'rollback', '--json');
+      const jf = JSON.parse(failed.stdout);
+      expect(failed.code).toBe(5);
+      expect(jf.result).toBe('failed');
+      expect(jf.steps.map((x: { step: string; ok: boolean }) => `${x.step}:${x.ok}`)).toEqual(
+        expect.arrayContaining(['validate:true', 'reload keepalived:false', 'roll back:true']),
+      );
+      expect(tree(l, 'lvs2')).toEqual(pushed);
+      expect(l.proc('lvs2', 'keepalived')).toBeDefined();
+    } finally {
+      writeFileSync(reloadScript, good);
+      rmSync(l.pathOn('lvs2', '/run/failed-once'), { force: true });
+    }
+    // 3. and then it goes through: lvs2 back on weight 50, what it replaced kept as a 'restore' version
+    const ok = await lvssync(l, 'lvs1', 'rollback', '--json');
+    const jo = JSON.parse(ok.stdout);
+    expect(ok.code).toBe(0);
+    expect(jo).toMatchObject({ result: 'rolled-back', version: last, paths: [FWM] });
+    expect(l.readFile('lvs2', FWM)).toContain('weight 50');
+    const after = JSON.parse((await lvssync(l, 'lvs1', 'rollback', '--list', '--json')).stdout) as {
+      versions: { version: string; reason: string }[];
+    };
+    expect(after.versions.find((v) => v.version === jo.backup)?.reason).toBe('restore');
+  });
+
   it('pushes an extra file (files.extra) with its mode, and removes it from lvs2 when it goes from lvs1', async () => {
     const l = lab();
     const NOTIFY = '/etc/lvssync/lab/notify.sh';
