@@ -250,6 +250,15 @@ export function auditIpvs(host: string, model: KeepalivedModel, table: IpvsTable
       message: `ipvsadm output line ${u.line} not understood: ${u.text.trim()}`,
     });
   }
+  for (const u of table.unsupported) {
+    out.push({
+      check: 'ipvs',
+      severity: 'unknown',
+      host,
+      code: 'IPVS_UNSUPPORTED',
+      message: `ipvsadm output line ${u.line} is ${u.reason}; it is not compared: ${u.text.trim()}`,
+    });
+  }
   for (const vs of model.virtualServers) {
     const key = vsKey(vs);
     if (!key) continue;

@@ -1,6 +1,10 @@
 // Reads the live IPVS table as ipvsadm prints it: `ipvsadm -Ln` (also with --stats, --rate,
-// --exact, --persistent-conn), and `ipvsadm -Sn` (the save format). Pure; never throws: lines it
-// cannot read come back in `unparsed` with their line number.
+// --exact, --persistent-conn, and -L with service names), `ipvsadm -Sn` (the save format) and the
+// kernel's /proc/net/ip_vs (hex). Pure; never throws: what belongs to another IPVS (the Alibaba and
+// DPVS forks' FullNat/SNAT) or is not a service table comes back in `unsupported`, named as such;
+// any other line it cannot read in `unparsed`, with its line number.
+
+import { canonicalIP } from './address.js';
 
 export type IpvsProtocol = 'TCP' | 'UDP' | 'SCTP' | 'FWM';
 export type IpvsForward = 'Route' | 'Masq' | 'Tunnel' | 'Local';
@@ -33,7 +37,37 @@ export interface IpvsService {
 export interface IpvsTable {
   services: IpvsService[];
   unparsed: { line: number; text: string }[];
+  /** Lines read but not usable for a comparison with keepalived's configuration, with the reason. */
+  unsupported: { line: number; text: string; reason: string }[];
 }
+
+/** Forwarding methods of IPVS forks (Alibaba LVS, DPVS) that the Linux kernel and keepalived lack. */
+const FORK_FORWARD: Record<string, string> = {
+  FullNat: 'forwarding method FullNat (Alibaba LVS / DPVS fork of IPVS, not the Linux kernel)',
+  SNAT: 'forwarding method SNAT (DPVS fork of IPVS, not the Linux kernel)',
+  '(null)': "forwarding method '(null)' (an ipvsadm of an IPVS fork, FullNat in the Alibaba/DPVS builds)",
+};
+
+/** Service names ipvsadm -L prints without -n, for the ports LVS sites balance most. */
+const PORT_NAMES: Record<string, number> = {
+  ftp: 21,
+  ssh: 22,
+  smtp: 25,
+  domain: 53,
+  http: 80,
+  pop3: 110,
+  imap2: 143,
+  ldap: 389,
+  https: 443,
+  submission: 587,
+  ldaps: 636,
+  imaps: 993,
+  pop3s: 995,
+  'ms-sql-s': 1433,
+  mysql: 3306,
+  postgresql: 5432,
+  'http-alt': 8080,
+};
 
 const FORWARD_OF_SAVE: Record<string, IpvsForward> = { '-g': 'Route', '-m': 'Masq', '-i': 'Tunnel' };
 
@@ -43,12 +77,35 @@ function splitHostPort(s: string): { address: string; port: number } | undefined
   if (v6) return { address: v6[1]!.toLowerCase(), port: Number(v6[2]) };
   const v4 = /^([0-9.]+|[A-Za-z0-9.-]+):(\d+|[A-Za-z][\w-]*)$/.exec(s);
   if (!v4) return undefined;
-  return { address: v4[1]!, port: /^\d+$/.test(v4[2]!) ? Number(v4[2]) : Number.NaN };
+  const port = v4[2]!;
+  return { address: v4[1]!, port: /^\d+$/.test(port) ? Number(port) : (PORT_NAMES[port] ?? Number.NaN) };
+}
+
+/** /proc/net/ip_vs: `C0A80016:0CEA`, `[2620:0000:...:0001]:0050` (hex address and port). */
+function splitProcHostPort(s: string): { address: string; port: number } | undefined {
+  const v4 = /^([0-9A-F]{8}):([0-9A-F]{4})$/.exec(s);
+  if (v4) {
+    const n = Number.parseInt(v4[1]!, 16);
+    const address = [24, 16, 8, 0].map((b) => (n >>> b) & 255).join('.');
+    return { address, port: Number.parseInt(v4[2]!, 16) };
+  }
+  const v6 = /^\[((?:[0-9a-f]{4}:){7}[0-9a-f]{4})\]:([0-9A-F]{4})$/i.exec(s);
+  if (v6) return { address: canonicalIP(v6[1]!), port: Number.parseInt(v6[2]!, 16) };
+  return undefined;
+}
+
+/** Whether a listing is the kernel's /proc/net/ip_vs (hex) rather than ipvsadm's. */
+function isProcListing(lines: string[]): boolean {
+  for (const l of lines) {
+    const m = /^(TCP|UDP|SCTP)\s+(\S+)/.exec(l);
+    if (m) return splitProcHostPort(m[2]!) !== undefined;
+  }
+  return false;
 }
 
 /** Sets a service's address and port from `addr:port` or `[v6]:port`; false when unreadable. */
-function placeService(svc: IpvsService, where: string): boolean {
-  const hp = splitHostPort(where);
+function placeService(svc: IpvsService, where: string, proc = false): boolean {
+  const hp = proc ? splitProcHostPort(where) : splitHostPort(where);
   if (!hp) return false;
   svc.address = hp.address;
   svc.port = hp.port;
@@ -83,9 +140,26 @@ function parseServiceFlags(words: string[], svc: IpvsService): boolean {
 export function parseIpvsadmList(text: string): IpvsTable {
   const services: IpvsService[] = [];
   const unparsed: IpvsTable['unparsed'] = [];
+  const unsupported: IpvsTable['unsupported'] = [];
   let mode: 'list' | 'stats' | 'rate' = 'list';
   let current: IpvsService | undefined;
-  text.split('\n').forEach((raw, i) => {
+  const lines = text.split('\n');
+  const proc = isProcListing(lines);
+  const first = lines.findIndex((l) => l.trim() !== '');
+  const head = lines[first]?.trim() ?? '';
+  // whole outputs that are not a service table: said once, for their first line
+  if (head === 'IPVS connection entries' || /^Total\s+Incoming\s+Outgoing/.test(head)) {
+    unsupported.push({
+      line: first + 1,
+      text: lines[first]!,
+      reason:
+        head === 'IPVS connection entries'
+          ? 'the connection table (ipvsadm -Lc), not the service table'
+          : 'the totals of /proc/net/ip_vs_stats, not the service table',
+    });
+    return { services, unparsed, unsupported };
+  }
+  lines.forEach((raw, i) => {
     const line = i + 1;
     const t = raw.trim();
     if (t === '' || t.startsWith('IP Virtual Server version')) return;
@@ -107,16 +181,31 @@ export function parseIpvsadmList(text: string): IpvsTable {
         line,
       };
       if (proto === 'FWM') {
-        svc.fwmark = Number(where);
+        // the kernel's /proc/net/ip_vs prints the mark in hex (%08X)
+        svc.fwmark = proc && /^[0-9A-F]{8}$/.test(where!) ? Number.parseInt(where!, 16) : Number(where);
         if (!Number.isInteger(svc.fwmark)) {
           unparsed.push({ line, text: raw });
           return;
         }
+      } else if (where!.startsWith('[(null)]')) {
+        unsupported.push({
+          line,
+          text: raw,
+          reason: "address '(null)' (the ipvsadm of DPVS, which this kernel's IPVS does not print)",
+        });
+        svc.address = '(null)';
+        svc.port = Number(/:(\d+)$/.exec(where!)?.[1]);
       } else {
-        if (!placeService(svc, where!)) {
+        if (!placeService(svc, where!, proc)) {
           unparsed.push({ line, text: raw });
           return;
         }
+        if (!proc && Number.isNaN(svc.port))
+          unsupported.push({
+            line,
+            text: raw,
+            reason: 'a service name lvssync does not know instead of a port: run ipvsadm with -n',
+          });
       }
       if (mode === 'list') {
         if (proto === 'FWM' && words[0] === 'IPv6') {
@@ -135,7 +224,11 @@ export function parseIpvsadmList(text: string): IpvsTable {
     }
     const rs = /^->\s+(\S+)\s*(.*)$/.exec(t);
     if (rs && current) {
-      const hp = splitHostPort(rs[1]!);
+      const hp = rs[1]!.startsWith('[(null)]')
+        ? { address: '(null)', port: Number(/:(\d+)$/.exec(rs[1]!)?.[1]) }
+        : proc
+          ? splitProcHostPort(rs[1]!)
+          : splitHostPort(rs[1]!);
       if (!hp) {
         unparsed.push({ line, text: raw });
         return;
@@ -155,6 +248,10 @@ export function parseIpvsadmList(text: string): IpvsTable {
         return;
       }
       const [fwd, weight, active, inact] = words;
+      if (fwd && FORK_FORWARD[fwd]) {
+        unsupported.push({ line, text: raw, reason: FORK_FORWARD[fwd]! });
+        return;
+      }
       if (!fwd || !['Route', 'Masq', 'Tunnel', 'Local'].includes(fwd)) {
         unparsed.push({ line, text: raw });
         return;
@@ -173,13 +270,14 @@ export function parseIpvsadmList(text: string): IpvsTable {
     }
     unparsed.push({ line, text: raw });
   });
-  return { services, unparsed };
+  return { services, unparsed, unsupported };
 }
 
 /** `ipvsadm -Sn`: `-A -t 192.0.2.1:80 -s wlc -p 300` and `-a -t ... -r 198.51.100.10:80 -g -w 50`. */
 export function parseIpvsadmSave(text: string): IpvsTable {
   const services: IpvsService[] = [];
   const unparsed: IpvsTable['unparsed'] = [];
+  const unsupported: IpvsTable['unsupported'] = [];
   const key = (s: IpvsService) => `${s.protocol}|${s.address ?? ''}|${s.port ?? ''}|${s.fwmark ?? ''}`;
   text.split('\n').forEach((raw, i) => {
     const line = i + 1;
@@ -229,12 +327,24 @@ export function parseIpvsadmSave(text: string): IpvsTable {
         k++;
       } else if (FORWARD_OF_SAVE[w]) {
         if (real) real.forward = FORWARD_OF_SAVE[w];
+      } else if (FORK_FORWARD[w]) {
+        unsupported.push({ line, text: raw, reason: FORK_FORWARD[w]! });
+        return;
       } else if (w === '-w') {
         if (real) real.weight = Number(v);
         k++;
       } else if (w === '-x' || w === '-y' || w === '--tun-type' || w === '--tun-port') {
         k++;
-      } else if (w === '-o') svc.flags.push('ops');
+      } else if (w === '-o' || w === '--ops') svc.flags.push('ops');
+      else if (w === '--pe') {
+        svc.flags.push(`pe-${v ?? ''}`);
+        k++;
+      } else if (w === '--tun-nocsum' || w === '--tun-csum' || w === '--tun-remcsum') {
+        // tunnel checksum options of a real server: nothing keepalived's comparison uses
+      } else {
+        unparsed.push({ line, text: raw });
+        return;
+      }
     }
     if (op === '-A') services.push(svc);
     else {
@@ -246,7 +356,7 @@ export function parseIpvsadmSave(text: string): IpvsTable {
       owner.reals.push(real);
     }
   });
-  return { services, unparsed };
+  return { services, unparsed, unsupported };
 }
 
 /** Either format, told apart by its first meaningful line. */
