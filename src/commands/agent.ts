@@ -20,10 +20,11 @@ import {
 import type { Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
-import type { ToolCache } from '../shell/check-director.js';
+import type { DirectorCheck, ToolCache } from '../shell/check-director.js';
 import { gatherHere } from '../shell/gather.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
+import { guardFor, type Revalidation, readLoaded, reloadTiming, reloadValidated } from '../shell/reload.js';
 import { readAddresses, reloadService, verifyService } from '../shell/services.js';
 import { Store } from '../shell/store.js';
 
@@ -71,12 +72,17 @@ class Agent {
   private staged: { root: string; snapshot: Snapshot; complete: boolean } | undefined;
   /** Created with the first validation (lvssync's checker is loaded only when a push needs it). */
   private tools: ToolCache | undefined;
+  /** The check of the open transaction's staged set, once it validated: what a reload may load. */
+  private validated: { txid: string; check: DirectorCheck } | undefined;
+  /** Transactions whose ferm guard runs (one each). */
+  private readonly guarded = new Set<string>();
   /** The last manifest sent in this session, which the next one may be told relative to. */
   private sentManifest: { id: number; files: Map<string, RemoteFile> } | undefined;
 
   /** A push is over (finished or aborted): the next one may come from this session or another. */
   private endTx(): void {
     this.finished = true;
+    this.validated = undefined;
     this.release?.();
     this.release = undefined;
   }
@@ -244,27 +250,71 @@ class Agent {
           keepalivedDirs: this.store.roots,
         });
         staged.complete = true;
+        const ok = !r.diagnostics.some((d) => d.severity === 'error');
+        this.validated = ok ? { txid: req.txid, check: r } : undefined;
         const timings: Record<string, number> = { ...r.timings, done: performance.now() - t0 };
         if (r.keepalivedTest) timings.keepalived = r.keepalivedTest.cached ? 0 : r.keepalivedTest.durationMs;
         if (r.ferm) timings.ferm = r.ferm.cached ? 0 : r.ferm.durationMs;
-        return {
-          ok: !r.diagnostics.some((d) => d.severity === 'error'),
-          diagnostics: r.diagnostics,
-          timings,
-        };
+        return { ok, diagnostics: r.diagnostics, timings };
       }
       case 'commit':
         return this.store.commit(this.need(req.txid));
       case 'reload': {
+        // only the set this transaction validated is ever loaded, and only if the files are still it
+        const txid = this.need(req.txid);
+        const v = this.validated?.txid === txid ? this.validated.check : undefined;
+        if (!v)
+          throw new LvssyncError(
+            'E_PROTOCOL',
+            `reload of ${req.service} asked before transaction ${txid} validated`,
+          );
+        if (!this.config.services.some((s) => s.name === req.service))
+          throw new LvssyncError('E_PROTOCOL', `no service '${req.service}' in this director's lvssync.yaml`);
         const j = this.store.journal();
-        if (req.guardSeconds && req.txid) this.startGuard(req.txid, req.guardSeconds);
-        const r = await reloadService(this.config, req.service);
-        if (j && req.txid === j.txid) {
+        if (req.guardSeconds !== undefined && j?.txid === txid && !this.guarded.has(txid)) {
+          // one guard a transaction, for no longer than this director's own setting allows
+          this.guarded.add(txid);
+          this.startGuard(
+            txid,
+            Math.min(Math.max(5, Math.round(req.guardSeconds)), this.config.push.fermGuardSeconds),
+          );
+        }
+        const r = await reloadValidated(
+          this.config,
+          req.service,
+          guardFor(this.config, req.service, v),
+          reloadTiming(this.config),
+          () => this.revalidateHere(req.service),
+        );
+        if (j && txid === j.txid && r.outcome.kind !== 'superseded') {
           j.state = 'reloaded';
           if (!j.reloaded.includes(req.service)) j.reloaded.push(req.service);
           this.store.saveJournal(j);
         }
-        return r;
+        const o = r.outcome;
+        return {
+          ok: o.kind === 'loaded',
+          output: [
+            o.output,
+            o.kind === 'superseded'
+              ? `not reloaded: changed on this director since the set validated: ${o.changed.join(', ')}`
+              : o.kind === 'changed-during'
+                ? `${req.service} read its files while they changed (${o.changed.join(', ')}); ${r.invalid ? 'what is on disk now does not validate' : 'they kept changing'}: what it loaded is unknown`
+                : '',
+          ]
+            .filter(Boolean)
+            .join('\n'),
+          durationMs: 'durationMs' in o ? o.durationMs : 0,
+          outcome: o.kind,
+          ...('changed' in o ? { changed: o.changed } : {}),
+          ...(r.invalid ? { diagnostics: r.invalid } : {}),
+        };
+      }
+      case 'loaded': {
+        const out: Record<string, { digest: string; at: number }> = {};
+        for (const [k, v] of Object.entries(readLoaded(this.store.stateDir)))
+          out[k] = { digest: v.digest, at: v.at };
+        return out;
       }
       case 'confirm': {
         writeFileSync(this.store.confirmPath(req.txid), `${new Date().toISOString()}\n`);
@@ -305,6 +355,24 @@ class Agent {
       default:
         throw new LvssyncError('E_PROTOCOL', `unknown op '${(req as { op: string }).op}'`);
     }
+  }
+
+  /** This director's files as they are now, validated as a staged set is (a save during a reload). */
+  private async revalidateHere(service: string): Promise<Revalidation> {
+    const { checkDirector, ToolCache } = await import('../shell/check-director.js');
+    this.tools ??= new ToolCache();
+    const nodeCfg = this.config.nodes[this.node];
+    const r = await checkDirector({
+      root: '/',
+      keepalivedPath: this.config.files.keepalived,
+      fermPath: this.config.files.ferm,
+      ...(this.config.files.extra.length ? { extra: this.config.files.extra } : {}),
+      ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),
+      external: true,
+      hostSpecific: 'error',
+    });
+    const errors = r.diagnostics.filter((d) => d.severity === 'error');
+    return errors.length ? { diagnostics: errors } : { guard: guardFor(this.config, service, r) };
   }
 
   private need(txid: string): string {

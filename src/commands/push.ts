@@ -31,9 +31,10 @@ export const RESULT_EXIT: Record<PushReport['result'], number> = {
   'in-sync': EXIT.OK,
   'dry-run': EXIT.OK,
   declined: EXIT.OK,
-  // the daemon's early pushes only: nothing was changed, the peer is not yet in sync
+  // the set changed again before a commit or a reload: not everything was done, the next push does it
   superseded: EXIT.PUSH_FAILED,
   pushed: EXIT.OK,
+  reloaded: EXIT.OK,
   'invalid-here': EXIT.FINDINGS,
   'invalid-on-peer': EXIT.PUSH_FAILED,
   conflict: EXIT.CONFLICT,
@@ -96,6 +97,8 @@ function jsonReport(report: PushReport): unknown {
     steps: report.steps,
     version: report.version,
     timings: report.timings,
+    ...(report.superseded ? { superseded: report.superseded } : {}),
+    ...(report.pendingReloads ? { pendingReloads: report.pendingReloads } : {}),
     diagnostics: report.diagnostics.map(diagnosticJson),
     ...(report.error ? { error: { code: report.error.code, message: report.error.message } } : {}),
   };
@@ -150,7 +153,11 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
       break;
     case 'in-sync':
       if (report.error) break;
-      io.stdout(`${report.peer} is in sync with ${self}: nothing to push\n`);
+      io.stdout(
+        report.pendingReloads?.length
+          ? `${report.peer} is in sync with ${self}; not loaded yet: ${report.pendingReloads.map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}\n`
+          : `${report.peer} is in sync with ${self}: nothing to push\n`,
+      );
       break;
     case 'dry-run':
     case 'conflict':
@@ -166,6 +173,12 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
     default:
       if (!interactive && report.plan) io.stdout(`${formatPlan(report, self)}\n`);
       if (report.steps.length) io.stdout(`${formatSteps(report)}\n`);
+      if (report.result === 'primary-failed' && report.diagnostics.some((d) => d.severity === 'error'))
+        io.stdout(`${formatDiagnostics(report.diagnostics, sourceOf)}\n`);
+      if (report.result === 'reloaded')
+        io.stdout(
+          `files in sync; reloaded what had not loaded them: ${(report.pendingReloads ?? []).map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}\n`,
+        );
       if (report.result === 'pushed') {
         io.stdout(
           `pushed to ${report.peer}: ${summarizePlan(report.plan!)}; reloaded in order ${report.order?.join(' -> ') ?? '(no reload)'}; backup ${report.version ?? '-'}\n`,

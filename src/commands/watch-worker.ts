@@ -223,6 +223,8 @@ class Worker {
     if (report.error) s.error = { code: report.error.code, message: report.error.message };
     if (report.local) s.watch = watchInput(report.local);
     if (changedOnDisk) s.changedOnDisk = changedOnDisk;
+    // a reload left undone because the files changed: a new state of the set to push
+    else if (report.superseded) s.changedOnDisk = report.superseded.changed[0] ?? report.superseded.service;
     return s;
   }
 

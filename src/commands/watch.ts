@@ -421,8 +421,11 @@ class WatchDaemon {
           {
             durationMs: Math.round(performance.now() - t0),
             ...(report.changedOnDisk ? { file: report.changedOnDisk } : {}),
+            ...(report.error ? { reason: report.error.message } : {}),
           },
-          'early push abandoned: the set changed again',
+          report.error
+            ? 'push superseded: the set changed after it validated'
+            : 'early push abandoned: the set changed again',
         );
         this.setHealth('pending');
         return true;
@@ -454,6 +457,14 @@ class WatchDaemon {
             memory: report.memory,
           },
           'pushed',
+        );
+        this.setHealth('in-sync');
+        break;
+      case 'reloaded':
+        this.retryMs = 0;
+        log.info(
+          { peer: report.peer, order: report.order, durationMs, steps: report.steps },
+          'files in sync; reloaded what had not loaded them',
         );
         this.setHealth('in-sync');
         break;

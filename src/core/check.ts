@@ -2,7 +2,7 @@
 // keepalived.conf with its includes (parse, evaluate, model, lint) plus the cross-check against the
 // ferm MARK rules. Pure: the results of the real `ferm` and `keepalived -t` are passed in.
 
-import { type Diagnostic, sortDiagnostics } from './diagnostic.js';
+import { type Diagnostic, diag, sortDiagnostics } from './diagnostic.js';
 import {
   type Directive,
   type EvaluateOptions,
@@ -209,14 +209,21 @@ function recheck(
 
 /**
  * Folds the second opinion of `keepalived -t` in: a message on a line where lvssync already reports
- * something is dropped (ours names the column and the fix), and so is a message that restates a
- * finding of ours (keepalived often prints those without a position); everything else is kept.
+ * something at least as severe is dropped (ours names the column and the fix), and so is a message
+ * that restates a finding of ours (keepalived often prints those without a position); everything
+ * else is kept: an error of keepalived's is never hidden behind a warning of ours.
  */
 export function mergeSecondOpinion(ours: readonly Diagnostic[], theirs: readonly Diagnostic[]): Diagnostic[] {
-  const lines = new Set(ours.map((d) => `${d.file}:${d.line}`));
+  const rank = (d: Diagnostic) => (d.severity === 'error' ? 2 : d.severity === 'warning' ? 1 : 0);
+  const lines = new Map<string, number>();
+  for (const d of ours) {
+    const k = `${d.file}:${d.line}`;
+    lines.set(k, Math.max(lines.get(k) ?? 0, rank(d)));
+  }
   const codes = new Set(ours.map((d) => d.code));
   const restated = (d: Diagnostic) => equivalentCodes(d.message).some((c) => codes.has(c));
-  return [...ours, ...theirs.filter((d) => !lines.has(`${d.file}:${d.line}`) && !restated(d))];
+  const covered = (d: Diagnostic) => (lines.get(`${d.file}:${d.line}`) ?? -1) >= rank(d);
+  return [...ours, ...theirs.filter((d) => !covered(d) && !restated(d))];
 }
 
 /** keepalived -t messages and the lvssync findings that say the same thing. */
@@ -248,6 +255,24 @@ export function equivalentCodes(message: string): readonly string[] {
 }
 
 /** This director's findings: keepalived's, the mark cross-check's, and the real tools' second opinions. */
+/**
+ * With reload_check_config, keepalived reloads only a configuration its config test passes without
+ * a single message (vrrp_daemon.c, main.c: any reported config error, a deprecated keyword or a
+ * truncated auth_pass included): keepalived -t's exit status says whether it would.
+ */
+export function reloadRefusal(model: KeepalivedModel, keepalivedTestExit: number | undefined): Diagnostic[] {
+  const at = model.reload.checkConfig;
+  if (!at || keepalivedTestExit === undefined || keepalivedTestExit === 0) return [];
+  return [
+    diag(
+      'error',
+      'KA_RELOAD_REFUSED',
+      at,
+      `keepalived -t reports messages for this configuration (exit ${keepalivedTestExit}): with reload_check_config, keepalived refuses to load it and keeps running the old one; clear every message keepalived -t prints (deprecated keywords and warnings count too)`,
+    ),
+  ];
+}
+
 export function combineFindings(
   keepalived: KeepalivedCheck,
   cross: readonly Diagnostic[],

@@ -70,6 +70,10 @@ export interface Config {
     agentCommand: string[];
     /** After a ferm reload the primary must reach the peer again within this time, or it reverts. */
     fermGuardSeconds: number;
+    /** How long a service may take to read its files after a reload (keepalived's reload_file). */
+    reloadTimeoutSeconds: number;
+    /** Without keepalived's reload_file: how long keepalived is given to read its files. */
+    reloadSettleMs: number;
   };
 }
 
@@ -94,7 +98,12 @@ export const DEFAULTS: Config = {
   stateDir: '/var/lib/lvssync',
   history: 10,
   audit: { ipvsadm: ['ipvsadm', '-Ln'], schedule: '17 3 * * *', keep: 30, digests: false },
-  push: { agentCommand: ['lvssync', 'agent'], fermGuardSeconds: 30 },
+  push: {
+    agentCommand: ['lvssync', 'agent'],
+    fermGuardSeconds: 30,
+    reloadTimeoutSeconds: 30,
+    reloadSettleMs: 1000,
+  },
 };
 
 type Problems = string[];
@@ -334,7 +343,12 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
   if (raw.push !== undefined) {
     if (!isObj(raw.push)) problems.push('push: must be a mapping');
     else {
-      unknownKeys(raw.push, ['agentCommand', 'fermGuardSeconds'], 'push', problems);
+      unknownKeys(
+        raw.push,
+        ['agentCommand', 'fermGuardSeconds', 'reloadTimeoutSeconds', 'reloadSettleMs'],
+        'push',
+        problems,
+      );
       c.push.agentCommand = strList(
         raw.push.agentCommand,
         'push.agentCommand',
@@ -349,6 +363,22 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
         5,
         3600,
         c.push.fermGuardSeconds,
+      );
+      c.push.reloadTimeoutSeconds = int(
+        raw.push.reloadTimeoutSeconds,
+        'push.reloadTimeoutSeconds',
+        problems,
+        1,
+        600,
+        c.push.reloadTimeoutSeconds,
+      );
+      c.push.reloadSettleMs = int(
+        raw.push.reloadSettleMs,
+        'push.reloadSettleMs',
+        problems,
+        0,
+        60_000,
+        c.push.reloadSettleMs,
       );
     }
   }

@@ -5,7 +5,8 @@
 import type { Diagnostic } from './diagnostic.js';
 import type { RemoteFile } from './plan.js';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: a reload names its validated transaction and is guarded (ReloadResult.outcome); op loaded. */
+export const PROTOCOL_VERSION = 2;
 
 export interface Hello {
   version: number;
@@ -28,6 +29,16 @@ export interface ReloadResult {
   ok: boolean;
   output: string;
   durationMs: number;
+  /**
+   * How a guarded reload ended (shell/reload.ts): 'superseded' (files changed since they validated:
+   * not reloaded), 'changed-during' (changed while the service read them, and what is on disk now
+   * did not validate, or kept changing). Absent for the reloads of a rollback.
+   */
+  outcome?: 'loaded' | 'superseded' | 'changed-during' | 'failed';
+  /** The files that differed from the validated set. */
+  changed?: string[];
+  /** What a validation of the files on disk found after they changed during the reload. */
+  diagnostics?: Diagnostic[];
 }
 
 export interface VerifyResult {
@@ -71,7 +82,10 @@ export type Request =
   | { op: 'remove'; txid: string; path: string }
   | { op: 'validate'; txid: string }
   | { op: 'commit'; txid: string }
-  | { op: 'reload'; txid?: string; service: string; guardSeconds?: number }
+  /** Reloads a service with the set transaction txid validated (refused before a validation). */
+  | { op: 'reload'; txid: string; service: string; guardSeconds?: number }
+  /** The digest of the set each service last loaded here through lvssync (shell/reload.ts). */
+  | { op: 'loaded' }
   | { op: 'confirm'; txid: string }
   | { op: 'verify'; service: string }
   | { op: 'addresses' }
@@ -97,6 +111,7 @@ export interface Responses {
   };
   commit: { version: string; paths: string[] };
   reload: ReloadResult;
+  loaded: Record<string, { digest: string; at: number }>;
   confirm: { confirmed: boolean };
   verify: VerifyResult;
   addresses: AddressInfo;

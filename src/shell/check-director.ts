@@ -10,6 +10,7 @@ import {
   checkKeepalived,
   combineFindings,
   type KeepalivedCheck,
+  reloadRefusal,
 } from '../core/check.js';
 import type { Config } from '../core/config.js';
 import { type LocatedMark, validateMarks } from '../core/cross-check.js';
@@ -256,7 +257,9 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   ];
   const cross = marks ? validateMarks(ka.model, marks) : [];
   const complete = (keepalivedTest: ToolRun | undefined): DirectorCheck => {
-    const all = keepalivedTest ? [...external, ...keepalivedTest.diagnostics] : external;
+    const all = keepalivedTest
+      ? [...external, ...keepalivedTest.diagnostics, ...reloadRefusal(ka.model, keepalivedTest.exitCode)]
+      : external;
     const result: DirectorCheck = {
       ...ka,
       diagnostics: combineFindings(ka, cross, all),

@@ -25,12 +25,14 @@ import {
 } from '../core/plan.js';
 import type { AddressInfo, HistoryEntry, ReloadResult, VerifyResult } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
+import { setDigest } from '../core/service-set.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, readSelf, type ToolCache } from './check-director.js';
 import { withLock } from './lock.js';
 import { type PeerKeeper, PeerSession, type PeerTarget, peerOf } from './peer.js';
-import { readAddresses, reloadService, verifyService } from './services.js';
+import { guardFor, readLoaded, reloadTiming, reloadValidated } from './reload.js';
+import { readAddresses, verifyService } from './services.js';
 
 export type PushResult =
   | 'in-sync'
@@ -39,6 +41,8 @@ export type PushResult =
   /** A gated push whose gate said no (the set changed again before commit); nothing was changed. */
   | 'superseded'
   | 'pushed'
+  /** The files were in sync, and the services that had not loaded them were reloaded. */
+  | 'reloaded'
   | 'invalid-here'
   | 'invalid-on-peer'
   | 'conflict'
@@ -74,6 +78,10 @@ export interface PushReport {
   timings: Record<string, number>;
   /** The peer's validation: ms from its start to `read` and `checked` (lvssync's own), `done`; the durations of keepalived -t and ferm (0: verdict reused). */
   peerTimings?: Record<string, number>;
+  /** A reload not done because the service's files changed after they validated (result superseded). */
+  superseded?: { host: string; service: string; changed: string[] };
+  /** Services whose files here or on the peer were not what they last loaded (reloaded, or to reload). */
+  pendingReloads?: { host: string; services: string[] }[];
 }
 
 export interface PushOptions {
@@ -175,6 +183,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   const keeper = opts.keeper?.serves(target) ? opts.keeper : undefined;
   /** A transaction is open on the peer: a kept session is not reused after a failure in between. */
   let txOpen = false;
+  /** What the peer's services last loaded through lvssync (asked with the manifest). */
+  let peerLoaded: Promise<Record<string, { digest: string; at: number }>> | undefined;
   try {
     // 1. The set here must be valid: an invalid set never leaves this host.
     // Connecting to the peer while the set is checked here saves a round of waiting; nothing is sent
@@ -191,6 +201,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     manifest = connecting.then(async (c) => {
       if ('error' in c) return c;
       const m = c.session.manifest();
+      peerLoaded = c.session.request({ op: 'loaded' });
+      void peerLoaded.catch(() => undefined);
       if (speculate) {
         txOpen = true;
         begun = c.session.request({ op: 'begin', txid });
@@ -334,10 +346,36 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       report.result = plan.changes.length ? 'dry-run' : 'in-sync';
       return report;
     }
+    /** Services whose files are not what they last loaded, here and on the peer (a file put back by hand, a reload that did not happen). */
+    const pendingOf = async () => {
+      const here = readLoaded(config.stateDir);
+      const there = (await peerLoaded?.catch(() => undefined)) ?? {};
+      const peerSet = { snapshot: renderedSnap, evaluation: peerCheck.evaluation, model: peerCheck.model };
+      const selfPending = config.services
+        .map((x) => x.name)
+        .filter((n) => here[n]?.digest !== setDigest(guardFor(config, n, local).validated));
+      const peerPending = config.services
+        .map((x) => x.name)
+        .filter((n) => there[n]?.digest !== setDigest(guardFor(config, n, peerSet).validated));
+      return { selfPending, peerPending };
+    };
+    let reloadOnly: { selfPending: string[]; peerPending: string[] } | undefined;
     if (plan.changes.length === 0) {
       if (!(await settle())) return report;
-      report.result = 'in-sync';
-      return report;
+      const p = await pendingOf();
+      const pending = [
+        ...(p.peerPending.length ? [{ host: target.name, services: p.peerPending }] : []),
+        ...(p.selfPending.length ? [{ host: self, services: p.selfPending }] : []),
+      ];
+      if (pending.length) report.pendingReloads = pending;
+      if (!pending.length || opts.dryRun || opts.reload === false) {
+        report.result = 'in-sync';
+        return report;
+      }
+      reloadOnly = p;
+      say(
+        `files in sync; reload pending: ${pending.map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}`,
+      );
     }
     if (opts.confirm) {
       // a person is asked: show the complete verdict first
@@ -356,7 +394,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     txOpen = true;
     if (begun) await begun;
     else await session.request({ op: 'begin', txid });
-    say(`uploading ${plan.changes.length} change(s) to ${target.name}`);
+    if (plan.changes.length) say(`uploading ${plan.changes.length} change(s) to ${target.name}`);
     const uploads = Promise.all(
       plan.changes.map((c: Change) => {
         if (c.kind === 'delete') return s.request({ op: 'remove', txid, path: c.path });
@@ -374,7 +412,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     void validation.catch(() => undefined);
     startKeepalivedTest();
     await uploads;
-    report.steps.push({ host: target.name, step: 'upload', ok: true, durationMs: performance.now() - t0 });
+    if (plan.changes.length)
+      report.steps.push({ host: target.name, step: 'upload', ok: true, durationMs: performance.now() - t0 });
     mark('uploaded');
     say(`validating the staged set on ${target.name}`);
     const t1 = performance.now();
@@ -408,7 +447,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       return report;
     }
     if (opts.gate) mark('gated');
-    if (opts.reload === false) {
+    if (opts.reload === false && !reloadOnly) {
       await session.request({ op: 'commit', txid });
       mark('committed');
       await session.request({ op: 'finish', txid });
@@ -430,8 +469,26 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
 
     let peerCommitted = false;
     const peer = session;
+    /** A reload that was not done: the files changed since they validated. The push stops there. */
+    const supersede = async (host: string, service: string, changed: string[]) => {
+      report.superseded = { host, service, changed };
+      report.result = 'superseded';
+      report.error = new LvssyncError(
+        'E_RELOAD',
+        `${service} was not reloaded on ${host}: ${changed.join(', ')} changed after the set validated; the next push validates what is there now${peerCommitted && host === self ? ` (${target.name} already runs the set that validated)` : ''}`,
+      );
+      const closed = await peer
+        .request(peerCommitted || reloadOnly ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
+        .then(
+          () => true,
+          () => false,
+        );
+      if (closed) txOpen = false;
+      return report;
+    };
     for (const host of order) {
       if (host === 'peer') {
+        if (reloadOnly && reloadOnly.peerPending.length === 0) continue;
         const r = await commitOnPeer({
           config,
           target,
@@ -440,6 +497,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
           txid,
           steps: report.steps,
           say,
+          ...(reloadOnly ? { commit: false, services: reloadOnly.peerPending } : {}),
           vipCheck: () => checkVips(peer, vips, heldHere, heldThere, 'peer'),
           committed: (version) => {
             report.version = version;
@@ -447,9 +505,11 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
             mark('committed');
           },
         });
+        if (!r.ok && r.superseded) return supersede(target.name, r.service, r.superseded);
         if (!r.ok) {
           if (r.aborted) txOpen = false;
           report.result = 'rolled-back';
+          if (r.diagnostics) report.diagnostics = r.diagnostics;
           report.error = new LvssyncError(
             'E_RELOAD',
             `${r.service} failed on ${target.name} after the push; ${target.name} was rolled back and ${self} was not touched`,
@@ -458,33 +518,64 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         }
       } else {
         for (const svc of config.services) {
+          if (reloadOnly && !reloadOnly.selfPending.includes(svc.name)) continue;
           say(`reloading ${svc.name} on ${self}`);
-          const r = await reloadService(config, svc.name);
-          let verify: VerifyResult = r.ok
+          // only the set that validated is loaded; a save meanwhile is validated before it is loaded
+          const rv = await reloadValidated(
+            config,
+            svc.name,
+            guardFor(config, svc.name, local),
+            reloadTiming(config),
+            async () => {
+              const again = await checkSelf(config, self, opts.external !== false, {
+                ...(opts.cache ? { cache: opts.cache } : {}),
+                ...(opts.tools ? { tools: opts.tools } : {}),
+                ...(opts.snapshot ? { snapshot: opts.snapshot } : {}),
+              });
+              const errors = again.diagnostics.filter((d) => d.severity === 'error');
+              if (errors.length) return { diagnostics: errors };
+              local = again;
+              report.local = again;
+              return { guard: guardFor(config, svc.name, again) };
+            },
+          );
+          const o = rv.outcome;
+          if (o.kind === 'superseded') return supersede(self, svc.name, o.changed);
+          const loaded = o.kind === 'loaded';
+          let verify: VerifyResult = loaded
             ? await verifyService(config, svc.name)
             : { ok: false, problems: [] };
-          if (r.ok && svc.name === 'keepalived' && !session.isClosed) {
+          if (loaded && svc.name === 'keepalived' && !session.isClosed) {
             verify = merge(verify, await checkVips(session, vips, heldHere, heldThere, 'primary'));
           }
+          const during =
+            o.kind === 'changed-during'
+              ? `${svc.name} read its files while they changed (${o.changed.join(', ')}); ${rv.invalid ? 'what is on disk now does not validate' : 'they kept changing'}: what it loaded is unknown`
+              : '';
           report.steps.push({
             host: self,
-            step: `reload ${svc.name}`,
-            ok: r.ok && verify.ok,
-            durationMs: r.durationMs,
-            detail: [r.output, ...verify.problems].filter(Boolean).join('\n'),
+            step: `reload ${svc.name}${rv.rounds > 1 ? ` (${rv.rounds} rounds: files changed while it read them)` : ''}`,
+            ok: loaded && verify.ok,
+            durationMs: 'durationMs' in o ? o.durationMs : 0,
+            detail: [o.output, during, ...verify.problems].filter(Boolean).join('\n'),
           });
-          if (!r.ok || !verify.ok) {
+          if (!loaded || !verify.ok) {
             const closed = await session
-              .request(peerCommitted ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
+              .request(
+                peerCommitted || reloadOnly ? { op: 'finish', txid } : { op: 'abort', txid, reload: false },
+              )
               .then(
                 () => true,
                 () => false,
               );
             if (closed) txOpen = false;
             report.result = 'primary-failed';
+            if (rv.invalid) report.diagnostics = rv.invalid;
             report.error = new LvssyncError(
               'E_RELOAD',
-              `${svc.name} failed to reload on ${self}${peerCommitted ? ` (${target.name} already runs the new set, which validated)` : `; ${target.name} was not changed`}`,
+              o.kind === 'changed-during'
+                ? `CRITICAL: ${during} on ${self}; check ${svc.name} there now${rv.invalid ? ' and fix the findings below' : ''}`
+                : `${svc.name} failed to reload on ${self}${peerCommitted ? ` (${target.name} already runs the new set, which validated)` : `; ${target.name} was not changed`}`,
             );
             return report;
           }
@@ -493,7 +584,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     await session.request({ op: 'finish', txid });
     txOpen = false;
-    report.result = 'pushed';
+    report.result = reloadOnly ? 'reloaded' : 'pushed';
     mark('done');
     return report;
   } catch (e) {
@@ -534,11 +625,28 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   }
 }
 
+/** How the peer's part of a push ended (commitOnPeer). */
+export type PeerOutcome =
+  | { ok: true; version?: string }
+  | {
+      ok: false;
+      service: string;
+      /** The agent restored and reloaded what ran before (false: the connection was lost). */
+      aborted: boolean;
+      /** The peer's files changed after they validated: not reloaded, not rolled back. */
+      superseded?: string[];
+      /** What the peer found in its files after they changed during the reload. */
+      diagnostics?: Diagnostic[];
+    };
+
 /**
- * Commits the open transaction on the peer, then reloads its services in order and verifies each
- * (a ferm reload guarded like `ferm --interactive`: a new SSH connection must still get through).
- * When a reload or its verification fails, the agent restores the files the commit replaced and
- * reloads them. Steps are appended to `steps`. Used by push and rollback.
+ * Commits the open transaction on the peer (unless `commit` is false: a reload of what it already
+ * has), then reloads its services in order and verifies each (a ferm reload guarded like
+ * `ferm --interactive`: a new SSH connection must still get through). The agent reloads only the set
+ * the transaction validated: a service whose files changed since is not reloaded, and the push ends
+ * superseded without undoing the commit. When a reload or its verification fails, the agent restores
+ * the files the commit replaced and reloads them. Steps are appended to `steps`. Used by push and
+ * rollback.
  */
 export async function commitOnPeer(a: {
   config: Config;
@@ -548,23 +656,32 @@ export async function commitOnPeer(a: {
   txid: string;
   steps: Step[];
   say: (m: string) => void;
+  /** The services to reload (default: all, in lvssync.yaml's order). */
+  services?: readonly string[];
+  /** false: nothing to commit, only reloads (a reload the peer's files are still waiting for). */
+  commit?: boolean;
   /** Run after keepalived's reload (the VIPs where they should be). */
   vipCheck?: () => Promise<VerifyResult>;
   /** Told the history version that holds what the commit replaced. */
   committed?: (version: string) => void;
-}): Promise<{ ok: true; version: string } | { ok: false; service: string; aborted: boolean }> {
+}): Promise<PeerOutcome> {
   const { config, target, self, session, txid, steps, say } = a;
-  const tc = performance.now();
-  const c = await session.request({ op: 'commit', txid });
-  a.committed?.(c.version);
-  steps.push({
-    host: target.name,
-    step: `commit ${c.paths.length} file(s), backup ${c.version}`,
-    ok: true,
-    durationMs: performance.now() - tc,
-  });
+  let version: string | undefined;
+  if (a.commit !== false) {
+    const tc = performance.now();
+    const c = await session.request({ op: 'commit', txid });
+    version = c.version;
+    a.committed?.(c.version);
+    steps.push({
+      host: target.name,
+      step: `commit ${c.paths.length} file(s), backup ${c.version}`,
+      ok: true,
+      durationMs: performance.now() - tc,
+    });
+  }
   for (const svc of config.services) {
-    const guard = svc.name === 'ferm' ? config.push.fermGuardSeconds : undefined;
+    if (a.services && !a.services.includes(svc.name)) continue;
+    const guard = svc.name === 'ferm' && a.commit !== false ? config.push.fermGuardSeconds : undefined;
     say(`reloading ${svc.name} on ${target.name}`);
     const r = await session.request({
       op: 'reload',
@@ -572,6 +689,16 @@ export async function commitOnPeer(a: {
       service: svc.name,
       ...(guard ? { guardSeconds: guard } : {}),
     });
+    if (r.outcome === 'superseded') {
+      steps.push({
+        host: target.name,
+        step: `reload ${svc.name}`,
+        ok: false,
+        durationMs: 0,
+        detail: r.output,
+      });
+      return { ok: false, service: svc.name, aborted: false, superseded: r.changed ?? [] };
+    }
     let ok = r.ok;
     let detail = r.output;
     if (ok && guard) {
@@ -611,10 +738,15 @@ export async function commitOnPeer(a: {
           ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`
           : 'left to the agent (connection lost)',
       });
-      return { ok: false, service: svc.name, aborted: ab !== undefined };
+      return {
+        ok: false,
+        service: svc.name,
+        aborted: ab !== undefined,
+        ...(r.diagnostics ? { diagnostics: r.diagnostics } : {}),
+      };
     }
   }
-  return { ok: true, version: c.version };
+  return version ? { ok: true, version } : { ok: true };
 }
 
 export interface RollbackReport {

@@ -19,6 +19,8 @@ export interface ToolRun {
   durationMs: number;
   /** The verdict of an earlier run on the same input (ToolCache). */
   cached?: boolean;
+  /** The program's exit status (keepalived -t: non-zero for any message, warnings included). */
+  exitCode?: number;
 }
 
 export interface FermRun extends ToolRun {
@@ -155,5 +157,5 @@ export async function execKeepalivedTest(
     }
   }
   for (const d of parsed.diagnostics) d.source = 'keepalived';
-  return { available: true, diagnostics: parsed.diagnostics, durationMs: r.durationMs };
+  return { available: true, diagnostics: parsed.diagnostics, durationMs: r.durationMs, exitCode: r.code };
 }

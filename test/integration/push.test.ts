@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ADDR, DIRECTORS, type Director, type Lab, LVSSYNC_YAML, REPO } from '../../scripts/lab/lab.js';
+import { PROTOCOL_VERSION } from '../../src/core/protocol.js';
 import { renderForNode } from '../../src/core/render.js';
 import { labUnavailable, resetDirectors, useLab } from '../helpers/lab.js';
 
@@ -156,7 +157,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
         ['env', `PATH=${fake}:${process.env.PATH}`, process.execPath, MAIN, 'push', '--yes', '--json'],
         { allowFail: true, timeoutMs: 120_000 },
       );
-      expect(r.code).toBe(1);
+      expect({ code: r.code, out: r.stdout.slice(0, 3000) }).toMatchObject({ code: 1 });
       const j = JSON.parse(r.stdout) as {
         result: string;
         diagnostics: { code: string }[];
@@ -391,7 +392,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     const req = (o: object, id: number) => JSON.stringify({ id, ...o });
     const data = Buffer.from('owned\n').toString('base64');
     const input = [
-      req({ op: 'hello', version: 1, primary: 'evil' }, 1),
+      req({ op: 'hello', version: PROTOCOL_VERSION, primary: 'evil' }, 1),
       req({ op: 'begin', txid }, 2),
       req({ op: 'put', txid, path: '/etc/passwd', mode: 0o644, data }, 3),
       req({ op: 'put', txid, path: '/etc/keepalived/../passwd', mode: 0o644, data }, 4),

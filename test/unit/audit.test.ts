@@ -92,7 +92,7 @@ describe('auditVips', () => {
       ]),
     );
     expect(both.map((f) => f.code)).toEqual(['VIP_SPLIT_BRAIN', 'VIP_OK']);
-    expect(both[0]).toMatchObject({ severity: 'critical', file: KA, line: 22 });
+    expect(both[0]).toMatchObject({ severity: 'critical', file: KA, line: 24 });
     const none = auditVips(
       m,
       new Map([

@@ -624,9 +624,46 @@ function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
   }
 }
 
+/** What keepalived needs for a reload to be safe from a bad or half-saved file (see ReloadSettings). */
+function checkReloadSettings(m: KeepalivedModel, first: Position | undefined, out: Diagnostic[]): void {
+  const at = m.reload.globalDefs ?? first;
+  if (!at) return;
+  const where = m.reload.globalDefs ? 'global_defs' : 'this configuration (no global_defs)';
+  if (!m.reload.checkConfig) {
+    out.push(
+      diag(
+        'warning',
+        'KA_NO_RELOAD_CHECK_CONFIG',
+        at,
+        `${where} has no reload_check_config: a reload that reads an invalid file makes keepalived exit, and the other director takes its VIPs; add the line \`reload_check_config\` to global_defs so that keepalived (>= 2.2.0) checks a new configuration first and keeps running the old one otherwise (it then refuses any configuration keepalived -t prints a message for, warnings included: clear them first)`,
+      ),
+    );
+  }
+  if (!m.reload.file) {
+    out.push(
+      diag(
+        'warning',
+        'KA_NO_RELOAD_FILE',
+        at,
+        `${where} has no reload_file: lvssync cannot tell when keepalived has finished reading its files after a reload, so a file saved meanwhile may be loaded unchecked; add the line \`reload_file /run/keepalived.reload\` to global_defs (keepalived >= 2.2.0)`,
+      ),
+    );
+  } else if (m.reload.file.value === undefined) {
+    out.push(
+      diag(
+        'warning',
+        'KA_NO_RELOAD_FILE',
+        m.reload.file.pos,
+        'reload_file without a path under an instance name: give it a path (reload_file /run/keepalived/NAME.reload) so that lvssync knows which file keepalived removes',
+      ),
+    );
+  }
+}
+
 export function validateKeepalived(directives: readonly Directive[], model: KeepalivedModel): Diagnostic[] {
   const out: Diagnostic[] = [];
   checkDirectives(directives, TOP, 'the top level', out, true);
   checkModel(model, out);
+  checkReloadSettings(model, directives[0]?.pos, out);
   return out;
 }

@@ -93,8 +93,22 @@ export interface VirtualServerGroup {
   entries: Valued<string[]>[];
 }
 
+/** What global_defs says about how keepalived reloads (keepalived.conf(5), 2.2.0 and later). */
+export interface ReloadSettings {
+  /** Where global_defs is (the place to add what is missing), when there is one. */
+  globalDefs?: Position;
+  /** `reload_check_config [LOG_FILE]`: keepalived validates a new configuration before reloading. */
+  checkConfig?: Position;
+  /**
+   * `reload_file [PATH]`: keepalived creates (truncates) it before reading its files and removes it
+   * once they are read; the path keepalived uses, or undefined where it depends on the instance name.
+   */
+  file?: Valued<string | undefined> & { named?: boolean };
+}
+
 export interface KeepalivedModel {
   routerId?: Valued<string>;
+  reload: ReloadSettings;
   instances: VrrpInstance[];
   syncGroups: { name: string; pos: Position; members: Valued<string>[] }[];
   scripts: { name: string; pos: Position; hasCommand: boolean }[];
@@ -277,6 +291,24 @@ function memo<T>(table: WeakMap<Directive, T>, d: Directive, build: (d: Directiv
   return v;
 }
 
+/** keepalived's default reload file (global_data.c): /run, or /run/keepalived with use_pid_dir. */
+function reloadSettings(d: Directive, prev: ReloadSettings): ReloadSettings {
+  const out: ReloadSettings = { ...prev, globalDefs: prev.globalDefs ?? d.pos };
+  const check = find(d, 'reload_check_config');
+  if (check) out.checkConfig = check.pos;
+  const file = find(d, 'reload_file');
+  if (file) {
+    const named = file.args[0];
+    const pidDir = find(d, 'use_pid_dir') !== undefined;
+    out.file = {
+      value: named ?? (pidDir ? '/run/keepalived/keepalived.reload' : '/run/keepalived.reload'),
+      pos: file.pos,
+      ...(named ? { named: true } : {}),
+    };
+  }
+  return out;
+}
+
 export function buildModel(directives: readonly Directive[]): KeepalivedModel {
   const m: KeepalivedModel = {
     instances: [],
@@ -284,12 +316,14 @@ export function buildModel(directives: readonly Directive[]): KeepalivedModel {
     scripts: [],
     virtualServerGroups: [],
     virtualServers: [],
+    reload: {},
   };
   for (const d of directives) {
     switch (d.name) {
       case 'global_defs': {
         const r = val(find(d, 'router_id'));
         if (r) m.routerId = r;
+        m.reload = reloadSettings(d, m.reload);
         break;
       }
       case 'vrrp_instance':
@@ -319,6 +353,9 @@ export function buildModel(directives: readonly Directive[]): KeepalivedModel {
         break;
     }
   }
+  // keepalived names the default reload file after a top-level `instance` (global_data.c)
+  if (m.reload.file && !m.reload.file.named && directives.some((d) => d.name === 'instance'))
+    m.reload.file = { value: undefined, pos: m.reload.file.pos };
   return m;
 }
 
