@@ -327,7 +327,7 @@ class Agent {
       case 'finish': {
         this.need(req.txid);
         const j = this.store.journal();
-        if (j?.txid === req.txid) this.store.recordWritten(j.paths);
+        if (j?.txid === req.txid) this.store.recordWritten(j.paths, j.written);
         this.store.saveJournal(undefined);
         writeFileSync(this.store.confirmPath(req.txid), 'finished\n');
         this.store.trimHistory();

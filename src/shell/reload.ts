@@ -128,26 +128,20 @@ export async function reloadGuarded(
   }
   const t0 = performance.now();
   const r = await reloadService(config, service);
-  if (!r.ok) {
-    if (file) unlinkQuietly(file);
-    return { kind: 'failed', durationMs: r.durationMs, output: r.output };
-  }
-  if (file) {
+  let failure: string | undefined = r.ok ? undefined : r.output;
+  if (file && r.ok) {
     const until = performance.now() + timing.timeoutMs;
     while (exists(file) && performance.now() < until) await sleep(10);
-    if (exists(file)) {
-      unlinkQuietly(file);
-      return {
-        kind: 'failed',
-        durationMs: performance.now() - t0,
-        output: `${r.output}${r.output ? '\n' : ''}${service} did not read its configuration within ${Math.round(timing.timeoutMs / 1000)} s of the reload (its reload_file ${file} is still there): is it running?`,
-      };
-    }
-  } else if (service === 'keepalived') await sleep(timing.settleMs);
+    if (exists(file))
+      failure = `${r.output}${r.output ? '\n' : ''}${service} did not read its configuration within ${Math.round(timing.timeoutMs / 1000)} s of the reload (its reload_file ${file} is still there): is it running?`;
+  } else if (r.ok && service === 'keepalived') await sleep(timing.settleMs);
+  if (file) unlinkQuietly(file);
+  // files that changed while the service read them explain a failure too: what it loaded is unknown
   const after = readSet(guard.globs);
   const during = diffReadings(before, after);
   const durationMs = performance.now() - t0;
   if (during.length > 0) return { kind: 'changed-during', changed: during, durationMs, output: r.output };
+  if (failure !== undefined) return { kind: 'failed', durationMs, output: failure };
   const digest = setDigest(guard.validated);
   recordLoaded(config.stateDir, service, digest, guard.validated);
   return { kind: 'loaded', digest, durationMs, output: r.output };

@@ -39,6 +39,8 @@ export interface Journal {
   state: 'committing' | 'committed' | 'reloaded';
   reloaded: string[];
   paths: string[];
+  /** sha256 of what the commit wrote to each put path: what lvssync wrote, whatever is there later. */
+  written?: Record<string, string>;
 }
 
 interface Meta extends HistoryEntry {
@@ -52,6 +54,8 @@ interface Transaction {
   txid: string;
   puts: string[];
   removes: string[];
+  /** sha256 of each put's data. */
+  shas?: Map<string, string>;
   /** 'restore' when the transaction puts a history version back (lvssync rollback). */
   reason?: HistoryEntry['reason'];
 }
@@ -436,7 +440,10 @@ export class Store {
     this.staged.paths.add(p);
     if (!t.puts.includes(p)) t.puts.push(p);
     t.removes = t.removes.filter((x) => x !== p);
-    return createHash('sha256').update(data).digest('hex');
+    const sha = createHash('sha256').update(data).digest('hex');
+    t.shas ??= new Map();
+    t.shas.set(p, sha);
+    return sha;
   }
 
   remove(txid: string, p: string): boolean {
@@ -491,7 +498,12 @@ export class Store {
     const paths = [...t.puts, ...t.removes].sort();
     for (const p of paths) this.check(p);
     const version = this.backup(paths, txid, t.reason ?? 'commit');
-    const j: Journal = { txid, version, state: 'committing', reloaded: [], paths };
+    const written: Record<string, string> = {};
+    for (const p of t.puts) {
+      const sha = t.shas?.get(p);
+      if (sha) written[p] = sha;
+    }
+    const j: Journal = { txid, version, state: 'committing', reloaded: [], paths, written };
     this.saveJournal(j);
     // Write every new file next to its target first (the slow part), then rename them all.
     const temps: [string, string][] = [];
@@ -518,11 +530,19 @@ export class Store {
     return { version, paths };
   }
 
-  /** A finished transaction's files are what lvssync last wrote there (removed ones: nothing). */
-  recordWritten(paths: readonly string[]): void {
+  /**
+   * A finished transaction's files are what lvssync last wrote there (removed ones: nothing): the
+   * committed content, not what is there now (a hand edit since stays a conflict for the next push).
+   */
+  recordWritten(paths: readonly string[], committed: Record<string, string> = {}): void {
     const w = this.written();
     for (const p of paths) {
       this.check(p);
+      const sha = committed[p];
+      if (sha) {
+        w[p] = sha;
+        continue;
+      }
       try {
         w[p] = createHash('sha256').update(readFileSync(p)).digest('hex');
       } catch {
