@@ -37,6 +37,8 @@ export type ErrorCode =
   | 'E_PROTOCOL'
   | 'E_PEER_INVALID'
   | 'E_RELOAD'
+  /** keepalived or ferm is not running on a director: lvssync does not push into that. */
+  | 'E_SERVICE_DOWN'
   | 'E_VERIFY'
   | 'E_CONFLICT'
   | 'E_LOCKED'
@@ -56,6 +58,7 @@ const EXIT_OF: Record<ErrorCode, number> = {
   E_PROTOCOL: EXIT.PUSH_FAILED,
   E_PEER_INVALID: EXIT.PUSH_FAILED,
   E_RELOAD: EXIT.PUSH_FAILED,
+  E_SERVICE_DOWN: EXIT.PUSH_FAILED,
   E_VERIFY: EXIT.PUSH_FAILED,
   E_CONFLICT: EXIT.CONFLICT,
   E_LOCKED: EXIT.LOCKED,

@@ -25,7 +25,7 @@ import { gatherHere } from '../shell/gather.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
 import { guardFor, type Revalidation, readLoaded, reloadTiming, reloadValidated } from '../shell/reload.js';
-import { readAddresses, reloadService, verifyService } from '../shell/services.js';
+import { readAddresses, readServiceStates, reloadService, verifyService } from '../shell/services.js';
 import { Store } from '../shell/store.js';
 
 export interface AgentOptions {
@@ -310,6 +310,8 @@ class Agent {
           ...(r.invalid ? { diagnostics: r.invalid } : {}),
         };
       }
+      case 'services':
+        return readServiceStates(this.config);
       case 'loaded': {
         const out: Record<string, { digest: string; at: number }> = {};
         for (const [k, v] of Object.entries(readLoaded(this.store.stateDir)))

@@ -4,6 +4,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, LvssyncError } from '../errors.js';
+import type { ServiceState } from '../core/protocol.js';
 import type { Io } from '../io.js';
 import type { DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
@@ -64,7 +65,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   const { latestReport } = await import('../shell/audit.js');
   const { checkSelf } = await import('../shell/check-director.js');
   const { runPush } = await import('../shell/push.js');
-  const { readAddresses } = await import('../shell/services.js');
+  const { readAddresses, readServiceStates } = await import('../shell/services.js');
   const { readJsonFile } = await import('../shell/store.js');
   const { config } = await loadConfig(opts.config);
   const me = requireSelfNode(config, opts.node);
@@ -78,6 +79,10 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   const daemonAlive = watch?.pid && existsSync(`/proc/${watch.pid}`);
   const audit = latestReport(config);
   const here = Object.values(await readAddresses()).flat();
+  const services: (ServiceState & { host: string })[] = (await readServiceStates(config)).map((x) => ({
+    ...x,
+    host: me,
+  }));
   let there: string[] | undefined;
   let sync: 'in sync' | 'changes pending' | 'drift' | 'peer unreachable' = 'in sync';
   let pending = 0;
@@ -93,6 +98,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
     const s = await PeerSession.open(config, target, me);
     try {
       there = Object.values(await s.request({ op: 'addresses' })).flat();
+      for (const x of await s.request({ op: 'services' })) services.push({ ...x, host: target.name });
     } finally {
       s.close();
     }
@@ -115,6 +121,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
     peer: target.name,
     sync,
     pendingChanges: pending,
+    services,
     daemon: watch
       ? { running: Boolean(daemonAlive), health: watch.health, lastPush: watch.lastPush }
       : undefined,
@@ -131,7 +138,15 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   if (opts.json) {
     io.stdout(`${JSON.stringify(status)}\n`);
   } else {
+    const iso = (ms?: number) => (ms ? new Date(ms).toISOString() : 'unknown');
     const lines = [
+      // a service that is not running comes before anything else
+      ...services
+        .filter((x) => x.up === false)
+        .map(
+          (x) =>
+            `SERVICE DOWN: ${x.service} on ${x.host} since ${iso(x.since)} (last reload by lvssync ${iso(x.lastReload)})${x.detail ? `: ${x.detail}` : ''}`,
+        ),
       `cluster ${config.cluster}: ${me} -> ${target.name}: ${sync.toUpperCase()}${pending ? ` (${pending} change(s) to push)` : ''}`,
       `daemon:     ${watch ? `${daemonAlive ? 'running' : 'NOT running'}, ${watch.health}` : 'never ran here'}`,
       `last push:  ${lastPush ? `${lastPush.time} ${lastPush.result}${lastPush.error ? `: ${lastPush.error.message}` : ''}` : 'none'}`,
@@ -143,6 +158,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
     ];
     io.stdout(`${lines.join('\n')}\n`);
   }
-  const bad = sync !== 'in sync' || holders.some((h) => h.on.length !== 1);
+  const bad =
+    sync !== 'in sync' || holders.some((h) => h.on.length !== 1) || services.some((x) => x.up === false);
   return bad ? EXIT.FINDINGS : EXIT.OK;
 }

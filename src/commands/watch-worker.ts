@@ -7,6 +7,7 @@
 
 import cron from 'node-cron';
 import type { Config } from '../core/config.js';
+import type { ServiceState } from '../core/protocol.js';
 import type { Diagnostic } from '../core/diagnostic.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { emptySnapshot } from '../core/snapshot.js';
@@ -57,6 +58,8 @@ export interface PushSummary {
   memory: Record<string, number>;
   /** An early push abandoned because this file changed after it was read, with no event for it. */
   changedOnDisk?: string;
+  /** Services found not running (result service-down). */
+  servicesDown?: (ServiceState & { host: string })[];
 }
 
 /** When audit.schedule next fires (epoch ms), as node-cron computes it; or why it cannot. */
@@ -219,6 +222,7 @@ class Worker {
       memory: memoryMiB(),
     };
     if (report.order) s.order = report.order;
+    if (report.servicesDown) s.servicesDown = report.servicesDown;
     if (report.version) s.version = report.version;
     if (report.error) s.error = { code: report.error.code, message: report.error.message };
     if (report.local) s.watch = watchInput(report.local);

@@ -58,6 +58,8 @@ export type WatchHealth =
   | 'pushing'
   | 'invalid'
   | 'peer-down'
+  /** keepalived or ferm is not running on a director (watch-status.json says which, since when). */
+  | 'service-down'
   | 'failed'
   | 'conflict';
 
@@ -217,6 +219,8 @@ class WatchDaemon {
   private stopping = false;
   private pushing: Promise<void> | undefined;
   private health: WatchHealth = 'starting';
+  /** While health is service-down: which, where, since when. */
+  private serviceDown: NonNullable<PushSummary['servicesDown']> = [];
   private pushes = 0;
   private lastReport: { time: string; result: string; error?: string; pushId: number } | undefined;
   private resolveStopped: ((code: number) => void) | undefined;
@@ -477,6 +481,22 @@ class WatchDaemon {
         log.info({ peer: report.peer, durationMs }, 'in sync, nothing to push');
         this.setHealth('in-sync');
         break;
+      case 'service-down':
+        for (const x of report.servicesDown ?? [])
+          log.error(
+            {
+              host: x.host,
+              service: x.service,
+              ...(x.since ? { since: new Date(x.since).toISOString() } : {}),
+              ...(x.lastReload ? { lastReload: new Date(x.lastReload).toISOString() } : {}),
+              ...(x.detail ? { detail: x.detail } : {}),
+            },
+            'service down',
+          );
+        this.serviceDown = report.servicesDown ?? [];
+        this.record(pushId, report.result, report.error?.message);
+        this.retryLater(log, 'service-down', 'a service is down, will retry');
+        return false;
       case 'invalid-here':
         for (const d of report.errors) {
           log.error({ file: d.file, line: d.line, col: d.col, code: d.code }, d.message);
@@ -554,7 +574,7 @@ class WatchDaemon {
       mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
       writeFileSync(
         path.join(this.config.stateDir, 'watch-status.json'),
-        `${JSON.stringify({ pid: process.pid, health: this.health, since: new Date().toISOString(), lastPush: this.lastReport, watching: this.set.dirs }, null, 1)}\n`,
+        `${JSON.stringify({ pid: process.pid, health: this.health, since: new Date().toISOString(), lastPush: this.lastReport, watching: this.set.dirs, ...(this.health === 'service-down' ? { servicesDown: this.serviceDown } : {}) }, null, 1)}\n`,
       );
     } catch {}
   }

@@ -7,12 +7,13 @@ import { canonicalIP } from './address.js';
 import type { MarkRule } from './ferm/marks.js';
 import { type IpvsService, type IpvsTable, serviceLabel } from './ipvsadm.js';
 import type { KeepalivedModel, VirtualServer } from './keepalived/model.js';
+import type { ServiceState } from './protocol.js';
 import { diffRedacted } from './redact.js';
 
 export type Severity = 'ok' | 'warning' | 'critical' | 'unknown';
 
 export interface Finding {
-  check: 'drift' | 'ipvs' | 'vip' | 'marks' | 'pending-reload' | 'digest' | 'peer';
+  check: 'drift' | 'ipvs' | 'vip' | 'marks' | 'pending-reload' | 'digest' | 'peer' | 'services';
   severity: Severity;
   host: string;
   code: string;
@@ -208,6 +209,47 @@ export function auditKeepalivedLoad(
     });
   }
   return out;
+}
+
+/**
+ * Files whose content differs from what each service last loaded through lvssync (a file edited and
+ * put back is not pending). keepalived without such a record falls back to auditKeepalivedLoad.
+ */
+export function auditPendingByContent(
+  host: string,
+  pending: Readonly<Record<string, { at: number; changed: readonly string[] }>>,
+): Finding[] {
+  const out: Finding[] = [];
+  for (const [service, p] of Object.entries(pending).sort()) {
+    for (const file of p.changed) {
+      out.push({
+        check: 'pending-reload',
+        severity: 'warning',
+        host,
+        code: `${service.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}_RELOAD_PENDING`,
+        file,
+        message: `${file} on ${host} is not what ${service} loaded (its last reload by lvssync): reload pending`,
+      });
+    }
+  }
+  return out;
+}
+
+/** A service that is not running on a director is an outage in the making, whatever else is in sync. */
+export function auditServices(
+  host: string,
+  services: readonly ServiceState[],
+  iso: (ms: number) => string,
+): Finding[] {
+  return services
+    .filter((s) => s.up === false)
+    .map((s) => ({
+      check: 'services' as const,
+      severity: 'critical' as const,
+      host,
+      code: 'SERVICE_DOWN',
+      message: `${s.service} is not running on ${host}${s.since ? ` (seen down since ${iso(s.since)})` : ''}${s.lastReload ? `; the last reload lvssync made of it was at ${iso(s.lastReload)}` : ''}${s.detail ? `: ${s.detail}` : ''}`,
+    }));
 }
 
 // --- IPVS ------------------------------------------------------------------------------------

@@ -55,6 +55,18 @@ export interface HistoryEntry {
   reason: 'commit' | 'restore';
 }
 
+/** Whether a service runs on a director (its status command), and since when as far as lvssync saw. */
+export interface ServiceState {
+  service: string;
+  /** false: its status command failed; undefined: it has none (lvssync cannot tell). */
+  up?: boolean;
+  /** ms since the epoch when lvssync first saw it in this state. */
+  since?: number;
+  /** ms since the epoch of the last reload lvssync made of it here. */
+  lastReload?: number;
+  detail?: string;
+}
+
 /** What a director reports for the audit. */
 export interface AuditData {
   /** Every managed file: its checksum, and its text unless the primary asked for checksums only. */
@@ -69,6 +81,12 @@ export interface AuditData {
   mtimes?: Record<string, number>;
   /** When the running keepalived last read its configuration, as far as can be known (ms). */
   keepalivedLoadedAt?: number;
+  /**
+   * Per service, the files whose content differs from what it last loaded through lvssync (by
+   * content: a file edited and put back is not pending); absent where that is not known.
+   */
+  pending?: Record<string, { at: number; changed: string[] }>;
+  services?: ServiceState[];
   errors?: string[];
 }
 
@@ -86,6 +104,8 @@ export type Request =
   | { op: 'reload'; txid: string; service: string; guardSeconds?: number }
   /** The digest of the set each service last loaded here through lvssync (shell/reload.ts). */
   | { op: 'loaded' }
+  /** Whether each service runs here. */
+  | { op: 'services' }
   | { op: 'confirm'; txid: string }
   | { op: 'verify'; service: string }
   | { op: 'addresses' }
@@ -112,6 +132,7 @@ export interface Responses {
   commit: { version: string; paths: string[] };
   reload: ReloadResult;
   loaded: Record<string, { digest: string; at: number }>;
+  services: ServiceState[];
   confirm: { confirmed: boolean };
   verify: VerifyResult;
   addresses: AddressInfo;

@@ -13,6 +13,8 @@ import {
   auditIpvs,
   auditIpvsPair,
   auditKeepalivedLoad,
+  auditPendingByContent,
+  auditServices,
   auditMarks,
   auditVips,
   exitCodeOf,
@@ -116,7 +118,14 @@ export async function runAudit(
   const hostChecks = (h: string, d: AuditData) => {
     const out: { table?: IpvsTable; ipvs: Finding[]; load: Finding[]; marks: Finding[]; rules?: number } = {
       ipvs: [],
-      load: auditKeepalivedLoad(h, d.mtimes ?? {}, d.keepalivedLoadedAt, kaFiles),
+      load: [
+        // by content where lvssync recorded what was loaded, else by modification time (keepalived)
+        ...auditPendingByContent(h, d.pending ?? {}),
+        ...(d.pending?.keepalived
+          ? []
+          : auditKeepalivedLoad(h, d.mtimes ?? {}, d.keepalivedLoadedAt, kaFiles)),
+        ...auditServices(h, d.services ?? [], (ms) => new Date(ms).toISOString()),
+      ],
       marks: [],
     };
     if (!d.ipvsadm.ok) {
@@ -224,7 +233,8 @@ export async function runAudit(
   if (tables)
     checks.ipvs = `${model.virtualServers.length} configured virtual server(s) against the live tables of ${tables}`;
   checks['pending-reload'] =
-    `keepalived's ${kaFiles.size} file(s) on ${audited} against when keepalived last read them`;
+    `each service's files on ${audited} against what it last loaded (keepalived's ${kaFiles.size} file(s); by content where lvssync reloaded it, else by time)`;
+  checks.services = `${config.services.filter((x) => x.status).length} service(s) with a status command on ${audited}`;
   const rules = perHost(
     [
       [self, own.rules],

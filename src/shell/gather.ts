@@ -9,7 +9,14 @@ import type { Config } from '../core/config.js';
 import type { AuditData } from '../core/protocol.js';
 import { execTool } from './exec.js';
 import { expandFerm } from './ferm-expand.js';
-import { iptablesSave, keepalivedStartedAt, readAddresses, readReloads } from './services.js';
+import { readPending } from './reload.js';
+import {
+  iptablesSave,
+  keepalivedStartedAt,
+  readAddresses,
+  readReloads,
+  readServiceStates,
+} from './services.js';
 import { Store } from './store.js';
 
 /**
@@ -50,6 +57,9 @@ export async function gatherHere(config: Config, opts: { texts?: boolean } = {})
         errors.push(e.message);
       },
     ),
+    readServiceStates(config).then((s) => {
+      data.services = s;
+    }),
     expandFerm(config, store.stateDir).then(
       (f) => {
         data.fermLines = f.ok ? f.lines : '';
@@ -69,8 +79,10 @@ export async function gatherHere(config: Config, opts: { texts?: boolean } = {})
     else data.files.push({ path: f.path, sha256: f.sha256 });
     mtimes[f.path] = manifest.mtimes.get(f.path)!;
   }
-  const loaded = Math.max(keepalivedStartedAt() ?? 0, readReloads(config).keepalived ?? 0);
+  const started = keepalivedStartedAt();
+  const loaded = Math.max(started ?? 0, readReloads(config).keepalived ?? 0);
   if (loaded > 0) data.keepalivedLoadedAt = loaded;
+  data.pending = readPending(config.stateDir, { keepalived: started });
   await commands;
   if (errors.length > 0) data.errors = errors;
   return data;

@@ -23,7 +23,13 @@ import {
   planReloadOrder,
   type RemoteFile,
 } from '../core/plan.js';
-import type { AddressInfo, HistoryEntry, ReloadResult, VerifyResult } from '../core/protocol.js';
+import type {
+  AddressInfo,
+  HistoryEntry,
+  ReloadResult,
+  ServiceState,
+  VerifyResult,
+} from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
 import { setDigest } from '../core/service-set.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
@@ -32,7 +38,7 @@ import { checkSelf, type DirectorCheck, readSelf, type ToolCache } from './check
 import { withLock } from './lock.js';
 import { type PeerKeeper, PeerSession, type PeerTarget, peerOf } from './peer.js';
 import { guardFor, readLoaded, reloadTiming, reloadValidated } from './reload.js';
-import { readAddresses, verifyService } from './services.js';
+import { readAddresses, readServiceStates, verifyService } from './services.js';
 
 export type PushResult =
   | 'in-sync'
@@ -43,6 +49,8 @@ export type PushResult =
   | 'pushed'
   /** The files were in sync, and the services that had not loaded them were reloaded. */
   | 'reloaded'
+  /** A service is not running on a director: nothing was committed or reloaded. */
+  | 'service-down'
   | 'invalid-here'
   | 'invalid-on-peer'
   | 'conflict'
@@ -80,6 +88,8 @@ export interface PushReport {
   peerTimings?: Record<string, number>;
   /** A reload not done because the service's files changed after they validated (result superseded). */
   superseded?: { host: string; service: string; changed: string[] };
+  /** Services found not running (result service-down). */
+  servicesDown?: (ServiceState & { host: string })[];
   /** Services whose files here or on the peer were not what they last loaded (reloaded, or to reload). */
   pendingReloads?: { host: string; services: string[] }[];
 }
@@ -359,9 +369,27 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         .filter((n) => there[n]?.digest !== setDigest(guardFor(config, n, peerSet).validated));
       return { selfPending, peerPending };
     };
+    /** Services not running on either director: a push neither commits nor reloads while one is down. */
+    const down = async (): Promise<boolean> => {
+      const [mine, theirs] = await Promise.all([readServiceStates(config), s.request({ op: 'services' })]);
+      const found = [
+        ...mine.filter((x) => x.up === false).map((x) => ({ ...x, host: self })),
+        ...theirs.filter((x) => x.up === false).map((x) => ({ ...x, host: target.name })),
+      ];
+      if (!found.length) return false;
+      report.servicesDown = found;
+      report.result = 'service-down';
+      const iso = (ms?: number) => (ms ? new Date(ms).toISOString() : 'unknown');
+      report.error = new LvssyncError(
+        'E_SERVICE_DOWN',
+        `${found.map((x) => `${x.service} is not running on ${x.host} (down since ${iso(x.since)}; last reload by lvssync ${iso(x.lastReload)})`).join('; ')}: nothing was committed or reloaded; start it (systemctl start ${found[0]!.service} on ${found[0]!.host}), then push again`,
+      );
+      return true;
+    };
     let reloadOnly: { selfPending: string[]; peerPending: string[] } | undefined;
     if (plan.changes.length === 0) {
       if (!(await settle())) return report;
+      if (!opts.dryRun && (await down())) return report;
       const p = await pendingOf();
       const pending = [
         ...(p.peerPending.length ? [{ host: target.name, services: p.peerPending }] : []),
@@ -447,6 +475,11 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       return report;
     }
     if (opts.gate) mark('gated');
+    if (!reloadOnly && opts.reload !== false && (await down())) {
+      await session.request({ op: 'abort', txid, reload: false });
+      txOpen = false;
+      return report;
+    }
     if (opts.reload === false && !reloadOnly) {
       await session.request({ op: 'commit', txid });
       mark('committed');

@@ -143,7 +143,7 @@ export async function reloadGuarded(
   if (during.length > 0) return { kind: 'changed-during', changed: during, durationMs, output: r.output };
   if (failure !== undefined) return { kind: 'failed', durationMs, output: failure };
   const digest = setDigest(guard.validated);
-  recordLoaded(config.stateDir, service, digest, guard.validated);
+  recordLoaded(config.stateDir, service, digest, guard.validated, guard.globs);
   return { kind: 'loaded', digest, durationMs, output: r.output };
 }
 
@@ -168,17 +168,25 @@ export interface LoadedRecord {
   /** ms since the epoch. */
   at: number;
   files: Record<string, string>;
+  /** The globs the set was read with (serviceGlobs). */
+  globs?: string[];
 }
 
 export function readLoaded(stateDir: string): Record<string, LoadedRecord> {
   return readJsonFile<Record<string, LoadedRecord>>(path.join(stateDir, 'loaded.json')) ?? {};
 }
 
-function recordLoaded(stateDir: string, service: string, digest: string, files: SetDigests): void {
+function recordLoaded(
+  stateDir: string,
+  service: string,
+  digest: string,
+  files: SetDigests,
+  globs: readonly string[],
+): void {
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const all = readLoaded(stateDir);
-    all[service] = { digest, at: Date.now(), files: Object.fromEntries(files) };
+    all[service] = { digest, at: Date.now(), files: Object.fromEntries(files), globs: [...globs] };
     atomicWrite(path.join(stateDir, 'loaded.json'), `${JSON.stringify(all)}\n`, 0o600);
   } catch {
     // the record serves the audit's pending-reload check; a full state directory is reported there
@@ -247,4 +255,25 @@ export function guardFor(
 /** The timing of guarded reloads from lvssync.yaml. */
 export function reloadTiming(config: Config): ReloadTiming {
   return { settleMs: config.push.reloadSettleMs, timeoutMs: config.push.reloadTimeoutSeconds * 1000 };
+}
+
+/**
+ * Per service, the files whose content differs from what it last loaded through lvssync. A service
+ * restarted since (keepalived's start time after the record) read whatever was there: not known.
+ */
+export function readPending(
+  stateDir: string,
+  startedAt: Record<string, number | undefined> = {},
+): Record<string, { at: number; changed: string[] }> {
+  const out: Record<string, { at: number; changed: string[] }> = {};
+  for (const [service, rec] of Object.entries(readLoaded(stateDir))) {
+    if (!rec.globs) continue;
+    const started = startedAt[service];
+    if (started !== undefined && started > rec.at + 1000) continue;
+    out[service] = {
+      at: rec.at,
+      changed: diffSets(new Map(Object.entries(rec.files)), readSet(rec.globs).digests),
+    };
+  }
+  return out;
 }

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { type MarkRule, parseFermLines } from '../core/ferm/marks.js';
-import type { AddressInfo, ReloadResult, VerifyResult } from '../core/protocol.js';
+import type { AddressInfo, ReloadResult, ServiceState, VerifyResult } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
 import { execTool } from './exec.js';
 import { expandFerm } from './ferm-expand.js';
@@ -105,4 +105,45 @@ export function keepalivedStartedAt(pidFile = '/run/keepalived.pid'): number | u
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether each service runs here (its status command), with since when lvssync has seen it so
+ * (kept in services.json) and its last reload by lvssync. Never throws.
+ */
+export async function readServiceStates(config: Config, now = Date.now()): Promise<ServiceState[]> {
+  const file = path.join(config.stateDir, 'services.json');
+  const seen = readJsonFile<Record<string, { up: boolean; since: number }>>(file) ?? {};
+  const reloads = readReloads(config);
+  const out = await Promise.all(
+    config.services.map(async (svc): Promise<ServiceState> => {
+      const base: ServiceState = { service: svc.name };
+      if (reloads[svc.name] !== undefined) base.lastReload = reloads[svc.name]!;
+      if (!svc.status) return base;
+      const r = await execTool(svc.status, { timeoutMs: 30_000 }).catch((e: Error) => ({
+        code: -1,
+        stdout: '',
+        stderr: e.message,
+      }));
+      const up = r.code === 0;
+      const prev = seen[svc.name];
+      const since = prev && prev.up === up ? prev.since : now;
+      seen[svc.name] = { up, since };
+      return {
+        ...base,
+        up,
+        since,
+        ...(up
+          ? {}
+          : {
+              detail: `'${svc.status.join(' ')}' exited ${r.code}${`${r.stderr}${r.stdout}`.trim() ? `: ${`${r.stderr}${r.stdout}`.trim().slice(0, 200)}` : ''}`,
+            }),
+      };
+    }),
+  );
+  try {
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(file, JSON.stringify(seen));
+  } catch {}
+  return out;
 }

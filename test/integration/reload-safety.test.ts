@@ -254,4 +254,62 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
     );
     expect(r2.code).toBe(0);
   }, 90_000);
+
+  it('a dead keepalived is never "in sync": status shows it first, the audit is CRITICAL, a push does not go into it, the daemon says service-down until it runs again', async () => {
+    const l = lab();
+    await l.killProc(l.proc('lvs2', 'keepalived')!, 'SIGKILL');
+    const st = await lvssync(l, 'lvs1', 'status');
+    expect(st.code).toBe(1);
+    expect(st.stdout.split('\n')[0]).toMatch(/^SERVICE DOWN: keepalived on lvs2 since \d{4}-/);
+    const sj = JSON.parse((await lvssync(l, 'lvs1', 'status', '--json')).stdout) as {
+      services: { host: string; service: string; up?: boolean }[];
+    };
+    expect(sj.services).toContainEqual(
+      expect.objectContaining({ host: 'lvs2', service: 'keepalived', up: false }),
+    );
+    expect(sj.services).toContainEqual(
+      expect.objectContaining({ host: 'lvs1', service: 'keepalived', up: true }),
+    );
+    const audit = await lvssync(l, 'lvs1', 'audit', '--json');
+    expect(audit.code).toBe(2);
+    const findings = (
+      JSON.parse(audit.stdout) as { findings: { code: string; severity: string; host: string }[] }
+    ).findings;
+    expect(findings).toContainEqual(
+      expect.objectContaining({ code: 'SERVICE_DOWN', severity: 'critical', host: 'lvs2' }),
+    );
+    // a push commits nothing and reloads nothing while it lasts, and says why
+    const before = l.readFile('lvs2', FWM);
+    l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 65'));
+    const p = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+    const pj = JSON.parse(p.stdout) as { result: string; error: { code: string; message: string } };
+    expect(p.code).toBe(5);
+    expect(pj.result).toBe('service-down');
+    expect(pj.error).toMatchObject({
+      code: 'E_SERVICE_DOWN',
+      message: expect.stringMatching(/keepalived is not running on lvs2/),
+    });
+    expect(l.readFile('lvs2', FWM)).toBe(before);
+    // the daemon: service-down, never "in sync", until keepalived runs again; then it converges by itself
+    daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200']);
+    const status = () => {
+      try {
+        return JSON.parse(readFileSync(l.pathOn('lvs1', '/var/lib/lvssync/watch-status.json'), 'utf8')) as {
+          health: string;
+          servicesDown?: { host: string; service: string }[];
+        };
+      } catch {
+        return undefined;
+      }
+    };
+    await until('the daemon to report service-down', () => status()?.health === 'service-down');
+    expect(status()?.servicesDown).toContainEqual(
+      expect.objectContaining({ host: 'lvs2', service: 'keepalived' }),
+    );
+    expect(logLines(l).some((j) => j.msg === 'service down' && j.host === 'lvs2')).toBe(true);
+    expect(logLines(l).some((j) => /in sync/.test(j.msg ?? ''))).toBe(false);
+    await l.startKeepalived('lvs2');
+    await until('the daemon to push once keepalived runs', () => status()?.health === 'in-sync', 30_000);
+    expect(l.readFile('lvs2', FWM)).toContain('weight 65');
+  }, 90_000);
 });
