@@ -3,8 +3,8 @@
 
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { EXIT, LvssyncError } from '../errors.js';
 import type { ServiceState } from '../core/protocol.js';
+import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import type { DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';

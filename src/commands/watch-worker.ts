@@ -7,9 +7,9 @@
 
 import cron from 'node-cron';
 import type { Config } from '../core/config.js';
-import type { ServiceState } from '../core/protocol.js';
 import type { Diagnostic } from '../core/diagnostic.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
+import type { ServiceState } from '../core/protocol.js';
 import { emptySnapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
