@@ -247,7 +247,10 @@ export async function benchWatch(): Promise<boolean> {
     ]);
     const log = () => readFileSync(lab.logFile('lvs1', 'watch'), 'utf8');
     const until = Date.now() + 120_000;
-    while (!/in sync, nothing to push|"msg":"pushed"/.test(log()) && Date.now() < until)
+    while (
+      !/in sync, nothing to push|"msg":"pushed"|"msg":"files in sync; reloaded/.test(log()) &&
+      Date.now() < until
+    )
       await new Promise((r) => setTimeout(r, 100));
     const pushes = () => (log().match(/"msg":"(pushed|in sync, nothing to push)"/g) ?? []).length;
     // The next edit comes once the daemon has finished with the last one (its reloads included): the

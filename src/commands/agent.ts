@@ -7,13 +7,16 @@
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import type { ManagedPaths } from '../core/boundary.js';
 import type { Config } from '../core/config.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import type { RemoteFile } from '../core/plan.js';
 import {
   LineSplitter,
+  MAX_FRAME,
   manifestDelta,
   PROTOCOL_VERSION,
+  parseRequest,
   type ReloadResult,
   type Request,
 } from '../core/protocol.js';
@@ -112,7 +115,7 @@ class Agent {
             process.stdout.on('error', done);
           })
         : Promise.resolve();
-    const splitter = new LineSplitter();
+    const splitter = new LineSplitter(MAX_FRAME);
     const queue: string[] = [];
     let busy = false;
     let ended = false;
@@ -138,7 +141,16 @@ class Agent {
       process.stdin.on('error', lost);
       process.stdin.setEncoding('utf8');
       process.stdin.on('data', (chunk: string) => {
-        queue.push(...splitter.push(chunk));
+        try {
+          queue.push(...splitter.push(chunk));
+        } catch (e) {
+          // a frame past the limit: said once, then the session ends (an open push is rolled back)
+          this.send({ id: 0, ok: false, error: { code: 'E_PROTOCOL', message: (e as Error).message } });
+          process.stdin.pause();
+          process.stdin.removeAllListeners('data');
+          lost();
+          return;
+        }
         void pump();
       });
       process.stdin.on('end', () => {
@@ -161,14 +173,17 @@ class Agent {
   }
 
   private async handle(line: string): Promise<void> {
-    let id = 0;
+    const parsed = parseRequest(line);
+    const id = parsed.id;
+    if ('error' in parsed) {
+      this.send({ id, ok: false, error: { code: 'E_PROTOCOL', message: parsed.error } });
+      return;
+    }
     try {
-      const req = JSON.parse(line) as Request & { id: number };
-      id = req.id;
-      const result = await this.dispatch(req);
+      const result = await this.dispatch(parsed.req);
       this.send({ id, ok: true, result });
     } catch (e) {
-      const code = e instanceof LvssyncError ? e.code : 'E_INTERNAL';
+      const code = e instanceof LvssyncError ? e.code : (storageCode(e) ?? 'E_INTERNAL');
       this.send({ id, ok: false, error: { code, message: (e as Error).message } });
     }
   }
@@ -248,6 +263,8 @@ class Agent {
           cache: this.parseCache,
           tools: this.tools,
           keepalivedDirs: this.store.roots,
+          boundary: this.boundary(),
+          untrusted: true,
         });
         staged.complete = true;
         const ok = !r.diagnostics.some((d) => d.severity === 'error');
@@ -372,9 +389,19 @@ class Agent {
       ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),
       external: true,
       hostSpecific: 'error',
+      boundary: this.boundary(),
+      untrusted: true,
     });
     const errors = r.diagnostics.filter((d) => d.severity === 'error');
     return errors.length ? { diagnostics: errors } : { guard: guardFor(this.config, service, r) };
+  }
+
+  /** This director's own policy on what the primary sends (its lvssync.yaml, which the primary cannot write). */
+  private boundary(): { managed: ManagedPaths; fermCommands: boolean } {
+    return {
+      managed: { roots: this.store.roots, extra: this.store.extra },
+      fermCommands: this.config.agent.fermCommands,
+    };
   }
 
   private need(txid: string): string {
@@ -472,4 +499,13 @@ async function runGuard(config: Config, store: Store, txid: string, seconds: num
     for (const s of config.services) await reloadService(config, s.name);
   }
   return 0;
+}
+
+/** A failure of this director's disk (full, read-only, a directory where a file belongs): E_WRITE. */
+function storageCode(e: unknown): 'E_WRITE' | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code &&
+    ['ENOSPC', 'EDQUOT', 'EROFS', 'EISDIR', 'ENOTDIR', 'EACCES', 'EPERM', 'EEXIST', 'EIO'].includes(code)
+    ? 'E_WRITE'
+    : undefined;
 }

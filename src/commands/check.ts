@@ -2,6 +2,7 @@
 // root and prints the findings. Composition root: read, check, print.
 
 import path from 'node:path';
+import { boundaryOf } from '../core/boundary.js';
 import { diagnosticJson, hasErrors } from '../core/diagnostic.js';
 import { formatDiagnostics, formatSummary } from '../core/format.js';
 import { EXIT } from '../errors.js';
@@ -29,6 +30,8 @@ export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
     fermPath: config.files.ferm,
     ...(configId === undefined ? {} : { configId }),
     external: opts.external !== false,
+    ...(config.files.extra.length ? { extra: config.files.extra } : {}),
+    boundary: boundaryOf(config),
   });
   const ok = !hasErrors(r.diagnostics);
   if (opts.json) {

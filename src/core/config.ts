@@ -65,6 +65,11 @@ export interface Config {
     /** Fetch each HTTP_GET url from each real server and compare with its digest. */
     digests: boolean;
   };
+  /** What this director lets a set from the primary make it run (the primary can never write it). */
+  agent: {
+    /** ferm backticks, command @includes and @hook: ferm runs them even while only validating. */
+    fermCommands: boolean;
+  };
   push: {
     /** Command the primary asks the peer's sshd to run (an authorized_keys forced command wins). */
     agentCommand: string[];
@@ -98,6 +103,7 @@ export const DEFAULTS: Config = {
   stateDir: '/var/lib/lvssync',
   history: 10,
   audit: { ipvsadm: ['ipvsadm', '-Ln'], schedule: '17 3 * * *', keep: 30, digests: false },
+  agent: { fermCommands: false },
   push: {
     agentCommand: ['lvssync', 'agent'],
     fermGuardSeconds: 30,
@@ -219,7 +225,19 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
   if (!isObj(raw)) return { config: c, problems: ['(top): must be a mapping'] };
   unknownKeys(
     raw,
-    ['cluster', 'primary', 'nodes', 'ssh', 'files', 'services', 'stateDir', 'history', 'audit', 'push'],
+    [
+      'cluster',
+      'primary',
+      'nodes',
+      'ssh',
+      'files',
+      'services',
+      'stateDir',
+      'history',
+      'audit',
+      'agent',
+      'push',
+    ],
     '',
     problems,
   );
@@ -337,6 +355,17 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
       if (a.digests !== undefined) {
         if (typeof a.digests !== 'boolean') problems.push('audit.digests: must be true or false');
         else c.audit.digests = a.digests;
+      }
+    }
+  }
+  if (raw.agent !== undefined) {
+    if (!isObj(raw.agent)) problems.push('agent: must be a mapping');
+    else {
+      unknownKeys(raw.agent, ['fermCommands'], 'agent', problems);
+      if (raw.agent.fermCommands !== undefined) {
+        if (typeof raw.agent.fermCommands !== 'boolean')
+          problems.push('agent.fermCommands: must be true or false');
+        else c.agent.fermCommands = raw.agent.fermCommands;
       }
     }
   }

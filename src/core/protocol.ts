@@ -160,9 +160,17 @@ export type Response =
   | { id: number; ok: false; error: ErrorBody };
 
 /** Splits a stream of chunks into complete lines; keeps the incomplete tail. */
+/** The largest request the agent reads: a put of the largest file (16 MiB) in base64, and room. */
+export const MAX_FRAME = 24 * 1024 * 1024;
+
 export class LineSplitter {
   /** The pieces of a line not finished yet (a long answer arrives in many chunks). */
   private pending: string[] = [];
+  private pendingLength = 0;
+  /** @param maxLength a line longer than this throws E_PROTOCOL (the agent's requests); 0: no limit. */
+  constructor(private readonly maxLength = 0) {}
+
+  /** Throws LineTooLong when a line exceeds maxLength (what was pending is dropped). */
   push(chunk: string): string[] {
     const out: string[] = [];
     let from = 0;
@@ -172,12 +180,32 @@ export class LineSplitter {
         this.pending.push(line);
         line = this.pending.join('');
         this.pending = [];
+        this.pendingLength = 0;
       }
+      if (this.maxLength && line.length > this.maxLength) throw new LineTooLong(line.length, this.maxLength);
       if (line.length > 0) out.push(line);
       from = nl + 1;
     }
-    if (from < chunk.length) this.pending.push(chunk.slice(from));
+    if (from < chunk.length) {
+      this.pending.push(chunk.slice(from));
+      this.pendingLength += chunk.length - from;
+      if (this.maxLength && this.pendingLength > this.maxLength) {
+        const n = this.pendingLength;
+        this.pending = [];
+        this.pendingLength = 0;
+        throw new LineTooLong(n, this.maxLength);
+      }
+    }
     return out;
+  }
+}
+
+export class LineTooLong extends Error {
+  constructor(
+    readonly length: number,
+    readonly max: number,
+  ) {
+    super(`a request of more than ${max} bytes (${length} so far without a newline)`);
   }
 }
 
@@ -217,4 +245,63 @@ export function applyManifestDelta(
   for (const p of delta.removed ?? []) out.delete(p);
   for (const f of delta.files) out.set(f.path, f);
   return out;
+}
+
+/** The fields each op takes and their types ('?' marks an optional one). */
+const FIELDS: Record<
+  Request['op'],
+  Record<string, 'string' | 'number' | 'boolean' | 'string?' | 'number?' | 'boolean?'>
+> = {
+  hello: { version: 'number', primary: 'string' },
+  manifest: { since: 'number?' },
+  begin: { txid: 'string' },
+  put: { txid: 'string', path: 'string', mode: 'number', data: 'string' },
+  remove: { txid: 'string', path: 'string' },
+  validate: { txid: 'string' },
+  commit: { txid: 'string' },
+  reload: { txid: 'string', service: 'string', guardSeconds: 'number?' },
+  loaded: {},
+  services: {},
+  confirm: { txid: 'string' },
+  verify: { service: 'string' },
+  addresses: {},
+  finish: { txid: 'string' },
+  abort: { txid: 'string', reload: 'boolean' },
+  history: {},
+  'stage-version': { txid: 'string', version: 'string?' },
+  read: { path: 'string' },
+  audit: { texts: 'boolean?' },
+};
+
+/**
+ * A request line as the agent receives it, checked field by field: the request, or why it is not
+ * one (the agent answers E_PROTOCOL). Never throws.
+ */
+export function parseRequest(line: string): { id: number; req: Request } | { id: number; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return { id: 0, error: 'not a JSON request' };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return { id: 0, error: 'not a JSON object' };
+  const o = raw as Record<string, unknown>;
+  const id = typeof o.id === 'number' && Number.isSafeInteger(o.id) ? o.id : 0;
+  if (typeof o.op !== 'string' || !Object.hasOwn(FIELDS, o.op))
+    return { id, error: `unknown op '${String(o.op)}'` };
+  const fields = FIELDS[o.op as Request['op']];
+  for (const [k, t] of Object.entries(fields)) {
+    const v = o[k];
+    const optional = t.endsWith('?');
+    if (v === undefined && optional) continue;
+    const want = t.replace('?', '');
+    if (typeof v !== want || (want === 'number' && !Number.isFinite(v)))
+      return { id, error: `${o.op}: ${k} must be a ${want}` };
+  }
+  for (const k of Object.keys(o)) {
+    if (k !== 'id' && k !== 'op' && !Object.hasOwn(fields, k))
+      return { id, error: `${o.op}: unknown field '${k}'` };
+  }
+  return { id, req: o as unknown as Request };
 }

@@ -6,6 +6,13 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import {
+  boundaryOf,
+  checkFermFiles,
+  checkIncludes,
+  insideManaged,
+  type ManagedPaths,
+} from '../core/boundary.js';
+import {
   type CheckResultCore,
   checkKeepalived,
   combineFindings,
@@ -64,6 +71,16 @@ export interface DirectorCheckOptions {
   keepalivedDirs?: readonly string[];
   /** Start keepalived -t only once this has resolved (instead of at once or after the check). */
   keepalivedTestAfter?: Promise<unknown>;
+  /**
+   * The paths lvssync manages on this director: an include outside them is an error found before any
+   * validator runs, and ferm's commands are refused unless `fermCommands` (core/boundary.ts).
+   */
+  boundary?: { managed: ManagedPaths; fermCommands: boolean };
+  /**
+   * The agent validating what the primary sent: no validator runs before the boundary held, and what
+   * they say about files outside the managed paths is withheld from the answer.
+   */
+  untrusted?: boolean;
 }
 
 /**
@@ -125,9 +142,22 @@ export interface DirectorCheck extends CheckResultCore {
   complete?: Promise<DirectorCheck>;
 }
 
+/** A validator's message about a file outside the managed paths: said, but without its content. */
+function withheld(d: Diagnostic, managed: ManagedPaths): Diagnostic {
+  if (insideManaged(d.file, managed)) return d;
+  return {
+    ...d,
+    message: `${d.source ?? 'a validator'} reported a problem in a file outside the paths lvssync manages (its text is not repeated here)`,
+  };
+}
+
 export async function checkDirector(opts: DirectorCheckOptions): Promise<DirectorCheck> {
+  // an untrusted set's includes are checked first: keepalived -t then never starts early
   const early =
-    opts.external !== false && opts.keepalivedDirs && existsSync(hostPath(opts.root, opts.keepalivedPath))
+    opts.external !== false &&
+    !opts.untrusted &&
+    opts.keepalivedDirs &&
+    existsSync(hostPath(opts.root, opts.keepalivedPath))
       ? execKeepalivedTest(
           opts.root,
           opts.keepalivedPath,
@@ -147,6 +177,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   const tools = opts.tools;
   let fermRun: Promise<FermRun> | undefined;
   let fermFiles: SnapshotFile[] = [];
+  let fermRefusals: Diagnostic[] = [];
   const sourceOf = (p: string) => snapshot.files.get(p)?.text;
   const startFerm = () => {
     const seen = readSoFar(snapshot);
@@ -157,6 +188,11 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       (f) => (f.path === opts.fermPath || f.path.startsWith(`${fermDir}/`)) && (!seen || seen.has(f.path)),
     );
     const files = fermFiles;
+    if (opts.boundary) {
+      fermRefusals = checkFermFiles(files, opts.boundary.managed, opts.boundary.fermCommands);
+      // ferm runs the commands it reads and reads the files it includes: never on a refused set
+      if (fermRefusals.length) return;
+    }
     const run = () => execFermCheck(opts.root, opts.fermPath, sourceOf);
     fermRun = tools ? tools.get('ferm', inputKey([opts.fermPath], files, tools.digest), run) : run();
     void fermRun.catch(() => undefined);
@@ -198,6 +234,8 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     fermFiles = [...snapshot.files.values()].filter(
       (f) => f.path === opts.fermPath || f.path.startsWith(`${fermDir}/`),
     );
+  const includeRefusals = opts.boundary ? checkIncludes(ka.evaluation.includes, opts.boundary.managed) : [];
+  external.push(...fermRefusals, ...includeRefusals);
   if (!snapshot.files.has(opts.fermPath)) {
     external.push(
       diag(
@@ -209,9 +247,10 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     );
   }
   // The two real validators run side by side; each is skipped when its input is unchanged.
+  // keepalived -t reads what the includes name: never an include outside the managed paths
   const kaRun = early
     ? early
-    : opts.external !== false && snapshot.files.has(opts.keepalivedPath)
+    : opts.external !== false && snapshot.files.has(opts.keepalivedPath) && includeRefusals.length === 0
       ? (() => {
           const run = () =>
             execKeepalivedTest(
@@ -257,9 +296,11 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   ];
   const cross = marks ? validateMarks(ka.model, marks) : [];
   const complete = (keepalivedTest: ToolRun | undefined): DirectorCheck => {
-    const all = keepalivedTest
+    const found = keepalivedTest
       ? [...external, ...keepalivedTest.diagnostics, ...reloadRefusal(ka.model, keepalivedTest.exitCode)]
       : external;
+    const all =
+      opts.untrusted && opts.boundary ? found.map((d) => withheld(d, opts.boundary!.managed)) : found;
     const result: DirectorCheck = {
       ...ka,
       diagnostics: combineFindings(ka, cross, all),
@@ -299,6 +340,7 @@ export function checkSelf(
 ): Promise<DirectorCheck> {
   const configId = config.nodes[self]?.configId;
   return checkDirector({
+    boundary: boundaryOf(config),
     ...(o.snapshot ? { snapshot: o.snapshot } : {}),
     ...(config.files.extra.length ? { extra: config.files.extra } : {}),
     root: '/',

@@ -172,21 +172,34 @@ export class PeerSession {
   ): Promise<PeerSession> {
     const client = await connectSsh(config, target);
     connected?.();
-    const channel = await new Promise<ClientChannel>((resolve, reject) => {
-      client.exec(shellQuote(config.push.agentCommand), (err, ch) => {
-        if (err)
-          reject(
-            new LvssyncError('E_SSH_CONNECT', `cannot start the agent on ${target.name}: ${err.message}`, {
-              cause: err,
-            }),
-          );
-        else resolve(ch);
+    let channel: ClientChannel;
+    try {
+      channel = await new Promise<ClientChannel>((resolve, reject) => {
+        client.exec(shellQuote(config.push.agentCommand), (err, ch) => {
+          if (err)
+            reject(
+              new LvssyncError('E_SSH_CONNECT', `cannot start the agent on ${target.name}: ${err.message}`, {
+                cause: err,
+              }),
+            );
+          else resolve(ch);
+        });
       });
-    });
+    } catch (e) {
+      client.end();
+      throw e;
+    }
     const s = new PeerSession(target, client, channel);
     const helloing = s.request({ op: 'hello', version: PROTOCOL_VERSION, primary });
     pipeline?.(s);
-    const hello = await helloing;
+    let hello: Responses['hello'];
+    try {
+      hello = await helloing;
+    } catch (e) {
+      // a hello that fails (the agent's recovery, a refused protocol) must not leave the connection open
+      s.close();
+      throw e;
+    }
     if (hello.version !== PROTOCOL_VERSION) {
       s.close();
       throw new LvssyncError(

@@ -48,6 +48,9 @@ interface Meta extends HistoryEntry {
 }
 
 const MAX_FILE = 16 * 1024 * 1024;
+/** What one transaction may stage: files, and bytes in all (the agent's documented limits). */
+export const MAX_TX_FILES = 20_000;
+export const MAX_TX_BYTES = 256 * 1024 * 1024;
 
 /** What a transaction put and removed in the staging tree, and why (its backup's reason). */
 interface Transaction {
@@ -56,6 +59,8 @@ interface Transaction {
   removes: string[];
   /** sha256 of each put's data. */
   shas?: Map<string, string>;
+  /** Bytes staged so far. */
+  bytes?: number;
   /** 'restore' when the transaction puts a history version back (lvssync rollback). */
   reason?: HistoryEntry['reason'];
 }
@@ -275,6 +280,9 @@ export class Store {
         if (!this.isManaged(p)) continue;
         const st = lstatSync(path.join(root, p));
         if (st.isFile() && `${st.size}` === id.split(':')[1]) map.set(p, id);
+        // a copy the map cannot vouch for (staged by a transaction that did not commit): dropped,
+        // so that begin() copies the live file again or leaves nothing where there is none
+        else rmSync(path.join(root, p), { force: true });
       } catch {}
     }
     return map;
@@ -431,6 +439,17 @@ export class Store {
       );
     }
     const t = this.tx(txid);
+    if (!t.puts.includes(p) && t.puts.length + t.removes.length >= MAX_TX_FILES)
+      throw new LvssyncError(
+        'E_PROTOCOL',
+        `refused ${p}: a transaction stages at most ${MAX_TX_FILES} files`,
+      );
+    t.bytes = (t.bytes ?? 0) + data.length;
+    if (t.bytes > MAX_TX_BYTES)
+      throw new LvssyncError(
+        'E_PROTOCOL',
+        `refused ${p}: a transaction stages at most ${MAX_TX_BYTES} bytes`,
+      );
     const to = path.join(this.stagingRoot(txid), p);
     mkdirSync(path.dirname(to), { recursive: true });
     rmSync(to, { force: true });
@@ -470,6 +489,16 @@ export class Store {
 
   /** Ends a transaction without committing: the paths it touched are copied again by the next begin(). */
   discard(txid: string): void {
+    const t = this.current?.txid === txid ? this.current : undefined;
+    if (t) {
+      // what the transaction staged leaves the kept tree: the next begin() copies the live files again
+      const root = this.stagingRoot(txid);
+      for (const p of [...t.puts, ...t.removes]) {
+        rmSync(path.join(root, p), { force: true });
+        this.mirror?.delete(p);
+        this.staged.paths.add(p);
+      }
+    }
     if (this.current?.txid === txid) this.current = undefined;
     if (!this.mirror) {
       rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });

@@ -42,7 +42,7 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200', '--max', '2000']);
     await until('the daemon to converge', () => {
       try {
-        return /in sync, nothing to push|"msg":"pushed"/.test(
+        return /in sync, nothing to push|"msg":"pushed"|"msg":"files in sync; reloaded/.test(
           readFileSync(l.logFile('lvs1', 'watch'), 'utf8'),
         );
       } catch {

@@ -1,0 +1,296 @@
+// The agent as a security boundary, spoken to directly over stdin/stdout as the primary's SSH
+// channel would: validation never runs primary-supplied code, never echoes a file outside the
+// managed set, refuses malformed and oversized requests with E_PROTOCOL, starts no guard for a
+// request that did not earn one, and survives a seeded fuzz of request lines.
+import { spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO } from '../../scripts/lab/lab.js';
+import { PROTOCOL_VERSION } from '../../src/core/protocol.js';
+import { requireTools } from '../helpers/tools.js';
+
+const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
+const missing = requireTools('keepalived', 'ferm', 'unshare');
+const isRoot = process.getuid?.() === 0;
+
+interface Answer {
+  id: number;
+  ok: boolean;
+  result?: Record<string, unknown>;
+  error?: { code: string; message: string };
+}
+
+describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', () => {
+  let dir: string;
+  let cfg: string;
+  const KA = () => path.join(dir, 'etc/keepalived/keepalived.conf');
+  const FERM = () => path.join(dir, 'etc/ferm/ferm.conf');
+  const SECRET = 'PRIVATE-KEY-LINE-4f1d2c';
+
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'lvssync-agent-'));
+    mkdirSync(path.join(dir, 'etc/keepalived/conf.d'), { recursive: true });
+    mkdirSync(path.join(dir, 'etc/ferm'), { recursive: true });
+    mkdirSync(path.join(dir, 'etc/lvssync'), { recursive: true });
+    writeFileSync(KA(), `global_defs {\n  router_id LVS2\n}\ninclude ${dir}/etc/keepalived/conf.d/*.conf\n`);
+    writeFileSync(FERM(), 'table filter chain INPUT policy ACCEPT;\n');
+    writeFileSync(path.join(dir, 'etc/lvssync/id_ed25519'), `${SECRET}\nsecond ${SECRET}\n`);
+    cfg = path.join(dir, 'etc/lvssync/lvssync.yaml');
+    writeFileSync(
+      cfg,
+      [
+        'primary: lvs1',
+        'nodes:',
+        '  lvs1: {address: 192.0.2.1}',
+        '  lvs2: {address: 192.0.2.2}',
+        'files:',
+        `  keepalived: ${KA()}`,
+        `  ferm: ${FERM()}`,
+        `stateDir: ${dir}/state`,
+        'services:',
+        '  - name: ferm',
+        "    reload: ['true']",
+        '  - name: keepalived',
+        "    reload: ['true']",
+        'push:',
+        '  fermGuardSeconds: 5',
+        '',
+      ].join('\n'),
+    );
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Runs one agent session with these request lines; its answers, exit status and stderr. */
+  function session(
+    lines: string[],
+    raw = '',
+  ): Promise<{ answers: Answer[]; code: number | null; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [MAIN, 'agent', '--config', cfg, '--node', 'lvs2'], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.stderr.on('data', (d) => {
+        err += d;
+      });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`agent hung; stderr: ${err}`));
+      }, 60_000);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({
+          answers: out
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as Answer),
+          code,
+          stderr: err,
+        });
+      });
+      child.stdin.on('error', () => {});
+      child.stdin.end(`${lines.join('\n')}\n${raw}`);
+    });
+  }
+
+  const req = (id: number, o: object) => JSON.stringify({ id, ...o });
+  const hello = req(1, { op: 'hello', version: PROTOCOL_VERSION, primary: 'lvs1' });
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+  it('validation never runs a ferm command the primary sent (backticks, command includes, @hook)', async () => {
+    const pwned = path.join(dir, 'pwned');
+    const txid = 'a1a1a1a1a1a1a1a1';
+    const ferm = `@def $X = \`id > ${pwned}; echo 1\`;\n@include 'touch ${pwned}-2|';\n@hook pre "touch ${pwned}-3";\ntable filter chain INPUT policy ACCEPT;\n`;
+    const r = await session([
+      hello,
+      req(2, { op: 'begin', txid }),
+      req(3, { op: 'put', txid, path: FERM(), mode: 0o644, data: b64(ferm) }),
+      req(4, { op: 'validate', txid }),
+      req(5, { op: 'abort', txid, reload: false }),
+    ]);
+    const v = r.answers.find((a) => a.id === 4)!;
+    expect(v.ok).toBe(true);
+    expect(v.result?.ok).toBe(false);
+    const diags = v.result?.diagnostics as { code: string; line: number }[];
+    expect(diags.filter((d) => d.code === 'FERM_COMMAND_REFUSED').map((d) => d.line)).toEqual([1, 2, 3]);
+    for (const f of [pwned, `${pwned}-2`, `${pwned}-3`]) expect(existsSync(f)).toBe(false);
+  });
+
+  it('nothing the agent answers carries a file outside the managed set (an include of its SSH key)', async () => {
+    const txid = 'b2b2b2b2b2b2b2b2';
+    const r = await session([
+      hello,
+      req(2, { op: 'begin', txid }),
+      req(3, {
+        op: 'put',
+        txid,
+        path: path.join(dir, 'etc/keepalived/conf.d/zz.conf'),
+        mode: 0o644,
+        data: b64(`include ${dir}/etc/lvssync/id_ed25519\n`),
+      }),
+      req(4, { op: 'validate', txid }),
+      req(5, { op: 'read', path: path.join(dir, 'etc/lvssync/id_ed25519') }),
+      req(6, { op: 'abort', txid, reload: false }),
+    ]);
+    const all = JSON.stringify(r.answers);
+    expect(all).not.toContain(SECRET);
+    const v = r.answers.find((a) => a.id === 4)!;
+    expect(v.result?.ok).toBe(false);
+    expect(v.result?.diagnostics).toContainEqual(
+      expect.objectContaining({
+        code: 'KA_INCLUDE_OUTSIDE',
+        file: path.join(dir, 'etc/keepalived/conf.d/zz.conf'),
+        line: 1,
+      }),
+    );
+    expect(r.answers.find((a) => a.id === 5)?.error?.code).toBe('E_PROTOCOL');
+  });
+
+  it('malformed requests are E_PROTOCOL, never E_INTERNAL; a reload needs a validated transaction', async () => {
+    const txid = 'c3c3c3c3c3c3c3c3';
+    const r = await session([
+      hello,
+      req(2, { op: 'begin', txid }),
+      req(3, { op: 'put', txid, path: KA(), mode: null, data: b64('x') }),
+      req(4, { op: 'put', txid, path: KA(), mode: 420, data: 17 }),
+      req(5, { op: 'put', txid, path: path.join(dir, 'etc/keepalived'), mode: 420, data: b64('x') }),
+      req(6, { op: 'reload', txid, service: 'keepalived', guardSeconds: 100000 }),
+      req(7, { op: 'nonsense' }),
+      '{"id": 8, "op": "put", "txid": 1}',
+      'not json at all',
+      req(9, { op: 'abort', txid, reload: false }),
+    ]);
+    for (const id of [3, 4, 6, 7, 8]) {
+      const a = r.answers.find((x) => x.id === id);
+      expect({ id, code: a?.error?.code }).toEqual({ id, code: 'E_PROTOCOL' });
+    }
+    expect(r.answers.find((x) => x.id === 5)?.ok).toBe(false);
+    expect(r.answers.find((x) => x.id === 5)?.error?.code).not.toBe('E_INTERNAL');
+    expect(r.answers.some((x) => x.id === 0 && x.error?.code === 'E_PROTOCOL')).toBe(true);
+    expect(r.answers.find((x) => x.id === 6)?.error?.message).toMatch(/before transaction .* validated/);
+  });
+
+  it('a flood of reload requests starts at most one ferm guard, bounded by this director’s own setting', async () => {
+    const txid = 'd4d4d4d4d4d4d4d4';
+    const lines = [
+      hello,
+      req(2, { op: 'begin', txid }),
+      req(3, {
+        op: 'put',
+        txid,
+        path: FERM(),
+        mode: 0o644,
+        data: b64('table filter chain INPUT policy ACCEPT;\n# x\n'),
+      }),
+      req(4, { op: 'validate', txid }),
+      req(5, { op: 'commit', txid }),
+    ];
+    for (let i = 0; i < 15; i++)
+      lines.push(req(10 + i, { op: 'reload', txid, service: 'ferm', guardSeconds: 3600 }));
+    lines.push(req(40, { op: 'reload', txid, service: 'nope', guardSeconds: 3600 }));
+    lines.push(req(41, { op: 'finish', txid }));
+    const before = guards();
+    const r = await session(lines);
+    expect(r.answers.find((a) => a.id === 4)?.result).toMatchObject({ ok: true });
+    expect(r.answers.find((a) => a.id === 40)?.error?.code).toBe('E_PROTOCOL');
+    const started = guards().filter((p) => !before.includes(p));
+    expect(started.length).toBeLessThanOrEqual(1);
+    for (const p of started) expect(readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')).toContain('5');
+  });
+
+  function guards(): string[] {
+    const out: string[] = [];
+    for (const p of readdirSync('/proc')) {
+      if (!/^\d+$/.test(p)) continue;
+      try {
+        const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+        if (cmd.includes('--guard') && cmd.includes(cfg)) out.push(p);
+      } catch {}
+    }
+    return out;
+  }
+
+  it('a request larger than the frame limit ends the session with E_PROTOCOL instead of exhausting memory', async () => {
+    const huge = 'x'.repeat(30 * 1024 * 1024);
+    const r = await session([hello], huge);
+    expect(r.code).toBe(0);
+    expect(
+      r.answers.some(
+        (a) => a.id === 0 && a.error?.code === 'E_PROTOCOL' && /more than/.test(a.error.message),
+      ),
+    ).toBe(true);
+  });
+
+  it('survives a seeded fuzz of request lines: every answer is data, never E_INTERNAL, never a crash', async () => {
+    let seed = 12345;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
+    const ops = [
+      'hello',
+      'manifest',
+      'begin',
+      'put',
+      'remove',
+      'validate',
+      'commit',
+      'reload',
+      'confirm',
+      'verify',
+      'addresses',
+      'finish',
+      'abort',
+      'history',
+      'stage-version',
+      'read',
+      'loaded',
+      'services',
+      'x',
+    ];
+    const values = [
+      null,
+      0,
+      -1,
+      1e308,
+      '',
+      'ü',
+      '../../etc/passwd',
+      KA(),
+      FERM(),
+      true,
+      [],
+      {},
+      'e5e5e5e5e5e5e5e5',
+      '{'.repeat(50),
+    ];
+    const pick = <T>(a: T[]) => a[Math.floor(rand() * a.length)]!;
+    const lines = [hello];
+    for (let i = 0; i < 2000; i++) {
+      const o: Record<string, unknown> = { id: 100 + i, op: pick(ops) };
+      for (const k of ['txid', 'path', 'mode', 'data', 'service', 'version', 'reload', 'since', 'texts'])
+        if (rand() < 0.3) o[k] = pick(values);
+      let line = JSON.stringify(o);
+      if (rand() < 0.05) line = line.slice(0, Math.floor(rand() * line.length));
+      lines.push(line);
+    }
+    const r = await session(lines);
+    expect(r.code).toBe(0);
+    expect(r.answers.filter((a) => a.error?.code === 'E_INTERNAL')).toEqual([]);
+    expect(r.answers.length).toBeGreaterThan(1900);
+  }, 120_000);
+});
