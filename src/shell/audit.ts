@@ -324,7 +324,16 @@ export function formatAuditText(r: AuditReport, verbose = false): string {
     `lvssync audit of ${r.cluster} (${r.hosts.join(', ')}) at ${r.time}: ${r.status.toUpperCase()}`,
   ];
   const shown = r.findings.filter((f) => verbose || f.severity !== 'ok');
-  for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload', 'digest'] as const) {
+  for (const check of [
+    'peer',
+    'drift',
+    'vip',
+    'ipvs',
+    'marks',
+    'pending-reload',
+    'services',
+    'digest',
+  ] as const) {
     const fs = shown.filter((f) => f.check === check);
     const all = r.findings.filter((f) => f.check === check);
     const covered = r.checks?.[check];
@@ -389,7 +398,7 @@ export function formatPrometheus(r: AuditReport): string {
     '# HELP lvssync_audit_status Worst finding of the last lvssync audit per check: 0 ok, 1 warning, 2 critical, 3 unknown.',
     '# TYPE lvssync_audit_status gauge',
   ];
-  for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload', 'digest']) {
+  for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload', 'services', 'digest']) {
     const fs = r.findings.filter((f) => f.check === check);
     // a check that did not run (digests not asked for) is left out rather than reported ok
     if (fs.length === 0 && r.checks !== undefined && r.checks[check as Finding['check']] === undefined)

@@ -538,7 +538,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
             mark('committed');
           },
         });
-        if (!r.ok && r.superseded) return supersede(target.name, r.service, r.superseded);
+        if (!r.ok && r.superseded) return await supersede(target.name, r.service, r.superseded);
         if (!r.ok) {
           if (r.aborted) txOpen = false;
           report.result = 'rolled-back';
@@ -573,7 +573,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
             },
           );
           const o = rv.outcome;
-          if (o.kind === 'superseded') return supersede(self, svc.name, o.changed);
+          if (o.kind === 'superseded') return await supersede(self, svc.name, o.changed);
           const loaded = o.kind === 'loaded';
           let verify: VerifyResult = loaded
             ? await verifyService(config, svc.name)

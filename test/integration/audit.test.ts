@@ -62,11 +62,14 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
       vip: '2 virtual address(es) on lvs1 and lvs2',
       ipvs: '1 configured virtual server(s) against the live tables of lvs1 (1 service(s)) and lvs2 (1)',
       marks: "ferm.conf's MARK rules against the live mangle table of lvs1 (1 rule(s)) and lvs2 (1)",
-      'pending-reload': expect.stringMatching(/^keepalived's \d+ file\(s\) on lvs1 and lvs2 against/),
+      'pending-reload': expect.stringMatching(
+        /^each service's files on lvs1 and lvs2 against what it last loaded/,
+      ),
+      services: '1 service(s) with a status command on lvs1 and lvs2',
       digest: expect.stringMatching(/^[1-9]\d* HTTP_GET url\(s\) fetched/),
     });
     const text = await lvssync(lab(), 'lvs1', 'audit');
-    for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload'])
+    for (const check of ['peer', 'drift', 'vip', 'ipvs', 'marks', 'pending-reload', 'services'])
       expect(text.stdout).toMatch(new RegExp(`^${check}: ok \\(`, 'm'));
     expect(text.stdout).not.toContain('digest:');
   });
@@ -84,7 +87,7 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
     const drift = report.findings.filter((f) => f.code === 'DRIFT_DIFFERENT');
     expect(drift.map((f) => `${f.host} ${f.file}:${f.line}`).sort()).toEqual([
       'lvs2 /etc/keepalived/conf.d/fwm-100.conf:2',
-      'lvs2 /etc/keepalived/keepalived.conf:19',
+      'lvs2 /etc/keepalived/keepalived.conf:21',
     ]);
     const fwm = drift.find((f) => f.file === FWM)!;
     expect(fwm.diff).toContain('-        delay_loop 31');
@@ -150,8 +153,8 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
     expect(code).toBe(2);
     const vip = report.findings.filter((f) => f.code.startsWith('VIP_'));
     expect(vip.map((f) => `${f.code} ${f.host} ${f.file}:${f.line}`)).toEqual([
-      'VIP_SPLIT_BRAIN lvs1,lvs2 /etc/keepalived/keepalived.conf:22',
-      'VIP_SPLIT_BRAIN lvs1,lvs2 /etc/keepalived/keepalived.conf:25',
+      'VIP_SPLIT_BRAIN lvs1,lvs2 /etc/keepalived/keepalived.conf:24',
+      'VIP_SPLIT_BRAIN lvs1,lvs2 /etc/keepalived/keepalived.conf:27',
     ]);
     await l.restoreCrossover();
     await l.waitForVipHolder(20_000);

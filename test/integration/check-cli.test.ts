@@ -51,6 +51,8 @@ describe.skipIf(missing.length > 0)('lvssync check (real ferm, keepalived -t)', 
       'KA_PROTOCOL_ON_FWMARK fwm-100.conf:5',
       'KA_DEPRECATED fwm-100.conf:17',
       'KA_DEPRECATED fwm-100.conf:32',
+      'KA_NO_RELOAD_CHECK_CONFIG keepalived.conf:1',
+      'KA_NO_RELOAD_FILE keepalived.conf:1',
       'KA_DEPRECATED keepalived.conf:7',
       'KA_AUTH_PASS_TRUNCATED keepalived.conf:19',
     ]);

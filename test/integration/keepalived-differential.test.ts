@@ -47,6 +47,10 @@ const OURS_ONLY_REASONS: Readonly<Record<string, string>> = {
   KA_EXTRA_ARGUMENT: 'keepalived -t ignores trailing words on many keywords',
   KA_UNKNOWN_SCRIPT: 'keepalived -t prints the missing track_script without a position on some paths',
   KA_DUPLICATE_VIRTUAL_SERVER: 'keepalived -t merges or keeps both virtual servers silently',
+  KA_NO_RELOAD_CHECK_CONFIG:
+    'a recommendation for reload safety (keepalived exits on a bad reload without it), not a fault of the file',
+  KA_NO_RELOAD_FILE:
+    'a recommendation for reload safety (lvssync then knows when keepalived has read its files), not a fault of the file',
 };
 
 interface Disagreement {
