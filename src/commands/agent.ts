@@ -449,7 +449,16 @@ class Agent {
     try {
       const again = this.store.journal();
       if (!again) return undefined;
-      this.store.restoreVersion(again.version, 'restore');
+      try {
+        this.store.restoreVersion(again.version, 'restore');
+      } catch (e) {
+        // said precisely, every time a session starts, until it succeeds (the journal stays)
+        throw new LvssyncError(
+          storageCode(e) ?? (e instanceof LvssyncError ? e.code : 'E_WRITE'),
+          `cannot roll back the interrupted push ${again.txid} (putting back version ${again.version}): ${(e as Error).message}; fix that (free space, a directory where a file belongs), then any lvssync command retries the rollback`,
+          { cause: e },
+        );
+      }
       if (again.state === 'reloaded' || again.state === 'committed') {
         for (const s of this.config.services) await reloadService(this.config, s.name);
       }

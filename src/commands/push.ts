@@ -40,8 +40,18 @@ export const RESULT_EXIT: Record<PushReport['result'], number> = {
   'invalid-on-peer': EXIT.PUSH_FAILED,
   conflict: EXIT.CONFLICT,
   'rolled-back': EXIT.PUSH_FAILED,
+  unreachable: EXIT.PEER,
+  failed: EXIT.PUSH_FAILED,
+  interrupted: EXIT.PUSH_FAILED,
   'primary-failed': EXIT.PUSH_FAILED,
 };
+
+/** The exit status of a push: its error's own where the error decides (a lock, a missing tool). */
+function exitOf(report: PushReport): number {
+  const byError =
+    report.result === 'unreachable' || report.result === 'failed' || report.result === 'interrupted';
+  return byError && report.error ? report.error.exitCode : RESULT_EXIT[report.result];
+}
 
 export function formatPlan(report: PushReport, self: string): string {
   const out: string[] = [];
@@ -133,9 +143,7 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
   });
   if (opts.json) {
     io.stdout(`${JSON.stringify(jsonReport(report))}\n`);
-    return report.error && report.result === 'rolled-back' && report.steps.length === 0
-      ? report.error.exitCode
-      : RESULT_EXIT[report.result];
+    return exitOf(report);
   }
   const sourceOf = (p: string) => report.local?.snapshot.files.get(p)?.text ?? report.rendered?.get(p);
   switch (report.result) {
@@ -177,6 +185,11 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
       if (report.steps.length) io.stdout(`${formatSteps(report)}\n`);
       if (report.result === 'primary-failed' && report.diagnostics.some((d) => d.severity === 'error'))
         io.stdout(`${formatDiagnostics(report.diagnostics, sourceOf)}\n`);
+      if (report.result === 'interrupted')
+        io.stdout(
+          `${report.peer} had committed the set when the push failed; its agent rolls it back when the session ends, and the next push (or lvssync status) reports that\n`,
+        );
+      if (report.result === 'failed') io.stdout(`nothing was committed on ${report.peer}\n`);
       if (report.result === 'reloaded')
         io.stdout(
           `files in sync; reloaded what had not loaded them: ${(report.pendingReloads ?? []).map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}\n`,
@@ -189,9 +202,8 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
   }
   if (report.error) {
     io.stderr(`lvssync: ${report.error.message}\n`);
-    if (report.result === 'rolled-back' && report.steps.length === 0) return report.error.exitCode;
   }
-  return RESULT_EXIT[report.result];
+  return exitOf(report);
 }
 
 export interface RollbackOptions {

@@ -411,5 +411,86 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
       );
     }
   }
+  if (problems.length === 0) problems.push(...boundaryProblems(c));
   return { config: c, problems };
+}
+
+/** Directories that must never become a managed root: the agent may write anything below one. */
+const SYSTEM_DIRS = new Set([
+  '/',
+  '/etc',
+  '/usr',
+  '/var',
+  '/bin',
+  '/sbin',
+  '/lib',
+  '/lib64',
+  '/root',
+  '/home',
+  '/boot',
+  '/dev',
+  '/proc',
+  '/sys',
+  '/run',
+  '/tmp',
+  '/opt',
+  '/srv',
+]);
+
+const under = (p: string, dir: string) => p === dir || p.startsWith(`${dir}/`);
+const dirOf = (p: string) => p.replace(/\/[^/]*$/, '') || '/';
+
+/**
+ * The cross-field rules that keep lvssync.yaml from opening the peer's boundary: what the agent
+ * may write (keepalived's and ferm's directories, files.extra) stays clear of the system's own
+ * directories, of lvssync's own files and state, and of each other's roles; each node is another host.
+ * `configPath`: where this lvssync.yaml is (loadConfig knows it).
+ */
+export function boundaryProblems(c: Config, configPath?: string): string[] {
+  const out: string[] = [];
+  const roots = [
+    ['files.keepalived', dirOf(c.files.keepalived)],
+    ['files.ferm', dirOf(c.files.ferm)],
+  ] as const;
+  for (const [key, root] of roots) {
+    if (SYSTEM_DIRS.has(root))
+      out.push(
+        `${key}: ${key === 'files.keepalived' ? c.files.keepalived : c.files.ferm} makes ${root} a managed directory (the peer's agent may write anything below it); keep the file in its own directory, e.g. ${key === 'files.keepalived' ? '/etc/keepalived/keepalived.conf' : '/etc/ferm/ferm.conf'}`,
+      );
+    if (under(c.stateDir, root) || under(root, c.stateDir))
+      out.push(
+        `stateDir: ${c.stateDir} and the managed directory ${root} (${key}) must not contain each other`,
+      );
+  }
+  const own = [
+    ...(configPath ? [['lvssync.yaml', configPath] as const] : []),
+    ...(c.ssh.identityFile ? [['ssh.identityFile', c.ssh.identityFile] as const] : []),
+    ['ssh.knownHosts', c.ssh.knownHosts] as const,
+  ];
+  for (const [key, p] of own) {
+    for (const [rkey, root] of roots)
+      if (under(p, root))
+        out.push(
+          `${key}: ${p} is inside the managed directory ${root} (${rkey}): the primary could rewrite it`,
+        );
+  }
+  for (const [i, e] of c.files.extra.entries()) {
+    if (under(e, c.stateDir)) out.push(`files.extra[${i}]: ${e} is inside stateDir (${c.stateDir})`);
+    for (const [key, p] of own)
+      if (e === p) out.push(`files.extra[${i}]: ${e} is ${key}: the primary must never write it`);
+  }
+  const names = Object.keys(c.nodes);
+  const seen = new Map<string, string>();
+  for (const n of names) {
+    const node = c.nodes[n]!;
+    const key = `${node.address}:${node.port}`;
+    const other = seen.get(key);
+    if (other) out.push(`nodes.${n}.address: ${key} is also ${other}'s: every node is another director`);
+    seen.set(key, n);
+  }
+  if (names.length > 2)
+    out.push(
+      `nodes: ${names.length} directors (${names.join(', ')}); lvssync keeps a pair in step: more than two nodes are not supported yet, and none would be left out silently`,
+    );
+  return out;
 }

@@ -3,8 +3,9 @@
 
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { type Config, validateConfig } from '../core/config.js';
+import { boundaryProblems, type Config, validateConfig } from '../core/config.js';
 import { LvssyncError } from '../errors.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/lvssync/lvssync.yaml';
@@ -27,6 +28,10 @@ export async function loadConfig(file: string | undefined): Promise<{ config: Co
     throw new LvssyncError('E_CONFIG', `${p} is not valid YAML: ${(e as Error).message}`, { cause: e });
   }
   const { config, problems } = validateConfig(raw);
+  if (problems.length === 0) {
+    const resolved = path.resolve(p);
+    problems.push(...boundaryProblems(config, resolved).filter((x) => x.includes(resolved)));
+  }
   if (problems.length > 0) {
     throw new LvssyncError(
       'E_CONFIG',

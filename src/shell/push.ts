@@ -55,6 +55,15 @@ export type PushResult =
   | 'invalid-on-peer'
   | 'conflict'
   | 'rolled-back'
+  /** The peer could not be reached or authenticated: nothing was sent. */
+  | 'unreachable'
+  /** Something failed before the peer committed anything (its staged copy is thrown away). */
+  | 'failed'
+  /**
+   * The connection or a step failed after the peer committed: its agent rolls the set back when it
+   * notices (the session's end, or the next session's start), which the next push reports.
+   */
+  | 'interrupted'
   | 'primary-failed';
 
 export interface Step {
@@ -193,6 +202,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   const keeper = opts.keeper?.serves(target) ? opts.keeper : undefined;
   /** A transaction is open on the peer: a kept session is not reused after a failure in between. */
   let txOpen = false;
+  /** The peer committed this push's set (a failure after this is not 'nothing changed'). */
+  let peerCommitted = false;
   /** What the peer's services last loaded through lvssync (asked with the manifest). */
   let peerLoaded: Promise<Record<string, { digest: string; at: number }>> | undefined;
   try {
@@ -500,7 +511,6 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       `reload order: ${order.map((h) => (h === 'peer' ? target.name : self)).join(', then ')} (VIPs on ${heldHere.length ? self : heldThere.length ? target.name : 'nobody'})`,
     );
 
-    let peerCommitted = false;
     const peer = session;
     /** A reload that was not done: the files changed since they validated. The push stops there. */
     const supersede = async (host: string, service: string, changed: string[]) => {
@@ -623,7 +633,12 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   } catch (e) {
     if (e instanceof LvssyncError) {
       report.error = e;
-      if (report.result === 'in-sync') report.result = 'rolled-back';
+      if (report.result === 'in-sync')
+        report.result = ['E_SSH_CONNECT', 'E_SSH_AUTH', 'E_HOST_KEY'].includes(e.code)
+          ? 'unreachable'
+          : peerCommitted
+            ? 'interrupted'
+            : 'failed';
       return report;
     }
     throw e;

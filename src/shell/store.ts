@@ -48,6 +48,10 @@ interface Meta extends HistoryEntry {
 }
 
 const MAX_FILE = 16 * 1024 * 1024;
+/** The temporary files writeTemp makes: `.NAME.lvssync-tmp-XXXXXXXX`. */
+const TEMP_NAME = /^\..+\.lvssync-tmp-[0-9a-f]{8}$/;
+/** A temporary file older than this was left by a process that died (a commit takes far less). */
+const LEFTOVER_AGE_MS = 60_000;
 /** What one transaction may stage: files, and bytes in all (the agent's documented limits). */
 export const MAX_TX_FILES = 20_000;
 export const MAX_TX_BYTES = 256 * 1024 * 1024;
@@ -72,6 +76,8 @@ export class Store {
   private readonly history: number;
   /** The open transaction: what was put and removed in the staging tree. */
   private current: Transaction | undefined;
+  /** lvssync temporary files seen by the last walk of the managed tree. */
+  private leftovers: string[] = [];
 
   constructor(config: Config, opts: { prefix?: string } = {}) {
     const prefix = opts.prefix ?? '';
@@ -144,7 +150,10 @@ export class Store {
     const mtimes = new Map<string, number>();
     const ids = new Map<string, { id: string; mode: number }>();
     const written = base === '' ? this.written() : {};
-    if (base === '') this.loadChecksums();
+    if (base === '') {
+      this.loadChecksums();
+      this.leftovers = [];
+    }
     this.eachManaged(base, (host, p, st) => {
       ids.set(host, { id: mirrorId(st), mode: st.mode & 0o7777 });
       const f: RemoteFile = {
@@ -328,6 +337,7 @@ export class Store {
     const recent = this.lastWalk && Date.now() - this.lastWalk.at < 1000 ? this.lastWalk.ids : undefined;
     this.lastWalk = undefined;
     const live = recent ?? this.manifestStats();
+    this.removeLeftovers();
     const kept = this.keptGeneration();
     if (!this.mirror || kept === undefined || kept !== this.mirrorGeneration) {
       const saved = kept === undefined ? undefined : this.loadMirror(root, kept);
@@ -377,8 +387,23 @@ export class Store {
   /** The managed files' identities and modes (no file is read). */
   private manifestStats(): Map<string, { id: string; mode: number }> {
     const out = new Map<string, { id: string; mode: number }>();
+    this.leftovers = [];
     this.eachManaged('', (host, _p, st) => out.set(host, { id: mirrorId(st), mode: st.mode & 0o7777 }));
     return out;
+  }
+
+  /** Removes the temporary files a commit or restore that died left in the managed tree. */
+  removeLeftovers(now = Date.now()): string[] {
+    const removed: string[] = [];
+    for (const p of this.leftovers) {
+      try {
+        if (now - lstatSync(p).mtimeMs < LEFTOVER_AGE_MS) continue;
+        rmSync(p, { force: true });
+        removed.push(p);
+      } catch {}
+    }
+    this.leftovers = [];
+    return removed;
   }
 
   /**
@@ -404,8 +429,12 @@ export class Store {
         return;
       }
       for (const e of entries.sort()) {
-        if (e.includes('.lvssync-tmp')) continue;
         const p = `${dir}/${e}`;
+        if (TEMP_NAME.test(e)) {
+          // lvssync's own temporary file: never a managed file; one a crash left is removed later
+          if (base === '') this.leftovers.push(p);
+          continue;
+        }
         const st = lstatSync(base + p);
         if (st.isDirectory() && !st.isSymbolicLink()) {
           if (depth < 8) walk(p, depth + 1);
@@ -536,10 +565,19 @@ export class Store {
     this.saveJournal(j);
     // Write every new file next to its target first (the slow part), then rename them all.
     const temps: [string, string][] = [];
-    for (const p of t.puts) {
-      const src = path.join(stage, p);
-      const st = statSync(src);
-      temps.push([writeTemp(p, readFileSync(src), st.mode & 0o7777, ownerOf(p)), p]);
+    try {
+      for (const p of t.puts) {
+        const src = path.join(stage, p);
+        const st = statSync(src);
+        // a directory the peer lacks (a new conf.d/, ferm.d/) is made, inside a managed root only
+        mkdirSync(path.dirname(p), { recursive: true, mode: 0o755 });
+        this.check(p);
+        temps.push([writeTemp(p, readFileSync(src), st.mode & 0o7777, ownerOf(p)), p]);
+      }
+    } catch (e) {
+      // nothing was renamed yet: the live files are untouched; no temporary file stays
+      for (const [tmp] of temps) rmSync(tmp, { force: true });
+      throw e;
     }
     for (const [tmp, p] of temps) renameSync(tmp, p);
     for (const p of t.removes) rmSync(p, { force: true });
@@ -655,9 +693,12 @@ export class Store {
     for (const e of meta.entries) {
       if (e.existed) {
         const data = readFileSync(path.join(dir, 'files', e.path));
+        w[e.path] = createHash('sha256').update(data).digest('hex');
+        // a file that already is what the version holds is left alone: a commit that stopped before
+        // its renames (a full disk) is undone without writing anything
+        if (sameFile(e.path, data, e.mode)) continue;
         mkdirSync(path.dirname(e.path), { recursive: true });
         renameSync(writeTemp(e.path, data, e.mode, { uid: e.uid, gid: e.gid }), e.path);
-        w[e.path] = createHash('sha256').update(data).digest('hex');
       } else {
         rmSync(e.path, { force: true });
         delete w[e.path];
@@ -743,15 +784,33 @@ function writeTemp(target: string, data: Buffer, mode: number, owner?: { uid: nu
   );
   const fd = openSync(tmp, 'wx', 0o600);
   try {
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
+    chmodSync(tmp, mode);
+  } catch (e) {
+    // a full disk (or any failure) leaves no temporary file behind
+    rmSync(tmp, { force: true });
+    throw e;
   }
-  if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
-  chmodSync(tmp, mode);
   return tmp;
+}
+
+/** Whether `p` is a regular file with exactly these bytes and this mode. */
+function sameFile(p: string, data: Buffer, mode: number): boolean {
+  try {
+    const st = lstatSync(p);
+    return (
+      st.isFile() && (st.mode & 0o7777) === mode && st.size === data.length && readFileSync(p).equals(data)
+    );
+  } catch {
+    return false;
+  }
 }
 
 /** A JSON state file, or undefined when it is missing or unreadable. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, validateConfig } from '../../src/core/config.js';
+import { boundaryProblems, DEFAULTS, validateConfig } from '../../src/core/config.js';
 
 describe('validateConfig', () => {
   it('fills defaults for an empty file', () => {
@@ -19,7 +19,7 @@ describe('validateConfig', () => {
       colour: true,
     });
     expect(problems).toEqual([
-      'colour: unknown key (allowed: cluster, primary, nodes, ssh, files, services, stateDir, history, audit, push)',
+      'colour: unknown key (allowed: cluster, primary, nodes, ssh, files, services, stateDir, history, audit, agent, push)',
       'nodes.lvs1.port: must be 1-65535',
       'nodes.lvs1.router_id: must be one word',
       'nodes.lvs2.addr: unknown key (allowed: address, port, hostname, configId, router_id, hostLines)',
@@ -42,6 +42,41 @@ describe('validateConfig', () => {
       "files.extra[0]: '/etc/keepalived/*.sh' is a pattern; list each extra file by its path",
       'files.extra[1]: must be an absolute path',
     ]);
+  });
+
+  it('keeps the peer’s boundary: no system directory as a managed root, no lvssync file in reach, distinct nodes, a pair', () => {
+    const base = { nodes: { lvs1: { address: '192.0.2.1' }, lvs2: { address: '192.0.2.2' } } };
+    const p = (raw: object) => validateConfig({ ...base, ...raw }).problems;
+    expect(p({ files: { keepalived: '/etc/keepalived.conf' } })).toEqual([
+      expect.stringMatching(/^files.keepalived: \/etc\/keepalived.conf makes \/etc a managed directory/),
+      'ssh.knownHosts: /etc/lvssync/known_hosts is inside the managed directory /etc (files.keepalived): the primary could rewrite it',
+    ]);
+    expect(p({ files: { keepalived: '/keepalived.conf' } })[0]).toMatch(/makes \/ a managed directory/);
+    expect(
+      p({ files: { extra: ['/etc/lvssync/id_ed25519'] }, ssh: { identityFile: '/etc/lvssync/id_ed25519' } }),
+    ).toEqual([
+      'files.extra[0]: /etc/lvssync/id_ed25519 is ssh.identityFile: the primary must never write it',
+    ]);
+    expect(p({ files: { extra: ['/var/lib/lvssync/last-push.json'] } })).toEqual([
+      'files.extra[0]: /var/lib/lvssync/last-push.json is inside stateDir (/var/lib/lvssync)',
+    ]);
+    expect(p({ stateDir: '/etc/keepalived/state' })[0]).toMatch(/^stateDir: .* must not contain each other/);
+    expect(p({ nodes: { lvs1: { address: '192.0.2.1' }, lvs2: { address: '192.0.2.1' } } })).toEqual([
+      "nodes.lvs2.address: 192.0.2.1:22 is also lvs1's: every node is another director",
+    ]);
+    expect(
+      p({
+        nodes: {
+          lvs1: { address: '192.0.2.1' },
+          lvs2: { address: '192.0.2.2' },
+          lvs3: { address: '192.0.2.3' },
+        },
+      })[0],
+    ).toMatch(/^nodes: 3 directors \(lvs1, lvs2, lvs3\); .* more than two nodes are not supported yet/);
+    expect(boundaryProblems(validateConfig(base).config, '/etc/keepalived/lvssync.yaml')).toEqual([
+      'lvssync.yaml: /etc/keepalived/lvssync.yaml is inside the managed directory /etc/keepalived (files.keepalived): the primary could rewrite it',
+    ]);
+    expect(p({})).toEqual([]);
   });
 
   it('parses per-host lines written as a path string', () => {
