@@ -22,6 +22,8 @@ export interface Position {
   col: number;
 }
 
+import { redactMessage } from './redact.js';
+
 export function diag(
   severity: Severity,
   code: string,
@@ -35,7 +37,8 @@ export function diag(
     file: at.file,
     line: at.line,
     col: at.col,
-    message,
+    // a message quotes the words it is about: a secret's value never goes to a terminal or a log
+    message: redactMessage(message),
     source: 'lvssync',
   };
   if (related && related.length > 0) d.related = related;

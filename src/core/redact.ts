@@ -12,16 +12,32 @@ const SECRET_LINE = new RegExp(
   'gm',
 );
 
+/** A secret keyword after a space or a brace, inside a line (a one-line block): its next word. */
+const SECRET_INLINE = new RegExp(`([\\s{;](?:${SECRET_KEYWORDS.join('|')})\\s+)([^\\s}'"]+)`, 'g');
+
+/** A secret's value quoted in a message (`'auth_pass ONELINE1' is extra`): its next word. */
+const SECRET_IN_TEXT = new RegExp(`(\\b(?:${SECRET_KEYWORDS.join('|')})\\s+)([^\\s}'"]+)`, 'g');
+
+/** A finding's message with any secret's value replaced (messages quote the words they are about). */
+export function redactMessage(message: string): string {
+  return message.replace(SECRET_IN_TEXT, (_m, head: string, value: string) =>
+    value.startsWith('<redacted') ? `${head}${value}` : `${head}<redacted>`,
+  );
+}
+
 /**
  * Replaces each secret value by `<redacted:xxxxxx>`, where xxxxxx is a short hash: two diffs show
  * that the password changed without showing it. Callers pass a random salt per run, so the short
  * hash cannot be matched against a list of guesses computed in advance.
  */
 export function redactSecrets(text: string, salt = 'lvssync'): string {
-  return text.replace(SECRET_LINE, (_m, head: string, value: string, tail: string) => {
-    const h = createHash('sha256').update(`${salt}\0${value}`).digest('hex').slice(0, 6);
-    return `${head}<redacted:${h}>${tail}`;
-  });
+  const mask = (value: string) =>
+    `<redacted:${createHash('sha256').update(`${salt}\0${value}`).digest('hex').slice(0, 6)}>`;
+  return text
+    .replace(SECRET_LINE, (_m, head: string, value: string, tail: string) => `${head}${mask(value)}${tail}`)
+    .replace(SECRET_INLINE, (_m, head: string, value: string) =>
+      value.startsWith('<redacted') ? `${head}${value}` : `${head}${mask(value)}`,
+    );
 }
 
 /**
@@ -29,10 +45,11 @@ export function redactSecrets(text: string, salt = 'lvssync'): string {
  * unchanged, so a caret under the line still points where it did).
  */
 export function redactLine(line: string): string {
-  return line.replace(
-    SECRET_LINE,
-    (_m, head: string, _value: string, tail: string) => `${head}<redacted>${tail}`,
-  );
+  return line
+    .replace(SECRET_LINE, (_m, head: string, _value: string, tail: string) => `${head}<redacted>${tail}`)
+    .replace(SECRET_INLINE, (_m, head: string, value: string) =>
+      value.startsWith('<redacted') ? `${head}${value}` : `${head}<redacted>`,
+    );
 }
 
 /** A unified diff with secrets redacted on both sides. `null` text = file absent. */

@@ -139,7 +139,15 @@ export function globSnapshot(snapshot: Snapshot, pattern: string): GlobResult {
   if (!isListed(snapshot, base)) return { kind: 'unknown', dir: base };
   let isMatch = matchers.get(norm);
   if (!isMatch) {
-    isMatch = picomatch(norm, { dot: false, nobrace: false, noextglob: true, posix: true });
+    try {
+      // longer than PATH_MAX, glob(3) matches nothing either; a pattern too large to compile likewise
+      isMatch =
+        norm.length > 4096
+          ? () => false
+          : picomatch(norm, { dot: false, nobrace: false, noextglob: true, posix: true });
+    } catch {
+      isMatch = () => false;
+    }
     if (matchers.size > 1000) matchers.clear();
     matchers.set(norm, isMatch);
   }

@@ -172,6 +172,10 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   const snapshot = opts.snapshot ?? emptySnapshot();
   const cache = opts.cache ?? new Map();
   const fermDir = path.posix.dirname(opts.fermPath);
+  const managed = opts.boundary?.managed;
+  const inside = managed
+    ? (d: string) => managed.roots.some((r) => d === r || d.startsWith(`${r}/`))
+    : undefined;
   // ferm runs as soon as its files are read (they are read first, and are few): it takes about as
   // long as keepalived -t, and waiting for keepalived's set to be parsed made it the last to finish.
   const tools = opts.tools;
@@ -209,7 +213,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         dirs.some((d) => p.startsWith(`${d}/`)),
     );
     await updateSnapshot(snapshot, opts.root, held, cache);
-    await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
+    await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache, true, inside);
   } else {
     await rereadSnapshot(snapshot, async () => {
       // keepalived's set last: the check its reading ends with is the one checkKeepalived reuses
@@ -218,7 +222,15 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       await addFile(snapshot, opts.root, opts.fermPath, cache);
       startFerm();
       for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, cache);
-      await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache);
+      await readKeepalivedSnapshot(
+        snapshot,
+        opts.root,
+        opts.keepalivedPath,
+        opts.configId,
+        cache,
+        true,
+        inside,
+      );
     });
   }
   const timings: Record<string, number> = { read: performance.now() - t0 };

@@ -188,9 +188,11 @@ export async function readKeepalivedSnapshot(
   cache: NonNullable<EvaluateOptions['cache']> = new Map(),
   /** Whether the caller's check lints (its check then reuses this one): false for a model only. */
   lint = true,
+  /** The directories includes may be read from (the managed ones); others are left unread. */
+  inside?: (dir: string) => boolean,
 ): Promise<void> {
   await addDir(snapshot, root, path.posix.dirname(confPath), cache);
-  await resolveIncludes(snapshot, root, confPath, configId, cache, lint);
+  await resolveIncludes(snapshot, root, confPath, configId, cache, lint, inside);
 }
 
 /** Reads the directories keepalived's includes search that the snapshot has not listed yet. */
@@ -201,13 +203,18 @@ export async function resolveIncludes(
   configId: string | undefined,
   cache: NonNullable<EvaluateOptions['cache']>,
   lint = true,
+  inside?: (dir: string) => boolean,
 ): Promise<void> {
   for (let round = 0; round < 16; round++) {
     const opts: EvaluateOptions = configId === undefined ? { cache } : { configId, cache };
     const ev = checkKeepalived(snapshot, confPath, { ...opts, lint }).evaluation;
     const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
     if (missing.length === 0) return;
-    for (const d of missing) await addDir(snapshot, root, d, cache);
+    for (const d of missing) {
+      // an include outside the managed directories is an error of its own: its tree is never read
+      if (inside && !inside(d)) snapshot.dirs.add(d);
+      else await addDir(snapshot, root, d, cache);
+    }
   }
 }
 

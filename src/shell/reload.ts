@@ -46,8 +46,20 @@ export interface ReloadGuard {
 const MAX_WALK = 20_000;
 
 /** The files under `root` (a director's `/`, or a staging tree) that match the globs. */
+/** One matcher for all the globs; a glob that does not compile matches nothing (as glob(3) would). */
+function matcherOf(globs: readonly string[]): (p: string) => boolean {
+  const each = globs.map((g) => {
+    try {
+      return picomatch(g, { posix: true });
+    } catch {
+      return () => false;
+    }
+  });
+  return (p) => each.some((m) => m(p));
+}
+
 export function readSet(globs: readonly string[], root = '/'): SetReading {
-  const match = picomatch([...globs], { posix: true });
+  const match = matcherOf(globs);
   const digests = new Map<string, string>();
   const identities = new Map<string, string>();
   const host = (p: string) => (root === '/' ? p : path.join(root, p));
@@ -87,7 +99,7 @@ export function readSet(globs: readonly string[], root = '/'): SetReading {
 
 /** The digests of the snapshot's files that the globs match (what lvssync's checks and the validators read). */
 export function snapshotSet(snapshot: Snapshot, globs: readonly string[]): Map<string, string> {
-  const match = picomatch([...globs], { posix: true });
+  const match = matcherOf(globs);
   const out = new Map<string, string>();
   for (const f of snapshot.files.values()) {
     if (match(f.path) && !isEditorTemp(f.path)) out.set(f.path, sha256(f.text));

@@ -70,6 +70,9 @@ interface Frame {
   owner?: CstStatement;
 }
 
+/** Far deeper than any keepalived block (virtual_server > real_server > HTTP_GET > url is 4). */
+const MAX_NESTING = 64;
+
 export function parseKeepalived(text: string, path: string): { cst: CstFile; diagnostics: Diagnostic[] } {
   const tokens = lexKeepalived(text);
   const diagnostics: Diagnostic[] = [];
@@ -86,6 +89,8 @@ export function parseKeepalived(text: string, path: string): { cst: CstFile; dia
   };
   const n = tokens.length;
   let i = 0;
+  /** Braces past MAX_NESTING: kept as stray tokens (the text round-trips), the tree stays shallow. */
+  let overflow = 0;
   while (i < n) {
     const t = tokens[i]!;
     if (isTrivia(t)) {
@@ -101,6 +106,29 @@ export function parseKeepalived(text: string, path: string): { cst: CstFile; dia
         );
       }
       trivia.push(t);
+      i++;
+      continue;
+    }
+    if (t.kind === 'lbrace' && (overflow > 0 || stack.length > MAX_NESTING)) {
+      flush();
+      if (overflow === 0)
+        diagnostics.push(
+          diag(
+            'error',
+            'KA_TOO_DEEP',
+            at(t),
+            `blocks nested more than ${MAX_NESTING} deep: no keepalived keyword nests like this; lvssync reads no deeper`,
+          ),
+        );
+      overflow++;
+      top().children.push({ kind: 'stray', tokens: [t] });
+      i++;
+      continue;
+    }
+    if (t.kind === 'rbrace' && overflow > 0) {
+      flush();
+      overflow--;
+      top().children.push({ kind: 'stray', tokens: [t] });
       i++;
       continue;
     }
