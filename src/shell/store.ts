@@ -128,6 +128,12 @@ export class Store {
       if (i < parts.length - 1 && !st.isDirectory()) {
         throw new LvssyncError('E_PROTOCOL', `refused path '${p}': ${cur} is not a directory`);
       }
+      if (i === parts.length - 1 && i >= 0 && st.isDirectory()) {
+        throw new LvssyncError(
+          'E_PROTOCOL',
+          `refused path '${p}': it is a directory on this director, where the primary has a file; remove or rename it there`,
+        );
+      }
     }
   }
 
