@@ -27,6 +27,26 @@ export interface PushCliOptions {
   external?: boolean;
 }
 
+/** How long a y/N question waits: the push holds lvssync's lock meanwhile (the daemon waits for it). */
+const ANSWER_MS = 120_000;
+
+/** A y/N question on the terminal; no answer within ANSWER_MS is a no. */
+async function ask(io: Io, question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), ANSWER_MS);
+  try {
+    const answer = await rl.question(question, { signal: ac.signal });
+    return /^y(es)?$/i.test(answer.trim());
+  } catch {
+    io.stdout(`\nno answer within ${ANSWER_MS / 1000} s: taken as no (the lock is released)\n`);
+    return false;
+  } finally {
+    clearTimeout(timer);
+    rl.close();
+  }
+}
+
 export const RESULT_EXIT: Record<PushReport['result'], number> = {
   'in-sync': EXIT.OK,
   'dry-run': EXIT.OK,
@@ -133,10 +153,7 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
       ? {
           confirm: async (r: PushReport) => {
             io.stdout(`${formatPlan(r, self)}\n`);
-            const rl = createInterface({ input: process.stdin, output: process.stdout });
-            const answer = await rl.question(`Push to ${r.peer} and reload? [y/N] `);
-            rl.close();
-            return /^y(es)?$/i.test(answer.trim());
+            return ask(io, `Push to ${r.peer} and reload? [y/N] `);
           },
         }
       : {}),
@@ -250,10 +267,7 @@ export async function runRollbackCommand(opts: RollbackOptions, io: Io): Promise
               io.stdout(
                 `${target.name}: restore version ${v.version} (${v.reason}, ${v.time}): ${v.paths.length} file(s)\n${v.paths.map((p) => `  ${p}`).join('\n')}\nthen validate it there and reload ${config.services.map((x) => x.name).join(', ')} on ${target.name}\n`,
               );
-              const rl = createInterface({ input: process.stdin, output: process.stdout });
-              const answer = await rl.question(`Roll ${target.name} back? [y/N] `);
-              rl.close();
-              return /^y(es)?$/i.test(answer.trim());
+              return ask(io, `Roll ${target.name} back? [y/N] `);
             },
           }
         : {}),

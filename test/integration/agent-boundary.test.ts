@@ -2,7 +2,7 @@
 // channel would: validation never runs primary-supplied code, never echoes a file outside the
 // managed set, refuses malformed and oversized requests with E_PROTOCOL, starts no guard for a
 // request that did not earn one, and survives a seeded fuzz of request lines.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -293,4 +293,67 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     expect(r.answers.filter((a) => a.error?.code === 'E_INTERNAL')).toEqual([]);
     expect(r.answers.length).toBeGreaterThan(1900);
   }, 120_000);
+
+  it('a full disk during a commit leaves no temporary file, the live files untouched, and the next session recovers', async () => {
+    const conf = path.join(dir, 'etc/keepalived/conf.d');
+    const keep = path.join(dir, 'keep-conf.d');
+    rmSync(keep, { recursive: true, force: true });
+    mkdirSync(keep);
+    // a 64 KiB file system over conf.d, as a nearly full /etc on a director
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', conf]);
+    try {
+      writeFileSync(path.join(conf, 'small.conf'), '! small\n');
+      const txid = 'f6f6f6f6f6f6f6f6';
+      const big = `! ${'x'.repeat(70 * 1024)}\n`;
+      const r = await session([
+        hello,
+        req(2, { op: 'begin', txid }),
+        req(3, {
+          op: 'put',
+          txid,
+          path: path.join(conf, 'small.conf'),
+          mode: 0o644,
+          data: b64('! small, new\n'),
+        }),
+        req(4, { op: 'put', txid, path: path.join(conf, 'big.conf'), mode: 0o644, data: b64(big) }),
+        req(5, { op: 'validate', txid }),
+        req(6, { op: 'commit', txid }),
+      ]);
+      const commit = r.answers.find((a) => a.id === 6)!;
+      expect(commit.ok).toBe(false);
+      expect(commit.error?.code).toBe('E_WRITE');
+      expect(commit.error?.message).toMatch(/ENOSPC|no space/i);
+      // nothing was renamed: the live file is what it was; no temporary file stays in conf.d
+      expect(readFileSync(path.join(conf, 'small.conf'), 'utf8')).toBe('! small\n');
+      expect(readdirSync(conf)).toEqual(['small.conf']);
+      // the next session recovers (its hello rolls the journal back without writing) and can push
+      const again = await session([hello, req(2, { op: 'history' })]);
+      expect(again.answers[0]?.ok).toBe(true);
+      expect(existsSync(path.join(dir, 'state/journal.json'))).toBe(false);
+      expect(readFileSync(path.join(conf, 'small.conf'), 'utf8')).toBe('! small\n');
+    } finally {
+      execFileSync('umount', [conf]);
+    }
+  });
+
+  it('a directory where the primary has a file is refused at put, not at commit', async () => {
+    const p = path.join(dir, 'etc/keepalived/conf.d/d.conf');
+    mkdirSync(p, { recursive: true });
+    try {
+      const txid = 'a7a7a7a7a7a7a7a7';
+      const r = await session([
+        hello,
+        req(2, { op: 'begin', txid }),
+        req(3, { op: 'put', txid, path: p, mode: 0o644, data: b64('x') }),
+        req(4, { op: 'abort', txid, reload: false }),
+      ]);
+      expect(r.answers.find((a) => a.id === 3)?.error).toMatchObject({
+        code: 'E_PROTOCOL',
+        message: expect.stringMatching(/is a directory on this director/),
+      });
+      expect(r.answers.find((a) => a.id === 4)?.ok).toBe(true);
+    } finally {
+      rmSync(p, { recursive: true, force: true });
+    }
+  });
 });

@@ -49,6 +49,8 @@ const OURS_ONLY_REASONS: Readonly<Record<string, string>> = {
   KA_DUPLICATE_VIRTUAL_SERVER: 'keepalived -t merges or keeps both virtual servers silently',
   KA_NO_RELOAD_CHECK_CONFIG:
     'a recommendation for reload safety (keepalived exits on a bad reload without it), not a fault of the file',
+  KA_NO_SCRIPT_SECURITY:
+    'keepalived 2.2.7 warns about scripts run as root only when it starts them, never under -t',
   KA_NO_RELOAD_FILE:
     'a recommendation for reload safety (lvssync then knows when keepalived has read its files), not a fault of the file',
 };

@@ -660,10 +660,52 @@ function checkReloadSettings(m: KeepalivedModel, first: Position | undefined, ou
   }
 }
 
+/** The keywords that make keepalived run a program (keepalived.conf(5)). */
+const RUNS_SCRIPT = new Set([
+  'script',
+  'notify',
+  'notify_master',
+  'notify_backup',
+  'notify_fault',
+  'notify_stop',
+  'notify_deleted',
+  'notify_master_rx_lower_pri',
+  'notify_up',
+  'notify_down',
+  'misc_path',
+]);
+
+/** The first directive that makes keepalived run a program, breadth-first, without recursion. */
+function firstScript(directives: readonly Directive[]): Directive | undefined {
+  const queue = [...directives];
+  for (let i = 0; i < queue.length && i < 100_000; i++) {
+    const d = queue[i]!;
+    if (RUNS_SCRIPT.has(d.name)) return d;
+    if (d.children) queue.push(...d.children);
+  }
+  return undefined;
+}
+
+/** Scripts run as root unless enable_script_security says otherwise: what a push can make a peer run. */
+function checkScriptSecurity(m: KeepalivedModel, directives: readonly Directive[], out: Diagnostic[]): void {
+  if (m.reload.scriptSecurity) return;
+  const d = firstScript(directives);
+  if (!d) return;
+  out.push(
+    diag(
+      'warning',
+      'KA_NO_SCRIPT_SECURITY',
+      d.pos,
+      `'${d.name}' makes keepalived run a program, as root while global_defs has no enable_script_security: whoever can push this set can run commands as root on both directors; add \`enable_script_security\` (and script_user) to global_defs`,
+    ),
+  );
+}
+
 export function validateKeepalived(directives: readonly Directive[], model: KeepalivedModel): Diagnostic[] {
   const out: Diagnostic[] = [];
   checkDirectives(directives, TOP, 'the top level', out, true);
   checkModel(model, out);
   checkReloadSettings(model, directives[0]?.pos, out);
+  checkScriptSecurity(model, directives, out);
   return out;
 }

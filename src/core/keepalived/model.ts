@@ -104,6 +104,8 @@ export interface ReloadSettings {
    * once they are read; the path keepalived uses, or undefined where it depends on the instance name.
    */
   file?: Valued<string | undefined> & { named?: boolean };
+  /** `enable_script_security`: keepalived runs scripts as an unprivileged user unless told otherwise. */
+  scriptSecurity?: Position;
 }
 
 export interface KeepalivedModel {
@@ -296,6 +298,8 @@ function reloadSettings(d: Directive, prev: ReloadSettings): ReloadSettings {
   const out: ReloadSettings = { ...prev, globalDefs: prev.globalDefs ?? d.pos };
   const check = find(d, 'reload_check_config');
   if (check) out.checkConfig = check.pos;
+  const security = find(d, 'enable_script_security');
+  if (security) out.scriptSecurity = security.pos;
   const file = find(d, 'reload_file');
   if (file) {
     const named = file.args[0];
