@@ -176,6 +176,8 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .description('the peer side of push, over SSH stdin/stdout (an authorized_keys forced command)')
     .addOption(new Option('--guard <txid>').hideHelp())
     .addOption(new Option('--guard-seconds <n>').hideHelp())
+    .addOption(new Option('--watch-tx <txid>').hideHelp())
+    .addOption(new Option('--watch-agent <pid>').hideHelp())
     .action(async (opts) => {
       const { runAgent } = await import('./commands/agent.js');
       exitCode = await runAgent(opts, io);

@@ -27,6 +27,7 @@ import type { DirectorCheck, ToolCache } from '../shell/check-director.js';
 import { gatherHere } from '../shell/gather.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
+import { liveStart } from '../shell/proc.js';
 import { guardFor, type Revalidation, readLoaded, reloadTiming, reloadValidated } from '../shell/reload.js';
 import { readAddresses, readServiceStates, reloadService, verifyService } from '../shell/services.js';
 import { Store } from '../shell/store.js';
@@ -36,12 +37,16 @@ export interface AgentOptions {
   node?: string;
   guard?: string;
   guardSeconds?: string;
+  /** A committed transaction (--watch-tx) that this process rolls back if its agent (--watch-agent) dies. */
+  watchTx?: string;
+  watchAgent?: string;
 }
 
 export async function runAgent(opts: AgentOptions, io: Io): Promise<number> {
   const { config, path: configPath } = await loadConfig(opts.config);
   const node = selfNode(config, opts.node) ?? hostname();
   const store = new Store(config);
+  if (opts.watchTx && opts.watchAgent) return runWatcher(config, store, opts.watchTx, Number(opts.watchAgent));
   if (opts.guard)
     return runGuard(config, store, opts.guard, Number(opts.guardSeconds ?? config.push.fermGuardSeconds));
   const agent = new Agent(config, configPath, node, store, io);
@@ -274,8 +279,13 @@ class Agent {
         if (r.ferm) timings.ferm = r.ferm.cached ? 0 : r.ferm.durationMs;
         return { ok, diagnostics: r.diagnostics, timings };
       }
-      case 'commit':
-        return this.store.commit(this.need(req.txid));
+      case 'commit': {
+        const r = this.store.commit(this.need(req.txid));
+        // if this agent dies before the push is finished (kill -9, out of memory), the watcher puts
+        // the files back and reloads them at once, not when the next session happens to start
+        this.startWatcher(req.txid);
+        return r;
+      }
       case 'reload': {
         // only the set this transaction validated is ever loaded, and only if the files are still it
         const txid = this.need(req.txid);
@@ -454,7 +464,7 @@ class Agent {
       } catch (e) {
         // said precisely, every time a session starts, until it succeeds (the journal stays)
         throw new LvssyncError(
-          storageCode(e) ?? (e instanceof LvssyncError ? e.code : 'E_WRITE'),
+          'E_WRITE',
           `cannot roll back the interrupted push ${again.txid} (putting back version ${again.version}): ${(e as Error).message}; fix that (free space, a directory where a file belongs), then any lvssync command retries the rollback`,
           { cause: e },
         );
@@ -467,6 +477,13 @@ class Agent {
     } finally {
       if (!this.release) release();
     }
+  }
+
+  /** A detached process that rolls a committed transaction back if this agent dies before ending it. */
+  private startWatcher(txid: string): void {
+    const args = [process.argv[1]!, 'agent', '--watch-tx', txid, '--watch-agent', String(process.pid), '--node', this.node];
+    if (this.configPath) args.push('--config', this.configPath);
+    spawn(process.execPath, args, { detached: true, stdio: 'ignore' }).unref();
   }
 
   /** A detached process that rolls the transaction back unless the primary confirms in time. */
@@ -484,6 +501,36 @@ class Agent {
     if (this.configPath) args.push('--config', this.configPath);
     const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
     child.unref();
+  }
+}
+
+/**
+ * Waits while the agent `pid` lives and its transaction is open; when the agent is gone and the
+ * journal still holds the transaction, restores the files it committed and reloads the services,
+ * as the next session's hello would. Ends as soon as the transaction is finished or aborted.
+ */
+async function runWatcher(config: Config, store: Store, txid: string, pid: number): Promise<number> {
+  const start = liveStart(pid);
+  const open = () => store.journal()?.txid === txid;
+  while (open() && start !== undefined && liveStart(pid) === start) await new Promise((r) => setTimeout(r, 200));
+  if (!open()) return 0;
+  let release: () => void;
+  try {
+    release = await withLock(store.stateDir, 'agent-watcher', 5000);
+  } catch {
+    return 0; // a new session holds the lock: its hello recovers the transaction
+  }
+  try {
+    const j = store.journal();
+    if (j?.txid !== txid) return 0;
+    store.restoreVersion(j.version, 'restore');
+    if (j.state === 'reloaded' || j.state === 'committed')
+      for (const s of config.services) await reloadService(config, s.name);
+    store.saveJournal(undefined);
+    if (!existsSync(store.confirmPath(txid))) writeFileSync(store.confirmPath(txid), 'reverted: the agent died\n');
+    return 0;
+  } finally {
+    release();
   }
 }
 

@@ -505,6 +505,94 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     expect(l.readFile('lvs2', '/etc/keepalived/conf.d/fwm-500.conf')).toBe(big);
   }, 60_000);
 
+  it('a rollback that cannot be done on lvs2 is reported at once, every time, and nothing hangs or stays behind', async () => {
+    const l = lab();
+    const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
+    // an interrupted push whose backup is gone (a state directory cleaned by hand)
+    writeFileSync(
+      journal,
+      JSON.stringify({
+        txid: 'dead00000000beef',
+        version: '20200101T000000Z-dead0000',
+        state: 'committed',
+        reloaded: [],
+        paths: [FWM],
+      }),
+    );
+    const agentsOn = () =>
+      readdirSync('/proc').filter((p) => {
+        try {
+          return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent');
+        } catch {
+          return false;
+        }
+      }).length;
+    const agentsBefore = agentsOn();
+    try {
+      for (let i = 0; i < 2; i++) {
+        const t0 = Date.now();
+        const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+        expect(Date.now() - t0).toBeLessThan(20_000);
+        expect(r.code).toBe(5);
+        const j = JSON.parse(r.stdout) as { result: string; error: { code: string; message: string } };
+        expect(j.result).toBe('failed');
+        expect(j.error.message).toMatch(/cannot roll back the interrupted push dead00000000beef/);
+      }
+      const st = await lvssync(l, 'lvs1', 'status', '--json');
+      expect(st.code).toBe(1);
+      expect(JSON.parse(st.stdout).sync).toBe('peer unreachable');
+      await new Promise((res) => setTimeout(res, 500));
+      expect(agentsOn()).toBeLessThanOrEqual(agentsBefore);
+    } finally {
+      rmSync(journal, { force: true });
+    }
+  });
+
+  it('kill -9 of the agent on lvs2 during its keepalived reload: lvs2 is restored at once, without a new connection', async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
+    const good = readFileSync(reloadScript, 'utf8');
+    writeFileSync(reloadScript, `touch /run/ka-reloading; sleep 3\n${good}`);
+    rmSync(l.pathOn('lvs2', '/run/ka-reloading'), { force: true });
+    try {
+      edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 67'));
+      const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      const until = Date.now() + 20_000;
+      while (!existsSync(l.pathOn('lvs2', '/run/ka-reloading')) && Date.now() < until)
+        await new Promise((res) => setTimeout(res, 10));
+      // the agent serving this push, on lvs2 (the process whose parent is lvs2's sshd session)
+      const agents = readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+            return cmd.includes('agent') && !cmd.includes('--watch-tx') && !cmd.includes('--guard');
+          } catch {
+            return false;
+          }
+        });
+      expect(agents.length).toBeGreaterThan(0);
+      for (const p of agents) process.kill(Number(p), 'SIGKILL');
+      const r = await push;
+      expect(r.code).toBe(5);
+      expect(JSON.parse(r.stdout).result).toBe('interrupted');
+      // no new session: the watcher the agent left restores the files by itself
+      const back = Date.now() + 20_000;
+      while (
+        Date.now() < back &&
+        (existsSync(l.pathOn('lvs2', '/var/lib/lvssync/journal.json')) ||
+          JSON.stringify(tree(l, 'lvs2')) !== JSON.stringify(before))
+      )
+        await new Promise((res) => setTimeout(res, 100));
+      expect(existsSync(l.pathOn('lvs2', '/var/lib/lvssync/journal.json'))).toBe(false);
+      expect(tree(l, 'lvs2')).toEqual(before);
+      expect(l.proc('lvs2', 'keepalived')).toBeDefined();
+    } finally {
+      writeFileSync(reloadScript, good);
+    }
+  });
+
   it('an SSH connection cut after the commit, during the reloads, makes lvs2 roll back by itself', async () => {
     const l = lab();
     const before = tree(l, 'lvs2');
