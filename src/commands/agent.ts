@@ -46,7 +46,8 @@ export async function runAgent(opts: AgentOptions, io: Io): Promise<number> {
   const { config, path: configPath } = await loadConfig(opts.config);
   const node = selfNode(config, opts.node) ?? hostname();
   const store = new Store(config);
-  if (opts.watchTx && opts.watchAgent) return runWatcher(config, store, opts.watchTx, Number(opts.watchAgent));
+  if (opts.watchTx && opts.watchAgent)
+    return runWatcher(config, store, opts.watchTx, Number(opts.watchAgent));
   if (opts.guard)
     return runGuard(config, store, opts.guard, Number(opts.guardSeconds ?? config.push.fermGuardSeconds));
   const agent = new Agent(config, configPath, node, store, io);
@@ -481,7 +482,16 @@ class Agent {
 
   /** A detached process that rolls a committed transaction back if this agent dies before ending it. */
   private startWatcher(txid: string): void {
-    const args = [process.argv[1]!, 'agent', '--watch-tx', txid, '--watch-agent', String(process.pid), '--node', this.node];
+    const args = [
+      process.argv[1]!,
+      'agent',
+      '--watch-tx',
+      txid,
+      '--watch-agent',
+      String(process.pid),
+      '--node',
+      this.node,
+    ];
     if (this.configPath) args.push('--config', this.configPath);
     spawn(process.execPath, args, { detached: true, stdio: 'ignore' }).unref();
   }
@@ -512,7 +522,8 @@ class Agent {
 async function runWatcher(config: Config, store: Store, txid: string, pid: number): Promise<number> {
   const start = liveStart(pid);
   const open = () => store.journal()?.txid === txid;
-  while (open() && start !== undefined && liveStart(pid) === start) await new Promise((r) => setTimeout(r, 200));
+  while (open() && start !== undefined && liveStart(pid) === start)
+    await new Promise((r) => setTimeout(r, 200));
   if (!open()) return 0;
   let release: () => void;
   try {
@@ -527,7 +538,8 @@ async function runWatcher(config: Config, store: Store, txid: string, pid: numbe
     if (j.state === 'reloaded' || j.state === 'committed')
       for (const s of config.services) await reloadService(config, s.name);
     store.saveJournal(undefined);
-    if (!existsSync(store.confirmPath(txid))) writeFileSync(store.confirmPath(txid), 'reverted: the agent died\n');
+    if (!existsSync(store.confirmPath(txid)))
+      writeFileSync(store.confirmPath(txid), 'reverted: the agent died\n');
     return 0;
   } finally {
     release();

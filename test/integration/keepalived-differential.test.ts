@@ -49,6 +49,12 @@ const OURS_ONLY_REASONS: Readonly<Record<string, string>> = {
   KA_DUPLICATE_VIRTUAL_SERVER: 'keepalived -t merges or keeps both virtual servers silently',
   KA_NO_RELOAD_CHECK_CONFIG:
     'a recommendation for reload safety (keepalived exits on a bad reload without it), not a fault of the file',
+  KA_BAD_ADDRESS:
+    "lvssync right: keepalived 2.2.7 -t passes some addresses it cannot parse (an anonymised 'xxx.xxx.xxx.xxx' real_server) and drops them when it starts",
+  KA_DUPLICATE_REAL_SERVER:
+    'lvssync right: keepalived -t accepts the same real server twice in one virtual_server and keeps one at run time',
+  KA_SCRIPT_NO_COMMAND:
+    "lvssync right: with this config-id no 'script' line applies (@id lines) and keepalived -t is silent; keepalived drops the vrrp_script and ignores every track_script naming it",
   KA_NO_SCRIPT_SECURITY:
     'keepalived 2.2.7 warns about scripts run as root only when it starts them, never under -t',
   KA_NO_RELOAD_FILE:
@@ -58,6 +64,7 @@ const OURS_ONLY_REASONS: Readonly<Record<string, string>> = {
 interface Disagreement {
   set: string;
   side: 'keepalived -t only' | 'lvssync only';
+  severity: Diagnostic['severity'];
   at: string;
   what: string;
   reason?: string;
@@ -122,13 +129,21 @@ function diff(set: string, ours: Diagnostic[], theirs: Diagnostic[]): Disagreeme
     if (ourLines.has(`${t.file}:${t.line}`) && located(t)) continue;
     if (eq.some((c) => ourCodes.has(c))) continue;
     const reason = THEIRS_ONLY_REASONS.find(([re]) => re.test(msg))?.[1];
-    out.push({ set, side: 'keepalived -t only', at: `${t.file}:${t.line}`, what: msg, reason });
+    out.push({
+      set,
+      side: 'keepalived -t only',
+      severity: t.severity,
+      at: `${t.file}:${t.line}`,
+      what: msg,
+      reason,
+    });
   }
   for (const o of ours) {
     if (theirLines.has(`${o.file}:${o.line}`) || sameFinding.has(o.code)) continue;
     out.push({
       set,
       side: 'lvssync only',
+      severity: o.severity,
       at: `${o.file}:${o.line}`,
       what: `${o.code} ${o.message}`,
       reason: OURS_ONLY_REASONS[o.code],
@@ -137,20 +152,30 @@ function diff(set: string, ours: Diagnostic[], theirs: Diagnostic[]): Disagreeme
   return out;
 }
 
-function corpusKeepalivedFolders(): { name: string; dir: string }[] {
+/**
+ * Every keepalived configuration of the shared corpus, whatever its layout: a folder holding a
+ * keepalived.conf is a set; any other file under corpus/keepalived is checked alone as keepalived.conf.
+ */
+function corpusKeepalived(): { name: string; dir: string; file?: string }[] {
   const base = path.join(SHARED, 'corpus');
-  const out: { name: string; dir: string }[] = [];
-  const walk = (d: string) => {
+  const out: { name: string; dir: string; file?: string }[] = [];
+  const walk = (d: string, flat: boolean) => {
     let entries: string[];
     try {
-      entries = readdirSync(d);
+      entries = readdirSync(d).sort();
     } catch {
       return;
     }
-    if (entries.includes('keepalived.conf')) out.push({ name: path.relative(base, d), dir: d });
-    for (const e of entries) if (statSync(path.join(d, e)).isDirectory()) walk(path.join(d, e));
+    const isSet = entries.includes('keepalived.conf');
+    if (isSet) out.push({ name: path.relative(base, d), dir: d });
+    for (const e of entries) {
+      const p = path.join(d, e);
+      if (statSync(p).isDirectory()) walk(p, flat || e === 'keepalived');
+      else if (flat && !isSet && !/\.md$/i.test(e))
+        out.push({ name: path.relative(base, p), dir: d, file: p });
+    }
   };
-  walk(base);
+  walk(base, false);
   return out;
 }
 
@@ -161,13 +186,41 @@ describe.skipIf(missing.length > 0)('keepalived -t versus lvssync', () => {
       dir: path.join(FIXTURES, 'lint', n),
     })),
     { name: 'how-to reference', dir: path.join(FIXTURES, 'sets', 'reference', 'etc', 'keepalived') },
-    ...corpusKeepalivedFolders().map((c) => ({ name: `corpus/${c.name}`, dir: c.dir })),
+    ...corpusKeepalived()
+      .filter((c) => !c.file)
+      .map((c) => ({ name: `corpus/${c.name}`, dir: c.dir })),
   ];
 
   it.each(cases)('$name', async ({ name, dir }) => {
     const found = await compare(name, dir);
     report.push(...found);
     expect(found.filter((d) => !d.reason)).toEqual([]);
+  });
+
+  const flat = corpusKeepalived().filter((c) => c.file);
+  it('finds the shared corpus and its flat files', () => {
+    expect(safeExists(path.join(SHARED, 'corpus')), `the shared corpus is missing under ${SHARED}`).toBe(
+      true,
+    );
+    expect(flat.length).toBeGreaterThan(0);
+  });
+
+  it.each(flat)('corpus file $name', async ({ name, file }) => {
+    const { mkdtempSync, copyFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const d = mkdtempSync(path.join(tmpdir(), 'lvssync-corpus-'));
+    try {
+      copyFileSync(file!, path.join(d, 'keepalived.conf'));
+      const found = await compare(`corpus/${name}`, d);
+      report.push(...found);
+      // a finding that would block a push where keepalived -t sees nothing needs its reason (lvssync
+      // right, and the risk it names); every other disagreement is printed with the report
+      expect(found.filter((x) => !x.reason && x.side === 'lvssync only' && x.severity === 'error')).toEqual(
+        [],
+      );
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 
   it('agrees on the checks both make, on a fixture where each finding has a position', async () => {

@@ -55,13 +55,28 @@ function isTrivia(t: Token): boolean {
   return t.kind === 'ws' || t.kind === 'newline' || t.kind === 'comment';
 }
 
+/**
+ * Whether a line continues a definition: it ends with '\\' once keepalived has taken its comment off
+ * (decomment() in keepalived's parser.c keeps a '\\' that ends the line even inside a comment).
+ */
 function lastWordEndsWithBackslash(tokens: Token[], from: number, to: number): boolean {
   for (let k = to - 1; k >= from; k--) {
     const t = tokens[k]!;
-    if (t.kind === 'ws' || t.kind === 'comment') continue;
+    if (t.kind === 'ws') continue;
+    if (t.kind === 'comment') {
+      if (k === to - 1 || tokens.slice(k + 1, to).every((x) => x.kind === 'ws'))
+        if (/\\\s*$/.test(t.text)) return true;
+      continue;
+    }
     return t.kind === 'word' && t.text.endsWith('\\');
   }
   return false;
+}
+
+/** A line with nothing but blanks and a comment: keepalived drops it, inside a definition too. */
+function onlyTrivia(tokens: Token[], from: number, to: number): boolean {
+  for (let k = from; k < to; k++) if (tokens[k]!.kind !== 'ws' && tokens[k]!.kind !== 'comment') return false;
+  return true;
 }
 
 interface Frame {
@@ -195,6 +210,20 @@ export function parseKeepalived(text: string, path: string): { cst: CstFile; dia
       const lines: string[] = [];
       for (;;) {
         while (k < n && tokens[k]!.kind !== 'newline') k++;
+        if (lines.length > 0 && onlyTrivia(tokens, lineStart, k)) {
+          // inside a continuation: an empty line ends the definition (before it); a line of blanks or
+          // a comment is dropped and the definition goes on (keepalived's read_line and decomment)
+          if (k === lineStart) {
+            k = lineStart - 1;
+            break;
+          }
+          if (k < n) {
+            k++;
+            lineStart = k;
+            continue;
+          }
+          break;
+        }
         const lineText = tokens
           .slice(lineStart, k)
           .filter((x) => x.kind !== 'comment')

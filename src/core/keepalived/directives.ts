@@ -271,6 +271,8 @@ const vrrpInstance: Spec = {
     garp_master_refresh: uint(0, 4294967295),
     garp_master_refresh_repeat: uint(1, 4294967295),
     garp_extra_if: any,
+    // vrrp_parser.c of 2.2.7: 'Deprecated after v2.2.2 - incorrect keyword'
+    vmac_garp_intvl: { deprecated: 'garp_extra_if' },
     down_timer_adverts: uint(1, 100),
     lower_prio_no_advert: any,
     higher_prio_send_advert: any,
@@ -443,6 +445,16 @@ const globalDefs: Spec = {
 (globalDefs.children as Record<string, Spec>).router_id = { minArgs: 1, maxArgs: 1, unique: true };
 (globalDefs.children as Record<string, Spec>).notification_email = values;
 (globalDefs.children as Record<string, Spec>).lvs_id = { ...one, deprecated: 'router_id' };
+// spellings keepalived 2.2.7's global_parser.c still installs, marked deprecated there
+for (const [old, now] of [
+  ['vrrp_rlimit_rtime', 'vrrp_rlimit_rttime'],
+  ['checker_rlimit_rtime', 'checker_rlimit_rttime'],
+  ['bfd_rlimit_rtime', 'bfd_rlimit_rttime'],
+  ['lvs_flush_onstop', 'lvs_flush_on_stop'],
+  ['lvs_process_name', 'checker_process_name'],
+  ['vrrp_vmac_garp_intvl', 'vrrp_garp_extra_if'],
+] as const)
+  (globalDefs.children as Record<string, Spec>)[old] = { deprecated: now };
 
 /** Keywords allowed at the top level of keepalived.conf and the files it includes. */
 export const TOP: Readonly<Record<string, Spec>> = {
@@ -482,6 +494,7 @@ export const TOP: Readonly<Record<string, Spec>> = {
     children: Object.fromEntries(
       [
         'neighbor_ip',
+        'neighbour_ip',
         'source_ip',
         'min_rx',
         'min_tx',

@@ -9,7 +9,9 @@ import { type KeepalivedModel, type VipEntry, type VirtualServer, virtualServerL
 
 const rel = (pos: Position, message: string) => ({ file: pos.file, line: pos.line, col: pos.col, message });
 
-function checkArg(rule: ArgRule, value: string, keyword: string, at: () => Position): Diagnostic | undefined {
+function checkArg(rule: ArgRule, raw: string, keyword: string, at: () => Position): Diagnostic | undefined {
+  // keepalived reads numbers with strtoul/strtod, which skip leading blanks ("  64" in quotes is 64)
+  const value = rule.kind === 'int' || rule.kind === 'number' ? raw.replace(/^[ \t]+/, '') : raw;
   switch (rule.kind) {
     case 'int': {
       if (!/^-?\d+$/.test(value)) {
@@ -237,7 +239,7 @@ function vipAddresses(e: VipEntry): string[] {
 
 /** Rules over the whole configuration (every file of one director together). */
 function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
-  const vrids = new Map<string, { name: string; pos: Position }>();
+  const vrids = new Map<string, { name: string; pos: Position; peers: string[] }>();
   const vips = new Map<string, { name: string; pos: Position }>();
   const instanceNames = new Map<string, Position>();
   const scriptNames = new Set(m.scripts.map((s) => s.name));
@@ -314,8 +316,20 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
       );
     }
     if (inst.virtualRouterId && Number.isFinite(inst.virtualRouterId.value)) {
-      const key = `${inst.interface?.value ?? '(default)'}/${inst.virtualRouterId.value}`;
-      const prev = vrids.get(key);
+      // keepalived's check_vrid_conflicts (vrrp.c): one VRID space per address family, interface and
+      // multicast or unicast; unicast instances clash only when they also share a peer
+      const family =
+        inst.directive.children?.some((c) => c.name === 'native_ipv6') || inst.vips[0]?.address.includes(':')
+          ? 'ipv6'
+          : 'ipv4';
+      const unicast = inst.unicastPeers.length > 0;
+      const key = `${family}/${unicast ? 'unicast' : 'multicast'}/${inst.interface?.value ?? '(default)'}/${inst.virtualRouterId.value}`;
+      const clash = vrids.get(key);
+      const prev =
+        clash &&
+        (!unicast || clash.peers.some((p) => inst.unicastPeers.some((q) => canonicalIP(q.value) === p)))
+          ? clash
+          : undefined;
       if (prev) {
         out.push(
           diag(
@@ -326,7 +340,12 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
             [rel(prev.pos, `${prev.name} uses it here`)],
           ),
         );
-      } else vrids.set(key, { name: inst.name, pos: inst.virtualRouterId.pos });
+      } else if (!clash)
+        vrids.set(key, {
+          name: inst.name,
+          pos: inst.virtualRouterId.pos,
+          peers: inst.unicastPeers.map((q) => canonicalIP(q.value)),
+        });
     }
     checkVipList(inst.vips, out);
     checkVipList(inst.excludedVips, out);
