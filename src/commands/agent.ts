@@ -271,6 +271,7 @@ class Agent {
           keepalivedDirs: this.store.roots,
           boundary: this.boundary(),
           untrusted: true,
+          severity: this.config.check.severity,
         });
         staged.complete = true;
         const ok = !r.diagnostics.some((d) => d.severity === 'error');
@@ -402,6 +403,7 @@ class Agent {
       hostSpecific: 'error',
       boundary: this.boundary(),
       untrusted: true,
+      severity: this.config.check.severity,
     });
     const errors = r.diagnostics.filter((d) => d.severity === 'error');
     return errors.length ? { diagnostics: errors } : { guard: guardFor(this.config, service, r) };

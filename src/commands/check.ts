@@ -32,11 +32,28 @@ export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
     external: opts.external !== false,
     ...(config.files.extra.length ? { extra: config.files.extra } : {}),
     boundary: boundaryOf(config),
+    severity: config.check.severity,
   });
+  // the real validators were asked for: a missing one is a missing tool, not a passed check
+  const absent = [
+    ...(r.keepalivedTest && !r.keepalivedTest.available ? ['keepalived'] : []),
+    ...(r.ferm && !r.ferm.available ? ['ferm'] : []),
+  ];
+  if (opts.external !== false && absent.length > 0) {
+    io.stderr(
+      `lvssync: ${absent.join(' and ')} not installed: needed to validate the set (install ${absent.join(' and ')}, or pass --no-external to run lvssync's own checks only)\n`,
+    );
+    return EXIT.TOOL;
+  }
   const ok = !hasErrors(r.diagnostics);
   if (opts.json) {
     const diagnostics = r.diagnostics.map(diagnosticJson);
-    io.stdout(`${JSON.stringify({ ok, diagnostics, files: r.files })}\n`);
+    const suppressed = r.suppressed.map((x) => ({
+      ...diagnosticJson(x.diagnostic),
+      by: x.by,
+      ...(x.reason ? { reason: x.reason } : {}),
+    }));
+    io.stdout(`${JSON.stringify({ ok, diagnostics, suppressed, files: r.files })}\n`);
   } else {
     const sourceOf = (p: string) => r.snapshot.files.get(p)?.text;
     if (r.diagnostics.length > 0) io.stdout(`${formatDiagnostics(r.diagnostics, sourceOf)}\n\n`);
@@ -44,6 +61,7 @@ export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
     if (r.ferm && !r.ferm.available) notes.push('ferm not installed: ferm.conf not validated');
     if (r.keepalivedTest && !r.keepalivedTest.available)
       notes.push('keepalived not installed: no second opinion from keepalived -t');
+    if (r.suppressed.length) notes.push(`suppressed: ${r.suppressed.length}`);
     io.stdout(
       `${formatSummary(r.diagnostics, r.files.length)}${notes.length ? ` (${notes.join('; ')})` : ''}\n`,
     );

@@ -65,6 +65,10 @@ export interface Config {
     /** Fetch each HTTP_GET url from each real server and compare with its digest. */
     digests: boolean;
   };
+  check: {
+    /** Per-code severities: error, warning, or off (lvssync check shows how many were silenced). */
+    severity: Record<string, 'error' | 'warning' | 'off'>;
+  };
   /** What this director lets a set from the primary make it run (the primary can never write it). */
   agent: {
     /** ferm backticks, command @includes and @hook: ferm runs them even while only validating. */
@@ -103,6 +107,7 @@ export const DEFAULTS: Config = {
   stateDir: '/var/lib/lvssync',
   history: 10,
   audit: { ipvsadm: ['ipvsadm', '-Ln'], schedule: '17 3 * * *', keep: 30, digests: false },
+  check: { severity: {} },
   agent: { fermCommands: false },
   push: {
     agentCommand: ['lvssync', 'agent'],
@@ -235,6 +240,7 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
       'stateDir',
       'history',
       'audit',
+      'check',
       'agent',
       'push',
     ],
@@ -355,6 +361,25 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
       if (a.digests !== undefined) {
         if (typeof a.digests !== 'boolean') problems.push('audit.digests: must be true or false');
         else c.audit.digests = a.digests;
+      }
+    }
+  }
+  if (raw.check !== undefined) {
+    if (!isObj(raw.check)) problems.push('check: must be a mapping');
+    else {
+      unknownKeys(raw.check, ['severity'], 'check', problems);
+      const sev = raw.check.severity;
+      if (sev !== undefined) {
+        if (!isObj(sev))
+          problems.push('check.severity: must be a mapping of finding code to error, warning or off');
+        else
+          for (const [code, v] of Object.entries(sev)) {
+            if (!/^[A-Z][A-Z0-9_]*$/.test(code))
+              problems.push(`check.severity.${code}: not a finding code (e.g. KA_DEPRECATED)`);
+            else if (v !== 'error' && v !== 'warning' && v !== 'off')
+              problems.push(`check.severity.${code}: must be error, warning or off`);
+            else c.check.severity[code] = v;
+          }
       }
     }
   }

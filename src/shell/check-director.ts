@@ -25,6 +25,7 @@ import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { markLocator } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
+import { applySuppressions, type SeverityOverride, type Suppressed } from '../core/suppress.js';
 import {
   addDir,
   addFile,
@@ -81,6 +82,8 @@ export interface DirectorCheckOptions {
    * they say about files outside the managed paths is withheld from the answer.
    */
   untrusted?: boolean;
+  /** lvssync.yaml's check.severity (per-code severities, or off). */
+  severity?: Readonly<Record<string, SeverityOverride>>;
 }
 
 /**
@@ -131,6 +134,8 @@ function inputKey(
 
 export interface DirectorCheck extends CheckResultCore {
   snapshot: Snapshot;
+  /** Findings silenced by an `lvssync: ignore` comment or check.severity: off (counted in the output). */
+  suppressed: Suppressed[];
   /** ms from the start: `read` (the set read), `checked` (lvssync's own check done). */
   timings: Record<string, number>;
   ferm?: FermRun;
@@ -140,6 +145,26 @@ export interface DirectorCheck extends CheckResultCore {
    * once keepalived -t has finished.
    */
   complete?: Promise<DirectorCheck>;
+}
+
+/**
+ * An unknown keyword that the installed keepalived -t accepts on that line never blocks a push on its
+ * own: it stays a warning that shows both opinions.
+ */
+function secondOpinionOnUnknown(diags: Diagnostic[], kt: ToolRun | undefined): Diagnostic[] {
+  if (!kt?.available) return diags;
+  const theirs = new Set(
+    kt.diagnostics.filter((d) => /Unknown keyword/i.test(d.message)).map((d) => `${d.file}:${d.line}`),
+  );
+  return diags.map((d) =>
+    d.code === 'KA_UNKNOWN_KEYWORD' && d.severity === 'error' && !theirs.has(`${d.file}:${d.line}`)
+      ? {
+          ...d,
+          severity: 'warning',
+          message: `${d.message}; the installed keepalived -t accepts it here, so it does not block a push`,
+        }
+      : d,
+  );
 }
 
 /** A validator's message about a file outside the managed paths: said, but without its content. */
@@ -313,9 +338,17 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       : external;
     const all =
       opts.untrusted && opts.boundary ? found.map((d) => withheld(d, opts.boundary!.managed)) : found;
+    const combined = secondOpinionOnUnknown(combineFindings(ka, cross, all), keepalivedTest);
+    const split = new Map<string, string[] | undefined>();
+    const lines = (f: string) => {
+      if (!split.has(f)) split.set(f, snapshot.files.get(f)?.text.split('\n'));
+      return split.get(f);
+    };
+    const { diagnostics, suppressed } = applySuppressions(combined, lines, opts.severity);
     const result: DirectorCheck = {
       ...ka,
-      diagnostics: combineFindings(ka, cross, all),
+      diagnostics,
+      suppressed,
       files,
       snapshot,
       timings,
@@ -353,6 +386,7 @@ export function checkSelf(
   const configId = config.nodes[self]?.configId;
   return checkDirector({
     boundary: boundaryOf(config),
+    severity: config.check.severity,
     ...(o.snapshot ? { snapshot: o.snapshot } : {}),
     ...(config.files.extra.length ? { extra: config.files.extra } : {}),
     root: '/',

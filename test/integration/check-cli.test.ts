@@ -199,4 +199,125 @@ describe.skipIf(missing.length > 0)('lvssync check (real ferm, keepalived -t)', 
     writeFileSync(extra, '# marks kept apart\n');
     expect(codes(await run())).toEqual([]);
   });
+
+  it('escape hatches: an ignore comment on the line or above it, check.severity, counted as suppressed; the boundary cannot be silenced', async () => {
+    const r0 = root();
+    const fwm = path.join(r0, 'etc/keepalived/conf.d/fwm-100.conf');
+    const text = readFileSync(fwm, 'utf8');
+    // fwm-100.conf: protocol on a fwmark (line 5), nb_get_retry twice (lines 17 and 32)
+    const lines = text.split('\n');
+    lines[4] = `${lines[4]} # lvssync: ignore KA_PROTOCOL_ON_FWMARK the how-to writes it`;
+    lines.splice(16, 0, '        # lvssync: ignore KA_DEPRECATED');
+    writeFileSync(fwm, lines.join('\n'));
+    const cfg = path.join(r0, 'lvssync.yaml');
+    writeFileSync(
+      cfg,
+      'check:\n  severity:\n    KA_AUTH_PASS_TRUNCATED: off\n    KA_NO_RELOAD_FILE: error\n',
+    );
+    const c = captureIo();
+    const code = await runMain(['check', '--root', r0, '--config', cfg, '--json'], c.io);
+    const j = JSON.parse(c.stdout()) as {
+      ok: boolean;
+      diagnostics: { code: string; line: number; severity: string }[];
+      suppressed: { code: string; line: number; by: string; reason?: string }[];
+    };
+    expect(j.suppressed.map((x) => `${x.code}:${x.line}:${x.by}`).sort()).toEqual([
+      'KA_AUTH_PASS_TRUNCATED:19:config',
+      'KA_DEPRECATED:18:comment',
+      'KA_PROTOCOL_ON_FWMARK:5:comment',
+    ]);
+    expect(j.suppressed.find((x) => x.code === 'KA_PROTOCOL_ON_FWMARK')?.reason).toBe('the how-to writes it');
+    // the second nb_get_retry is not covered by the comment above the first
+    expect(j.diagnostics.filter((d) => d.code === 'KA_DEPRECATED').map((d) => d.line)).toContain(33);
+    expect(j.diagnostics).toContainEqual(
+      expect.objectContaining({ code: 'KA_NO_RELOAD_FILE', severity: 'error' }),
+    );
+    expect(code).toBe(1);
+    // text output says how many were silenced
+    const t = captureIo();
+    await runMain(['check', '--root', r0, '--config', cfg], t.io);
+    expect(t.stdout()).toMatch(/suppressed: 3\)/);
+    // what guards the peer's boundary stays, whatever the comment says
+    const ka = path.join(r0, 'etc/keepalived/keepalived.conf');
+    writeFileSync(
+      ka,
+      `${readFileSync(ka, 'utf8')}include /etc/lvssync/x.conf # lvssync: ignore KA_INCLUDE_OUTSIDE\n`,
+    );
+    const b = await check(r0, '--json');
+    expect(JSON.parse(b.out).diagnostics).toContainEqual(
+      expect.objectContaining({ code: 'KA_INCLUDE_OUTSIDE' }),
+    );
+    expect(b.code).toBe(1);
+  });
+
+  it('a missing keepalived is exit 8 with its name, not a passed check', () => {
+    const r0 = root();
+    const empty = path.join(r0, 'not-a-program');
+    writeFileSync(empty, '', { mode: 0o644 });
+    const keepalived = spawnSync('sh', ['-c', 'command -v keepalived || echo /usr/sbin/keepalived'])
+      .stdout.toString()
+      .trim();
+    const main = path.join(path.dirname(FIXTURES), '..', 'dist', 'src', 'main.js');
+    const r = spawnSync(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `mount --bind "$1" "$2" && exec "$3" "$4" check --root "$5" --config "$6"`,
+        'x',
+        empty,
+        keepalived,
+        process.execPath,
+        main,
+        r0,
+        path.join(FIXTURES, 'config', 'empty.yaml'),
+      ],
+      { encoding: 'utf8' },
+    );
+    expect({ status: r.status, err: r.stderr }).toEqual({
+      status: 8,
+      err: expect.stringMatching(/keepalived not installed/),
+    });
+  });
+
+  it('an unknown keyword that the installed keepalived -t accepts is a warning showing both opinions', () => {
+    const r0 = root();
+    const ka = path.join(r0, 'etc/keepalived/keepalived.conf');
+    writeFileSync(
+      ka,
+      readFileSync(ka, 'utf8').replace('router_id LVS1', 'router_id LVS1\n        brand_new_keyword 1'),
+    );
+    const main = path.join(path.dirname(FIXTURES), '..', 'dist', 'src', 'main.js');
+    const run = (env: NodeJS.ProcessEnv) =>
+      spawnSync(
+        process.execPath,
+        [main, 'check', '--root', r0, '--json', '--config', path.join(FIXTURES, 'config', 'empty.yaml')],
+        {
+          encoding: 'utf8',
+          env,
+        },
+      );
+    // the real keepalived -t does not know it either: an error
+    const real = JSON.parse(run(process.env).stdout) as { diagnostics: { code: string; severity: string }[] };
+    expect(real.diagnostics).toContainEqual(
+      expect.objectContaining({ code: 'KA_UNKNOWN_KEYWORD', severity: 'error' }),
+    );
+    // a keepalived that accepts it (a newer one, here a stand-in that says nothing): a warning
+    const fake = path.join(r0, 'bin');
+    mkdirSync(fake);
+    writeFileSync(path.join(fake, 'keepalived'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const r = run({ ...process.env, PATH: `${fake}:${process.env.PATH}` });
+    const j = JSON.parse(r.stdout) as { diagnostics: { code: string; severity: string; message: string }[] };
+    expect(j.diagnostics).toContainEqual(
+      expect.objectContaining({
+        code: 'KA_UNKNOWN_KEYWORD',
+        severity: 'warning',
+        message: expect.stringMatching(/keepalived -t accepts it here/),
+      }),
+    );
+    expect(r.status).toBe(0);
+  });
 });

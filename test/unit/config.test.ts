@@ -19,7 +19,7 @@ describe('validateConfig', () => {
       colour: true,
     });
     expect(problems).toEqual([
-      'colour: unknown key (allowed: cluster, primary, nodes, ssh, files, services, stateDir, history, audit, agent, push)',
+      'colour: unknown key (allowed: cluster, primary, nodes, ssh, files, services, stateDir, history, audit, check, agent, push)',
       'nodes.lvs1.port: must be 1-65535',
       'nodes.lvs1.router_id: must be one word',
       'nodes.lvs2.addr: unknown key (allowed: address, port, hostname, configId, router_id, hostLines)',
