@@ -129,4 +129,44 @@ describe('evaluateKeepalived', () => {
     expect(vs.realServers[0]!.pos.line).toBe(5);
     expect(vs.realServers[3]!.pos.line).toBe(6);
   });
+
+  it('expands ~LST with one or several variables, blanks for missing values, and rejects what keepalived rejects', () => {
+    const text = [
+      'virtual_server fwmark 100 {',
+      '  ~LST(h, 10, 11) real_server 192.0.2.$h 0 { weight 1 }',
+      '  ~LST({h, w}, {20, 5}, {21}) real_server 192.0.2.$h 0 { weight 1$w }',
+      '}',
+      '~LST(x) vrrp_script bad {',
+    ].join('\n');
+    const ev = evaluateKeepalived(snapshotOf({ [ROOT]: text }, ['/etc/keepalived']), ROOT);
+    const vs = buildModel(ev.directives).virtualServers[0]!;
+    expect(vs.realServers.map((r) => [r.address, r.weight?.value])).toEqual([
+      ['192.0.2.10', 1],
+      ['192.0.2.11', 1],
+      ['192.0.2.20', 15],
+      ['192.0.2.21', 1],
+    ]);
+    expect(ev.diagnostics.map((d) => `${d.code}:${d.line}`)).toEqual(['KA_BAD_SEQ:5']);
+  });
+
+  it('takes the rest of an include line as the path: brace expansion, includer/includem/... variants', () => {
+    const text = 'include conf.d/{a,c}.conf\nincluder conf.d/b.conf\n';
+    const snap = snapshotOf(
+      {
+        [ROOT]: text,
+        '/etc/keepalived/conf.d/a.conf': 'vrrp_script a {\n  script /bin/true\n}\n',
+        '/etc/keepalived/conf.d/b.conf': 'vrrp_script b {\n  script /bin/true\n}\n',
+        '/etc/keepalived/conf.d/c.conf': 'vrrp_script c {\n  script /bin/true\n}\n',
+      },
+      ['/etc/keepalived', '/etc/keepalived/conf.d'],
+    );
+    const ev = evaluateKeepalived(snap, ROOT);
+    expect(ev.diagnostics).toEqual([]);
+    expect(ev.files).toEqual([
+      ROOT,
+      '/etc/keepalived/conf.d/a.conf',
+      '/etc/keepalived/conf.d/c.conf',
+      '/etc/keepalived/conf.d/b.conf',
+    ]);
+  });
 });

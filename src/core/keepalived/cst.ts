@@ -201,7 +201,8 @@ export function parseKeepalived(text: string, path: string): { cst: CstFile; dia
       first &&
       first.kind === 'word' &&
       ((first.text.charCodeAt(0) === 36 && DEF_RE.test(text.slice(first.offset, first.offset + 256))) ||
-        first.text.startsWith('~SEQ'))
+        first.text.startsWith('~SEQ') ||
+        first.text.startsWith('~LST'))
     ) {
       const isDef = first.text.startsWith('$');
       // Opaque to the end of the line; definitions continue while a line ends with '\'.

@@ -81,7 +81,7 @@ function isSelfContained(nodes: readonly CstNode[]): boolean {
   for (const node of nodes) {
     if (node.kind === 'definition' || node.kind === 'seq') return false;
     if (node.kind !== 'statement') continue;
-    if (node.words[0] && tokenValue(node.words[0]) === 'include') return false;
+    if (node.words[0] && /^include[rmwba]?$/.test(tokenValue(node.words[0]))) return false;
     for (const w of node.words) if (w.text.indexOf('$') !== -1) return false;
     if (node.block && !isSelfContained(node.block.children)) return false;
   }
@@ -234,7 +234,7 @@ export function evaluateKeepalived(
         walk(r.cst.children, file, sink, depth + 1, at ?? mapped[0]);
         continue;
       }
-      if (first === 'include' && values.length === 2 && !stmt.block) {
+      if (/^include[rmwba]?$/.test(first) && values.length === 2 && !stmt.block) {
         include(values[1]!, file, mapped[0]!, sink, depth);
         continue;
       }
@@ -254,6 +254,22 @@ export function evaluateKeepalived(
       .join('');
     const first = tokens[0]!;
     const p = at ?? { file, line: first.line, col: first.col };
+    const lst = /^(?:@\^?\S+\s+)?~LST\s*\(/.exec(text.trim());
+    if (lst) {
+      const parsed = parseLst(text.trim().slice(lst[0].length));
+      if (!parsed) {
+        out.diagnostics.push(diag('error', 'KA_BAD_SEQ', p, `invalid ~LST specification '${text.trim()}'`));
+        return;
+      }
+      for (const set of parsed.sets.slice(0, 100_000)) {
+        parsed.vars.forEach((v, k) => {
+          defs.set(v, { value: set[k] ?? '', multiline: false });
+        });
+        const r = parseKeepalived(parsed.body, file);
+        walk(r.cst.children, file, sink, depth + 1, p);
+      }
+      return;
+    }
     const m = /^(?:@\^?\S+\s+)?~SEQ(x?)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,([^)]*)\)\s*(.*)$/.exec(
       text.trim(),
     );
@@ -391,4 +407,55 @@ export function evaluateKeepalived(
   }
   readFile(rootPath, out.directives, 0);
   return out;
+}
+
+/**
+ * `~LST(var, v1, v2, ...) text` and `~LST({a,b}, {1,2}, {3,4}) text` after the `(` (add_lst in
+ * keepalived's parser.c): the variables, one set of values for each repetition (missing ones blank),
+ * and the text repeated. undefined when keepalived would reject it.
+ */
+export function parseLst(s: string): { vars: string[]; sets: string[][]; body: string } | undefined {
+  let i = 0;
+  const ws = () => {
+    while (s[i] === ' ' || s[i] === '\t') i++;
+  };
+  const group = (stop: RegExp): string[] | undefined => {
+    ws();
+    const braced = s[i] === '{';
+    if (braced) i++;
+    const out: string[] = [];
+    for (;;) {
+      ws();
+      const from = i;
+      while (i < s.length && !/[ \t,})]/.test(s[i]!)) i++;
+      out.push(s.slice(from, i));
+      ws();
+      if (braced && s[i] === '}') {
+        i++;
+        return out;
+      }
+      if (!braced && (s[i] === ',' || s[i] === ')' || stop.test(s[i] ?? ''))) return out;
+      if (s[i] !== ',') return undefined;
+      i++;
+    }
+  };
+  const vars = group(/,/);
+  if (!vars || vars.some((v) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(v))) return undefined;
+  ws();
+  if (s[i] !== ',') return undefined;
+  i++;
+  const sets: string[][] = [];
+  for (;;) {
+    const values = group(/[,)]/);
+    if (!values || values.length > vars.length) return undefined;
+    sets.push(values);
+    ws();
+    if (s[i] === ')') {
+      i++;
+      break;
+    }
+    if (s[i] !== ',') return undefined;
+    i++;
+  }
+  return { vars, sets, body: s.slice(i).trim() };
 }

@@ -99,11 +99,51 @@ export function lexKeepalived(text: string): Token[] {
     } else {
       i = scanWord(text, i, n);
       push('word', start, i);
+      // keepalived takes the rest of an include line as the path (is_include/check_include in its
+      // parser.c): braces there are brace expansion, not blocks
+      if (INCLUDE_WORD.test(text.slice(start, i)) && firstWordOfLine(tokens) && isSpace(text.charCodeAt(i))) {
+        const ws = i;
+        while (i < n && isSpace(text.charCodeAt(i)) && text.charCodeAt(i) !== CR) i++;
+        push('ws', ws, i);
+        const from = i;
+        let quoted = false;
+        while (
+          i < n &&
+          text.charCodeAt(i) !== NL &&
+          !(text.charCodeAt(i) === CR && text.charCodeAt(i + 1) === NL)
+        ) {
+          const ch = text.charCodeAt(i);
+          if (ch === QUOTE) quoted = !quoted;
+          else if (ch === BACKSLASH) i++;
+          else if (!quoted && (ch === BANG || ch === HASH)) break;
+          i++;
+        }
+        let end = i;
+        while (end > from && isSpace(text.charCodeAt(end - 1))) end--;
+        if (end > from) push('word', from, end);
+        if (i > end) push('ws', end, i);
+      }
     }
   }
   return tokens;
 }
 
+/** `include`, and the variants that ask keepalived to check what they match (includer, includem...). */
+const INCLUDE_WORD = /^include[rmwba]?$/;
+
+/** Whether the word just pushed is the first of its line (after blanks, or after an @id condition). */
+function firstWordOfLine(tokens: Token[]): boolean {
+  let k = tokens.length - 2;
+  const skipBlanks = () => {
+    while (k >= 0 && tokens[k]!.kind === 'ws') k--;
+  };
+  skipBlanks();
+  if (k >= 0 && tokens[k]!.kind === 'word' && tokens[k]!.text.startsWith('@')) {
+    k--;
+    skipBlanks();
+  }
+  return k < 0 || tokens[k]!.kind === 'newline';
+}
 /**
  * The end of the word that starts at `i`: a backslash escapes the next character (but not a line end),
  * `${NAME}` is one piece, and a space, line end, quote, brace, `!` or `#` ends the word. Shared with the
