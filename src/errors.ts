@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'E_USAGE'
   | 'E_CONFIG'
   | 'E_READ'
+  /** The input itself is wrong (a symlink out of --root): like a finding, exit 1. */
+  | 'E_INVALID'
   | 'E_WRITE'
   | 'E_TOOL_MISSING'
   | 'E_TOOL_FAILED'
@@ -48,6 +50,7 @@ const EXIT_OF: Record<ErrorCode, number> = {
   E_USAGE: EXIT.USAGE,
   E_CONFIG: EXIT.CONFIG,
   E_READ: EXIT.CONFIG,
+  E_INVALID: EXIT.FINDINGS,
   E_WRITE: EXIT.PUSH_FAILED,
   E_TOOL_MISSING: EXIT.TOOL,
   E_TOOL_FAILED: EXIT.TOOL,

@@ -115,7 +115,10 @@ export async function addFile(
     if (st.isSymbolicLink()) {
       const target = realpathSync(host);
       if (root !== '/' && !target.startsWith(path.resolve(root) + path.sep)) {
-        throw new LvssyncError('E_READ', `${p} is a symlink that points outside ${root} (to ${target})`);
+        throw new LvssyncError(
+          'E_INVALID',
+          `${p} is a symlink that points outside ${root} (to ${target}): lvssync checks only what is under the root; copy the file in or drop the link`,
+        );
       }
       st = lstatSync(target);
     }

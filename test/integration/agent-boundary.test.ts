@@ -10,6 +10,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -355,5 +356,35 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     } finally {
       rmSync(p, { recursive: true, force: true });
     }
+  });
+
+  it('a file in a directory the peer lacks is committed (the directory is made); a name with .lvssync-tmp is a managed file; crash leftovers go', async () => {
+    const fermd = path.join(dir, 'etc/ferm/ferm.d');
+    rmSync(fermd, { recursive: true, force: true });
+    const odd = path.join(dir, 'etc/keepalived/conf.d/x.lvssync-tmp.conf');
+    const leftover = path.join(dir, 'etc/ferm/.ferm.conf.lvssync-tmp-0badf00d');
+    writeFileSync(leftover, 'half a file');
+    const old = new Date(Date.now() - 3_600_000);
+    utimesSync(leftover, old, old);
+    const txid = 'b8b8b8b8b8b8b8b8';
+    const r = await session([
+      hello,
+      req(2, { op: 'begin', txid }),
+      req(3, { op: 'put', txid, path: path.join(fermd, 'web.ferm'), mode: 0o644, data: b64('# web\n') }),
+      req(4, { op: 'put', txid, path: odd, mode: 0o644, data: b64('! odd name\n') }),
+      req(5, { op: 'validate', txid }),
+      req(6, { op: 'commit', txid }),
+      req(7, { op: 'finish', txid }),
+      req(8, { op: 'manifest' }),
+    ]);
+    expect(r.answers.find((a) => a.id === 6)?.ok).toBe(true);
+    expect(readFileSync(path.join(fermd, 'web.ferm'), 'utf8')).toBe('# web\n');
+    const listed = (r.answers.find((a) => a.id === 8)?.result?.files ?? []) as { path: string }[];
+    const files = listed.map((f) => f.path);
+    expect(files).toContain(odd);
+    expect(files).toContain(path.join(fermd, 'web.ferm'));
+    expect(existsSync(leftover)).toBe(false);
+    rmSync(odd, { force: true });
+    rmSync(fermd, { recursive: true, force: true });
   });
 });

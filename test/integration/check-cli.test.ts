@@ -1,6 +1,6 @@
 // `lvssync check` against real ferm and keepalived on temporary roots.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runMain } from '../../src/cli.js';
@@ -319,5 +319,15 @@ describe.skipIf(missing.length > 0)('lvssync check (real ferm, keepalived -t)', 
       }),
     );
     expect(r.status).toBe(0);
+  });
+
+  it('a symlink out of --root is bad input (exit 1) naming the file, not a configuration error', async () => {
+    const r0 = root();
+    const fwm = path.join(r0, 'etc/keepalived/conf.d/fwm-100.conf');
+    rmSync(fwm);
+    symlinkSync('/etc/hostname', fwm);
+    const r = await check(r0);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/conf.d\/fwm-100.conf is a symlink that points outside/);
   });
 });
