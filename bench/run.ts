@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { benchAudit } from './audit.js';
 import { benchCheck, printCheck } from './check.js';
+import { benchCheckCli } from './check-cli.js';
 import { benchPush } from './push.js';
 import { benchWatch } from './watch.js';
 
@@ -36,6 +37,7 @@ async function main(): Promise<void> {
     for (const n of [1_000, 10_000]) results.push(await benchCheck(n, keepalived));
     printCheck(results);
   }
+  if (want('check-cli')) await benchCheckCli(which('keepalived'));
   for (const [group, run] of [
     ['push', benchPush],
     ['audit', benchAudit],
