@@ -522,6 +522,16 @@ class WatchDaemon {
           this.peerDown(log, pushId, report);
           return false;
         }
+        if (report.error?.code === 'E_WRITE') {
+          // the peer's disk or state (a rollback it cannot finish): its fix is not an edit here
+          log.error(
+            { peer: report.peer, result: report.result, err: report.error },
+            'push failed on the peer',
+          );
+          this.record(pushId, report.result, report.error.message);
+          this.retryLater(log, 'failed', 'the peer cannot take a push, will retry');
+          return false;
+        }
         log.error(
           { peer: report.peer, result: report.result, err: report.error, steps: report.steps },
           'push failed',

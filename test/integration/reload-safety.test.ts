@@ -1,7 +1,7 @@
 // A service only ever loads a set that validated, in the lab: saves made while a push reloads (on
 // the primary during its slow ferm reload, on the peer between its commit and its reload, and into
 // ferm.conf while ferm runs) are never loaded unvalidated; the pair converges once they are fixed.
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -312,4 +312,48 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
     await until('the daemon to push once keepalived runs', () => status()?.health === 'in-sync', 30_000);
     expect(l.readFile('lvs2', FWM)).toContain('weight 65');
   }, 90_000);
+
+  it('the daemon facing a peer that cannot recover: retries with backoff, leaves no agent behind, stops at once on SIGTERM', async () => {
+    const l = lab();
+    const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
+    writeFileSync(
+      journal,
+      JSON.stringify({
+        txid: 'dead00000000beef',
+        version: '20200101T000000Z-dead0000',
+        state: 'committed',
+        reloaded: [],
+        paths: [FWM],
+      }),
+    );
+    const agents = () =>
+      readdirSync('/proc').filter((p) => {
+        try {
+          return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent');
+        } catch {
+          return false;
+        }
+      }).length;
+    try {
+      daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200']);
+      await until(
+        'three attempts',
+        () => logLines(l).filter((j) => j.msg === 'push failed on the peer').length >= 3,
+        30_000,
+      );
+      const failed = logLines(l).find((j) => j.msg === 'push failed on the peer') as {
+        err?: { message?: string };
+      };
+      expect(failed.err?.message).toMatch(/cannot roll back the interrupted push dead00000000beef/);
+      expect(agents()).toBeLessThanOrEqual(1);
+      const t0 = Date.now();
+      await l.killProc(daemon, 'SIGTERM', 10_000);
+      daemon = undefined;
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(agents()).toBe(0);
+    } finally {
+      rmSync(journal, { force: true });
+    }
+  }, 60_000);
 });
