@@ -272,6 +272,7 @@ class Agent {
           boundary: this.boundary(),
           untrusted: true,
           severity: this.config.check.severity,
+          host: this.node,
         });
         staged.complete = true;
         const ok = !r.diagnostics.some((d) => d.severity === 'error');
@@ -404,6 +405,7 @@ class Agent {
       boundary: this.boundary(),
       untrusted: true,
       severity: this.config.check.severity,
+      host: this.node,
     });
     const errors = r.diagnostics.filter((d) => d.severity === 'error');
     return errors.length ? { diagnostics: errors } : { guard: guardFor(this.config, service, r) };

@@ -33,6 +33,7 @@ export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
     ...(config.files.extra.length ? { extra: config.files.extra } : {}),
     boundary: boundaryOf(config),
     severity: config.check.severity,
+    ...(node ? { host: node } : {}),
   });
   // the real validators were asked for: a missing one is a missing tool, not a passed check
   const absent = [

@@ -24,6 +24,7 @@ import { type LocatedMark, validateMarks } from '../core/cross-check.js';
 import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { markLocator } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
+import { checkVersions } from '../core/keepalived/lint.js';
 import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { applySuppressions, type SeverityOverride, type Suppressed } from '../core/suppress.js';
 import {
@@ -36,7 +37,13 @@ import {
   resolveIncludes,
   updateSnapshot,
 } from './read-snapshot.js';
-import { execFermCheck, execKeepalivedTest, type FermRun, type ToolRun } from './tools.js';
+import {
+  execFermCheck,
+  execKeepalivedTest,
+  type FermRun,
+  readKeepalivedVersion,
+  type ToolRun,
+} from './tools.js';
 
 export interface DirectorCheckOptions {
   root: string;
@@ -84,6 +91,8 @@ export interface DirectorCheckOptions {
   untrusted?: boolean;
   /** lvssync.yaml's check.severity (per-code severities, or off). */
   severity?: Readonly<Record<string, SeverityOverride>>;
+  /** This director's name, for findings about it (a keyword newer than its keepalived). */
+  host?: string;
 }
 
 /**
@@ -93,6 +102,13 @@ export interface DirectorCheckOptions {
  * a changed host is noticed.
  */
 export class ToolCache {
+  /** The installed keepalived's version, asked once for this cache's owner. */
+  private version: string | null | undefined;
+  keepalivedVersion(): string | undefined {
+    if (this.version === undefined) this.version = readKeepalivedVersion() ?? null;
+    return this.version ?? undefined;
+  }
+
   private readonly entries = new Map<string, { key: string; at: number; run: FermRun | ToolRun }>();
   private readonly digests = new Map<string, { text: string; sha: string }>();
   constructor(
@@ -331,7 +347,13 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     ...ka.evaluation.files,
     ...fermFiles.map((f) => f.path).filter((p) => !ka.evaluation.files.includes(p)),
   ];
-  const cross = marks ? validateMarks(ka.model, marks) : [];
+  // a keyword newer than the keepalived this director runs is an error here, where it would be ignored
+  const version =
+    opts.external !== false ? (tools ? tools.keepalivedVersion() : readKeepalivedVersion()) : undefined;
+  const cross = [
+    ...(marks ? validateMarks(ka.model, marks) : []),
+    ...(version ? checkVersions(ka.evaluation.directives, version, opts.host ?? 'this director') : []),
+  ];
   const complete = (keepalivedTest: ToolRun | undefined): DirectorCheck => {
     const found = keepalivedTest
       ? [...external, ...keepalivedTest.diagnostics, ...reloadRefusal(ka.model, keepalivedTest.exitCode)]
@@ -387,6 +409,7 @@ export function checkSelf(
   return checkDirector({
     boundary: boundaryOf(config),
     severity: config.check.severity,
+    host: self,
     ...(o.snapshot ? { snapshot: o.snapshot } : {}),
     ...(config.files.extra.length ? { extra: config.files.extra } : {}),
     root: '/',

@@ -3,6 +3,7 @@
 // directories bound over the director's paths, so absolute includes resolve as on the director.
 // Shell: wraps child processes; results come back as data.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Diagnostic } from '../core/diagnostic.js';
@@ -158,4 +159,12 @@ export async function execKeepalivedTest(
   }
   for (const d of parsed.diagnostics) d.source = 'keepalived';
   return { available: true, diagnostics: parsed.diagnostics, durationMs: r.durationMs, exitCode: r.code };
+}
+
+/** The installed keepalived's version ("2.2.7"), from `keepalived --version`; undefined without one. */
+export function readKeepalivedVersion(): string | undefined {
+  const bin = which('keepalived');
+  if (!bin) return undefined;
+  const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+  return /Keepalived v(\d+\.\d+\.\d+)/.exec(`${r.stderr ?? ''}${r.stdout ?? ''}`)?.[1];
 }

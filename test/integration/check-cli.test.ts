@@ -330,4 +330,30 @@ describe.skipIf(missing.length > 0)('lvssync check (real ferm, keepalived -t)', 
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/conf.d\/fwm-100.conf is a symlink that points outside/);
   });
+
+  it('a keyword newer than the installed keepalived is an error that names the versions', async () => {
+    const r0 = root();
+    const ka = path.join(r0, 'etc/keepalived/keepalived.conf');
+    writeFileSync(
+      ka,
+      readFileSync(ka, 'utf8').replace('router_id LVS1', 'router_id LVS1\n        json_version 2'),
+    );
+    const installed = /Keepalived v(\d+\.\d+\.\d+)/.exec(
+      `${spawnSync('keepalived', ['--version'], { encoding: 'utf8' }).stderr}`,
+    )?.[1];
+    const r = await check(r0, '--json');
+    const found = JSON.parse(r.out).diagnostics.filter(
+      (d: { code: string }) => d.code === 'KA_NEEDS_VERSION',
+    );
+    if (installed && installed < '2.2.8') {
+      expect(found).toEqual([
+        expect.objectContaining({
+          line: 3,
+          severity: 'error',
+          message: expect.stringContaining(`needs keepalived >= 2.2.8; this director runs ${installed}`),
+        }),
+      ]);
+      expect(r.code).toBe(1);
+    } else expect(found).toEqual([]);
+  });
 });

@@ -29,6 +29,8 @@ export interface Spec {
   deprecated?: string;
   /** Only meaningful once per block. */
   unique?: boolean;
+  /** The first keepalived release whose parser accepts it (2.2.7 is Debian 12's, 2.3.x Debian 13's). */
+  since?: string;
 }
 
 const flag: Spec = { maxArgs: 0 };
@@ -102,6 +104,7 @@ const httpGet: Spec = {
   block: 'keywords',
   children: { ...checkerCommon, url, http_protocol: one, virtualhost: one, fast_recovery: bool },
 };
+(httpGet.children as Record<string, Spec>).tls_compliant = { ...bool, since: '2.2.8' };
 const sslGet: Spec = { block: 'keywords', children: { ...httpGet.children, enable_sni: bool } };
 
 const checkers: Record<string, Spec> = {
@@ -244,6 +247,11 @@ const vrrpInstance: Spec = {
   minArgs: 1,
   maxArgs: 1,
   children: {
+    // from vrrp_parser.c of the release named
+    no_virtual_ipaddress: { ...flag, since: '2.2.8' },
+    timer_expired_backup: { ...flag, since: '2.2.8' },
+    thread_timer_expired: { ...flag, since: '2.3.2' },
+    owner_ignore_adverts: { ...flag, since: '2.3.3' },
     state: { minArgs: 1, maxArgs: 1, args: [{ kind: 'enum', values: ['MASTER', 'BACKUP'] }] },
     interface: { minArgs: 1, maxArgs: 1 },
     vrf: one,
@@ -445,6 +453,22 @@ const globalDefs: Spec = {
 (globalDefs.children as Record<string, Spec>).router_id = { minArgs: 1, maxArgs: 1, unique: true };
 (globalDefs.children as Record<string, Spec>).notification_email = values;
 (globalDefs.children as Record<string, Spec>).lvs_id = { ...one, deprecated: 'router_id' };
+// keywords of later releases (install_keyword in global_parser.c of the release that added each)
+for (const [k, since, spec] of [
+  ['json_version', '2.2.8', one],
+  ['v3_checksum_as_v2', '2.2.8', any],
+  ['dbus_no_interface_name', '2.3.0', any],
+  ['snmp_rs_stats_update_interval', '2.3.0', one],
+  ['snmp_vs_stats_update_interval', '2.3.0', one],
+  ['use_symlink_paths', '2.3.0', any],
+  ['iproute_etc_dir', '2.3.2', one],
+  ['iproute_usr_dir', '2.3.2', one],
+  ['json_dump_file', '2.3.3', one],
+  ['state_dump_file', '2.3.3', one],
+  ['stats_dump_file', '2.3.3', one],
+  ['vrrp_owner_ignore_adverts', '2.3.3', any],
+] as const)
+  (globalDefs.children as Record<string, Spec>)[k] = { ...spec, since };
 // spellings keepalived 2.2.7's global_parser.c still installs, marked deprecated there
 for (const [old, now] of [
   ['vrrp_rlimit_rtime', 'vrrp_rlimit_rttime'],
@@ -558,3 +582,6 @@ export const TOP: Readonly<Record<string, Spec>> = {
   linkbeat_use_polling: flag,
   child_wait_time: one,
 };
+
+// bfd_parser.c of 2.2.8
+((TOP.bfd_instance as Spec).children as Record<string, Spec>).multihop = { ...flag, since: '2.2.8' };

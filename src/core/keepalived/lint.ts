@@ -728,3 +728,41 @@ export function validateKeepalived(directives: readonly Directive[], model: Keep
   checkScriptSecurity(model, directives, out);
   return out;
 }
+
+/** -1, 0, 1: keepalived versions compared field by field ("2.2.7" < "2.2.10" < "2.3.0"). */
+export function compareVersions(a: string, b: string): number {
+  const x = a.split('.').map(Number);
+  const y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0) - (y[i] ?? 0);
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
+/**
+ * Keywords newer than the keepalived installed on a director (`version`, from keepalived --version;
+ * `host` names the director in the message): a real error there, as keepalived would not read them.
+ */
+export function checkVersions(directives: readonly Directive[], version: string, host: string): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const queue: [readonly Directive[], Readonly<Record<string, Spec>>][] = [[directives, TOP]];
+  for (let q = 0; q < queue.length && q < 100_000; q++) {
+    const [nodes, table] = queue[q]!;
+    for (const d of nodes) {
+      const spec = specOf(table, d.name);
+      if (!spec) continue;
+      if (spec.since && compareVersions(version, spec.since) < 0)
+        out.push(
+          diag(
+            'error',
+            'KA_NEEDS_VERSION',
+            d.pos,
+            `'${d.name}' needs keepalived >= ${spec.since}; ${host} runs ${version}, which does not read it`,
+          ),
+        );
+      if (d.children && spec.children) queue.push([d.children, spec.children]);
+    }
+  }
+  return out;
+}
