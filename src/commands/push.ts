@@ -27,13 +27,20 @@ export interface PushCliOptions {
   external?: boolean;
 }
 
-/** How long a y/N question waits: the push holds lvssync's lock meanwhile (the daemon waits for it). */
-const ANSWER_MS = 120_000;
+/**
+ * How long a y/N question waits (LVSSYNC_PROMPT_SECONDS, default 120): the push holds lvssync's lock
+ * meanwhile, and the daemon waits for it.
+ */
+const answerMs = () => {
+  const s = Number(process.env.LVSSYNC_PROMPT_SECONDS);
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 120_000;
+};
 
-/** A y/N question on the terminal; no answer within ANSWER_MS is a no. */
+/** A y/N question on the terminal; no answer in time is a no. */
 async function ask(io: Io, question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   const ac = new AbortController();
+  const ANSWER_MS = answerMs();
   const timer = setTimeout(() => ac.abort(), ANSWER_MS);
   try {
     const answer = await rl.question(question, { signal: ac.signal });

@@ -356,4 +356,17 @@ describe.skipIf(missing.length > 0)('lvssync check (real ferm, keepalived -t)', 
       expect(r.code).toBe(1);
     } else expect(found).toEqual([]);
   });
+
+  it('an include of a system tree (/usr/share/*.conf) is refused at its line without reading the tree', async () => {
+    const r0 = root();
+    const ka = path.join(r0, 'etc/keepalived/keepalived.conf');
+    writeFileSync(ka, `${readFileSync(ka, 'utf8')}include /usr/share/*.conf\n`);
+    const t0 = Date.now();
+    const r = await check(r0, '--json', '--no-external');
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    const j = JSON.parse(r.out) as { diagnostics: { code: string; line: number }[]; files: string[] };
+    expect(j.diagnostics).toContainEqual(expect.objectContaining({ code: 'KA_INCLUDE_OUTSIDE' }));
+    expect(j.files.some((f) => f.startsWith('/usr/share/'))).toBe(false);
+    expect(r.code).toBe(1);
+  });
 });

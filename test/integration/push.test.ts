@@ -1,6 +1,7 @@
 // lvssync push in the lab: lvs1 pushes to lvs2 over real SSH to the forced-command agent, with real
 // keepalived -t, ferm and iptables on both sides. Every failure path must leave lvs2 byte-identical
 // to before and running.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -546,6 +547,41 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     } finally {
       rmSync(journal, { force: true });
     }
+  });
+
+  it('an unanswered y/N question is a no after its time, and the lock is free again', async () => {
+    const l = lab();
+    edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 68'));
+    const before = tree(l, 'lvs2');
+    // a terminal (script(1) gives push a pty) whose user never answers
+    const argv = l.argvOn('lvs1', [
+      'env',
+      'LVSSYNC_PROMPT_SECONDS=2',
+      'script',
+      '-qec',
+      `${process.execPath} ${MAIN} push`,
+      '/dev/null',
+    ]);
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    const code = await new Promise<number | null>((resolve) => {
+      const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.on('close', (c) => {
+        clearTimeout(t);
+        resolve(c);
+      });
+    });
+    child.stdin.end();
+    expect(out).toMatch(/Push to lvs2 and reload\? \[y\/N\]/);
+    expect(out).toMatch(/no answer within 2 s: taken as no/);
+    expect(code).toBe(0);
+    expect(tree(l, 'lvs2')).toEqual(before);
+    // and the next run is not locked out
+    const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+    expect(JSON.parse(r.stdout).result).toBe('pushed');
   });
 
   it('kill -9 of the agent on lvs2 during its keepalived reload: lvs2 is restored at once, without a new connection', async () => {
