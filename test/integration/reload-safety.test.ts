@@ -356,4 +356,46 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
       rmSync(journal, { force: true });
     }
   }, 60_000);
+
+  it('a valid save while keepalived reads its files (reload_file) is validated and loaded in a second round', async () => {
+    const l = lab();
+    const reloadScript = l.pathOn('lvs1', '/etc/lvssync/lab/keepalived-reload');
+    const good = readFileSync(reloadScript, 'utf8');
+    // the signal reaches keepalived a second after the reload started: the save lands in between
+    writeFileSync(reloadScript, good.replace('kill -HUP', 'touch /run/ka-reloading; sleep 1; kill -HUP'));
+    rmSync(l.pathOn('lvs1', '/run/ka-reloading'), { force: true });
+    try {
+      l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 69'));
+      const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      await until('lvs1’s keepalived reload to start', () => {
+        try {
+          statSync(l.pathOn('lvs1', '/run/ka-reloading'));
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 69', 'weight 70'));
+      const r = await push;
+      const j = JSON.parse(r.stdout) as {
+        result: string;
+        steps: { host: string; step: string; ok: boolean }[];
+      };
+      expect(j.steps.filter((x) => x.host === 'lvs1').map((x) => `${x.step}:${x.ok}`)).toContain(
+        'reload keepalived (2 rounds: files changed while it read them):true',
+      );
+      expect(r.code).toBe(0);
+      // what lvs1's keepalived loaded is recorded by content: the second save
+      const loaded = JSON.parse(readFileSync(l.pathOn('lvs1', '/var/lib/lvssync/loaded.json'), 'utf8')) as {
+        keepalived: { files: Record<string, string> };
+      };
+      const { createHash } = await import('node:crypto');
+      expect(loaded.keepalived.files[FWM]).toBe(
+        createHash('sha256').update(l.readFile('lvs1', FWM)).digest('hex'),
+      );
+      expect(l.readFile('lvs1', FWM)).toContain('weight 70');
+    } finally {
+      writeFileSync(reloadScript, good);
+    }
+  }, 60_000);
 });
