@@ -243,7 +243,6 @@ class Agent {
       case 'validate': {
         const t0 = performance.now();
         const root = this.store.stagingRoot(this.need(req.txid));
-        const nodeCfg = this.config.nodes[this.node];
         const { checkDirector, ToolCache } = await import('../shell/check-director.js');
         this.tools ??= new ToolCache();
         // The staged set as the last validation read it, updated with what was staged since (the
@@ -257,22 +256,13 @@ class Agent {
         const staged = this.staged!;
         staged.complete = false;
         const r = await checkDirector({
+          ...this.directorOptions(),
           root,
           snapshot: staged.snapshot,
           ...(known ? { changed: changes.paths } : {}),
-          keepalivedPath: this.config.files.keepalived,
-          fermPath: this.config.files.ferm,
-          ...(this.config.files.extra.length ? { extra: this.config.files.extra } : {}),
-          ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),
-          external: true,
-          hostSpecific: 'error',
           cache: this.parseCache,
           tools: this.tools,
           keepalivedDirs: this.store.roots,
-          boundary: this.boundary(),
-          untrusted: true,
-          severity: this.config.check.severity,
-          host: this.node,
         });
         staged.complete = true;
         const ok = !r.diagnostics.some((d) => d.severity === 'error');
@@ -393,22 +383,26 @@ class Agent {
   private async revalidateHere(service: string): Promise<Revalidation> {
     const { checkDirector, ToolCache } = await import('../shell/check-director.js');
     this.tools ??= new ToolCache();
+    const r = await checkDirector({ ...this.directorOptions(), root: '/', tools: this.tools });
+    const errors = r.diagnostics.filter((d) => d.severity === 'error');
+    return errors.length ? { diagnostics: errors } : { guard: guardFor(this.config, service, r) };
+  }
+
+  /** How this director checks a set: its own paths, config-id, policy and keepalived (the real validators on). */
+  private directorOptions() {
     const nodeCfg = this.config.nodes[this.node];
-    const r = await checkDirector({
-      root: '/',
+    return {
       keepalivedPath: this.config.files.keepalived,
       fermPath: this.config.files.ferm,
       ...(this.config.files.extra.length ? { extra: this.config.files.extra } : {}),
       ...(nodeCfg?.configId === undefined ? {} : { configId: nodeCfg.configId }),
       external: true,
-      hostSpecific: 'error',
+      hostSpecific: 'error' as const,
       boundary: this.boundary(),
       untrusted: true,
       severity: this.config.check.severity,
       host: this.node,
-    });
-    const errors = r.diagnostics.filter((d) => d.severity === 'error');
-    return errors.length ? { diagnostics: errors } : { guard: guardFor(this.config, service, r) };
+    };
   }
 
   /** This director's own policy on what the primary sends (its lvssync.yaml, which the primary cannot write). */

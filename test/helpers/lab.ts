@@ -2,7 +2,7 @@
 // per test. Needs root and the Debian tools (scripts/setup-host.sh); without them the test fails with
 // the reason, or skips with it printed when LVSSYNC_ALLOW_MISSING_TOOLS=1.
 
-import { existsSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import {
@@ -74,4 +74,31 @@ export function resetDirectors(lab: Lab): void {
       utimesSync(lab.pathOn(d, p), PAST, PAST);
     }
   }
+}
+
+/** An interrupted push on `host` whose backup is gone (a state directory cleaned by hand). */
+export function writeUnrecoverableJournal(lab: Lab, host: (typeof DIRECTORS)[number], file: string): string {
+  const journal = lab.pathOn(host, '/var/lib/lvssync/journal.json');
+  writeFileSync(
+    journal,
+    JSON.stringify({
+      txid: 'dead00000000beef',
+      version: '20200101T000000Z-dead0000',
+      state: 'committed',
+      reloaded: [],
+      paths: [file],
+    }),
+  );
+  return journal;
+}
+
+/** How many `lvssync agent` processes run on this machine (any lab's, any session's). */
+export function countAgents(): number {
+  return readdirSync('/proc').filter((p) => {
+    try {
+      return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent');
+    } catch {
+      return false;
+    }
+  }).length;
 }

@@ -9,7 +9,13 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { ADDR, DIRECTORS, type Director, type Lab, LVSSYNC_YAML, REPO } from '../../scripts/lab/lab.js';
 import { PROTOCOL_VERSION } from '../../src/core/protocol.js';
 import { renderForNode } from '../../src/core/render.js';
-import { labUnavailable, resetDirectors, useLab } from '../helpers/lab.js';
+import {
+  countAgents,
+  labUnavailable,
+  resetDirectors,
+  useLab,
+  writeUnrecoverableJournal,
+} from '../helpers/lab.js';
 
 const unavailable = labUnavailable();
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
@@ -508,26 +514,8 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
 
   it('a rollback that cannot be done on lvs2 is reported at once, every time, and nothing hangs or stays behind', async () => {
     const l = lab();
-    const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
-    // an interrupted push whose backup is gone (a state directory cleaned by hand)
-    writeFileSync(
-      journal,
-      JSON.stringify({
-        txid: 'dead00000000beef',
-        version: '20200101T000000Z-dead0000',
-        state: 'committed',
-        reloaded: [],
-        paths: [FWM],
-      }),
-    );
-    const agentsOn = () =>
-      readdirSync('/proc').filter((p) => {
-        try {
-          return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent');
-        } catch {
-          return false;
-        }
-      }).length;
+    const journal = writeUnrecoverableJournal(l, 'lvs2', FWM);
+    const agentsOn = countAgents;
     const agentsBefore = agentsOn();
     try {
       for (let i = 0; i < 2; i++) {

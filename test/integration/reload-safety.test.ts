@@ -12,7 +12,13 @@ import {
   type ProcRecord,
   REPO,
 } from '../../scripts/lab/lab.js';
-import { labUnavailable, resetDirectors, useLab } from '../helpers/lab.js';
+import {
+  countAgents,
+  labUnavailable,
+  resetDirectors,
+  useLab,
+  writeUnrecoverableJournal,
+} from '../helpers/lab.js';
 
 const unavailable = labUnavailable();
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
@@ -315,25 +321,8 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
 
   it('the daemon facing a peer that cannot recover: retries with backoff, leaves no agent behind, stops at once on SIGTERM', async () => {
     const l = lab();
-    const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
-    writeFileSync(
-      journal,
-      JSON.stringify({
-        txid: 'dead00000000beef',
-        version: '20200101T000000Z-dead0000',
-        state: 'committed',
-        reloaded: [],
-        paths: [FWM],
-      }),
-    );
-    const agents = () =>
-      readdirSync('/proc').filter((p) => {
-        try {
-          return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent');
-        } catch {
-          return false;
-        }
-      }).length;
+    const journal = writeUnrecoverableJournal(l, 'lvs2', FWM);
+    const agents = countAgents;
     try {
       daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200']);
       await until(
