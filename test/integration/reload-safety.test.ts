@@ -1,7 +1,7 @@
 // A service only ever loads a set that validated, in the lab: saves made while a push reloads (on
 // the primary during its slow ferm reload, on the peer between its commit and its reload, and into
 // ferm.conf while ferm runs) are never loaded unvalidated; the pair converges once they are fixed.
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -118,14 +118,9 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
     rmSync(l.pathOn('lvs1', '/run/ferm-reloading'), { force: true });
     const keepalived = l.proc('lvs1', 'keepalived')!;
     l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 61'));
-    await until('the primary’s ferm reload to start', () => {
-      try {
-        statSync(l.pathOn('lvs1', '/run/ferm-reloading'));
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    await until('the primary’s ferm reload to start', () =>
+      existsSync(l.pathOn('lvs1', '/run/ferm-reloading')),
+    );
     expect(l.readFile('lvs2', FWM)).toContain('weight 61');
     // the operator's second save, while lvs1's ferm reload runs: a duplicate VRID
     const dupLine = l.readFile('lvs1', KA).split('\n').length + 5;
@@ -175,14 +170,7 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
     const lvs1Reloads = reloads('lvs1');
     l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 62'));
     const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
-    await until('lvs2’s ferm reload to start', () => {
-      try {
-        statSync(l.pathOn('lvs2', '/run/ferm-reloading'));
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    await until('lvs2’s ferm reload to start', () => existsSync(l.pathOn('lvs2', '/run/ferm-reloading')));
     const keepalived = l.proc('lvs2', 'keepalived')!;
     // the hand edit on lvs2, after the commit, before its keepalived reload
     const edited = l.readFile('lvs2', FWM).replace('weight 62', 'weight 63');
@@ -213,14 +201,7 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
     slowFerm(l, 'lvs1', 2);
     l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 64'));
     const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
-    await until('lvs1’s ferm reload to start', () => {
-      try {
-        statSync(l.pathOn('lvs1', '/run/ferm-reloading'));
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    await until('lvs1’s ferm reload to start', () => existsSync(l.pathOn('lvs1', '/run/ferm-reloading')));
     // a broken ferm.conf saved while ferm is about to read it
     const good = l.readFile('lvs1', FERM);
     l.writeFile('lvs1', FERM, `${good}\nthis is not ferm;\n`);
@@ -241,14 +222,9 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
     l.writeFile('lvs1', FERM, good);
     rmSync(l.pathOn('lvs1', '/run/ferm-reloading'), { force: true });
     const again = lvssync(l, 'lvs1', 'push', '--yes', '--json');
-    await until('lvs1’s ferm reload to start again', () => {
-      try {
-        statSync(l.pathOn('lvs1', '/run/ferm-reloading'));
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    await until('lvs1’s ferm reload to start again', () =>
+      existsSync(l.pathOn('lvs1', '/run/ferm-reloading')),
+    );
     l.writeFile('lvs1', FERM, `${good}\n# a comment saved during the reload\n`);
     const r2 = await again;
     const j2 = JSON.parse(r2.stdout) as {
@@ -356,14 +332,9 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
     try {
       l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 69'));
       const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
-      await until('lvs1’s keepalived reload to start', () => {
-        try {
-          statSync(l.pathOn('lvs1', '/run/ka-reloading'));
-          return true;
-        } catch {
-          return false;
-        }
-      });
+      await until('lvs1’s keepalived reload to start', () =>
+        existsSync(l.pathOn('lvs1', '/run/ka-reloading')),
+      );
       l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 69', 'weight 70'));
       const r = await push;
       const j = JSON.parse(r.stdout) as {
