@@ -18,6 +18,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO } from '../../scripts/lab/lab.js';
 import { PROTOCOL_VERSION } from '../../src/core/protocol.js';
+import { MAX_TX_FILES } from '../../src/shell/store.js';
 import { requireTools } from '../helpers/tools.js';
 
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
@@ -387,4 +388,26 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     rmSync(odd, { force: true });
     rmSync(fermd, { recursive: true, force: true });
   });
+
+  it('a transaction stages at most its documented number of files (E_PROTOCOL past it)', async () => {
+    const txid = 'c9c9c9c9c9c9c9c9';
+    const lines = [hello, req(2, { op: 'begin', txid })];
+    const data = b64('! x\n');
+    for (let i = 0; i <= MAX_TX_FILES; i++)
+      lines.push(
+        req(10 + i, {
+          op: 'put',
+          txid,
+          path: path.join(dir, `etc/keepalived/conf.d/f${i}.conf`),
+          mode: 0o644,
+          data,
+        }),
+      );
+    lines.push(req(5, { op: 'abort', txid, reload: false }));
+    const r = await session(lines);
+    const refused = r.answers.filter((a) => a.error?.code === 'E_PROTOCOL');
+    expect(refused.map((a) => a.id)).toEqual([10 + MAX_TX_FILES]);
+    expect(refused[0]?.error?.message).toMatch(/at most 20000 files/);
+    expect(r.answers.find((a) => a.id === 5)?.ok).toBe(true);
+  }, 120_000);
 });
