@@ -22,8 +22,54 @@ const THEIRS_ONLY_REASONS: ReadonlyArray<readonly [RegExp, string]> = [
   ],
   [/Unknown keyword '}'/, "keepalived's echo of the same stray brace, on the same line"],
   [
-    /for routes is deprecated|Rule has no preference|Invalid rule to address|VRRP parsed invalid IP .*skipping/,
+    /for routes is deprecated|Rule has no preference|Invalid rule to address|VRRP parsed invalid IP .*skipping|Invalid \w+ \S+ for route/,
     'inside virtual_routes / virtual_rules, whose ip-route and ip-rule grammar lvssync passes through unchecked',
+  ],
+  [
+    /Unable to set (default user|uid\/gid) for|Error setting global script uid\/gid|Failed to set uid\/gid for misc checker script/,
+    'about the machine the test runs on (the script user or the script file is missing here), not the file; lvssync shows it as keepalived -t’s second opinion',
+  ],
+  [
+    /track script .* not found|Disabling track script .* since not found|track file .* not found|No file set for track_file/,
+    'a script or track file keepalived disabled on this machine (the message before it says why); shown as its second opinion',
+  ],
+  [
+    /quorum \d+ for .* exceeds total weight/,
+    'keepalived’s own arithmetic on quorum and real server weights (it lowers the quorum and says so); shown as its second opinion',
+  ],
+  [
+    /ports don't match|has port specified - port will be ignored/,
+    'keepalived -t says it once per virtual_server_group member; lvssync flags the fwmark case at the real_server line (KA_FWMARK_REAL_SERVER_PORT) and shows these as keepalived’s second opinion',
+  ],
+  [
+    /malformed (src|unicast peer) address|Invalid smtp server|has no neighbor address set/,
+    'a placeholder address of a published (anonymised) file; keepalived skips the line, and lvssync reports unparsable addresses where its table checks them',
+  ],
+  [
+    /Config files missing '\/home\//,
+    'an include of a path on the machine where the corpus file was written: nothing there here; lvssync asks for that directory and, on a director, refuses it as outside the managed paths',
+  ],
+  [
+    /Strict mode does not support authentication|State MASTER must match being address owner/,
+    'keepalived’s checks under vrrp_strict; shown as its second opinion',
+  ],
+  [
+    /iptables not supported, using nftables|specified for garp_group doesn't exist/,
+    'about this machine (its firewall backend, its interfaces), not the file',
+  ],
+];
+
+/** Disagreements of one corpus set that follow from an earlier finding, with the reason. */
+const SET_REASONS: ReadonlyArray<readonly [RegExp, RegExp, string]> = [
+  [
+    /configs__955p\.conf$/,
+    /number '4294967295' outside range \[0\., 960000\.\]/,
+    'the rtt of a route in virtual_routes (line 126), whose ip-route grammar lvssync passes through unchecked',
+  ],
+  [
+    /configs__(751|notify2)\.conf$/,
+    /Unexpected '\{' - ignoring|Unknown keyword/,
+    'with this config-id $NAME is undefined: keepalived reads the braces of ${NAME} at line 16 as a block (KA_UNDEFINED_DEFINITION there), global_defs ends early and every later global keyword is unknown to it',
   ],
 ];
 
@@ -128,7 +174,9 @@ function diff(set: string, ours: Diagnostic[], theirs: Diagnostic[]): Disagreeme
     for (const c of eq) sameFinding.add(c);
     if (ourLines.has(`${t.file}:${t.line}`) && located(t)) continue;
     if (eq.some((c) => ourCodes.has(c))) continue;
-    const reason = THEIRS_ONLY_REASONS.find(([re]) => re.test(msg))?.[1];
+    const reason =
+      THEIRS_ONLY_REASONS.find(([re]) => re.test(msg))?.[1] ??
+      SET_REASONS.find(([setRe, re]) => setRe.test(set) && re.test(msg))?.[2];
     out.push({
       set,
       side: 'keepalived -t only',

@@ -169,4 +169,14 @@ describe('evaluateKeepalived', () => {
       '/etc/keepalived/conf.d/b.conf',
     ]);
   });
+
+  it('an undefined ${NAME} as written is an error (keepalived reads its braces as a block); keepalived’s own and defined names are not', () => {
+    const text =
+      '@low $NAME=low\n$A=x\nglobal_defs {\n  router_id ${NAME}\n  notification_email_from ${A}@${_PWD}\n}\n';
+    const snap = snapshotOf({ [ROOT]: text }, ['/etc/keepalived']);
+    expect(
+      evaluateKeepalived(snap, ROOT, { configId: 'lvs1' }).diagnostics.map((d) => `${d.code}:${d.line}`),
+    ).toEqual(['KA_UNDEFINED_DEFINITION:4']);
+    expect(evaluateKeepalived(snap, ROOT, { configId: 'low' }).diagnostics).toEqual([]);
+  });
 });

@@ -362,8 +362,6 @@ const globalDefs: Spec = {
       'vrrp_garp_lower_prio_repeat',
       'vrrp_garp_master_refresh',
       'vrrp_garp_master_refresh_repeat',
-      'vrrp_garp_interval',
-      'vrrp_gna_interval',
       'vrrp_min_garp',
       'vrrp_garp_extra_if',
       'vrrp_lower_prio_no_advert',
@@ -453,6 +451,13 @@ const globalDefs: Spec = {
 (globalDefs.children as Record<string, Spec>).router_id = { minArgs: 1, maxArgs: 1, unique: true };
 (globalDefs.children as Record<string, Spec>).notification_email = values;
 (globalDefs.children as Record<string, Spec>).lvs_id = { ...one, deprecated: 'router_id' };
+// read_decimal_unsigned_strvec(strvec, 1, &v, 1, 4294967295, 6) in global_parser.c: seconds, not 0
+for (const k of ['vrrp_garp_interval', 'vrrp_gna_interval'])
+  (globalDefs.children as Record<string, Spec>)[k] = {
+    minArgs: 1,
+    maxArgs: 1,
+    args: [{ kind: 'number', min: 0.000001, max: 4294.967295 }],
+  };
 // keywords of later releases (install_keyword in global_parser.c of the release that added each)
 for (const [k, since, spec] of [
   ['json_version', '2.2.8', one],

@@ -166,6 +166,22 @@ export function evaluateKeepalived(
     const pos: Position[] = [];
     for (const w of words) {
       const p = { file, line: w.line, col: w.col };
+      if (w.kind === 'word' && w.text.indexOf('${') !== -1) {
+        // keepalived leaves an undefined ${NAME} as written and then reads its braces as a block's
+        // (as written in the file: a definition whose value holds one is read differently by keepalived)
+        for (const m of tokenValue(w).matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
+          const name = m[1]!;
+          if (defs.has(name) || KEEPALIVED_DEFINES.has(name)) continue;
+          out.diagnostics.push(
+            diag(
+              'error',
+              'KA_UNDEFINED_DEFINITION',
+              p,
+              `\${${name}} is not defined here${opts.configId === undefined ? '' : ` (config-id ${opts.configId})`}: keepalived leaves it as written and reads its '{' and '}' as a block, which ends the enclosing block early; define $${name} for every config-id, or write $${name} without braces`,
+            ),
+          );
+        }
+      }
       if (w.kind === 'word' && w.text.indexOf('$') !== -1 && defs.size > 0) {
         const v = substitute(tokenValue(w));
         for (const part of v.split(/[ \t]+/)) {
@@ -459,3 +475,6 @@ export function parseLst(s: string): { vars: string[]; sets: string[][]; body: s
   }
   return { vars, sets, body: s.slice(i).trim() };
 }
+
+/** What keepalived defines by itself (set_std_definitions in its parser.c). */
+const KEEPALIVED_DEFINES = new Set(['_PWD', '_INSTANCE', '_RANDOM', '_HASH', '_BANG']);
