@@ -85,6 +85,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   }));
   let there: string[] | undefined;
   let sync: 'in sync' | 'changes pending' | 'drift' | 'peer unreachable' = 'in sync';
+  let peerError: string | undefined;
   let pending = 0;
   let local: DirectorCheck | undefined;
   try {
@@ -105,6 +106,8 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   } catch (e) {
     // the daemon (or a person) is pushing right now: changes are on their way
     sync = e instanceof LvssyncError && e.code === 'E_LOCKED' ? 'changes pending' : 'peer unreachable';
+    // what the peer said (a rollback it cannot finish, a refused key) is the operator's next step
+    if (sync === 'peer unreachable') peerError = (e as Error).message;
   }
   local ??= await checkSelf(config, me, false).catch(() => undefined);
   const vips = new Set<string>();
@@ -120,6 +123,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
     self: me,
     peer: target.name,
     sync,
+    ...(peerError ? { peerError } : {}),
     pendingChanges: pending,
     services,
     daemon: watch
@@ -147,7 +151,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
           (x) =>
             `SERVICE DOWN: ${x.service} on ${x.host} since ${iso(x.since)} (last reload by lvssync ${iso(x.lastReload)})${x.detail ? `: ${x.detail}` : ''}`,
         ),
-      `cluster ${config.cluster}: ${me} -> ${target.name}: ${sync.toUpperCase()}${pending ? ` (${pending} change(s) to push)` : ''}`,
+      `cluster ${config.cluster}: ${me} -> ${target.name}: ${sync.toUpperCase()}${pending ? ` (${pending} change(s) to push)` : ''}${peerError ? `: ${peerError}` : ''}`,
       `daemon:     ${watch ? `${daemonAlive ? 'running' : 'NOT running'}, ${watch.health}` : 'never ran here'}`,
       `last push:  ${lastPush ? `${lastPush.time} ${lastPush.result}${lastPush.error ? `: ${lastPush.error.message}` : ''}` : 'none'}`,
       ...holders.map(

@@ -529,7 +529,10 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       }
       const st = await lvssync(l, 'lvs1', 'status', '--json');
       expect(st.code).toBe(1);
-      expect(JSON.parse(st.stdout).sync).toBe('peer unreachable');
+      expect(JSON.parse(st.stdout)).toMatchObject({
+        sync: 'peer unreachable',
+        peerError: expect.stringMatching(/cannot roll back the interrupted push/),
+      });
       await new Promise((res) => setTimeout(res, 500));
       expect(agentsOn()).toBeLessThanOrEqual(agentsBefore);
     } finally {
