@@ -18,6 +18,7 @@ fi
 
 say "typecheck and build"
 npx tsc -p tsconfig.json
+npx tsc -p test/tsconfig.json
 say "lint (biome)"
 npx biome check src test bench scripts
 say "unit and integration tests"

@@ -21,6 +21,7 @@ async function audit(lab: Lab, ...extra: string[]) {
     report: JSON.parse(r.stdout) as {
       status: string;
       findings: {
+        check: string;
         code: string;
         host: string;
         severity: string;
