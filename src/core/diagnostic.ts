@@ -22,7 +22,7 @@ export interface Position {
   col: number;
 }
 
-import { redactMessage } from './redact.js';
+import { redactMessage } from './secrets.js';
 
 export function diag(
   severity: Severity,

@@ -2,7 +2,7 @@
 // line (secrets redacted) and a caret under the column. Pure.
 
 import type { Diagnostic } from './diagnostic.js';
-import { redactLine } from './redact.js';
+import { redactLine } from './secrets.js';
 
 /** The lines of each file, split once for a whole report (one finding per line of a large file is common). */
 type LinesOf = (file: string) => string[] | undefined;

@@ -7,7 +7,7 @@ import { type Diagnostic, diag } from './diagnostic.js';
 import { type CstNode, type CstStatement, parseKeepalived } from './keepalived/cst.js';
 import type { Token } from './keepalived/lexer.js';
 import { tokenValue } from './keepalived/lexer.js';
-import { SECRET_KEYWORDS } from './redact.js';
+import { SECRET_KEYWORDS } from './secrets.js';
 
 /** A per-host value as the plan shows it: a secret's (a per-host auth_pass) is never printed. */
 function shown(keyword: string, value: string): string {

@@ -7,7 +7,7 @@ import { checkKeepalived } from '../../src/core/check.js';
 import { diag } from '../../src/core/diagnostic.js';
 import { formatDiagnostics } from '../../src/core/format.js';
 import { evaluateKeepalived } from '../../src/core/keepalived/evaluate.js';
-import { redactLine, redactSecrets } from '../../src/core/redact.js';
+import { redactLine, redactSecrets } from '../../src/core/secrets.js';
 import { snapshotOf } from '../../src/core/snapshot.js';
 
 const managed = { roots: ['/etc/keepalived', '/etc/ferm'], extra: ['/usr/local/bin/notify.sh'] };

@@ -1,7 +1,8 @@
 import { createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { fingerprint, keyTypeOf, parseKnownHosts, verifyHostKey } from '../../src/core/known-hosts.js';
-import { diffRedacted, redactSecrets } from '../../src/core/redact.js';
+import { diffRedacted } from '../../src/core/redact.js';
+import { redactSecrets } from '../../src/core/secrets.js';
 
 describe('redactSecrets', () => {
   it('masks auth_pass values (also on @id lines) and shows that they changed', () => {
