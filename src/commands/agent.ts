@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { ManagedPaths } from '../core/boundary.js';
+import type { Boundary } from '../core/boundary.js';
 import type { Config } from '../core/config.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import type { RemoteFile } from '../core/plan.js';
@@ -406,10 +406,11 @@ class Agent {
   }
 
   /** This director's own policy on what the primary sends (its lvssync.yaml, which the primary cannot write). */
-  private boundary(): { managed: ManagedPaths; fermCommands: boolean } {
+  private boundary(): Boundary {
     return {
       managed: { roots: this.store.roots, extra: this.store.extra },
       fermCommands: this.config.agent.fermCommands,
+      ...(this.config.agent.scripts ? { scripts: this.config.agent.scripts } : {}),
     };
   }
 

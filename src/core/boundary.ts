@@ -5,9 +5,11 @@
 // lvssync.yaml decides whether ferm commands are allowed (agent.fermCommands). Pure.
 
 import path from 'node:path';
+import picomatch from 'picomatch';
 import type { Config } from './config.js';
 import { type Diagnostic, diag } from './diagnostic.js';
-import type { IncludeRef } from './keepalived/evaluate.js';
+import type { Directive, IncludeRef } from './keepalived/evaluate.js';
+import { RUNS_SCRIPT } from './keepalived/lint.js';
 
 /** The managed paths of a director: its roots (directories) and its single extra files. */
 export interface ManagedPaths {
@@ -24,8 +26,45 @@ export function managedOf(config: Config): ManagedPaths {
 }
 
 /** This director's own policy on a set (the primary's check, or the agent's), from its lvssync.yaml. */
-export function boundaryOf(config: Config): { managed: ManagedPaths; fermCommands: boolean } {
-  return { managed: managedOf(config), fermCommands: config.agent.fermCommands };
+export interface Boundary {
+  managed: ManagedPaths;
+  fermCommands: boolean;
+  /** Globs of the programs keepalived may be made to run; undefined: any. */
+  scripts?: readonly string[];
+}
+
+export function boundaryOf(config: Config): Boundary {
+  return {
+    managed: managedOf(config),
+    fermCommands: config.agent.fermCommands,
+    ...(config.agent.scripts ? { scripts: config.agent.scripts } : {}),
+  };
+}
+
+/**
+ * The programs a set makes keepalived run (vrrp_script, notify*, MISC_CHECK), against the director's
+ * own list (agent.scripts): one outside it is an error at its line.
+ */
+export function checkScripts(directives: readonly Directive[], allowed: readonly string[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const ok = allowed.length ? picomatch([...allowed], { posix: true }) : () => false;
+  const queue = [...directives];
+  for (let i = 0; i < queue.length && i < 100_000; i++) {
+    const d = queue[i]!;
+    if (d.children) queue.push(...d.children);
+    if (!RUNS_SCRIPT.has(d.name) || d.args.length === 0) continue;
+    const program = d.args.join(' ').trim().split(/\s+/)[0] ?? '';
+    if (ok(program)) continue;
+    out.push(
+      diag(
+        'error',
+        'KA_SCRIPT_NOT_ALLOWED',
+        d.pos,
+        `'${d.name}' would make keepalived run ${program}, which this director's lvssync.yaml does not allow (agent.scripts: ${allowed.join(', ') || 'none'})`,
+      ),
+    );
+  }
+  return out;
 }
 
 /** Whether a path, or every path a glob can match, stays inside the managed paths. */

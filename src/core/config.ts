@@ -73,6 +73,8 @@ export interface Config {
   agent: {
     /** ferm backticks, command @includes and @hook: ferm runs them even while only validating. */
     fermCommands: boolean;
+    /** Globs of the programs a set may make keepalived run (scripts, notify); undefined: any. */
+    scripts?: string[];
   };
   push: {
     /** Command the primary asks the peer's sshd to run (an authorized_keys forced command wins). */
@@ -386,7 +388,12 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
   if (raw.agent !== undefined) {
     if (!isObj(raw.agent)) problems.push('agent: must be a mapping');
     else {
-      unknownKeys(raw.agent, ['fermCommands'], 'agent', problems);
+      unknownKeys(raw.agent, ['fermCommands', 'scripts'], 'agent', problems);
+      if (raw.agent.scripts !== undefined) {
+        const scripts = strList(raw.agent.scripts, 'agent.scripts', problems, []);
+        for (const [i, g] of scripts.entries()) absPath(g, `agent.scripts[${i}]`, problems);
+        c.agent.scripts = scripts;
+      }
       if (raw.agent.fermCommands !== undefined) {
         if (typeof raw.agent.fermCommands !== 'boolean')
           problems.push('agent.fermCommands: must be true or false');

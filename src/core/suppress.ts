@@ -10,6 +10,7 @@ export const UNSUPPRESSIBLE: ReadonlySet<string> = new Set([
   'FERM_COMMAND_REFUSED',
   'FERM_INCLUDE_OUTSIDE',
   'KA_INCLUDE_OUTSIDE',
+  'KA_SCRIPT_NOT_ALLOWED',
   'KA_TOO_DEEP',
 ]);
 

@@ -6,9 +6,11 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import {
+  type Boundary,
   boundaryOf,
   checkFermFiles,
   checkIncludes,
+  checkScripts,
   insideManaged,
   type ManagedPaths,
 } from '../core/boundary.js';
@@ -83,7 +85,7 @@ export interface DirectorCheckOptions {
    * The paths lvssync manages on this director: an include outside them is an error found before any
    * validator runs, and ferm's commands are refused unless `fermCommands` (core/boundary.ts).
    */
-  boundary?: { managed: ManagedPaths; fermCommands: boolean };
+  boundary?: Boundary;
   /**
    * The agent validating what the primary sent: no validator runs before the boundary held, and what
    * they say about files outside the managed paths is withheld from the answer.
@@ -288,6 +290,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       (f) => f.path === opts.fermPath || f.path.startsWith(`${fermDir}/`),
     );
   const includeRefusals = opts.boundary ? checkIncludes(ka.evaluation.includes, opts.boundary.managed) : [];
+  if (opts.boundary?.scripts) external.push(...checkScripts(ka.evaluation.directives, opts.boundary.scripts));
   external.push(...fermRefusals, ...includeRefusals);
   if (!snapshot.files.has(opts.fermPath)) {
     external.push(

@@ -76,9 +76,10 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
   function session(
     lines: string[],
     raw = '',
+    config = cfg,
   ): Promise<{ answers: Answer[]; code: number | null; stderr: string }> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [MAIN, 'agent', '--config', cfg, '--node', 'lvs2'], {
+      const child = spawn(process.execPath, [MAIN, 'agent', '--config', config, '--node', 'lvs2'], {
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let out = '';
@@ -410,4 +411,34 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     expect(refused[0]?.error?.message).toMatch(/at most 20000 files/);
     expect(r.answers.find((a) => a.id === 5)?.ok).toBe(true);
   }, 120_000);
+
+  it('a director that lists the programs keepalived may run refuses a set that runs another, before anything runs', async () => {
+    const strict = path.join(dir, 'etc/lvssync/strict.yaml');
+    writeFileSync(strict, `${readFileSync(cfg, 'utf8')}agent:\n  scripts: [/usr/local/lib/keepalived/*]\n`);
+    const txid = 'd0d0d0d0d0d0d0d0';
+    const evil = 'vrrp_script chk {\n  script "/tmp/evil.sh"\n}\n';
+    const r = await session(
+      [
+        hello,
+        req(2, { op: 'begin', txid }),
+        req(3, {
+          op: 'put',
+          txid,
+          path: path.join(dir, 'etc/keepalived/conf.d/evil.conf'),
+          mode: 0o644,
+          data: b64(evil),
+        }),
+        req(4, { op: 'validate', txid }),
+        req(5, { op: 'abort', txid, reload: false }),
+      ],
+      '',
+      strict,
+    );
+    const v = r.answers.find((a) => a.id === 4)!;
+    expect(v.result?.ok).toBe(false);
+    expect(v.result?.diagnostics).toContainEqual(
+      expect.objectContaining({ code: 'KA_SCRIPT_NOT_ALLOWED', line: 2, severity: 'error' }),
+    );
+    rmSync(strict);
+  });
 });

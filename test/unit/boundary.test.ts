@@ -2,7 +2,13 @@
 // checker's robustness: a seeded fuzz of keepalived files (deep nesting, huge lines, random bytes)
 // through the whole pure pipeline and its text output, which must never throw.
 import { describe, expect, it } from 'vitest';
-import { checkFermFiles, checkIncludes, insideManaged, scanFerm } from '../../src/core/boundary.js';
+import {
+  checkFermFiles,
+  checkIncludes,
+  checkScripts,
+  insideManaged,
+  scanFerm,
+} from '../../src/core/boundary.js';
 import { checkKeepalived } from '../../src/core/check.js';
 import { diag } from '../../src/core/diagnostic.js';
 import { formatDiagnostics } from '../../src/core/format.js';
@@ -61,6 +67,19 @@ describe('ferm commands and includes', () => {
       'FERM_INCLUDE_OUTSIDE',
       'FERM_INCLUDE_OUTSIDE',
     ]);
+  });
+});
+
+describe('the programs keepalived may be made to run', () => {
+  it('a script, notify or misc_path outside agent.scripts is an error at its line', () => {
+    const text =
+      'vrrp_script a {\n  script "/usr/local/lib/ka/check.sh arg"\n}\nvrrp_instance v {\n  notify_master /tmp/evil.sh\n}\nvirtual_server 192.0.2.1 80 {\n  real_server 192.0.2.2 80 {\n    MISC_CHECK {\n      misc_path "/bin/sh -c id"\n    }\n  }\n}\n';
+    const ev = evaluateKeepalived(snapshotOf({ [KA]: text }, ['/etc/keepalived']), KA);
+    expect(checkScripts(ev.directives, ['/usr/local/lib/ka/*']).map((d) => `${d.code}:${d.line}`)).toEqual([
+      'KA_SCRIPT_NOT_ALLOWED:5',
+      'KA_SCRIPT_NOT_ALLOWED:10',
+    ]);
+    expect(checkScripts(ev.directives, ['/usr/local/lib/ka/*', '/tmp/*', '/bin/sh'])).toEqual([]);
   });
 });
 

@@ -680,7 +680,7 @@ function checkReloadSettings(m: KeepalivedModel, first: Position | undefined, ou
 }
 
 /** The keywords that make keepalived run a program (keepalived.conf(5)). */
-const RUNS_SCRIPT = new Set([
+export const RUNS_SCRIPT: ReadonlySet<string> = new Set([
   'script',
   'notify',
   'notify_master',
