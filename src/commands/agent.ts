@@ -20,6 +20,7 @@ import {
   type ReloadResult,
   type Request,
 } from '../core/protocol.js';
+import { describeChangedDuring } from '../core/service-set.js';
 import type { Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
@@ -30,7 +31,7 @@ import { withLock } from '../shell/lock.js';
 import { liveStart } from '../shell/proc.js';
 import { guardFor, type Revalidation, readLoaded, reloadTiming, reloadValidated } from '../shell/reload.js';
 import { readAddresses, readServiceStates, reloadService, verifyService } from '../shell/services.js';
-import { Store } from '../shell/store.js';
+import { type Journal, Store } from '../shell/store.js';
 
 export interface AgentOptions {
   config?: string;
@@ -319,7 +320,7 @@ class Agent {
             o.kind === 'superseded'
               ? `not reloaded: changed on this director since the set validated: ${o.changed.join(', ')}`
               : o.kind === 'changed-during'
-                ? `${req.service} read its files while they changed (${o.changed.join(', ')}); ${r.invalid ? 'what is on disk now does not validate' : 'they kept changing'}: what it loaded is unknown`
+                ? describeChangedDuring(req.service, o.changed, r.invalid !== undefined)
                 : '',
           ]
             .filter(Boolean)
@@ -427,19 +428,14 @@ class Agent {
   ): Promise<{ restored: string[]; reloaded: ReloadResult[] }> {
     const j = this.store.journal();
     this.store.discard(txid);
-    const reloaded: ReloadResult[] = [];
-    let restored: string[] = [];
-    if (j && j.txid === txid) {
-      restored = this.store.restoreVersion(j.version, 'restore').paths;
-      if (reload || j.state === 'reloaded') {
-        for (const s of this.config.services) reloaded.push(await reloadService(this.config, s.name));
-      }
-      this.store.saveJournal(undefined);
-    }
+    const done =
+      j && j.txid === txid
+        ? await rollBack(this.config, this.store, j, reload || j.state === 'reloaded')
+        : { restored: [], reloaded: [] };
     // keep what the guard wrote if it was first: the record says who restored the files
     if (!existsSync(this.store.confirmPath(txid))) writeFileSync(this.store.confirmPath(txid), 'aborted\n');
     this.endTx();
-    return { restored, reloaded };
+    return done;
   }
 
   /** A journal left by an agent that died mid-push: roll it back before anything else. */
@@ -459,20 +455,7 @@ class Agent {
     try {
       const again = this.store.journal();
       if (!again) return undefined;
-      try {
-        this.store.restoreVersion(again.version, 'restore');
-      } catch (e) {
-        // said precisely, every time a session starts, until it succeeds (the journal stays)
-        throw new LvssyncError(
-          'E_WRITE',
-          `cannot roll back the interrupted push ${again.txid} (putting back version ${again.version}): ${(e as Error).message}; fix that (free space, a directory where a file belongs), then any lvssync command retries the rollback`,
-          { cause: e },
-        );
-      }
-      if (again.state === 'reloaded' || again.state === 'committed') {
-        for (const s of this.config.services) await reloadService(this.config, s.name);
-      }
-      this.store.saveJournal(undefined);
+      await rollBack(this.config, this.store, again, again.state !== 'committing');
       return again.txid;
     } finally {
       if (!this.release) release();
@@ -533,10 +516,7 @@ async function runWatcher(config: Config, store: Store, txid: string, pid: numbe
   try {
     const j = store.journal();
     if (j?.txid !== txid) return 0;
-    store.restoreVersion(j.version, 'restore');
-    if (j.state === 'reloaded' || j.state === 'committed')
-      for (const s of config.services) await reloadService(config, s.name);
-    store.saveJournal(undefined);
+    await rollBack(config, store, j, j.state !== 'committing');
     if (!existsSync(store.confirmPath(txid)))
       writeFileSync(store.confirmPath(txid), 'reverted: the agent died\n');
     return 0;
@@ -560,12 +540,39 @@ async function runGuard(config: Config, store: Store, txid: string, seconds: num
   // No lock: the agent that started this guard may be stuck on a connection ferm just cut.
   const j = store.journal();
   if (j && j.txid === txid && !existsSync(confirm)) {
-    store.restoreVersion(j.version, 'restore');
-    store.saveJournal(undefined);
     writeFileSync(confirm, 'reverted by guard\n');
-    for (const s of config.services) await reloadService(config, s.name);
+    await rollBack(config, store, j, true);
   }
   return 0;
+}
+
+/**
+ * Rolls a committed transaction back: puts back the history version its commit made (what already
+ * is back is left alone), reloads every service when it may have loaded the new files, and only
+ * then forgets the journal (a rollback cut short is done again by the next session). The one way
+ * back for an abort, a session's recovery, the ferm guard and the watcher. Throws E_WRITE, with what
+ * to do, when the files cannot be put back.
+ */
+async function rollBack(
+  config: Config,
+  store: Store,
+  j: Journal,
+  reload: boolean,
+): Promise<{ restored: string[]; reloaded: ReloadResult[] }> {
+  let restored: string[];
+  try {
+    restored = store.restoreVersion(j.version, 'restore').paths;
+  } catch (e) {
+    throw new LvssyncError(
+      'E_WRITE',
+      `cannot roll back the interrupted push ${j.txid} (putting back version ${j.version}): ${(e as Error).message}; fix that (free space, a directory where a file belongs), then any lvssync command retries the rollback`,
+      { cause: e },
+    );
+  }
+  const reloaded: ReloadResult[] = [];
+  if (reload) for (const s of config.services) reloaded.push(await reloadService(config, s.name));
+  store.saveJournal(undefined);
+  return { restored, reloaded };
 }
 
 /** A failure of this director's disk (full, read-only, a directory where a file belongs): E_WRITE. */

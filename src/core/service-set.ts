@@ -63,3 +63,8 @@ export type ReloadOutcome =
   | { kind: 'changed-during'; changed: string[]; durationMs: number; output: string }
   /** The reload command failed, or the service did not read its files in time, or is not running. */
   | { kind: 'failed'; durationMs: number; output: string };
+
+/** What a reload whose files changed while the service read them leaves: said the same on both directors. */
+export function describeChangedDuring(service: string, changed: readonly string[], invalid: boolean): string {
+  return `${service} read its files while they changed (${changed.join(', ')}); ${invalid ? 'what is on disk now does not validate' : 'they kept changing'}: what it loaded is unknown`;
+}

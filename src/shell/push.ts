@@ -31,7 +31,7 @@ import type {
   VerifyResult,
 } from '../core/protocol.js';
 import { renderForNode } from '../core/render.js';
-import { setDigest } from '../core/service-set.js';
+import { describeChangedDuring, setDigest } from '../core/service-set.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, readSelf, type ToolCache } from './check-director.js';
@@ -593,7 +593,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
           }
           const during =
             o.kind === 'changed-during'
-              ? `${svc.name} read its files while they changed (${o.changed.join(', ')}); ${rv.invalid ? 'what is on disk now does not validate' : 'they kept changing'}: what it loaded is unknown`
+              ? describeChangedDuring(svc.name, o.changed, rv.invalid !== undefined)
               : '';
           report.steps.push({
             host: self,
