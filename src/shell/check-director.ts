@@ -26,7 +26,7 @@ import { type LocatedMark, validateMarks } from '../core/cross-check.js';
 import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { markLocator } from '../core/ferm/marks.js';
 import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
-import { checkVersions } from '../core/keepalived/lint.js';
+import { checkVersions, versionedKeywords } from '../core/keepalived/lint.js';
 import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { applySuppressions, type SeverityOverride, type Suppressed } from '../core/suppress.js';
 import {
@@ -351,11 +351,16 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     ...fermFiles.map((f) => f.path).filter((p) => !ka.evaluation.files.includes(p)),
   ];
   // a keyword newer than the keepalived this director runs is an error here, where it would be ignored
-  const version =
-    opts.external !== false ? (tools ? tools.keepalivedVersion() : readKeepalivedVersion()) : undefined;
+  // (keepalived is asked its version only for a set that uses such a keyword)
+  const versioned = opts.external !== false ? versionedKeywords(ka.evaluation.directives) : [];
+  const version = versioned.length
+    ? tools
+      ? tools.keepalivedVersion()
+      : readKeepalivedVersion()
+    : undefined;
   const cross = [
     ...(marks ? validateMarks(ka.model, marks) : []),
-    ...(version ? checkVersions(ka.evaluation.directives, version, opts.host ?? 'this director') : []),
+    ...(version ? checkVersions(versioned, version, opts.host ?? 'this director') : []),
   ];
   const complete = (keepalivedTest: ToolRun | undefined): DirectorCheck => {
     const found = keepalivedTest

@@ -6,7 +6,7 @@ import { mergeSecondOpinion, reloadRefusal } from '../../src/core/check.js';
 import { DEFAULTS } from '../../src/core/config.js';
 import { diag } from '../../src/core/diagnostic.js';
 import { evaluateKeepalived } from '../../src/core/keepalived/evaluate.js';
-import { checkVersions, compareVersions } from '../../src/core/keepalived/lint.js';
+import { checkVersions, compareVersions, versionedKeywords } from '../../src/core/keepalived/lint.js';
 import { buildModel } from '../../src/core/keepalived/model.js';
 import { diffReadings, diffSets, serviceGlobs, setDigest } from '../../src/core/service-set.js';
 import { snapshotOf } from '../../src/core/snapshot.js';
@@ -147,13 +147,15 @@ describe('keepalived versions', () => {
     const text =
       'global_defs {\n  json_version 2\n  vrrp_owner_ignore_adverts\n}\nvrrp_instance v {\n  no_virtual_ipaddress\n}\n';
     const directives = evaluateKeepalived(snapshotOf({ [KA]: text }, ['/etc/keepalived']), KA).directives;
-    expect(checkVersions(directives, '2.2.7', 'lvs2').map((d) => `${d.code}:${d.line}:${d.message}`)).toEqual(
-      [
-        "KA_NEEDS_VERSION:2:'json_version' needs keepalived >= 2.2.8; lvs2 runs 2.2.7, which does not read it",
-        "KA_NEEDS_VERSION:3:'vrrp_owner_ignore_adverts' needs keepalived >= 2.3.3; lvs2 runs 2.2.7, which does not read it",
-        "KA_NEEDS_VERSION:6:'no_virtual_ipaddress' needs keepalived >= 2.2.8; lvs2 runs 2.2.7, which does not read it",
-      ],
-    );
-    expect(checkVersions(directives, '2.3.3', 'lvs2')).toEqual([]);
+    expect(
+      checkVersions(versionedKeywords(directives), '2.2.7', 'lvs2').map(
+        (d) => `${d.code}:${d.line}:${d.message}`,
+      ),
+    ).toEqual([
+      "KA_NEEDS_VERSION:2:'json_version' needs keepalived >= 2.2.8; lvs2 runs 2.2.7, which does not read it",
+      "KA_NEEDS_VERSION:3:'vrrp_owner_ignore_adverts' needs keepalived >= 2.3.3; lvs2 runs 2.2.7, which does not read it",
+      "KA_NEEDS_VERSION:6:'no_virtual_ipaddress' needs keepalived >= 2.2.8; lvs2 runs 2.2.7, which does not read it",
+    ]);
+    expect(checkVersions(versionedKeywords(directives), '2.3.3', 'lvs2')).toEqual([]);
   });
 });

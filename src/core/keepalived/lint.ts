@@ -740,29 +740,39 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
-/**
- * Keywords newer than the keepalived installed on a director (`version`, from keepalived --version;
- * `host` names the director in the message): a real error there, as keepalived would not read them.
- */
-export function checkVersions(directives: readonly Directive[], version: string, host: string): Diagnostic[] {
-  const out: Diagnostic[] = [];
+/** The directives of a set whose keyword came after keepalived 2.2.7, with the release that added it. */
+export function versionedKeywords(directives: readonly Directive[]): { d: Directive; since: string }[] {
+  const out: { d: Directive; since: string }[] = [];
   const queue: [readonly Directive[], Readonly<Record<string, Spec>>][] = [[directives, TOP]];
   for (let q = 0; q < queue.length && q < 100_000; q++) {
     const [nodes, table] = queue[q]!;
     for (const d of nodes) {
       const spec = specOf(table, d.name);
       if (!spec) continue;
-      if (spec.since && compareVersions(version, spec.since) < 0)
-        out.push(
-          diag(
-            'error',
-            'KA_NEEDS_VERSION',
-            d.pos,
-            `'${d.name}' needs keepalived >= ${spec.since}; ${host} runs ${version}, which does not read it`,
-          ),
-        );
+      if (spec.since) out.push({ d, since: spec.since });
       if (d.children && spec.children) queue.push([d.children, spec.children]);
     }
   }
   return out;
+}
+
+/**
+ * Keywords newer than the keepalived installed on a director (`version`, from keepalived --version;
+ * `host` names the director in the message): a real error there, as keepalived would not read them.
+ */
+export function checkVersions(
+  found: readonly { d: Directive; since: string }[],
+  version: string,
+  host: string,
+): Diagnostic[] {
+  return found
+    .filter(({ since }) => compareVersions(version, since) < 0)
+    .map(({ d, since }) =>
+      diag(
+        'error',
+        'KA_NEEDS_VERSION',
+        d.pos,
+        `'${d.name}' needs keepalived >= ${since}; ${host} runs ${version}, which does not read it`,
+      ),
+    );
 }
