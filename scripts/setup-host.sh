@@ -18,6 +18,11 @@ declare -A NEED=(
   [unshare]=util-linux
   [rsync]=rsync
   [ipvsadm]=ipvsadm
+  # the systemd lab and the Debian package
+  [systemd-nspawn]=systemd-container
+  [mmdebstrap]=mmdebstrap
+  [lintian]=lintian
+  [dpkg-deb]=dpkg
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }

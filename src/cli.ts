@@ -5,7 +5,9 @@ import type { Command as CommandType } from 'commander';
 import { EXIT, isLvssyncError } from './errors.js';
 import type { Io } from './io.js';
 
-const VERSION = '0.1.0';
+/** Set by the package build (esbuild's define); else the source tree's, equal to package.json's. */
+declare const LVSSYNC_VERSION: string | undefined;
+export const VERSION = typeof LVSSYNC_VERSION === 'string' ? LVSSYNC_VERSION : '0.1.0';
 
 /**
  * `lvssync agent [--config FILE] [--node NAME]`, as sshd runs it for every push and audit: read
@@ -43,8 +45,34 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       return reportError(e, io);
     }
   }
-  const { Command, CommanderError, Option } = await import('commander');
+  const { CommanderError } = await import('commander');
   let exitCode: number = EXIT.OK;
+  const program = await defineProgram(io, (code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync(['node', 'lvssync', ...argv]);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
+        return EXIT.OK;
+      return EXIT.USAGE;
+    }
+    return reportError(e, io);
+  }
+  return exitCode;
+}
+
+/**
+ * The command table: every command, option and help text. The man page and the bash completion are
+ * generated from it (scripts/package), so they cannot drift from what the program accepts.
+ */
+export async function defineProgram(io: Io, setExit: (code: number) => void): Promise<CommandType> {
+  const { Command, Option } = await import('commander');
   const program = new Command('lvssync')
     .description('Keeps a pair of LVS directors (keepalived + ferm) in lock-step.')
     .version(VERSION)
@@ -66,7 +94,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .addOption(new Option('--no-external', 'skip the real ferm --noexec and keepalived -t'))
     .action(async (opts) => {
       const { runCheck } = await import('./commands/check.js');
-      exitCode = await runCheck(opts, io);
+      setExit(await runCheck(opts, io));
     });
 
   const pushOpts = (c: CommandType) =>
@@ -86,7 +114,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       .option('--force', 'overwrite peer files that were edited on the peer since lvssync wrote them'),
   ).action(async (opts) => {
     const { runPushCommand } = await import('./commands/push.js');
-    exitCode = await runPushCommand(opts, io, 'push');
+    setExit(await runPushCommand(opts, io, 'push'));
   });
 
   pushOpts(
@@ -95,7 +123,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       .description('print what push would change on the peer (unified diffs, secrets redacted)'),
   ).action(async (opts) => {
     const { runPushCommand } = await import('./commands/push.js');
-    exitCode = await runPushCommand(opts, io, 'diff');
+    setExit(await runPushCommand(opts, io, 'diff'));
   });
 
   withConfig(program.command('rollback'))
@@ -107,7 +135,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .option('--json', 'print one JSON object')
     .action(async (opts) => {
       const { runRollbackCommand } = await import('./commands/push.js');
-      exitCode = await runRollbackCommand(opts, io);
+      setExit(await runRollbackCommand(opts, io));
     });
 
   withConfig(program.command('watch'))
@@ -132,7 +160,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
       v8.setFlagsFromString('--no-opt');
       v8.setFlagsFromString('--no-sparkplug');
       const { runWatch } = await import('./commands/watch.js');
-      exitCode = await runWatch(opts, io);
+      setExit(await runWatch(opts, io));
     });
 
   withConfig(program.command('audit'))
@@ -150,7 +178,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .option('-v, --verbose', 'also list what is ok')
     .action(async (opts) => {
       const { runAuditCommand } = await import('./commands/audit.js');
-      exitCode = await runAuditCommand(opts, io);
+      setExit(await runAuditCommand(opts, io));
     });
 
   withConfig(program.command('status'))
@@ -160,7 +188,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .option('--json', 'print one JSON object')
     .action(async (opts) => {
       const { runStatusCommand } = await import('./commands/audit.js');
-      exitCode = await runStatusCommand(opts, io);
+      setExit(await runStatusCommand(opts, io));
     });
 
   withConfig(program.command('init'))
@@ -169,7 +197,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .option('-y, --yes', 'pin the host key without asking (check the fingerprint out of band)')
     .action(async (opts) => {
       const { runInit } = await import('./commands/init.js');
-      exitCode = await runInit(opts, io);
+      setExit(await runInit(opts, io));
     });
 
   withConfig(program.command('agent'))
@@ -180,29 +208,15 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
     .addOption(new Option('--watch-agent <pid>').hideHelp())
     .action(async (opts) => {
       const { runAgent } = await import('./commands/agent.js');
-      exitCode = await runAgent(opts, io);
+      setExit(await runAgent(opts, io));
     });
 
   withConfig(program.command('watch-worker', { hidden: true }))
     .description("the watch daemon's pushing half (started by lvssync watch)")
     .action(async (opts) => {
       const { runWatchWorker } = await import('./commands/watch-worker.js');
-      exitCode = await runWatchWorker(opts);
+      setExit(await runWatchWorker(opts));
     });
 
-  try {
-    await program.parseAsync(['node', 'lvssync', ...argv]);
-  } catch (e) {
-    if (e instanceof CommanderError) {
-      if (
-        e.code === 'commander.helpDisplayed' ||
-        e.code === 'commander.version' ||
-        e.code === 'commander.help'
-      )
-        return EXIT.OK;
-      return EXIT.USAGE;
-    }
-    return reportError(e, io);
-  }
-  return exitCode;
+  return program;
 }

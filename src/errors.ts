@@ -23,6 +23,20 @@ export const EXIT = {
   INTERNAL: 70,
 } as const;
 
+/** What each exit status means, for the man page and --help (in the order of EXIT). */
+export const EXIT_MEANING: Readonly<Record<keyof typeof EXIT, string>> = {
+  OK: 'success',
+  FINDINGS: 'the configuration set has errors (nothing left this host)',
+  USAGE: 'bad command line',
+  CONFIG: "lvssync's own configuration file is missing or invalid",
+  PEER: 'the peer could not be reached or authenticated (SSH, host key)',
+  PUSH_FAILED: 'a push step failed on the peer, which was rolled back (or says why it could not be)',
+  CONFLICT: "the peer's files were changed outside lvssync; nothing was written (use --force)",
+  LOCKED: 'another lvssync run holds the lock',
+  TOOL: 'a required program (ferm, keepalived, ...) is missing or failed to run',
+  INTERNAL: 'anything else: a bug',
+};
+
 export type ErrorCode =
   | 'E_USAGE'
   | 'E_CONFIG'

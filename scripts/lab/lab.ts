@@ -131,7 +131,7 @@ export function run(
 }
 
 /** The start time of a live process (undefined when gone or a zombie awaiting its reaper). */
-function procStart(pid: number): string | undefined {
+export function procStart(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // comm (field 2) may hold spaces: split after its closing parenthesis.
@@ -147,9 +147,9 @@ function alive(p: ProcRecord): boolean {
   return procStart(p.pid) === p.start;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(
+export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs: number,

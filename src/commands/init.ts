@@ -54,12 +54,14 @@ function fetchHostKey(host: string, port: number, timeoutMs: number): Promise<Bu
 export async function runInit(opts: InitOptions, io: Io): Promise<number> {
   const configPath = opts.config ?? DEFAULT_CONFIG_PATH;
   if (!existsSync(configPath)) {
-    const example = path.resolve(
-      path.dirname(fileURLToPath(import.meta.url)),
-      '../../../config/lvssync.example.yaml',
-    );
+    // the source tree's (dist/src/commands -> config/), else the Debian package's
+    const example =
+      [
+        path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../config/lvssync.example.yaml'),
+        '/usr/share/doc/lvssync/examples/lvssync.example.yaml',
+      ].find((f) => existsSync(f)) ?? '';
     io.stdout(`No ${configPath} yet. Start from the example (the same file goes on both directors):\n\n`);
-    io.stdout(existsSync(example) ? readFileSync(example, 'utf8') : `see config/lvssync.example.yaml\n`);
+    io.stdout(example ? readFileSync(example, 'utf8') : `see config/lvssync.example.yaml\n`);
     io.stdout(`\nWrite it to ${configPath}, set nodes, then run lvssync init again.\n`);
     return EXIT.CONFIG;
   }

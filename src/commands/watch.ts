@@ -5,7 +5,7 @@
 // SIGHUP reloads lvssync.yaml (a bad one keeps the old); SIGTERM finishes the current step and exits.
 
 import { type ChildProcess, fork } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import picomatch from 'picomatch';
@@ -20,12 +20,13 @@ import {
   startEarly,
   startIfDue,
 } from '../core/coalesce.js';
-import type { Config } from '../core/config.js';
+import { type Config, daemonWriteDirs } from '../core/config.js';
 import { globBase } from '../core/snapshot.js';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
+import { sdNotify } from '../shell/sd-notify.js';
 import type {
   AuditSummary,
   GateReply,
@@ -101,7 +102,7 @@ function watchSetOf(config: Config, local: WatchInput): WatchSet {
 }
 
 export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
-  const log = createLogger({ pretty: io.isTTY });
+  const log = await createLogger({ pretty: io.isTTY });
   const { config, path: configPath } = await loadConfig(opts.config);
   const self = requireSelfNode(config, opts.node);
   if (self !== config.primary) {
@@ -122,6 +123,17 @@ export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
       'E_USAGE',
       `--quiet ${timing.quietMs} is too short: at least ${MIN_QUIET_MS} ms (the file watcher reports one change per file in ${MIN_QUIET_MS} ms, so a shorter window could push a file before its last write)`,
     );
+  // under systemd's ProtectSystem=strict a directory not in ReadWritePaths is read-only: say so now
+  for (const w of daemonWriteDirs(config)) {
+    const problem = notWritable(w.dir);
+    if (!problem) continue;
+    const hint = process.env.INVOCATION_ID
+      ? `; under systemd, allow it with a drop-in (systemctl edit lvssync): [Service] ReadWritePaths=${w.dir}`
+      : '';
+    const message = `${w.setting} ${w.dir} is not writable (${problem})${hint}`;
+    if (w.required) throw new LvssyncError('E_CONFIG', message);
+    log.error({ dir: w.dir, setting: w.setting, problem }, message);
+  }
   const daemon = new WatchDaemon(
     config,
     configPath,
@@ -140,7 +152,11 @@ export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
 class WorkerClient {
   private child: ChildProcess | undefined;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  /** Requests awaiting an answer, each with the worker it went to (an old worker's exit fails only its own). */
+  private readonly pending = new Map<
+    number,
+    { child: ChildProcess; resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
 
   constructor(
     private readonly args: string[],
@@ -159,7 +175,7 @@ class WorkerClient {
     const child = this.ensure();
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { child, resolve: resolve as (v: unknown) => void, reject });
       const req: WorkerRequest = gated ? { id, job, gated } : { id, job };
       child.send(req);
     });
@@ -190,9 +206,11 @@ class WorkerClient {
     child.on('exit', (code, signal) => {
       if (this.child === child) this.child = undefined;
       this.onLife('exited', child.pid, signal ?? `status ${code}`);
-      for (const p of this.pending.values())
+      for (const [id, p] of this.pending) {
+        if (p.child !== child) continue;
+        this.pending.delete(id);
         p.reject(new LvssyncError('E_INTERNAL', `the push worker exited (${signal ?? `status ${code}`})`));
-      this.pending.clear();
+      }
     });
     this.child = child;
     this.onLife('started', child.pid);
@@ -286,9 +304,13 @@ class WatchDaemon {
     process.on('SIGHUP', () => void this.reloadConfig());
     process.on('SIGTERM', () => void this.stop('SIGTERM'));
     process.on('SIGINT', () => void this.stop('SIGINT'));
-    return new Promise<number>((resolve) => {
+    const stopped = new Promise<number>((resolve) => {
       this.resolveStopped = resolve;
     });
+    // only now may systemd send SIGHUP (ExecReload): before the handler it would end the process
+    const ready = await sdNotify([`--pid=${process.pid}`, '--ready', '--status=watching']);
+    if (ready.error) this.log.warn({ error: ready.error }, 'could not tell systemd that the daemon is ready');
+    return stopped;
   }
 
   private readonly worker: WorkerClient;
@@ -680,5 +702,19 @@ class WatchDaemon {
     this.worker.stop();
     this.log.info({}, 'stopped');
     this.resolveStopped?.(EXIT.OK);
+  }
+}
+
+/** Why the daemon cannot write in `dir` (its nearest existing ancestor when it is not there yet). */
+function notWritable(dir: string): string | undefined {
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      accessSync(d, constants.W_OK);
+      return undefined;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' || d === path.dirname(d))
+        return code === 'EROFS' ? 'read-only file system' : code;
+    }
   }
 }

@@ -1,6 +1,8 @@
 // lvssync's own configuration (lvssync.yaml): the schema, defaults and one validation that reports
 // every problem at once with its path and rejects unknown keys. Pure.
 
+import path from 'node:path';
+
 export interface NodeConfig {
   /** SSH address of the node (its crossover address). */
   address: string;
@@ -524,5 +526,18 @@ export function boundaryProblems(c: Config, configPath?: string): string[] {
     out.push(
       `nodes: ${names.length} directors (${names.join(', ')}); lvssync keeps a pair in step: more than two nodes are not supported yet, and none would be left out silently`,
     );
+  return out;
+}
+
+/**
+ * The directories the daemon writes to (besides the managed files on a peer, which its agent writes):
+ * under systemd each must be among the unit's ReadWritePaths. `required`: the daemon cannot work
+ * without it.
+ */
+export function daemonWriteDirs(c: Config): { dir: string; setting: string; required: boolean }[] {
+  const out = [{ dir: c.stateDir, setting: 'stateDir', required: true }];
+  if (c.audit.prometheus) {
+    out.push({ dir: path.posix.dirname(c.audit.prometheus), setting: 'audit.prometheus', required: false });
+  }
   return out;
 }

@@ -1,11 +1,7 @@
 // The root pino logger: JSON lines on stdout (journald), human-readable on a terminal. Components
 // take child loggers ({component}, then {pushId}, {peer}). Secrets are redacted at the logger.
 
-import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-
-// pino-pretty is loaded only for a terminal: the daemon under systemd never needs it
-const requireHere = createRequire(import.meta.url);
 
 export type { Logger };
 
@@ -20,16 +16,17 @@ const REDACT = [
   '*.privateKey',
 ];
 
-export function createLogger(
+export async function createLogger(
   opts: { pretty?: boolean; level?: string; destination?: NodeJS.WritableStream } = {},
-): Logger {
+): Promise<Logger> {
   const base = {
     level: opts.level ?? process.env.LVSSYNC_LOG_LEVEL ?? 'info',
     redact: { paths: REDACT, censor: '<redacted>' },
     base: { pid: process.pid },
   };
   if (opts.pretty) {
-    const pretty = requireHere('pino-pretty') as typeof import('pino-pretty');
+    // loaded only for a terminal: the daemon under systemd never needs it
+    const { default: pretty } = await import('pino-pretty');
     return pino(
       base,
       pretty({

@@ -382,6 +382,21 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     expect(r.stdout).toMatch(/"msg":"pushed"/);
   }, 90_000);
 
+  it('SIGHUP right after a push (its worker still up) reloads lvssync.yaml and keeps pushing', async () => {
+    const l = lab();
+    await l.exec('lvs1', ['sed', '-i', 's/weight 50/weight 61/', FWM]);
+    await until('lvs2 to follow', () => l.readFile('lvs2', FWM).includes('weight 61'));
+    const log = l.logFile('lvs1', 'watch');
+    const from = readFileSync(log, 'utf8').length;
+    process.kill(daemon!.pid, 'SIGHUP');
+    await until('the reload', () =>
+      /configuration reloaded|configuration rejected/.test(readFileSync(log, 'utf8').slice(from)),
+    );
+    expect(readFileSync(log, 'utf8').slice(from)).not.toMatch(/rejected/);
+    await l.exec('lvs1', ['sed', '-i', 's/weight 61/weight 50/', FWM]);
+    await until('lvs2 to follow after the reload', () => l.readFile('lvs2', FWM).includes('weight 50'));
+  });
+
   it('SIGHUP with a broken lvssync.yaml keeps the old configuration; SIGTERM exits 0', async () => {
     const l = lab();
     const cfg = l.pathOn('lvs1', '/etc/lvssync/lvssync.yaml');

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type IpvsTable, parseCount, parseIpvsadm, serviceLabel } from '../../src/core/ipvsadm.js';
