@@ -153,12 +153,6 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
     )
     .option('--once', 'converge once and exit (0 when in sync)')
     .action(async (opts) => {
-      // The daemon itself only waits for file events and hands work to its worker process (which
-      // runs with V8's defaults): without the optimizing and baseline compilers, whose code would
-      // otherwise be paged in, it stays a few MiB smaller.
-      const v8 = await import('node:v8');
-      v8.setFlagsFromString('--no-opt');
-      v8.setFlagsFromString('--no-sparkplug');
       const { runWatch } = await import('./commands/watch.js');
       setExit(await runWatch(opts, io));
     });

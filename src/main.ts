@@ -3,4 +3,7 @@
 import { runMain } from './cli.js';
 import { processIo } from './io.js';
 
-process.exitCode = await runMain(process.argv.slice(2), processIo);
+// no top-level await: the Debian package bundles this file as CommonJS (see scripts/package)
+void runMain(process.argv.slice(2), processIo).then((code) => {
+  process.exitCode = code;
+});

@@ -1,12 +1,13 @@
 // `npm run package [-- --version V] [--out DIR]`: builds lvssync_<version>_all.deb with dpkg-deb.
-// The program is bundled (esbuild, for Node 18: Debian 12's nodejs) into a few files under
-// /usr/share/lvssync, so that a command loads only the code it runs; the man page and the bash
-// completion come from the program's own command table; lintian runs when it is installed.
+// The program is bundled (esbuild, for Node 18: Debian 12's nodejs) into /usr/share/lvssync and
+// started with a V8 code cache in /var/cache/lvssync; the man page and the bash completion come
+// from the program's own command table; lintian runs when it is installed.
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -70,42 +71,41 @@ function sourceDate(): Date {
   return new Date();
 }
 
+/**
+ * The program as one CommonJS file (program.cjs) and its launcher (lvssync.cjs), which runs it with a
+ * V8 code cache: measured, that starts a command faster than ES modules split by command, which
+ * Node 18 and 20 must compile at every start.
+ */
 async function bundle(outDir: string, version: string): Promise<Metafile> {
   const result = await build({
-    entryPoints: { lvssync: path.join(REPO, 'src', 'main.ts') },
-    outdir: outDir,
+    entryPoints: [path.join(REPO, 'src', 'main.ts')],
+    outfile: path.join(outDir, 'program.cjs'),
     bundle: true,
-    splitting: true,
-    format: 'esm',
+    format: 'cjs',
     platform: 'node',
     target: 'node18',
-    outExtension: { '.js': '.mjs' },
-    chunkNames: 'chunk-[hash]',
     // ssh2's optional native parts: it uses its JavaScript code when they are absent
     external: ['*.node', 'cpu-features'],
     // keep names (stack traces stay readable); whitespace and syntax only
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: 'none',
-    // the bundled CommonJS packages use require() for Node's own modules, and __dirname
-    banner: {
-      js: [
-        "import { createRequire as __lvssyncRequire } from 'node:module';",
-        "import { dirname as __lvssyncDirname } from 'node:path';",
-        "import { fileURLToPath as __lvssyncPath } from 'node:url';",
-        'const require = __lvssyncRequire(import.meta.url);',
-        'const __filename = __lvssyncPath(import.meta.url);',
-        'const __dirname = __lvssyncDirname(__filename);',
-      ].join(' '),
-    },
-    define: { LVSSYNC_VERSION: JSON.stringify(version) },
+    // import.meta.url (ES module code) becomes the bundle's own file URL
+    define: { LVSSYNC_VERSION: JSON.stringify(version), 'import.meta.url': '__lvssyncUrl' },
+    banner: { js: "var __lvssyncUrl = require('node:url').pathToFileURL(__filename).href;" },
     metafile: true,
     logLevel: 'warning',
   });
-  const main = path.join(outDir, 'lvssync.mjs');
-  const text = readFileSync(main, 'utf8').replace(/^#!.*\n/, '');
-  writeFileSync(main, `#!/usr/bin/node\n${text}`);
-  chmodSync(main, 0o755);
+  const out = path.join(outDir, 'program.cjs');
+  const text = readFileSync(out, 'utf8').replace(/^#!.*\n/, '');
+  // the launcher reads it as latin1: one byte per character
+  const nonAscii = /[^\x00-\x7f]/.exec(text);
+  if (nonAscii) throw new Error(`program.cjs has a non-ASCII character at offset ${nonAscii.index}`);
+  writeFileSync(out, text);
+  chmodSync(out, 0o644);
+  const launcher = path.join(outDir, 'lvssync.cjs');
+  copyFileSync(path.join(REPO, 'scripts', 'package', 'launcher.cjs'), launcher);
+  chmodSync(launcher, 0o755);
   return result.metafile;
 }
 
@@ -200,7 +200,7 @@ export async function buildPackage(opts: PackageOptions = {}): Promise<PackageRe
 
   const meta = await bundle(path.join(tree, 'usr', 'share', 'lvssync'), version);
   mkdirSync(path.join(tree, 'usr', 'bin'), { recursive: true });
-  symlinkSync('../share/lvssync/lvssync.mjs', path.join(tree, 'usr', 'bin', 'lvssync'));
+  symlinkSync('../share/lvssync/lvssync.cjs', path.join(tree, 'usr', 'bin', 'lvssync'));
 
   write(
     path.join(tree, 'lib', 'systemd', 'system', 'lvssync.service'),
@@ -239,6 +239,7 @@ export async function buildPackage(opts: PackageOptions = {}): Promise<PackageRe
     readFileSync(path.join(DEBIAN, 'lintian-overrides')),
   );
 
+  mkdirSync(path.join(tree, 'var', 'cache', 'lvssync'), { recursive: true });
   mkdirSync(path.join(tree, 'var', 'lib', 'lvssync'), { recursive: true });
   chmodSync(path.join(tree, 'var', 'lib', 'lvssync'), 0o700);
 

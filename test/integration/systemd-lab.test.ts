@@ -84,6 +84,10 @@ describe.skipIf(unavailable !== undefined)('the Debian package on booted Debian 
       expect(r.stdout).toMatch(/Setting up lvssync/);
       expect((await sh(host, 'node --version')).stdout.trim()).toMatch(node);
       expect((await sh(host, 'lvssync --version')).stdout.trim()).toBe(v1.version);
+      // the first run of a command leaves its code cache for the next ones
+      await sh(host, 'lvssync check --no-external >/dev/null', true);
+      const nodeVersion = (await sh(host, 'node --version')).stdout.trim();
+      expect(existsSync(lab.pathOn(host, `/var/cache/lvssync/check-${nodeVersion}-x64.v8`))).toBe(true);
       // not enabled on install: only the primary runs the daemon
       expect((await lab.systemctl(host, ['is-enabled', 'lvssync'], true)).stdout.trim()).toBe('disabled');
       expect(statSync(lab.pathOn(host, '/var/lib/lvssync')).mode & 0o777).toBe(0o700);
@@ -208,6 +212,7 @@ describe.skipIf(unavailable !== undefined)('the Debian package on booted Debian 
     expect(existsSync(lab.pathOn('lvs2', '/var/lib/lvssync/history'))).toBe(true);
     await sh('lvs2', 'apt-get purge -y lvssync 2>&1');
     expect(existsSync(lab.pathOn('lvs2', '/var/lib/lvssync'))).toBe(false);
+    expect(existsSync(lab.pathOn('lvs2', '/var/cache/lvssync'))).toBe(false);
     expect(existsSync(lab.pathOn('lvs2', '/etc/lvssync/lvssync.yaml'))).toBe(true);
     // on the primary, remove stops the daemon first
     await sh('lvs1', 'apt-get remove -y lvssync 2>&1');
