@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checkKeepalived } from '../src/core/check.js';
-import type { EvaluateOptions } from '../src/core/keepalived/evaluate.js';
 import { emptySnapshot } from '../src/core/snapshot.js';
 import { readKeepalivedSnapshot } from '../src/shell/read-snapshot.js';
+import { Workspace } from '../src/shell/workspace.js';
 import { generateSet, virtualServerFile, writeSet } from './gen.js';
 import { fmtMs, median, nowMs, percentile, printTable, timeCommand, verdict } from './util.js';
 
@@ -36,10 +36,10 @@ export async function benchCheck(n: number, keepalived: string | undefined): Pro
     for (let i = 0; i < 3; i++) {
       const t0 = nowMs();
       const snap = emptySnapshot();
-      // One parse cache for reading and checking, as `lvssync check` does: each file is read once.
-      const once: NonNullable<EvaluateOptions['cache']> = new Map();
+      // One workspace for reading and checking, as `lvssync check` does: each file is parsed once.
+      const once = new Workspace();
       await readKeepalivedSnapshot(snap, root, CONF, undefined, once);
-      const r = checkKeepalived(snap, CONF, { cache: once });
+      const r = checkKeepalived(snap, CONF, { memory: once });
       full.push(nowMs() - t0);
       errors = r.diagnostics.filter((d) => d.severity === 'error').length;
       if (r.model.virtualServers.length !== n)
@@ -58,9 +58,9 @@ export async function benchCheck(n: number, keepalived: string | undefined): Pro
     // Re-check after one changed file (a weight and a comment): the snapshot tells which file
     // changed, its parse, model and lints are redone, the rest of the previous result stands.
     const snap = emptySnapshot();
-    const cache: NonNullable<EvaluateOptions['cache']> = new Map();
-    await readKeepalivedSnapshot(snap, root, CONF, undefined, cache);
-    checkKeepalived(snap, CONF, { cache });
+    const ws = new Workspace();
+    await readKeepalivedSnapshot(snap, root, CONF, undefined, ws);
+    checkKeepalived(snap, CONF, { memory: ws });
     const recheck: number[] = [];
     for (let i = 1; i <= 40; i++) {
       const mark = 100 + ((i * 37) % n);
@@ -69,7 +69,7 @@ export async function benchCheck(n: number, keepalived: string | undefined): Pro
       writeFileSync(path.join(root, p), text);
       const t0 = nowMs();
       snap.files.set(p, { path: p, text, mode: 0o100644 });
-      const r = checkKeepalived(snap, CONF, { cache });
+      const r = checkKeepalived(snap, CONF, { memory: ws });
       recheck.push(nowMs() - t0);
       if (r.model.virtualServers.length !== n) throw new Error('re-check lost servers');
       if (!r.model.virtualServers.some((v) => v.realServers.some((s) => s.weight?.value === 1 + (i % 99))))
@@ -84,7 +84,7 @@ export async function benchCheck(n: number, keepalived: string | undefined): Pro
       for (const text of [good.replace(/weight \d+/, 'weight 70000'), good]) {
         const t0 = nowMs();
         snap.files.set(p, { path: p, text, mode: 0o100644 });
-        const r = checkKeepalived(snap, CONF, { cache });
+        const r = checkKeepalived(snap, CONF, { memory: ws });
         withFinding.push(nowMs() - t0);
         const out = r.diagnostics.some((d) => d.code === 'KA_OUT_OF_RANGE');
         if (out !== text.includes('70000')) throw new Error('re-check missed the finding or its fix');

@@ -4,12 +4,11 @@
 //   node dist/bench/push-driver.js EDITS N [validate|transfer]
 
 import { writeFileSync } from 'node:fs';
-import type { EvaluateOptions } from '../src/core/keepalived/evaluate.js';
 import { emptySnapshot } from '../src/core/snapshot.js';
-import { ToolCache } from '../src/shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../src/shell/load-config.js';
 import { PeerKeeper, peerOf } from '../src/shell/peer.js';
 import { runPush } from '../src/shell/push.js';
+import { Workspace } from '../src/shell/workspace.js';
 import { virtualServerFile } from './gen.js';
 
 async function main(): Promise<void> {
@@ -19,13 +18,12 @@ async function main(): Promise<void> {
   const { config } = await loadConfig(undefined);
   const self = requireSelfNode(config, undefined);
   const keeper = new PeerKeeper(config, peerOf(config, self), self);
-  const cache: NonNullable<EvaluateOptions['cache']> = new Map();
-  const tools = new ToolCache();
+  const workspace = new Workspace();
   const snapshot = emptySnapshot();
   const out: Record<string, number>[] = [];
   try {
     // warm-up: the daemon's first push after it starts (session opened, everything parsed once)
-    const first = await runPush({ config, self, cache, snapshot, tools, keeper, reload: false });
+    const first = await runPush({ config, self, workspace, snapshot, keeper, reload: false });
     if (first.result !== 'pushed' && first.result !== 'in-sync')
       throw new Error(`warm-up push: ${first.result} ${first.error?.message ?? ''}`);
     for (let i = 1; i <= edits; i++) {
@@ -37,9 +35,8 @@ async function main(): Promise<void> {
       const r = await runPush({
         config,
         self,
-        cache,
+        workspace,
         snapshot,
-        tools,
         keeper,
         reload: false,
         ...(mode === 'transfer' ? { external: false } : {}),

@@ -9,7 +9,6 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Boundary } from '../core/boundary.js';
 import type { Config } from '../core/config.js';
-import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import type { RemoteFile } from '../core/plan.js';
 import {
   LineSplitter,
@@ -24,7 +23,7 @@ import { describeChangedDuring } from '../core/service-set.js';
 import type { Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
-import type { DirectorCheck, ToolCache } from '../shell/check-director.js';
+import type { DirectorCheck } from '../shell/check-director.js';
 import { gatherHere } from '../shell/gather.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
@@ -32,6 +31,7 @@ import { liveStart } from '../shell/proc.js';
 import { guardFor, type Revalidation, readLoaded, reloadTiming, reloadValidated } from '../shell/reload.js';
 import { readAddresses, readServiceStates, reloadService, verifyService } from '../shell/services.js';
 import { type Journal, Store } from '../shell/store.js';
+import type { Workspace } from '../shell/workspace.js';
 
 export interface AgentOptions {
   config?: string;
@@ -74,14 +74,13 @@ class Agent {
   private gone = false;
   /**
    * Kept for as long as the primary keeps this session open (the watch daemon keeps one across
-   * pushes): parsed files and the real validators' verdicts, so a staged set that differs by one
-   * file is parsed and judged for that file's sake only.
+   * pushes): parsed files, the last check and the real validators' verdicts, so a staged set that
+   * differs by one file is parsed and judged for that file's sake only. Made with the first
+   * validation (lvssync's checker is loaded only when a push needs it).
    */
-  private readonly parseCache: NonNullable<EvaluateOptions['cache']> = new Map();
+  private workspace: Workspace | undefined;
   /** The staged set as the last validation read it, per staging root (read again in place). */
   private staged: { root: string; snapshot: Snapshot; complete: boolean } | undefined;
-  /** Created with the first validation (lvssync's checker is loaded only when a push needs it). */
-  private tools: ToolCache | undefined;
   /** The check of the open transaction's staged set, once it validated: what a reload may load. */
   private validated: { txid: string; check: DirectorCheck } | undefined;
   /** Transactions whose ferm guard runs (one each). */
@@ -244,8 +243,8 @@ class Agent {
       case 'validate': {
         const t0 = performance.now();
         const root = this.store.stagingRoot(this.need(req.txid));
-        const { checkDirector, ToolCache } = await import('../shell/check-director.js');
-        this.tools ??= new ToolCache();
+        const { checkDirector } = await import('../shell/check-director.js');
+        const workspace = await this.ensureWorkspace();
         // The staged set as the last validation read it, updated with what was staged since (the
         // Store knows); read in full the first time, and after a validation that did not finish.
         const changes = this.store.takeStagedChanges();
@@ -261,8 +260,7 @@ class Agent {
           root,
           snapshot: staged.snapshot,
           ...(known ? { changed: changes.paths } : {}),
-          cache: this.parseCache,
-          tools: this.tools,
+          workspace,
           keepalivedDirs: this.store.roots,
         });
         staged.complete = true;
@@ -380,11 +378,22 @@ class Agent {
     }
   }
 
+  private async ensureWorkspace(): Promise<Workspace> {
+    if (!this.workspace) {
+      const { Workspace } = await import('../shell/workspace.js');
+      this.workspace = new Workspace();
+    }
+    return this.workspace;
+  }
+
   /** This director's files as they are now, validated as a staged set is (a save during a reload). */
   private async revalidateHere(service: string): Promise<Revalidation> {
-    const { checkDirector, ToolCache } = await import('../shell/check-director.js');
-    this.tools ??= new ToolCache();
-    const r = await checkDirector({ ...this.directorOptions(), root: '/', tools: this.tools });
+    const { checkDirector } = await import('../shell/check-director.js');
+    const r = await checkDirector({
+      ...this.directorOptions(),
+      root: '/',
+      workspace: await this.ensureWorkspace(),
+    });
     const errors = r.diagnostics.filter((d) => d.severity === 'error');
     return errors.length ? { diagnostics: errors } : { guard: guardFor(this.config, service, r) };
   }

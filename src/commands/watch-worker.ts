@@ -8,16 +8,16 @@
 import cron from 'node-cron';
 import type { Config } from '../core/config.js';
 import type { Diagnostic } from '../core/diagnostic.js';
-import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import type { ServiceState } from '../core/protocol.js';
 import { emptySnapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
-import { checkSelf, type DirectorCheck, ToolCache } from '../shell/check-director.js';
+import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { PeerKeeper, peerOf } from '../shell/peer.js';
 import { type PushResult, runPush, type Step } from '../shell/push.js';
 import { changedSinceRead } from '../shell/read-snapshot.js';
+import { Workspace } from '../shell/workspace.js';
 
 export type WorkerJob = 'push' | 'watchset' | 'audit' | 'next-audit';
 
@@ -114,10 +114,10 @@ async function nextAudit(expr: string): Promise<NextAudit> {
 }
 
 class Worker {
-  private readonly cache: NonNullable<EvaluateOptions['cache']> = new Map();
+  /** What this director's checks keep between pushes (the worker's life: a burst of edits). */
+  private readonly workspace = new Workspace();
   /** The set as the last push read it (read again in place: a re-check redoes what changed). */
   private readonly snapshot = emptySnapshot();
-  private readonly tools = new ToolCache();
   private keeper: PeerKeeper | undefined;
   private readonly gates = new Map<number, (go: boolean) => void>();
 
@@ -162,7 +162,7 @@ class Worker {
       case 'next-audit':
         return nextAudit(this.config.audit.schedule);
       case 'watchset':
-        return watchInput(await checkSelf(this.config, this.self, false, { cache: this.cache }));
+        return watchInput(await checkSelf(this.config, this.self, false, { workspace: this.workspace }));
       case 'push':
         return this.push(gated ? id : undefined);
       case 'audit': {
@@ -195,7 +195,7 @@ class Worker {
               this.send({ event: 'gate', id: gateId });
             }).then((go) => {
               if (!go) return false;
-              changedOnDisk = changedSinceRead(this.snapshot, '/');
+              changedOnDisk = changedSinceRead(this.snapshot, '/', this.workspace);
               return changedOnDisk === undefined;
             });
           };
@@ -203,9 +203,8 @@ class Worker {
       ...(gate ? { gate } : {}),
       config: this.config,
       self: this.self,
-      cache: this.cache,
+      workspace: this.workspace,
       snapshot: this.snapshot,
-      tools: this.tools,
       ...(this.keeper ? { keeper: this.keeper } : {}),
       progress: (step) => this.send({ event: 'progress', step }),
     });

@@ -22,6 +22,14 @@ import {
   startIfDue,
 } from '../core/coalesce.js';
 import { type Config, daemonWriteDirs } from '../core/config.js';
+import {
+  afterPush,
+  classifyPush,
+  type HealthState,
+  STARTING,
+  type Verdict,
+  type WatchHealth,
+} from '../core/health.js';
 import { globBase } from '../core/snapshot.js';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
@@ -53,17 +61,15 @@ export interface WatchOptions {
   early?: boolean;
 }
 
-export type WatchHealth =
-  | 'starting'
-  | 'in-sync'
-  | 'pending'
-  | 'pushing'
-  | 'invalid'
-  | 'peer-down'
-  /** keepalived or ferm is not running on a director (watch-status.json says which, since when). */
-  | 'service-down'
-  | 'failed'
-  | 'conflict';
+export type { WatchHealth };
+
+const RETRY_MESSAGE: Readonly<Record<Extract<Verdict, { kind: 'retry' }>['reason'], string>> = {
+  'peer-down': 'peer unreachable',
+  busy: 'busy',
+  'service-down': 'a service is down',
+  'peer-cannot-write': 'the peer cannot take a push',
+  crashed: 'push crashed',
+};
 
 interface WatchSet {
   files: Set<string>;
@@ -71,9 +77,7 @@ interface WatchSet {
   dirs: string[];
 }
 
-const RETRY_MIN_MS = 1000;
 const LEAN_FLAGS = /^--(lite-mode|jitless|max-lazy|no-opt|single-threaded|max-old-space-size)/;
-const RETRY_MAX_MS = 60_000;
 
 /**
  * The worker's environment: the unit's memory-saving V8 settings (a small young generation) suit
@@ -238,11 +242,10 @@ class WatchDaemon {
   private set: WatchSet = { files: new Set(), patterns: [], dirs: [] };
   private isRelevant: (p: string) => boolean = () => false;
   private timer: NodeJS.Timeout | undefined;
-  private retryMs = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private pushing: Promise<void> | undefined;
-  private health: WatchHealth = 'starting';
+  private healthState: HealthState = STARTING;
   /** While health is service-down: which, where, since when. */
   private serviceDown: NonNullable<PushSummary['servicesDown']> = [];
   private pushes = 0;
@@ -469,14 +472,32 @@ class WatchDaemon {
       // the connection went; try again from the current files, with backoff.
       log.error({ err: e }, 'push crashed');
       this.record(pushId, 'crashed', String(e));
-      this.retryLater(log, 'failed', 'push crashed, will retry');
+      this.apply(log, classifyPush({ crashed: true }));
       return false;
     }
     const durationMs = Math.round(performance.now() - t0);
+    const verdict = classifyPush({ result: report.result, errorCode: report.error?.code });
+    this.logOutcome(log, report, durationMs, verdict);
+    if (report.result === 'service-down') this.serviceDown = report.servicesDown ?? [];
+    const recorded =
+      verdict.kind === 'retry' && verdict.reason === 'busy'
+        ? 'locked'
+        : verdict.kind === 'retry' && verdict.reason === 'peer-down'
+          ? 'peer-down'
+          : report.result;
+    this.record(pushId, recorded, report.error?.message);
+    this.apply(
+      verdict.kind === 'retry' ? log.child({ peer: report.peer, err: report.error?.message }) : log,
+      verdict,
+    );
+    return false;
+  }
+
+  /** The log lines of a push's outcome (what it means for the daemon is classifyPush's). */
+  private logOutcome(log: Logger, report: PushSummary, durationMs: number, verdict: Verdict): void {
     const changes = report.changes;
     switch (report.result) {
       case 'pushed':
-        this.retryMs = 0;
         log.info(
           {
             peer: report.peer,
@@ -490,25 +511,17 @@ class WatchDaemon {
           },
           'pushed',
         );
-        this.setHealth('in-sync');
-        break;
+        return;
       case 'reloaded':
-        this.retryMs = 0;
         log.info(
           { peer: report.peer, order: report.order, durationMs, steps: report.steps },
           'files in sync; reloaded what had not loaded them',
         );
-        this.setHealth('in-sync');
-        break;
+        return;
       case 'in-sync':
-        if (report.error) {
-          this.peerDown(log, pushId, report);
-          return false;
-        }
-        this.retryMs = 0;
-        log.info({ peer: report.peer, durationMs }, 'in sync, nothing to push');
-        this.setHealth('in-sync');
-        break;
+        if (verdict.kind === 'converged')
+          log.info({ peer: report.peer, durationMs }, 'in sync, nothing to push');
+        return;
       case 'service-down':
         for (const x of report.servicesDown ?? [])
           log.error(
@@ -521,10 +534,7 @@ class WatchDaemon {
             },
             'service down',
           );
-        this.serviceDown = report.servicesDown ?? [];
-        this.record(pushId, report.result, report.error?.message);
-        this.retryLater(log, 'service-down', 'a service is down, will retry');
-        return false;
+        return;
       case 'invalid-here':
         for (const d of report.errors) {
           log.error({ file: d.file, line: d.line, col: d.col, code: d.code }, d.message);
@@ -533,73 +543,54 @@ class WatchDaemon {
           { errors: report.errors.length },
           'not pushed: the set has errors; the peer keeps its last good configuration',
         );
-        this.setHealth('invalid');
-        break;
+        return;
       case 'conflict':
         log.error({ peer: report.peer, conflicts: report.conflicts }, report.error?.message ?? 'conflict');
-        this.setHealth('conflict');
-        break;
+        return;
       case 'invalid-on-peer':
         for (const d of report.errors) {
           log.error({ peer: report.peer, file: d.file, line: d.line, code: d.code }, d.message);
         }
-        this.setHealth('failed');
-        break;
+        return;
       default:
-        if (report.error && ['E_SSH_CONNECT', 'E_TRANSFER', 'E_LOCKED'].includes(report.error.code)) {
-          this.peerDown(log, pushId, report);
-          return false;
-        }
-        if (report.error?.code === 'E_WRITE') {
-          // the peer's disk or state (a rollback it cannot finish): its fix is not an edit here
+        if (verdict.kind === 'retry' && verdict.reason === 'peer-cannot-write')
           log.error(
             { peer: report.peer, result: report.result, err: report.error },
             'push failed on the peer',
           );
-          this.record(pushId, report.result, report.error.message);
-          this.retryLater(log, 'failed', 'the peer cannot take a push, will retry');
-          return false;
-        }
-        log.error(
-          { peer: report.peer, result: report.result, err: report.error, steps: report.steps },
-          'push failed',
-        );
-        this.setHealth('failed');
+        else if (verdict.kind !== 'retry')
+          log.error(
+            { peer: report.peer, result: report.result, err: report.error, steps: report.steps },
+            'push failed',
+          );
     }
-    this.record(pushId, report.result, report.error?.message);
-    return false;
   }
 
-  /** The peer cannot be reached (or is busy): try again later, with backoff, from the current files. */
-  private peerDown(log: Logger, pushId: number, report: PushSummary): void {
-    const busy = report.error?.code === 'E_LOCKED';
-    this.record(pushId, busy ? 'locked' : 'peer-down', report.error?.message);
-    this.retryLater(
-      log.child({ peer: report.peer, err: report.error?.message }),
-      busy ? 'pending' : 'peer-down',
-      busy ? 'busy, will retry' : 'peer unreachable, will retry',
-    );
-  }
-
-  private retryLater(log: Logger, health: WatchHealth, msg: string): void {
-    if (this.once) {
-      log.warn({}, msg.replace(/, will retry$/, ''));
-      this.setHealth(health);
-      return;
+  /** The health a push's verdict gives, and a retry with backoff when it asks for one. */
+  private apply(log: Logger, verdict: Verdict): void {
+    const next = afterPush(this.healthState, verdict, this.once);
+    this.healthState = next.state;
+    if (verdict.kind === 'retry') {
+      const msg = RETRY_MESSAGE[verdict.reason];
+      if (next.retryInMs === undefined) log.warn({}, msg);
+      else log.warn({ retryInMs: next.retryInMs }, `${msg}, will retry`);
     }
-    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs ? this.retryMs * 2 : RETRY_MIN_MS);
-    log.warn({ retryInMs: this.retryMs }, msg);
-    this.setHealth(health);
+    this.writeStatus();
+    if (next.retryInMs === undefined) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.state = onEvent(this.state.kind === 'pushing' ? IDLE : this.state, Date.now() - this.timing.maxMs);
       this.schedule(0);
-    }, this.retryMs);
+    }, next.retryInMs);
   }
 
   private setHealth(h: WatchHealth): void {
-    this.health = h;
+    this.healthState = { ...this.healthState, health: h };
     this.writeStatus();
+  }
+
+  private get health(): WatchHealth {
+    return this.healthState.health;
   }
 
   private record(pushId: number, result: string, error?: string): void {

@@ -8,10 +8,10 @@ import {
   type EvaluateOptions,
   type Evaluation,
   evaluateKeepalived,
-  type ParseCacheEntry,
 } from './keepalived/evaluate.js';
 import { validateKeepalived, virtualServerIdentity, virtualServerIsClean } from './keepalived/lint.js';
 import { buildModel, type KeepalivedModel, type VirtualServer } from './keepalived/model.js';
+import type { CheckMemory } from './memory.js';
 import { FileMap, type Snapshot } from './snapshot.js';
 
 export interface CheckResultCore {
@@ -33,22 +33,23 @@ export function checkKeepalived(
   rootPath: string,
   opts: EvaluateOptions & { lint?: boolean } = {},
 ): KeepalivedCheck {
-  const memo = opts.cache ? memos.get(snapshot) : undefined;
-  if (memo && memo.cache === opts.cache) {
-    const r = recheck(memo, snapshot, rootPath, opts);
+  const memory = opts.memory;
+  const memo = memory?.checks.get(snapshot) as CheckMemo | undefined;
+  if (memory && memo) {
+    const r = recheck(memo, memory, snapshot, rootPath, opts);
     if (r) return r;
   }
   const slices: NonNullable<EvaluateOptions['slices']> | undefined =
-    opts.cache && snapshot.files instanceof FileMap ? new Map() : undefined;
+    memory && snapshot.files instanceof FileMap ? new Map() : undefined;
   const evaluation = evaluateKeepalived(snapshot, rootPath, slices ? { ...opts, slices } : opts);
-  const model = buildModel(evaluation.directives);
+  const model = buildModel(evaluation.directives, memory);
   // lint: false reads the set for its model only (the audit); the evaluation's own findings stay
   const diagnostics =
     opts.lint === false
       ? evaluation.diagnostics
-      : [...evaluation.diagnostics, ...validateKeepalived(evaluation.directives, model)];
+      : [...evaluation.diagnostics, ...validateKeepalived(evaluation.directives, model, memory)];
   const result = { evaluation, model, diagnostics };
-  if (opts.cache && slices) memos.set(snapshot, remember(result, snapshot, rootPath, opts, slices));
+  if (memory && slices) memory.checks.set(snapshot, remember(result, snapshot, rootPath, opts, slices));
   return result;
 }
 
@@ -60,8 +61,8 @@ export function checkKeepalived(
 // those files' directives and virtual servers replaced: every other finding is exactly what a full
 // check would find again. Anything else is checked in full.
 
+/** What CheckMemory.checks holds for a snapshot. */
 interface CheckMemo {
-  cache: Map<string, ParseCacheEntry>;
   version: number;
   keysVersion: number;
   dirsSize: number;
@@ -78,9 +79,6 @@ interface CheckMemo {
   /** How many virtual servers have each identity (virtualServerIdentity). */
   identities: Map<string, number>;
 }
-
-/** By snapshot: a set and its rendering for the peer, checked in turn with one cache, each keep theirs. */
-const memos = new WeakMap<Snapshot, CheckMemo>();
 
 function remember(
   result: KeepalivedCheck,
@@ -100,7 +98,6 @@ function remember(
     identities.set(id, (identities.get(id) ?? 0) + 1);
   });
   return {
-    cache: opts.cache!,
     version: files.version,
     keysVersion: files.keysVersion,
     dirsSize: snapshot.dirs.size,
@@ -118,6 +115,7 @@ function remember(
 
 function recheck(
   memo: CheckMemo,
+  memory: CheckMemory,
   snapshot: Snapshot,
   rootPath: string,
   opts: EvaluateOptions & { lint?: boolean },
@@ -152,23 +150,26 @@ function recheck(
     const one = evaluateKeepalived(
       { files: new Map([[p, f]]), dirs: new Set() },
       p,
-      opts.configId === undefined ? { cache: opts.cache! } : { cache: opts.cache!, configId: opts.configId },
+      opts.configId === undefined ? { memory } : { memory, configId: opts.configId },
     );
     if (one.diagnostics.length || one.includes.length || one.unknownDirs.length) return undefined;
-    if (opts.cache!.get(p)?.selfContained !== true) return undefined;
+    if (memory.parse.get(p)?.selfContained !== true) return undefined;
     const ds = one.directives;
     if (ds.length !== slice.count || ds.length === 0) return undefined;
     const first = prev.evaluation.directives[slice.start]!;
     const at = memo.serverAt.get(first);
     if (at === undefined) return undefined;
-    const vs = buildModel(ds).virtualServers;
+    const vs = buildModel(ds, memory).virtualServers;
     if (vs.length !== ds.length) return undefined;
     for (let k = 0; k < ds.length; k++) {
       const oldD = prev.evaluation.directives[slice.start + k]!;
       const oldVs = prev.model.virtualServers[at + k];
       if (!oldVs || oldVs.directive !== oldD || oldD.name !== 'virtual_server') return undefined;
       if (oldVs.key.kind === 'group' || vs[k]!.key.kind === 'group') return undefined;
-      if (memo.lint && (!virtualServerIsClean(oldD, oldVs) || !virtualServerIsClean(ds[k]!, vs[k]!)))
+      if (
+        memo.lint &&
+        (!virtualServerIsClean(oldD, oldVs, memory) || !virtualServerIsClean(ds[k]!, vs[k]!, memory))
+      )
         return undefined;
       const was = virtualServerIdentity(oldVs);
       const is = virtualServerIdentity(vs[k]!);

@@ -450,7 +450,7 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
 }
 
 /** Directories that must never become a managed root: the agent may write anything below one. */
-const SYSTEM_DIRS = new Set([
+const SYSTEM_DIRS: ReadonlySet<string> = new Set([
   '/',
   '/etc',
   '/usr',

@@ -127,7 +127,11 @@ export type GlobResult = { kind: 'matched'; paths: string[] } | { kind: 'unknown
  * '/' or a leading '.', results sorted bytewise. `unknown` when the snapshot has not listed the
  * directory the pattern searches, so the shell can read it and ask again.
  */
-export function globSnapshot(snapshot: Snapshot, pattern: string): GlobResult {
+export function globSnapshot(
+  snapshot: Snapshot,
+  pattern: string,
+  matchers?: Map<string, (p: string) => boolean>,
+): GlobResult {
   const norm = path.normalize(pattern);
   if (!hasGlob(norm)) {
     if (snapshot.files.has(norm)) return { kind: 'matched', paths: [norm] };
@@ -137,7 +141,7 @@ export function globSnapshot(snapshot: Snapshot, pattern: string): GlobResult {
   }
   const base = globBase(norm);
   if (!isListed(snapshot, base)) return { kind: 'unknown', dir: base };
-  let isMatch = matchers.get(norm);
+  let isMatch = matchers?.get(norm);
   if (!isMatch) {
     try {
       // longer than PATH_MAX, glob(3) matches nothing either; a pattern too large to compile likewise
@@ -148,8 +152,8 @@ export function globSnapshot(snapshot: Snapshot, pattern: string): GlobResult {
     } catch {
       isMatch = () => false;
     }
-    if (matchers.size > 1000) matchers.clear();
-    matchers.set(norm, isMatch);
+    if (matchers && matchers.size > 1000) matchers.clear();
+    matchers?.set(norm, isMatch);
   }
   const paths: string[] = [];
   const prefix = base === '/' ? '/' : `${base}/`;
@@ -159,9 +163,6 @@ export function globSnapshot(snapshot: Snapshot, pattern: string): GlobResult {
   paths.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return { kind: 'matched', paths };
 }
-
-/** Compiled patterns: a set is re-checked after every edit with the same include lines. */
-const matchers = new Map<string, (p: string) => boolean>();
 
 function isListed(snapshot: Snapshot, dir: string): boolean {
   let d = dir;

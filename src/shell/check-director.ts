@@ -39,13 +39,8 @@ import {
   resolveIncludes,
   updateSnapshot,
 } from './read-snapshot.js';
-import {
-  execFermCheck,
-  execKeepalivedTest,
-  type FermRun,
-  readKeepalivedVersion,
-  type ToolRun,
-} from './tools.js';
+import { execFermCheck, execKeepalivedTest, type FermRun, type ToolRun } from './tools.js';
+import { Workspace } from './workspace.js';
 
 export interface DirectorCheckOptions {
   root: string;
@@ -56,11 +51,14 @@ export interface DirectorCheckOptions {
   external?: boolean;
   /** Keep keepalived -t's messages about this host (missing interfaces) as errors: set on the director. */
   hostSpecific?: 'drop' | 'error';
-  /** Reuse parsed files between runs (the watcher keeps one). */
-  cache?: EvaluateOptions['cache'];
   /**
-   * A snapshot kept between runs with the same cache and root (the daemon's worker, the agent): read
-   * again in place, so that a re-check redoes only what changed.
+   * What the owner keeps between runs (parsed files, the last check, validator verdicts): the
+   * daemon's worker and the agent keep one; without it, a fresh one for this run.
+   */
+  workspace?: Workspace;
+  /**
+   * A snapshot kept between runs with the same workspace and root (the daemon's worker, the agent):
+   * read again in place, so that a re-check redoes only what changed.
    */
   snapshot?: Snapshot;
   /**
@@ -70,8 +68,6 @@ export interface DirectorCheckOptions {
   changed?: readonly string[];
   /** Extra files of the set (files.extra), read with it. */
   extra?: readonly string[];
-  /** Reuse ferm's and keepalived -t's verdicts on unchanged inputs (the watcher and the agent keep one). */
-  tools?: ToolCache;
   /** Return before keepalived -t has finished, with the complete check in `complete` (push overlaps it). */
   deferKeepalivedTest?: boolean;
   /**
@@ -96,48 +92,6 @@ export interface DirectorCheckOptions {
   /** This director's name, for findings about it (a keyword newer than its keepalived). */
   host?: string;
 }
-
-/**
- * The last verdict of each real validator with the exact input it judged (every file's path, mode
- * and text, the config-id). Both also depend on the host (interfaces, resolvable names), so a verdict
- * is reused only for `ttlMs` (default 5 minutes): long enough for a burst of edits, short enough that
- * a changed host is noticed.
- */
-export class ToolCache {
-  /** The installed keepalived's version, asked once for this cache's owner. */
-  private version: string | null | undefined;
-  keepalivedVersion(): string | undefined {
-    if (this.version === undefined) this.version = readKeepalivedVersion() ?? null;
-    return this.version ?? undefined;
-  }
-
-  private readonly entries = new Map<string, { key: string; at: number; run: FermRun | ToolRun }>();
-  private readonly digests = new Map<string, { text: string; sha: string }>();
-  constructor(
-    private readonly ttlMs = 300_000,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  /** sha256 of a file's text, computed again only when the text changed (keyed by path). */
-  readonly digest = (file: string, text: string): string => {
-    const known = this.digests.get(file);
-    if (known && known.text === text) return known.sha;
-    const sha = createHash('sha256').update(text, 'utf8').digest('hex');
-    this.digests.set(file, { text, sha });
-    return sha;
-  };
-
-  async get<T extends FermRun | ToolRun>(tool: string, key: string, run: () => Promise<T>): Promise<T> {
-    const e = this.entries.get(tool);
-    if (e && e.key === key && this.now() - e.at < this.ttlMs) return { ...(e.run as T), cached: true };
-    const r = await run();
-    this.entries.set(tool, { key, at: this.now(), run: r });
-    return r;
-  }
-}
-
-/** Each ferm run's marks with their ferm.conf locations (the run's input fixes them). */
-const located = new WeakMap<readonly unknown[], LocatedMark[]>();
 
 function inputKey(
   parts: readonly string[],
@@ -213,7 +167,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   void early?.catch(() => undefined);
   const t0 = performance.now();
   const snapshot = opts.snapshot ?? emptySnapshot();
-  const cache = opts.cache ?? new Map();
+  const ws = opts.workspace ?? new Workspace();
   const fermDir = path.posix.dirname(opts.fermPath);
   const managed = opts.boundary?.managed;
   const inside = managed
@@ -221,13 +175,13 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     : undefined;
   // ferm runs as soon as its files are read (they are read first, and are few): it takes about as
   // long as keepalived -t, and waiting for keepalived's set to be parsed made it the last to finish.
-  const tools = opts.tools;
+  const tools = ws.tools;
   let fermRun: Promise<FermRun> | undefined;
   let fermFiles: SnapshotFile[] = [];
   let fermRefusals: Diagnostic[] = [];
   const sourceOf = (p: string) => snapshot.files.get(p)?.text;
   const startFerm = () => {
-    const seen = readSoFar(snapshot);
+    const seen = readSoFar(snapshot, ws);
     if (fermRun || opts.external === false || !snapshot.files.has(opts.fermPath)) return;
     if (seen && !seen.has(opts.fermPath)) return;
     // during a reading, a file kept from the last one and not read again may be gone: left out
@@ -241,7 +195,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       if (fermRefusals.length) return;
     }
     const run = () => execFermCheck(opts.root, opts.fermPath, sourceOf);
-    fermRun = tools ? tools.get('ferm', inputKey([opts.fermPath], files, tools.digest), run) : run();
+    fermRun = tools.get('ferm', inputKey([opts.fermPath], files, tools.digest), run);
     void fermRun.catch(() => undefined);
   };
   if (opts.snapshot && opts.changed) {
@@ -255,29 +209,20 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         opts.extra?.includes(p) ||
         dirs.some((d) => p.startsWith(`${d}/`)),
     );
-    await updateSnapshot(snapshot, opts.root, held, cache);
-    await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, cache, true, inside);
+    await updateSnapshot(snapshot, opts.root, held, ws);
+    await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, ws, inside);
   } else {
-    await rereadSnapshot(snapshot, async () => {
-      // keepalived's set last: the check its reading ends with is the one checkKeepalived reuses
-      // below (a file added to the snapshot after it would make that check run again)
-      await addDir(snapshot, opts.root, fermDir, cache);
-      await addFile(snapshot, opts.root, opts.fermPath, cache);
+    await rereadSnapshot(snapshot, ws, async () => {
+      // ferm's files first: ferm starts while keepalived's set is read
+      await addDir(snapshot, opts.root, fermDir, ws);
+      await addFile(snapshot, opts.root, opts.fermPath, ws);
       startFerm();
-      for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, cache);
-      await readKeepalivedSnapshot(
-        snapshot,
-        opts.root,
-        opts.keepalivedPath,
-        opts.configId,
-        cache,
-        true,
-        inside,
-      );
+      for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, ws);
+      await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, ws, inside);
     });
   }
   const timings: Record<string, number> = { read: performance.now() - t0 };
-  const evalOpts: EvaluateOptions = { cache };
+  const evalOpts: EvaluateOptions = { memory: ws };
   if (opts.configId !== undefined) evalOpts.configId = opts.configId;
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
   timings.checked = performance.now() - t0;
@@ -317,7 +262,6 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
               opts.hostSpecific ?? 'drop',
             );
           const after = opts.keepalivedTestAfter;
-          if (!tools) return after ? after.then(run) : run();
           const kaFiles = ka.evaluation.files.map((p) => snapshot.files.get(p)!).filter(Boolean);
           const key = inputKey(
             [opts.keepalivedPath, opts.configId ?? '', opts.hostSpecific ?? 'drop'],
@@ -338,11 +282,11 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         ...fermFiles.filter((f) => f.path !== opts.fermPath),
       ].map((f) => ({ file: f.path, text: f.text }));
       // a verdict reused from the ToolCache shares its marks array, whose locations are known
-      marks = located.get(ferm.marks);
+      marks = ws.located.get(ferm.marks);
       if (!marks) {
         const locate = markLocator(sources);
         marks = ferm.marks.map((rule) => ({ rule, pos: locate(rule) }));
-        located.set(ferm.marks, marks);
+        ws.located.set(ferm.marks, marks);
       }
     }
   }
@@ -353,11 +297,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   // a keyword newer than the keepalived this director runs is an error here, where it would be ignored
   // (keepalived is asked its version only for a set that uses such a keyword)
   const versioned = opts.external !== false ? versionedKeywords(ka.evaluation.directives) : [];
-  const version = versioned.length
-    ? tools
-      ? tools.keepalivedVersion()
-      : readKeepalivedVersion()
-    : undefined;
+  const version = versioned.length ? tools.keepalivedVersion() : undefined;
   const cross = [
     ...(marks ? validateMarks(ka.model, marks) : []),
     ...(version ? checkVersions(versioned, version, opts.host ?? 'this director') : []),
@@ -397,8 +337,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
 }
 
 export interface SelfCheckOptions {
-  cache?: EvaluateOptions['cache'];
-  tools?: ToolCache;
+  workspace?: Workspace;
   snapshot?: Snapshot;
   /** Return before keepalived -t has finished (DirectorCheck.complete): a push. */
   deferKeepalivedTest?: boolean;
@@ -425,8 +364,7 @@ export function checkSelf(
     fermPath: config.files.ferm,
     ...(configId === undefined ? {} : { configId }),
     external,
-    ...(o.cache ? { cache: o.cache } : {}),
-    ...(o.tools ? { tools: o.tools } : {}),
+    ...(o.workspace ? { workspace: o.workspace } : {}),
     deferKeepalivedTest: o.deferKeepalivedTest === true,
     ...(o.keepalivedTestAfter
       ? { keepalivedTestAfter: o.keepalivedTestAfter }
@@ -444,10 +382,10 @@ export function checkSelf(
 export async function readSelf(config: Config, self: string): Promise<KeepalivedCheck> {
   const configId = config.nodes[self]?.configId;
   const snapshot = emptySnapshot();
-  const cache: NonNullable<EvaluateOptions['cache']> = new Map();
-  await readKeepalivedSnapshot(snapshot, '/', config.files.keepalived, configId, cache, false);
+  const ws = new Workspace();
+  await readKeepalivedSnapshot(snapshot, '/', config.files.keepalived, configId, ws);
   return checkKeepalived(snapshot, config.files.keepalived, {
-    cache,
+    memory: ws,
     lint: false,
     ...(configId === undefined ? {} : { configId }),
   });

@@ -13,7 +13,6 @@ import { checkKeepalived } from '../core/check.js';
 import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import { type Diagnostic, hasErrors } from '../core/diagnostic.js';
-import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
 import {
   type Change,
   type DesiredFile,
@@ -34,11 +33,12 @@ import { renderForNode } from '../core/render.js';
 import { describeChangedDuring, setDigest } from '../core/service-set.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
-import { checkSelf, type DirectorCheck, readSelf, type ToolCache } from './check-director.js';
+import { checkSelf, type DirectorCheck, readSelf } from './check-director.js';
 import { withLock } from './lock.js';
 import { type PeerKeeper, PeerSession, type PeerTarget, peerOf } from './peer.js';
 import { guardFor, readLoaded, reloadTiming, reloadValidated } from './reload.js';
 import { readAddresses, readServiceStates, verifyService } from './services.js';
+import { Workspace } from './workspace.js';
 
 export type PushResult =
   | 'in-sync'
@@ -121,18 +121,16 @@ export interface PushOptions {
   external?: boolean;
   /** Skip reloads (tests of the transfer alone). */
   reload?: boolean;
-  /** Parsed files kept between runs (the daemon keeps one). */
-  cache?: EvaluateOptions['cache'];
-  /** This director's set as last read, kept between runs with `cache` (the daemon keeps one). */
+  /**
+   * What this director's checks keep between runs (parsed files, the last check, validator verdicts,
+   * the rendering for the peer): the daemon's worker keeps one; without it, one for this push.
+   */
+  workspace?: Workspace;
+  /** This director's set as last read, kept between runs with `workspace` (the daemon keeps one). */
   snapshot?: Snapshot;
-  /** The real validators' verdicts on unchanged input, kept between runs (the daemon keeps one). */
-  tools?: ToolCache;
   /** A session to the peer kept open between runs (the daemon keeps one); otherwise one per push. */
   keeper?: PeerKeeper;
 }
-
-/** The rendering for the peer of each kept snapshot of this director's set. */
-const renderedSnapshots = new WeakMap<Snapshot, Snapshot>();
 
 /** The globs of peer paths lvssync owns: what keepalived includes, ferm's directory, extra files. */
 export function managedGlobs(config: Config, local: DirectorCheck): string[] {
@@ -175,6 +173,7 @@ const newTxid = () => randomBytes(8).toString('hex');
 export async function runPush(opts: PushOptions): Promise<PushReport> {
   const { config, self } = opts;
   const say = opts.progress ?? (() => {});
+  const ws = opts.workspace ?? new Workspace();
   const target = peerOf(config, self, opts.peer);
   const report: PushReport = {
     result: 'in-sync',
@@ -244,8 +243,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       startKeepalivedTest = resolve;
     });
     let local = await checkSelf(config, self, opts.external !== false, {
-      ...(opts.cache ? { cache: opts.cache } : {}),
-      ...(opts.tools ? { tools: opts.tools } : {}),
+      workspace: ws,
       ...(opts.snapshot ? { snapshot: opts.snapshot } : {}),
       deferKeepalivedTest: true,
       keepalivedTestAfter,
@@ -285,17 +283,17 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     report.rendered = rendered.files;
     // the rendering, like the set, is kept between pushes and updated in place (a re-check of it
     // redoes only what changed)
-    let renderedSnap = opts.snapshot ? renderedSnapshots.get(opts.snapshot) : undefined;
+    let renderedSnap = opts.snapshot ? ws.rendered.get(opts.snapshot) : undefined;
     if (!renderedSnap) {
       renderedSnap = emptySnapshot();
-      if (opts.snapshot) renderedSnapshots.set(opts.snapshot, renderedSnap);
+      if (opts.snapshot) ws.rendered.set(opts.snapshot, renderedSnap);
     }
     for (const d of desired) putFile(renderedSnap, d.path, rendered.files.get(d.path)!, 0o100000 | d.mode);
     retainFiles(renderedSnap, new Set(desired.map((d) => d.path)));
     for (const dir of local.snapshot.dirs) renderedSnap.dirs.add(dir);
     const peerCheck = checkKeepalived(renderedSnap, config.files.keepalived, {
       ...(peerNode.configId ? { configId: peerNode.configId } : {}),
-      ...(opts.cache ? { cache: opts.cache } : {}),
+      memory: ws,
     });
     const renderProblems = [
       ...rendered.diagnostics,
@@ -328,7 +326,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       wanted,
       remote.filter((r) => !isEditorTemp(r.path)),
       managedGlobs(config, local),
-      ...(opts.tools ? [opts.tools.digest] : []),
+      ws.tools.digest,
     );
     report.plan = plan;
     const readBefore = plan.changes.filter((c) => c.kind === 'update' || c.kind === 'delete');
@@ -571,8 +569,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
             reloadTiming(config),
             async () => {
               const again = await checkSelf(config, self, opts.external !== false, {
-                ...(opts.cache ? { cache: opts.cache } : {}),
-                ...(opts.tools ? { tools: opts.tools } : {}),
+                workspace: ws,
                 ...(opts.snapshot ? { snapshot: opts.snapshot } : {}),
               });
               const errors = again.diagnostics.filter((d) => d.severity === 'error');

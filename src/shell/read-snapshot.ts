@@ -5,10 +5,10 @@
 // fs/promises, and a director's set is read in well under a second.
 import { lstatSync, readdirSync, readFileSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { checkKeepalived } from '../core/check.js';
-import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
+import { type EvaluateOptions, evaluateKeepalived } from '../core/keepalived/evaluate.js';
 import { putFile, retainFiles, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
+import type { Workspace } from './workspace.js';
 
 const MAX_FILES_PER_DIR = 100_000;
 
@@ -22,25 +22,11 @@ export function directorPath(root: string, host: string): string {
   return rel.startsWith('..') ? host : `/${rel}`;
 }
 
-type ParseCache = NonNullable<EvaluateOptions['cache']>;
-
-/**
- * Texts read before, by host path with the file's identity (inode, size, mtime), for callers that
- * keep a parse cache (the daemon, the agent): an unchanged file is not read again. A file modified in
- * the two seconds before it was read is read every time (the clock is coarse: git's "racy clean").
- */
-const texts = new WeakMap<ParseCache, Map<string, { id: string; text: string }>>();
-
 /** A file's identity for the caches: inode, size and mtime. */
 const identity = (st: Stats) => `${st.ino}:${st.size}:${st.mtimeMs}`;
 
-function readText(host: string, st: Stats, cache: ParseCache | undefined): string {
-  if (!cache) return readFileSync(host, 'utf8');
-  let known = texts.get(cache);
-  if (!known) {
-    known = new Map();
-    texts.set(cache, known);
-  }
+function readText(host: string, st: Stats, ws: Workspace): string {
+  const known = ws.texts;
   const id = identity(st);
   const k = known.get(host);
   if (k && k.id === id) return k.text;
@@ -50,16 +36,13 @@ function readText(host: string, st: Stats, cache: ParseCache | undefined): strin
   return text;
 }
 
-/** Each snapshot's files as they were when read: inode, size and mtime (see changedSinceRead). */
-const readAs = new WeakMap<Snapshot, Map<string, string>>();
-
 /**
  * The first file of the snapshot that is no longer what was read (changed, replaced or gone), or
  * undefined. A watcher may drop a second change that comes right after a first (chokidar keeps one
  * change event per file in 50 ms): a push started on the first looks again before it commits.
  */
-export function changedSinceRead(snapshot: Snapshot, root: string): string | undefined {
-  const ids = readAs.get(snapshot);
+export function changedSinceRead(snapshot: Snapshot, root: string, ws: Workspace): string | undefined {
+  const ids = ws.readAs.get(snapshot);
   for (const p of snapshot.files.keys()) {
     const was = ids?.get(p);
     if (was === undefined) return p;
@@ -75,21 +58,22 @@ export function changedSinceRead(snapshot: Snapshot, root: string): string | und
   return undefined;
 }
 
-/** Snapshots being read again (rereadSnapshot): the paths found on disk this time. */
-const rereads = new WeakMap<Snapshot, Set<string>>();
-
 /**
  * Reads a snapshot kept between reads again: what `read` finds replaces what changed (an unchanged
  * file keeps its object, so the snapshot's FileMap records only real changes and a re-check redoes
  * only those), and a file no longer found is removed.
  */
-export async function rereadSnapshot(snapshot: Snapshot, read: () => Promise<void>): Promise<void> {
+export async function rereadSnapshot(
+  snapshot: Snapshot,
+  ws: Workspace,
+  read: () => Promise<void>,
+): Promise<void> {
   const seen = new Set<string>();
-  rereads.set(snapshot, seen);
+  ws.rereads.set(snapshot, seen);
   try {
     await read();
   } finally {
-    rereads.delete(snapshot);
+    ws.rereads.delete(snapshot);
   }
   retainFiles(snapshot, seen);
 }
@@ -98,8 +82,8 @@ export async function rereadSnapshot(snapshot: Snapshot, read: () => Promise<voi
  * While a snapshot is being read again, the paths read so far (a file not among them may be gone:
  * it is removed from the snapshot only when the reading ends); undefined at any other time.
  */
-export function readSoFar(snapshot: Snapshot): ReadonlySet<string> | undefined {
-  return rereads.get(snapshot);
+export function readSoFar(snapshot: Snapshot, ws: Workspace): ReadonlySet<string> | undefined {
+  return ws.rereads.get(snapshot);
 }
 
 /** Adds one file; a missing file is simply absent from the snapshot. Symlinks are followed inside root only. */
@@ -107,7 +91,7 @@ export async function addFile(
   snapshot: Snapshot,
   root: string,
   p: string,
-  cache?: ParseCache,
+  ws: Workspace,
 ): Promise<SnapshotFile | undefined> {
   const host = hostPath(root, p);
   try {
@@ -124,12 +108,12 @@ export async function addFile(
     }
     const mode = st.mode;
     if ((mode & 0o170000) !== 0o100000) return undefined;
-    const text = readText(host, st, cache);
-    rereads.get(snapshot)?.add(p);
-    let ids = readAs.get(snapshot);
+    const text = readText(host, st, ws);
+    ws.rereads.get(snapshot)?.add(p);
+    let ids = ws.readAs.get(snapshot);
     if (!ids) {
       ids = new Map();
-      readAs.set(snapshot, ids);
+      ws.readAs.set(snapshot, ids);
     }
     ids.set(p, identity(st));
     return putFile(snapshot, p, text, mode);
@@ -141,12 +125,7 @@ export async function addFile(
 }
 
 /** Lists a directory recursively into the snapshot (regular files only) and marks it as listed. */
-export async function addDir(
-  snapshot: Snapshot,
-  root: string,
-  dir: string,
-  cache?: ParseCache,
-): Promise<void> {
+export async function addDir(snapshot: Snapshot, root: string, dir: string, ws: Workspace): Promise<void> {
   snapshot.dirs.add(dir);
   let count = 0;
   const walk = async (d: string, depth: number): Promise<void> => {
@@ -171,7 +150,7 @@ export async function addDir(
             `${hostPath(root, dir)} holds more than ${MAX_FILES_PER_DIR} files`,
           );
         }
-        await addFile(snapshot, root, p, cache);
+        await addFile(snapshot, root, p, ws);
       }
     }
   };
@@ -179,23 +158,20 @@ export async function addDir(
 }
 
 /**
- * Reads keepalived.conf and everything it includes: evaluates, reads the directories the includes
- * search, and evaluates again until nothing new is needed. The evaluation is checkKeepalived's (the
- * caller's check of the same snapshot then reuses it).
+ * Reads keepalived.conf and everything it includes: evaluates (no lints), reads the directories the
+ * includes search, and evaluates again until nothing new is needed.
  */
 export async function readKeepalivedSnapshot(
   snapshot: Snapshot,
   root: string,
   confPath: string,
-  configId?: string,
-  cache: NonNullable<EvaluateOptions['cache']> = new Map(),
-  /** Whether the caller's check lints (its check then reuses this one): false for a model only. */
-  lint = true,
+  configId: string | undefined,
+  ws: Workspace,
   /** The directories includes may be read from (the managed ones); others are left unread. */
   inside?: (dir: string) => boolean,
 ): Promise<void> {
-  await addDir(snapshot, root, path.posix.dirname(confPath), cache);
-  await resolveIncludes(snapshot, root, confPath, configId, cache, lint, inside);
+  await addDir(snapshot, root, path.posix.dirname(confPath), ws);
+  await resolveIncludes(snapshot, root, confPath, configId, ws, inside);
 }
 
 /** Reads the directories keepalived's includes search that the snapshot has not listed yet. */
@@ -204,19 +180,18 @@ export async function resolveIncludes(
   root: string,
   confPath: string,
   configId: string | undefined,
-  cache: NonNullable<EvaluateOptions['cache']>,
-  lint = true,
+  ws: Workspace,
   inside?: (dir: string) => boolean,
 ): Promise<void> {
   for (let round = 0; round < 16; round++) {
-    const opts: EvaluateOptions = configId === undefined ? { cache } : { configId, cache };
-    const ev = checkKeepalived(snapshot, confPath, { ...opts, lint }).evaluation;
+    const opts: EvaluateOptions = configId === undefined ? { memory: ws } : { configId, memory: ws };
+    const ev = evaluateKeepalived(snapshot, confPath, opts);
     const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
     if (missing.length === 0) return;
     for (const d of missing) {
       // an include outside the managed directories is an error of its own: its tree is never read
       if (inside && !inside(d)) snapshot.dirs.add(d);
-      else await addDir(snapshot, root, d, cache);
+      else await addDir(snapshot, root, d, ws);
     }
   }
 }
@@ -226,9 +201,9 @@ export async function updateSnapshot(
   snapshot: Snapshot,
   root: string,
   paths: readonly string[],
-  cache?: ParseCache,
+  ws: Workspace,
 ): Promise<void> {
   for (const p of paths) {
-    if (!(await addFile(snapshot, root, p, cache))) snapshot.files.delete(p);
+    if (!(await addFile(snapshot, root, p, ws))) snapshot.files.delete(p);
   }
 }

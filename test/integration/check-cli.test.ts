@@ -5,7 +5,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runMain } from '../../src/cli.js';
 import { emptySnapshot } from '../../src/core/snapshot.js';
-import { checkDirector, ToolCache } from '../../src/shell/check-director.js';
+import { checkDirector } from '../../src/shell/check-director.js';
+import { Workspace } from '../../src/shell/workspace.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { captureIo, requireTools, tempRoot } from '../helpers/tools.js';
 
@@ -174,14 +175,12 @@ describe.skipIf(missing.length > 0)('lvssync check (real ferm, keepalived -t)', 
     writeFileSync(extra, '# marks kept apart\n');
     writeFileSync(ferm, `@include 'marks.ferm';\n${fermText}`);
     const snapshot = emptySnapshot();
-    const tools = new ToolCache();
-    const cache = new Map();
+    const workspace = new Workspace();
     const run = () =>
       checkDirector({
         root: r0,
         snapshot,
-        cache,
-        tools,
+        workspace,
         keepalivedPath: '/etc/keepalived/keepalived.conf',
         fermPath: '/etc/ferm/ferm.conf',
       });

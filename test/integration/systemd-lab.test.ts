@@ -38,8 +38,13 @@ async function until<T>(
   }
 }
 
-const sh = (host: Director, script: string, allowFail = false) =>
-  lab.exec(host, ['sh', '-c', script], { allowFail, timeoutMs: 180_000 });
+const sh = async (host: Director, script: string, allowFail = false) => {
+  const t0 = Date.now();
+  const r = await lab.exec(host, ['sh', '-c', script], { allowFail, timeoutMs: 180_000 });
+  if (Date.now() - t0 > 10_000)
+    console.log(`${host}: ${script}: ${Date.now() - t0} ms\n${r.stdout.slice(-2000)}`);
+  return r;
+};
 
 /** The JSON lines lvssync logged to the journal on lvs1. */
 async function daemonLog(): Promise<{ msg: string; [k: string]: unknown }[]> {
@@ -174,6 +179,32 @@ describe.skipIf(unavailable !== undefined)('the Debian package on booted Debian 
     await lab.systemctl('lvs1', ['restart', 'lvssync']);
   }, 120_000);
 
+  it('systemctl stop during a push lets the push finish, reloads included, and stops at once', async () => {
+    await sh('lvs1', `sed -i 's/weight 52/weight 60/' ${FWM}`);
+    await until(
+      'the push to be under way',
+      () => {
+        try {
+          return JSON.parse(lab.readFile('lvs1', '/var/lib/lvssync/watch-status.json')).health === 'pushing';
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+    );
+    const t0 = Date.now();
+    // systemctl waits for the stop job; a reload the push asks for meanwhile must not wait for it
+    await lab.systemctl('lvs1', ['stop', 'lvssync']);
+    const stopMs = Date.now() - t0;
+    const show = (await lab.systemctl('lvs1', ['show', '-p', 'Result', 'lvssync'])).stdout;
+    expect(show, `stopped after ${stopMs} ms`).toMatch(/Result=success/);
+    expect(stopMs).toBeLessThan(30_000);
+    expect(lab.readFile('lvs2', FWM)).toContain('weight 60');
+    await sh('lvs1', `sed -i 's/weight 60/weight 52/' ${FWM}`);
+    await lab.systemctl('lvs1', ['start', 'lvssync']);
+    await until('lvs2 back in step', () => lab.readFile('lvs2', FWM).includes('weight 52'));
+  }, 120_000);
+
   it('systemctl stop is clean', async () => {
     await lab.systemctl('lvs1', ['stop', 'lvssync']);
     const show = (await lab.systemctl('lvs1', ['show', '-p', 'Result,ExecMainStatus,ActiveState', 'lvssync']))
@@ -206,6 +237,18 @@ describe.skipIf(unavailable !== undefined)('the Debian package on booted Debian 
   }, 300_000);
 
   it('remove keeps /etc/lvssync and the state; purge removes the state', async () => {
+    // the primary first: remove stops its daemon (an agent session open on lvs2 during lvs2's purge
+    // would write its state again)
+    const t0 = Date.now();
+    await sh('lvs1', 'apt-get remove -y lvssync 2>&1');
+    if (Date.now() - t0 > 10_000)
+      console.log((await lab.journal('lvs1', 'lvssync')).split('\n').slice(-40).join('\n'));
+    expect((await lab.systemctl('lvs1', ['is-active', 'lvssync'], true)).stdout.trim()).not.toBe('active');
+    expect(existsSync(lab.pathOn('lvs1', '/etc/lvssync/id_ed25519'))).toBe(true);
+    await until(
+      'no agent left on lvs2',
+      async () => (await sh('lvs2', 'pgrep -f "[l]vssync agent"', true)).code === 1,
+    );
     await sh('lvs2', 'apt-get remove -y lvssync 2>&1');
     expect(existsSync(lab.pathOn('lvs2', '/usr/bin/lvssync'))).toBe(false);
     expect(existsSync(lab.pathOn('lvs2', '/etc/lvssync/lvssync.yaml'))).toBe(true);
@@ -214,8 +257,5 @@ describe.skipIf(unavailable !== undefined)('the Debian package on booted Debian 
     expect(existsSync(lab.pathOn('lvs2', '/var/lib/lvssync'))).toBe(false);
     expect(existsSync(lab.pathOn('lvs2', '/var/cache/lvssync'))).toBe(false);
     expect(existsSync(lab.pathOn('lvs2', '/etc/lvssync/lvssync.yaml'))).toBe(true);
-    // on the primary, remove stops the daemon first
-    await sh('lvs1', 'apt-get remove -y lvssync 2>&1');
-    expect((await lab.systemctl('lvs1', ['is-active', 'lvssync'], true)).stdout.trim()).not.toBe('active');
   }, 180_000);
 });

@@ -20,6 +20,8 @@ describe('systemd/lvssync.service', () => {
     expect(unit).toMatch(/^RestartPreventExitStatus=2 3$/m);
     expect(unit).toMatch(/^NoNewPrivileges=yes$/m);
     expect(unit).toMatch(/^ReadWritePaths=.*\/var\/lib\/lvssync/m);
+    // ordered after the services it reloads, a stop during a push would deadlock (systemd-lab test)
+    expect(unit).not.toMatch(/^(After|Before)=.*(keepalived|ferm)/m);
   });
 
   it.skipIf(!analyze)('passes systemd-analyze verify', () => {

@@ -18,9 +18,9 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/core/config.js';
 import { applyManifestDelta, LineSplitter, manifestDelta } from '../../src/core/protocol.js';
-import { ToolCache } from '../../src/shell/check-director.js';
 import { Store } from '../../src/shell/store.js';
 import type { ToolRun } from '../../src/shell/tools.js';
+import { ToolCache } from '../../src/shell/workspace.js';
 
 describe('LineSplitter', () => {
   it('gives back whole lines however the chunks fall, and drops empty ones', () => {

@@ -1,12 +1,13 @@
-// Re-checking with a parse cache must give exactly what a fresh check gives, whatever changed.
+// Re-checking with the owner's CheckMemory must give exactly what a fresh check gives, whatever changed.
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkKeepalived } from '../../src/core/check.js';
-import type { ParseCacheEntry } from '../../src/core/keepalived/evaluate.js';
+import { CheckMemory } from '../../src/core/memory.js';
 import { emptySnapshot, FileMap, snapshotOf } from '../../src/core/snapshot.js';
 import { changedSinceRead, readKeepalivedSnapshot, rereadSnapshot } from '../../src/shell/read-snapshot.js';
+import { Workspace } from '../../src/shell/workspace.js';
 
 const ROOT = '/etc/keepalived/keepalived.conf';
 
@@ -27,9 +28,9 @@ describe('incremental re-check', () => {
       '/etc/keepalived/conf.d/c.conf':
         'virtual_server fwmark 3 {\n  lb_kind DR\n@lvs1  real_server 192.0.2.3 0 {\n    weight 1\n  }\n}\n',
     };
-    const cache = new Map<string, ParseCacheEntry>();
+    const memory = new CheckMemory();
     const cached = (configId: string) => {
-      const r = checkKeepalived(snapshotOf(files, ['/etc/keepalived']), ROOT, { configId, cache });
+      const r = checkKeepalived(snapshotOf(files, ['/etc/keepalived']), ROOT, { configId, memory });
       return { vs: r.model.virtualServers.map((v) => [v.label, v.realServers.length]), diags: r.diagnostics };
     };
     expect(cached('lvs1')).toEqual(fresh(files, 'lvs1'));
@@ -129,8 +130,8 @@ describe('re-check of a snapshot edited in place', () => {
   ] as const)('config-id %s, lint %s: every result is what a fresh check finds', (configId, lint) => {
     const files = base();
     const snap = snapshotOf(files, ['/etc/keepalived']);
-    const cache = new Map<string, ParseCacheEntry>();
-    const opts = { cache, lint, ...(configId ? { configId } : {}) };
+    const memory = new CheckMemory();
+    const opts = { memory, lint, ...(configId ? { configId } : {}) };
     let prev = checkKeepalived(snap, ROOT, opts);
     let incremental = 0;
     for (let step = 0; step < 400; step++) {
@@ -220,14 +221,14 @@ describe('a snapshot read again in place', () => {
       const age = (f: string) => utimesSync(f, old, old);
       for (let m = 1; m <= 5; m++) age(path.join(conf, `conf.d/f${m}.conf`));
       const snap = emptySnapshot();
-      const cache = new Map<string, ParseCacheEntry>();
+      const ws = new Workspace();
       const read = async () => {
-        await rereadSnapshot(snap, () => readKeepalivedSnapshot(snap, root, ROOT, undefined, cache));
-        return checkKeepalived(snap, ROOT, { cache });
+        await rereadSnapshot(snap, ws, () => readKeepalivedSnapshot(snap, root, ROOT, undefined, ws));
+        return checkKeepalived(snap, ROOT, { memory: ws });
       };
       const fresh = async () => {
         const s = emptySnapshot();
-        await readKeepalivedSnapshot(s, root, ROOT);
+        await readKeepalivedSnapshot(s, root, ROOT, undefined, new Workspace());
         return checkKeepalived(s, ROOT);
       };
       const first = await read();
@@ -240,11 +241,11 @@ describe('a snapshot read again in place', () => {
       expect(snap.files.get('/etc/keepalived/conf.d/f2.conf')).toBe(f2);
       // one edit: seen on disk before the next read, then one change recorded, the re-check took
       // the incremental path and matches
-      expect(changedSinceRead(snap, root)).toBeUndefined();
+      expect(changedSinceRead(snap, root, ws)).toBeUndefined();
       writeFileSync(path.join(conf, 'conf.d/f3.conf'), vsText(3, 9));
-      expect(changedSinceRead(snap, root)).toBe('/etc/keepalived/conf.d/f3.conf');
+      expect(changedSinceRead(snap, root, ws)).toBe('/etc/keepalived/conf.d/f3.conf');
       const edited = await read();
-      expect(changedSinceRead(snap, root)).toBeUndefined();
+      expect(changedSinceRead(snap, root, ws)).toBeUndefined();
       expect(files.changedSince(v)).toEqual(['/etc/keepalived/conf.d/f3.conf']);
       expect(edited.evaluation.includes).toBe(first.evaluation.includes);
       expect(edited.model.virtualServers.map((x) => x.realServers[0]?.weight?.value)).toEqual([

@@ -4,6 +4,7 @@
 
 import path from 'node:path/posix';
 import { type Diagnostic, diag, type Position } from '../diagnostic.js';
+import type { CheckMemory } from '../memory.js';
 import { globSnapshot, type Snapshot } from '../snapshot.js';
 import { type CstFile, type CstNode, type CstStatement, parseKeepalived } from './cst.js';
 import { type Token, tokenValue } from './lexer.js';
@@ -45,8 +46,11 @@ export interface Evaluation {
 export interface EvaluateOptions {
   /** keepalived's -i/--config-id; undefined means keepalived's default (none matches @id lines). */
   configId?: string;
-  /** Parsed files, keyed by path, reused between runs (an entry is used only while the text is unchanged). */
-  cache?: Map<string, ParseCacheEntry>;
+  /**
+   * What the owner keeps between runs: its parsed files (an entry is used only while the text is
+   * unchanged) and compiled include patterns. Without it, everything is computed afresh.
+   */
+  memory?: CheckMemory;
   /** Read simple files by the direct scanner (scan.ts); false forces the lossless path everywhere. */
   direct?: boolean;
   /**
@@ -108,7 +112,7 @@ export function evaluateKeepalived(
   const parsed = (p: string): ParseCacheEntry | undefined => {
     const f = snapshot.files.get(p);
     if (!f) return undefined;
-    const cached = opts.cache?.get(p);
+    const cached = opts.memory?.parse.get(p);
     if (cached && cached.text === f.text) {
       if (cached.diagnostics.length > 0 && !seenFiles.has(p)) out.diagnostics.push(...cached.diagnostics);
       return cached;
@@ -122,12 +126,12 @@ export function evaluateKeepalived(
         selfContained: true,
         evaluated: { configId: undefined, anyConfigId: true, directives: direct, diagnostics: [] },
       };
-      opts.cache?.set(p, entry);
+      opts.memory?.parse.set(p, entry);
       return entry;
     }
     const r = parseKeepalived(f.text, p);
     const entry: ParseCacheEntry = { text: f.text, cst: r.cst, diagnostics: r.diagnostics };
-    opts.cache?.set(p, entry);
+    opts.memory?.parse.set(p, entry);
     if (r.diagnostics.length > 0 && !seenFiles.has(p)) out.diagnostics.push(...r.diagnostics);
     return entry;
   };
@@ -317,7 +321,7 @@ export function evaluateKeepalived(
 
   const include = (raw: string, from: string, pos: Position, sink: Directive[], depth: number) => {
     const pattern = raw.startsWith('/') ? raw : path.join(path.dirname(from), raw);
-    const g = globSnapshot(snapshot, pattern);
+    const g = globSnapshot(snapshot, pattern, opts.memory?.matchers);
     if (g.kind === 'unknown') {
       if (!out.unknownDirs.includes(g.dir)) out.unknownDirs.push(g.dir);
       out.includes.push({ pos, pattern, matched: [] });
@@ -400,7 +404,7 @@ export function evaluateKeepalived(
     if (own !== sink) for (const d of own) sink.push(d);
     if (entry.selfContained) leaf(start);
     else slices?.set(p, null);
-    if (entry.selfContained && opts.cache) {
+    if (entry.selfContained && opts.memory) {
       entry.evaluated = {
         configId: opts.configId,
         directives: own,
@@ -477,4 +481,4 @@ export function parseLst(s: string): { vars: string[]; sets: string[][]; body: s
 }
 
 /** What keepalived defines by itself (set_std_definitions in its parser.c). */
-const KEEPALIVED_DEFINES = new Set(['_PWD', '_INSTANCE', '_RANDOM', '_HASH', '_BANG']);
+const KEEPALIVED_DEFINES: ReadonlySet<string> = new Set(['_PWD', '_INSTANCE', '_RANDOM', '_HASH', '_BANG']);

@@ -3,6 +3,7 @@
 
 import { canonicalIP, expandRange, isIP, parseCidr } from '../address.js';
 import { type Diagnostic, diag, type Position } from '../diagnostic.js';
+import type { CheckMemory } from '../memory.js';
 import { type ArgRule, LVS_SCHEDULERS, type Spec, TOP } from './directives.js';
 import { argAt, type Directive } from './evaluate.js';
 import { type KeepalivedModel, type VipEntry, type VirtualServer, virtualServerLabel } from './model.js';
@@ -88,15 +89,21 @@ function checkArg(rule: ArgRule, raw: string, keyword: string, at: () => Positio
 
 // Keyword tables as Maps: a keyword read from a file is a fresh string, and looking it up as an object
 // property costs a trip through V8's string table each time, where a Map lookup only hashes it once.
-const tableMaps = new WeakMap<Readonly<Record<string, Spec>>, Map<string, Spec>>();
+// Built once at load from the constant tables (TOP and every table nested in it), never changed.
+const TABLE_MAPS: ReadonlyMap<Readonly<Record<string, Spec>>, ReadonlyMap<string, Spec>> = (() => {
+  const maps = new Map<Readonly<Record<string, Spec>>, ReadonlyMap<string, Spec>>();
+  const add = (table: Readonly<Record<string, Spec>>) => {
+    if (maps.has(table)) return;
+    maps.set(table, new Map(Object.entries(table)));
+    for (const spec of Object.values(table)) if (spec.children) add(spec.children);
+  };
+  add(TOP);
+  return maps;
+})();
 
 function specOf(table: Readonly<Record<string, Spec>>, name: string): Spec | undefined {
-  let m = tableMaps.get(table);
-  if (!m) {
-    m = new Map(Object.entries(table));
-    tableMaps.set(table, m);
-  }
-  return m.get(name);
+  const m = TABLE_MAPS.get(table);
+  return m ? m.get(name) : Object.hasOwn(table, name) ? table[name] : undefined;
 }
 
 function checkDirectives(
@@ -104,7 +111,7 @@ function checkDirectives(
   table: Readonly<Record<string, Spec>>,
   context: string,
   out: Diagnostic[],
-  memoTop = false,
+  memoTop?: WeakMap<Directive, Diagnostic[]>,
 ): void {
   let seenUnique: Map<string, Directive> | undefined;
   for (const d of nodes) {
@@ -140,19 +147,16 @@ function checkDirectives(
       seenUnique.set(d.name, d);
     }
     if (memoTop) {
-      let own = topMemo.get(d);
+      let own = memoTop.get(d);
       if (!own) {
         own = [];
         checkOne(d, spec, own);
-        topMemo.set(d, own);
+        memoTop.set(d, own);
       }
       for (const x of own) out.push(x);
     } else checkOne(d, spec, out);
   }
 }
-
-// A top-level directive's own findings depend on nothing else: computed once per directive object.
-const topMemo = new WeakMap<Directive, Diagnostic[]>();
 
 function checkOne(d: Directive, spec: Spec, out: Diagnostic[]): void {
   {
@@ -238,7 +242,7 @@ function vipAddresses(e: VipEntry): string[] {
 }
 
 /** Rules over the whole configuration (every file of one director together). */
-function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
+function checkModel(m: KeepalivedModel, out: Diagnostic[], memory?: CheckMemory): void {
   const vrids = new Map<string, { name: string; pos: Position; peers: string[] }>();
   const vips = new Map<string, { name: string; pos: Position }>();
   const instanceNames = new Map<string, Position>();
@@ -425,7 +429,7 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
         ),
       );
     }
-    for (const x of virtualServerFindings(vs)) out.push(x);
+    for (const x of virtualServerFindings(vs, memory)) out.push(x);
     const vsKey = virtualServerIdentity(vs);
     const prev = seenVs.get(vsKey);
     if (prev) {
@@ -438,15 +442,14 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[]): void {
   }
 }
 
-// A virtual server's own findings (everything but duplicates and group references): once per object.
-const vsMemo = new WeakMap<VirtualServer, Diagnostic[]>();
-
-function virtualServerFindings(vs: VirtualServer): Diagnostic[] {
-  let own = vsMemo.get(vs);
+// A virtual server's own findings (everything but duplicates and group references): with the
+// owner's memory, once per object.
+function virtualServerFindings(vs: VirtualServer, memory?: CheckMemory): Diagnostic[] {
+  let own = memory?.virtualServerFindings.get(vs);
   if (!own) {
     own = [];
     checkVirtualServer(vs, own);
-    vsMemo.set(vs, own);
+    memory?.virtualServerFindings.set(vs, own);
   }
   return own;
 }
@@ -465,16 +468,16 @@ export function virtualServerIdentity(vs: VirtualServer): string {
  * keyword table's checks of its lines and the virtual server's own rules. Findings that depend on
  * the rest of the configuration (duplicates, group references) are not included.
  */
-export function virtualServerIsClean(d: Directive, vs: VirtualServer): boolean {
+export function virtualServerIsClean(d: Directive, vs: VirtualServer, memory?: CheckMemory): boolean {
   const spec = specOf(TOP, d.name);
   if (!spec || spec.deprecated || spec.unique) return false;
-  let own = topMemo.get(d);
+  let own = memory?.topFindings.get(d);
   if (!own) {
     own = [];
     checkOne(d, spec, own);
-    topMemo.set(d, own);
+    memory?.topFindings.set(d, own);
   }
-  return own.length === 0 && virtualServerFindings(vs).length === 0;
+  return own.length === 0 && virtualServerFindings(vs, memory).length === 0;
 }
 
 function checkVirtualServer(vs: VirtualServer, out: Diagnostic[]): void {
@@ -720,10 +723,14 @@ function checkScriptSecurity(m: KeepalivedModel, directives: readonly Directive[
   );
 }
 
-export function validateKeepalived(directives: readonly Directive[], model: KeepalivedModel): Diagnostic[] {
+export function validateKeepalived(
+  directives: readonly Directive[],
+  model: KeepalivedModel,
+  memory?: CheckMemory,
+): Diagnostic[] {
   const out: Diagnostic[] = [];
-  checkDirectives(directives, TOP, 'the top level', out, true);
-  checkModel(model, out);
+  checkDirectives(directives, TOP, 'the top level', out, memory?.topFindings);
+  checkModel(model, out, memory);
   checkReloadSettings(model, directives[0]?.pos, out);
   checkScriptSecurity(model, directives, out);
   return out;

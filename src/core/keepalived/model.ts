@@ -2,6 +2,7 @@
 // Built from the Directive tree (evaluate.ts); every element keeps the position it came from.
 
 import type { Position } from '../diagnostic.js';
+import type { CheckMemory } from '../memory.js';
 import { argAt, type Directive } from './evaluate.js';
 
 export interface Valued<T> {
@@ -182,7 +183,7 @@ function checker(d: Directive): Checker {
   return c;
 }
 
-export const CHECKER_TYPES = new Set([
+export const CHECKER_TYPES: ReadonlySet<string> = new Set([
   'HTTP_GET',
   'SSL_GET',
   'TCP_CHECK',
@@ -279,12 +280,10 @@ function vrrpInstance(d: Directive): VrrpInstance {
   return inst;
 }
 
-// Directives are immutable once evaluated and the evaluator reuses them for unchanged files, so the
-// model of a directive is computed once (a pure function memoised on object identity).
-const virtualServerMemo = new WeakMap<Directive, VirtualServer>();
-const instanceMemo = new WeakMap<Directive, VrrpInstance>();
-
-function memo<T>(table: WeakMap<Directive, T>, d: Directive, build: (d: Directive) => T): T {
+// Directives are immutable once evaluated and the evaluator reuses them for unchanged files, so with
+// the owner's CheckMemory the model of a directive is computed once (memoised on object identity).
+function memo<T>(table: WeakMap<Directive, T> | undefined, d: Directive, build: (d: Directive) => T): T {
+  if (!table) return build(d);
   let v = table.get(d);
   if (v === undefined) {
     v = build(d);
@@ -313,7 +312,7 @@ function reloadSettings(d: Directive, prev: ReloadSettings): ReloadSettings {
   return out;
 }
 
-export function buildModel(directives: readonly Directive[]): KeepalivedModel {
+export function buildModel(directives: readonly Directive[], memory?: CheckMemory): KeepalivedModel {
   const m: KeepalivedModel = {
     instances: [],
     syncGroups: [],
@@ -331,7 +330,7 @@ export function buildModel(directives: readonly Directive[]): KeepalivedModel {
         break;
       }
       case 'vrrp_instance':
-        m.instances.push(memo(instanceMemo, d, vrrpInstance));
+        m.instances.push(memo(memory?.instances, d, vrrpInstance));
         break;
       case 'vrrp_sync_group':
         m.syncGroups.push({
@@ -353,7 +352,7 @@ export function buildModel(directives: readonly Directive[]): KeepalivedModel {
         });
         break;
       case 'virtual_server':
-        m.virtualServers.push(memo(virtualServerMemo, d, virtualServer));
+        m.virtualServers.push(memo(memory?.virtualServers, d, virtualServer));
         break;
     }
   }

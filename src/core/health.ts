@@ -1,0 +1,103 @@
+// The watch daemon's health and its retry backoff, as a pure reducer beside coalesce.ts: what one
+// push's outcome means for the daemon (in sync, waiting for an edit, retrying later) is decided here,
+// once; the daemon logs, writes its status and arms the timer it is told to.
+
+export type WatchHealth =
+  | 'starting'
+  | 'in-sync'
+  | 'pending'
+  | 'pushing'
+  | 'invalid'
+  | 'peer-down'
+  /** keepalived or ferm is not running on a director (watch-status.json says which, since when). */
+  | 'service-down'
+  | 'failed'
+  | 'conflict';
+
+export const RETRY_MIN_MS = 1000;
+export const RETRY_MAX_MS = 60_000;
+
+/** What the daemon learns from one push: its result and error code, or that the worker died. */
+export type PushOutcomeSummary =
+  | { crashed: true }
+  | { crashed?: false; result: string; errorCode?: string | undefined };
+
+export type Verdict =
+  /** The peer has this set and loaded it. */
+  | { kind: 'converged' }
+  /** The set changed while the push ran: the next burst pushes again, nothing to retry. */
+  | { kind: 'superseded' }
+  /** Only an edit (or a person) helps: no retry until the set changes. */
+  | { kind: 'needs-edit'; health: 'invalid' | 'conflict' | 'failed' }
+  /** Something outside the set (the link, a service, the peer's disk): tried again with backoff. */
+  | {
+      kind: 'retry';
+      health: 'peer-down' | 'pending' | 'service-down' | 'failed';
+      reason: 'peer-down' | 'busy' | 'service-down' | 'peer-cannot-write' | 'crashed';
+    };
+
+const PEER_DOWN_CODES: ReadonlySet<string> = new Set(['E_SSH_CONNECT', 'E_TRANSFER', 'E_LOCKED']);
+
+const peerDown = (code: string | undefined): Verdict =>
+  code === 'E_LOCKED'
+    ? { kind: 'retry', health: 'pending', reason: 'busy' }
+    : { kind: 'retry', health: 'peer-down', reason: 'peer-down' };
+
+export function classifyPush(o: PushOutcomeSummary): Verdict {
+  if (o.crashed) return { kind: 'retry', health: 'failed', reason: 'crashed' };
+  switch (o.result) {
+    case 'pushed':
+    case 'reloaded':
+      return { kind: 'converged' };
+    case 'in-sync':
+      // in sync as far as it got: an error here means the peer could not be asked
+      return o.errorCode ? peerDown(o.errorCode) : { kind: 'converged' };
+    case 'superseded':
+      return { kind: 'superseded' };
+    case 'service-down':
+      return { kind: 'retry', health: 'service-down', reason: 'service-down' };
+    case 'invalid-here':
+      return { kind: 'needs-edit', health: 'invalid' };
+    case 'conflict':
+      return { kind: 'needs-edit', health: 'conflict' };
+    case 'invalid-on-peer':
+      return { kind: 'needs-edit', health: 'failed' };
+    default:
+      if (o.errorCode && PEER_DOWN_CODES.has(o.errorCode)) return peerDown(o.errorCode);
+      // the peer's disk or state (a rollback it cannot finish): its fix is not an edit here
+      if (o.errorCode === 'E_WRITE') return { kind: 'retry', health: 'failed', reason: 'peer-cannot-write' };
+      return { kind: 'needs-edit', health: 'failed' };
+  }
+}
+
+export interface HealthState {
+  health: WatchHealth;
+  /** The last retry delay (0 after a push that converged): the next one doubles it, up to the max. */
+  retryMs: number;
+}
+
+export const STARTING: HealthState = { health: 'starting', retryMs: 0 };
+
+/**
+ * The daemon after a push: its health, and when to try again (`retryInMs`), or not. `once` (watch
+ * --once) reports instead of retrying.
+ */
+export function afterPush(
+  state: HealthState,
+  verdict: Verdict,
+  once = false,
+): { state: HealthState; retryInMs?: number } {
+  switch (verdict.kind) {
+    case 'converged':
+      return { state: { health: 'in-sync', retryMs: 0 } };
+    case 'superseded':
+      return { state: { ...state, health: 'pending' } };
+    case 'needs-edit':
+      return { state: { ...state, health: verdict.health } };
+    case 'retry': {
+      if (once) return { state: { ...state, health: verdict.health } };
+      const retryMs = Math.min(RETRY_MAX_MS, state.retryMs ? state.retryMs * 2 : RETRY_MIN_MS);
+      return { state: { health: verdict.health, retryMs }, retryInMs: retryMs };
+    }
+  }
+}
