@@ -7,80 +7,25 @@
 
 import cron from 'node-cron';
 import type { Config } from '../core/config.js';
-import type { Diagnostic } from '../core/diagnostic.js';
-import type { ServiceState } from '../core/protocol.js';
 import { emptySnapshot } from '../core/snapshot.js';
+import type {
+  AuditSummary,
+  GateReply,
+  NextAudit,
+  PushSummary,
+  WatchInput,
+  WorkerJob,
+  WorkerMessage,
+} from '../core/worker-ipc.js';
+import { parseWorkerRequest } from '../core/worker-ipc.js';
 import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
 import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { PeerKeeper, peerOf } from '../shell/peer.js';
-import { type PushResult, runPush, type Step } from '../shell/push.js';
+import { runPush } from '../shell/push.js';
 import { changedSinceRead } from '../shell/read-snapshot.js';
 import { Workspace } from '../shell/workspace.js';
-
-export type WorkerJob = 'push' | 'watchset' | 'audit' | 'next-audit';
-
-export interface WorkerRequest {
-  id: number;
-  job: WorkerJob;
-  /** push: an early push, which asks the daemon (a 'gate' event) before the peer's commit. */
-  gated?: boolean;
-}
-
-/** The daemon's answer to a gated push's 'gate' event: commit, or abandon. */
-export interface GateReply {
-  gate: number;
-  go: boolean;
-}
-
-/** What the daemon watches, from a read of the set: its files and the include patterns. */
-export interface WatchInput {
-  files: string[];
-  patterns: string[];
-}
-
-export interface PushSummary {
-  result: PushResult;
-  peer: string;
-  changes: string[];
-  conflicts: string[];
-  order?: string[];
-  version?: string;
-  timings: Record<string, number>;
-  /** Where the peer's validation spent its time (ms). */
-  peerTimings?: Record<string, number>;
-  /** Errors that stopped the push, here or on the peer. */
-  errors: Diagnostic[];
-  error?: { code: string; message: string };
-  steps: Step[];
-  watch?: WatchInput;
-  memory: Record<string, number>;
-  /** An early push abandoned because this file changed after it was read, with no event for it. */
-  changedOnDisk?: string;
-  /** Services found not running (result service-down). */
-  servicesDown?: (ServiceState & { host: string })[];
-}
-
-/** When audit.schedule next fires (epoch ms), as node-cron computes it; or why it cannot. */
-export interface NextAudit {
-  at?: number;
-  error?: string;
-}
-
-export interface AuditSummary {
-  status: string;
-  problems: number;
-  codes: string[];
-  report: string;
-}
-
-export type WorkerMessage =
-  | { id: number; ok: true; result: PushSummary | WatchInput | AuditSummary | NextAudit }
-  | { id: number; ok: false; error: { code: string; message: string } }
-  | { event: 'progress'; step: string }
-  | { event: 'gate'; id: number }
-  | { event: 'opened'; peer: string; agentPid?: number; recovered?: string };
 
 export function memoryMiB(): Record<string, number> {
   const m = process.memoryUsage();
@@ -252,7 +197,14 @@ export async function runWatchWorker(opts: { config?: string; node?: string }): 
     process.removeAllListeners('message');
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.removeAllListeners(sig);
   };
-  process.on('message', (m: WorkerRequest | GateReply) => {
+  process.on('message', (raw: unknown) => {
+    const m = parseWorkerRequest(raw);
+    if ('error' in m) {
+      const id = (raw as { id?: unknown } | null)?.id;
+      if (typeof id === 'number')
+        send({ id, ok: false, error: { code: 'E_PROTOCOL', message: `bad request: ${m.error}` } });
+      return;
+    }
     if ('gate' in m) return worker.gateReply(m);
     busy++;
     worker

@@ -8,7 +8,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
-import { type FSWatcher, watch } from 'chokidar';
+import { watch } from 'chokidar';
 import picomatch from 'picomatch';
 import {
   type CoalesceState,
@@ -31,11 +31,6 @@ import {
   type WatchHealth,
 } from '../core/health.js';
 import { globBase } from '../core/snapshot.js';
-import { EXIT, LvssyncError } from '../errors.js';
-import type { Io } from '../io.js';
-import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
-import { createLogger, type Logger } from '../shell/logger.js';
-import { sdNotify } from '../shell/sd-notify.js';
 import type {
   AuditSummary,
   GateReply,
@@ -45,7 +40,13 @@ import type {
   WorkerJob,
   WorkerMessage,
   WorkerRequest,
-} from './watch-worker.js';
+} from '../core/worker-ipc.js';
+import { parseWorkerMessage } from '../core/worker-ipc.js';
+import { EXIT, LvssyncError } from '../errors.js';
+import type { Io } from '../io.js';
+import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
+import { createLogger, type Logger } from '../shell/logger.js';
+import { sdNotify } from '../shell/sd-notify.js';
 
 /** chokidar keeps one change event per file in 50 ms: the quiet window must be at least that. */
 const MIN_QUIET_MS = 50;
@@ -151,15 +152,79 @@ export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
     { ...timing, early: opts.early !== false },
     log.child({ component: 'watch' }),
     opts.node,
+    processDeps,
   );
   return daemon.run(opts.once === true);
+}
+
+/** A timer handle of the daemon's clock. */
+export type Timer = unknown;
+
+/** Time for the daemon: the real clock in the daemon, a manual one in its tests. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number, opts?: { unref?: boolean }): Timer;
+  clearTimeout(t: Timer): void;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms, opts) => {
+    const t = setTimeout(fn, ms);
+    if (opts?.unref) t.unref();
+    return t;
+  },
+  clearTimeout: (t) => clearTimeout(t as NodeJS.Timeout),
+};
+
+/** The file watcher the daemon listens to (chokidar in the daemon). */
+export interface FileWatcher {
+  add(dirs: string[]): void;
+  unwatch(dirs: string[]): void;
+  close(): Promise<void>;
+}
+
+/** The daemon's pushing half, as the daemon uses it (WorkerClient: a child process). */
+export interface WorkerPort {
+  readonly running: boolean;
+  request<T extends PushSummary | WatchInput | AuditSummary | NextAudit>(
+    job: WorkerJob,
+    gated?: boolean,
+  ): Promise<T>;
+  reply(r: GateReply): void;
+  stop(): void;
+}
+
+export interface WorkerHandlers {
+  onEvent: (m: Extract<WorkerMessage, { event: string }>) => void;
+  onLife: (what: 'started' | 'exited', pid: number | undefined, how?: string) => void;
+}
+
+/** What the daemon needs from outside, passed in: the real ones in runWatch, fakes in its tests. */
+export interface DaemonDeps {
+  clock: Clock;
+  /** Starts watching `dirs`; resolves once the watcher has listed them. */
+  watchFiles(
+    dirs: string[],
+    onEvent: (event: string, path: string) => void,
+    onError: (err: unknown) => void,
+  ): Promise<FileWatcher>;
+  /** The worker for `args` (--config/--node), started when its first job comes. */
+  worker(args: string[], handlers: WorkerHandlers): WorkerPort;
+  /** lvssync.yaml read again (SIGHUP). */
+  loadConfig(path: string | undefined): Promise<Config>;
+  /** watch-status.json. */
+  writeStatus(stateDir: string, status: unknown): void;
+  /** Signals and readiness: the process's in the daemon. */
+  onSignals(handlers: { hup: () => void; term: () => void; int: () => void }): void;
+  notifyReady(): Promise<{ error?: string }>;
 }
 
 /**
  * The daemon's pushing half, a child process (watch-worker.ts) started when there is work and ended
  * when a burst of edits is over: the SSH client, the session to the peer and the caches live there.
  */
-class WorkerClient {
+class WorkerClient implements WorkerPort {
   private child: ChildProcess | undefined;
   private nextId = 1;
   /** Requests awaiting an answer, each with the worker it went to (an old worker's exit fails only its own). */
@@ -168,11 +233,16 @@ class WorkerClient {
     { child: ChildProcess; resolve: (v: unknown) => void; reject: (e: Error) => void }
   >();
 
+  private readonly onEvent: WorkerHandlers['onEvent'];
+  private readonly onLife: WorkerHandlers['onLife'];
+
   constructor(
     private readonly args: string[],
-    private readonly onEvent: (m: Extract<WorkerMessage, { event: string }>) => void,
-    private readonly onLife: (what: 'started' | 'exited', pid: number | undefined, how?: string) => void,
-  ) {}
+    handlers: WorkerHandlers,
+  ) {
+    this.onEvent = handlers.onEvent;
+    this.onLife = handlers.onLife;
+  }
 
   get running(): boolean {
     return this.child !== undefined;
@@ -205,7 +275,18 @@ class WorkerClient {
       execArgv: process.execArgv.filter((a) => !LEAN_FLAGS.test(a)),
       env: workerEnv(process.env),
     });
-    child.on('message', (m: WorkerMessage) => {
+    child.on('message', (raw: unknown) => {
+      const m = parseWorkerMessage(raw);
+      if ('error' in m && !('id' in m)) {
+        // a worker of another version, or a damaged message: its answers cannot be trusted
+        for (const [id, p] of this.pending) {
+          if (p.child !== child) continue;
+          this.pending.delete(id);
+          p.reject(new LvssyncError('E_PROTOCOL', `the push worker sent a bad message: ${m.error}`));
+        }
+        this.stop();
+        return;
+      }
       if ('event' in m) return this.onEvent(m);
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -236,13 +317,13 @@ class WorkerClient {
   }
 }
 
-class WatchDaemon {
+export class WatchDaemon {
   private state: CoalesceState = IDLE;
-  private watcher: FSWatcher | undefined;
+  private watcher: FileWatcher | undefined;
   private set: WatchSet = { files: new Set(), patterns: [], dirs: [] };
   private isRelevant: (p: string) => boolean = () => false;
-  private timer: NodeJS.Timeout | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
+  private retryTimer: Timer | undefined;
   private stopping = false;
   private pushing: Promise<void> | undefined;
   private healthState: HealthState = STARTING;
@@ -251,7 +332,7 @@ class WatchDaemon {
   private pushes = 0;
   private lastReport: { time: string; result: string; error?: string; pushId: number } | undefined;
   private resolveStopped: ((code: number) => void) | undefined;
-  private auditTimer: NodeJS.Timeout | undefined;
+  private auditTimer: Timer | undefined;
   private auditGeneration = 0;
   private auditing = false;
 
@@ -262,11 +343,12 @@ class WatchDaemon {
     private readonly timing: { quietMs: number; maxMs: number; idleReleaseMs: number; early: boolean },
     private readonly log: Logger,
     private readonly nodeFlag: string | undefined,
+    private readonly deps: DaemonDeps,
   ) {
+    this.clock = deps.clock;
     const args = [...(configPath ? ['--config', configPath] : []), ...(nodeFlag ? ['--node', nodeFlag] : [])];
-    this.worker = new WorkerClient(
-      args,
-      (m) => {
+    this.worker = deps.worker(args, {
+      onEvent: (m) => {
         if (m.event === 'opened')
           this.log.info(
             { peer: m.peer, agentPid: m.agentPid, recovered: m.recovered },
@@ -276,12 +358,14 @@ class WatchDaemon {
           void this.awaitGate().then((go) => this.worker.reply({ gate: m.id, go }));
         else this.log.debug({ step: m.step }, 'progress');
       },
-      (what, workerPid, how) => {
+      onLife: (what, workerPid, how) => {
         if (what === 'started') this.log.info({ workerPid }, 'push worker started');
         else this.log.debug({ workerPid, how }, 'push worker exited');
       },
-    );
+    });
   }
+
+  private readonly clock: Clock;
 
   /** --once: one attempt to converge; a peer that cannot be reached is reported, not waited for. */
   private once = false;
@@ -294,53 +378,57 @@ class WatchDaemon {
       'watching',
     );
     // Converge at start: edits made while the daemon was down are pushed now.
-    this.state = onEvent(this.state, Date.now());
+    this.state = onEvent(this.state, this.clock.now());
     this.schedule(0);
     if (once) {
       await new Promise<void>((r) => {
-        const t = setInterval(() => {
-          if (this.state.kind === 'idle' && !this.pushing && this.retryTimer === undefined) {
-            clearInterval(t);
-            r();
-          }
-        }, 50);
+        const poll = () => {
+          if (this.state.kind === 'idle' && !this.pushing && this.retryTimer === undefined) r();
+          else this.clock.setTimeout(poll, 50);
+        };
+        poll();
       });
       await this.watcher?.close();
       this.worker.stop();
       return this.health === 'in-sync' ? EXIT.OK : this.health === 'peer-down' ? EXIT.PEER : EXIT.PUSH_FAILED;
     }
     void this.scheduleAudit();
-    process.on('SIGHUP', () => void this.reloadConfig());
-    process.on('SIGTERM', () => void this.stop('SIGTERM'));
-    process.on('SIGINT', () => void this.stop('SIGINT'));
+    this.deps.onSignals({
+      hup: () => void this.reloadConfig(),
+      term: () => void this.stop('SIGTERM'),
+      int: () => void this.stop('SIGINT'),
+    });
     const stopped = new Promise<number>((resolve) => {
       this.resolveStopped = resolve;
     });
     // only now may systemd send SIGHUP (ExecReload): before the handler it would end the process
-    const ready = await sdNotify([`--pid=${process.pid}`, '--ready', '--status=watching']);
+    const ready = await this.deps.notifyReady();
     if (ready.error) this.log.warn({ error: ready.error }, 'could not tell systemd that the daemon is ready');
     return stopped;
   }
 
-  private readonly worker: WorkerClient;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly worker: WorkerPort;
+  private idleTimer: Timer | undefined;
 
   /**
    * A burst of edits is over (no push for --idle-release): the worker, and with it the peer session
    * and the caches, goes, so an idle daemon holds little memory; the next push starts a new worker.
    */
   private armIdleRelease(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.idleTimer) this.clock.clearTimeout(this.idleTimer);
     if (this.timing.idleReleaseMs <= 0) return;
-    this.idleTimer = setTimeout(() => {
-      this.idleTimer = undefined;
-      if (this.pushing || this.auditing || this.state.kind !== 'idle' || this.stopping)
-        return this.armIdleRelease();
-      if (!this.worker.running) return;
-      this.worker.stop();
-      this.log.info({}, 'idle: peer session closed, caches dropped');
-    }, this.timing.idleReleaseMs);
-    this.idleTimer.unref();
+    this.idleTimer = this.clock.setTimeout(
+      () => {
+        this.idleTimer = undefined;
+        if (this.pushing || this.auditing || this.state.kind !== 'idle' || this.stopping)
+          return this.armIdleRelease();
+        if (!this.worker.running) return;
+        this.worker.stop();
+        this.log.info({}, 'idle: peer session closed, caches dropped');
+      },
+      this.timing.idleReleaseMs,
+      { unref: true },
+    );
   }
 
   private async rewatch(local?: WatchInput): Promise<void> {
@@ -351,10 +439,11 @@ class WatchDaemon {
     const old = new Set(this.set.dirs);
     this.set = next;
     if (!this.watcher) {
-      this.watcher = watch(next.dirs, { ignoreInitial: true, atomic: true, depth: 8, followSymlinks: false });
-      this.watcher.on('all', (event, p) => this.onFsEvent(event, p));
-      this.watcher.on('error', (err) => this.log.error({ err }, 'watcher error'));
-      await new Promise<void>((r) => this.watcher!.once('ready', () => r()));
+      this.watcher = await this.deps.watchFiles(
+        next.dirs,
+        (event, p) => this.onFsEvent(event, p),
+        (err) => this.log.error({ err }, 'watcher error'),
+      );
     } else {
       const add = next.dirs.filter((d) => !old.has(d));
       const gone = [...old].filter((d) => !next.dirs.includes(d));
@@ -367,7 +456,7 @@ class WatchDaemon {
   private onFsEvent(event: string, p: string): void {
     if (this.stopping || event === 'addDir' || !this.isRelevant(p)) return;
     this.log.debug({ event, file: p }, 'change');
-    this.state = onEvent(this.state, Date.now());
+    this.state = onEvent(this.state, this.clock.now());
     if (this.health !== 'pushing') this.setHealth('pending');
     this.checkGate();
     if (this.timing.early && !this.pushing && !this.retryTimer) {
@@ -382,7 +471,7 @@ class WatchDaemon {
   }
 
   /** A gated push waiting for its quiet window: resolved by the window's end or by the next event. */
-  private gateWait: { resolve: (go: boolean) => void; timer?: NodeJS.Timeout } | undefined;
+  private gateWait: { resolve: (go: boolean) => void; timer?: Timer } | undefined;
 
   /** Whether the running (early) push may commit: at once, or when its quiet window has passed. */
   private awaitGate(): Promise<boolean> {
@@ -396,25 +485,26 @@ class WatchDaemon {
   private checkGate(): void {
     const w = this.gateWait;
     if (!w) return;
-    if (w.timer) clearTimeout(w.timer);
-    const v = this.stopping ? { go: false } : gate(this.state, Date.now(), this.timing);
+    if (w.timer) this.clock.clearTimeout(w.timer);
+    const v = this.stopping ? { go: false } : gate(this.state, this.clock.now(), this.timing);
     if ('go' in v) {
       this.gateWait = undefined;
       w.resolve(v.go);
-    } else w.timer = setTimeout(() => this.checkGate(), Math.max(0, v.waitUntil - Date.now()));
+    } else
+      w.timer = this.clock.setTimeout(() => this.checkGate(), Math.max(0, v.waitUntil - this.clock.now()));
   }
 
   private schedule(delay?: number): void {
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) this.clock.clearTimeout(this.timer);
     const due = dueAt(this.state, this.timing);
     if (due === undefined) return;
-    this.timer = setTimeout(() => this.tick(), delay ?? Math.max(0, due - Date.now()));
+    this.timer = this.clock.setTimeout(() => this.tick(), delay ?? Math.max(0, due - this.clock.now()));
   }
 
   private tick(): void {
     this.timer = undefined;
     if (this.stopping || this.retryTimer) return;
-    const r = startIfDue(this.state, Date.now(), this.timing);
+    const r = startIfDue(this.state, this.clock.now(), this.timing);
     this.state = r.state;
     if (!r.start) {
       this.schedule();
@@ -433,7 +523,7 @@ class WatchDaemon {
       .finally(() => {
         this.pushing = undefined;
         this.armIdleRelease();
-        this.state = onPushDone(this.state, Date.now(), abandoned);
+        this.state = onPushDone(this.state, this.clock.now(), abandoned);
         if (this.state.kind === 'waiting' && !this.stopping && !this.retryTimer) this.schedule();
       });
   }
@@ -443,7 +533,7 @@ class WatchDaemon {
     const pushId = ++this.pushes;
     const log = this.log.child({ pushId, ...(early ? { early } : {}) });
     this.setHealth('pushing');
-    const t0 = performance.now();
+    const t0 = this.clock.now();
     let report: PushSummary;
     try {
       report = await this.worker.request<PushSummary>('push', early);
@@ -451,10 +541,10 @@ class WatchDaemon {
       // the gate for every outcome, and reports 'superseded' when the set changed again)
       if (report.result === 'superseded') {
         // a change with no event of its own (the watcher keeps one per file in 50 ms): a new burst
-        if (report.changedOnDisk) this.state = onEvent(this.state, Date.now());
+        if (report.changedOnDisk) this.state = onEvent(this.state, this.clock.now());
         log.info(
           {
-            durationMs: Math.round(performance.now() - t0),
+            durationMs: Math.round(this.clock.now() - t0),
             ...(report.changedOnDisk ? { file: report.changedOnDisk } : {}),
             ...(report.error ? { reason: report.error.message } : {}),
           },
@@ -475,7 +565,7 @@ class WatchDaemon {
       this.apply(log, classifyPush({ crashed: true }));
       return false;
     }
-    const durationMs = Math.round(performance.now() - t0);
+    const durationMs = Math.round(this.clock.now() - t0);
     const verdict = classifyPush({ result: report.result, errorCode: report.error?.code });
     this.logOutcome(log, report, durationMs, verdict);
     if (report.result === 'service-down') this.serviceDown = report.servicesDown ?? [];
@@ -577,9 +667,12 @@ class WatchDaemon {
     }
     this.writeStatus();
     if (next.retryInMs === undefined) return;
-    this.retryTimer = setTimeout(() => {
+    this.retryTimer = this.clock.setTimeout(() => {
       this.retryTimer = undefined;
-      this.state = onEvent(this.state.kind === 'pushing' ? IDLE : this.state, Date.now() - this.timing.maxMs);
+      this.state = onEvent(
+        this.state.kind === 'pushing' ? IDLE : this.state,
+        this.clock.now() - this.timing.maxMs,
+      );
       this.schedule(0);
     }, next.retryInMs);
   }
@@ -594,18 +687,29 @@ class WatchDaemon {
   }
 
   private record(pushId: number, result: string, error?: string): void {
-    this.lastReport = { time: new Date().toISOString(), result, pushId, ...(error ? { error } : {}) };
+    this.lastReport = {
+      time: new Date(this.clock.now()).toISOString(),
+      result,
+      pushId,
+      ...(error ? { error } : {}),
+    };
     this.writeStatus();
   }
 
   private writeStatus(): void {
-    try {
-      mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
-      writeFileSync(
-        path.join(this.config.stateDir, 'watch-status.json'),
-        `${JSON.stringify({ pid: process.pid, health: this.health, since: new Date().toISOString(), lastPush: this.lastReport, watching: this.set.dirs, ...(this.health === 'service-down' ? { servicesDown: this.serviceDown } : {}) }, null, 1)}\n`,
-      );
-    } catch {}
+    this.deps.writeStatus(this.config.stateDir, {
+      pid: process.pid,
+      health: this.health,
+      since: new Date(this.clock.now()).toISOString(),
+      lastPush: this.lastReport,
+      watching: this.set.dirs,
+      ...(this.health === 'service-down' ? { servicesDown: this.serviceDown } : {}),
+    });
+  }
+
+  /** The daemon's health (for its tests and watch-status.json). */
+  get currentHealth(): HealthState {
+    return this.healthState;
   }
 
   /**
@@ -615,7 +719,7 @@ class WatchDaemon {
    * far off), runs the audit and asks again.
    */
   private async scheduleAudit(): Promise<void> {
-    if (this.auditTimer) clearTimeout(this.auditTimer);
+    if (this.auditTimer) this.clock.clearTimeout(this.auditTimer);
     this.auditTimer = undefined;
     const generation = ++this.auditGeneration;
     const expr = this.config.audit.schedule;
@@ -638,14 +742,14 @@ class WatchDaemon {
   }
 
   private armAudit(at: number, generation: number): void {
-    const wait = at - Date.now();
+    const wait = at - this.clock.now();
     if (wait <= 0) {
       void this.audit().finally(() => {
         if (generation === this.auditGeneration && !this.stopping) void this.scheduleAudit();
       });
       return;
     }
-    this.auditTimer = setTimeout(() => this.armAudit(at, generation), Math.min(wait, 10 * 60_000));
+    this.auditTimer = this.clock.setTimeout(() => this.armAudit(at, generation), Math.min(wait, 10 * 60_000));
   }
 
   private async audit(): Promise<void> {
@@ -666,7 +770,7 @@ class WatchDaemon {
 
   private async reloadConfig(): Promise<void> {
     try {
-      const { config } = await loadConfig(this.configPath);
+      const config = await this.deps.loadConfig(this.configPath);
       if (this.nodeFlag === undefined && selfNode(config) !== this.self) {
         throw new LvssyncError('E_CONFIG', `the new configuration no longer names this host ${this.self}`);
       }
@@ -676,22 +780,22 @@ class WatchDaemon {
       await this.rewatch();
       void this.scheduleAudit();
       this.log.info({ config: this.configPath }, 'configuration reloaded');
-      this.state = onEvent(this.state, Date.now());
+      this.state = onEvent(this.state, this.clock.now());
       this.schedule();
     } catch (e) {
       this.log.error({ err: e }, 'new configuration rejected; keeping the old one');
     }
   }
 
-  private async stop(signal: string): Promise<void> {
+  async stop(signal: string): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.log.info({ signal, pushing: Boolean(this.pushing) }, 'stopping');
     this.checkGate();
-    if (this.timer) clearTimeout(this.timer);
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    if (this.auditTimer) clearTimeout(this.auditTimer);
+    if (this.timer) this.clock.clearTimeout(this.timer);
+    if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
+    if (this.idleTimer) this.clock.clearTimeout(this.idleTimer);
+    if (this.auditTimer) this.clock.clearTimeout(this.auditTimer);
     this.auditGeneration++;
     await this.watcher?.close();
     // Finish the current push: the peer's agent rolls back by itself if we are killed meanwhile.
@@ -715,3 +819,29 @@ function notWritable(dir: string): string | undefined {
     }
   }
 }
+
+/** The daemon's real surroundings: the clock, chokidar, the worker process, the files, the signals. */
+const processDeps: DaemonDeps = {
+  clock: realClock,
+  watchFiles: async (dirs, onEvent, onError) => {
+    const w = watch(dirs, { ignoreInitial: true, atomic: true, depth: 8, followSymlinks: false });
+    w.on('all', (event, p) => onEvent(event, p));
+    w.on('error', onError);
+    await new Promise<void>((r) => w.once('ready', () => r()));
+    return w;
+  },
+  worker: (args, handlers) => new WorkerClient(args, handlers),
+  loadConfig: async (p) => (await loadConfig(p)).config,
+  writeStatus: (stateDir, status) => {
+    try {
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      writeFileSync(path.join(stateDir, 'watch-status.json'), `${JSON.stringify(status, null, 1)}\n`);
+    } catch {}
+  },
+  onSignals: (h) => {
+    process.on('SIGHUP', h.hup);
+    process.on('SIGTERM', h.term);
+    process.on('SIGINT', h.int);
+  },
+  notifyReady: () => sdNotify([`--pid=${process.pid}`, '--ready', '--status=watching']),
+};

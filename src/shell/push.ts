@@ -32,6 +32,7 @@ import type {
 import { renderForNode } from '../core/render.js';
 import { describeChangedDuring, setDigest } from '../core/service-set.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
+import type { PushResult, Step } from '../core/worker-ipc.js';
 import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, readSelf } from './check-director.js';
 import { withLock } from './lock.js';
@@ -39,40 +40,6 @@ import { type PeerKeeper, PeerSession, type PeerTarget, peerOf } from './peer.js
 import { guardFor, readLoaded, reloadTiming, reloadValidated } from './reload.js';
 import { readAddresses, readServiceStates, verifyService } from './services.js';
 import { Workspace } from './workspace.js';
-
-export type PushResult =
-  | 'in-sync'
-  | 'dry-run'
-  | 'declined'
-  /** A gated push whose gate said no (the set changed again before commit); nothing was changed. */
-  | 'superseded'
-  | 'pushed'
-  /** The files were in sync, and the services that had not loaded them were reloaded. */
-  | 'reloaded'
-  /** A service is not running on a director: nothing was committed or reloaded. */
-  | 'service-down'
-  | 'invalid-here'
-  | 'invalid-on-peer'
-  | 'conflict'
-  | 'rolled-back'
-  /** The peer could not be reached or authenticated: nothing was sent. */
-  | 'unreachable'
-  /** Something failed before the peer committed anything (its staged copy is thrown away). */
-  | 'failed'
-  /**
-   * The connection or a step failed after the peer committed: its agent rolls the set back when it
-   * notices (the session's end, or the next session's start), which the next push reports.
-   */
-  | 'interrupted'
-  | 'primary-failed';
-
-export interface Step {
-  host: string;
-  step: string;
-  ok: boolean;
-  durationMs: number;
-  detail?: string;
-}
 
 export interface PushReport {
   result: PushResult;

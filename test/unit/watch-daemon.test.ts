@@ -1,0 +1,257 @@
+// The watch daemon with fakes for its clock, file watcher and worker: coalescing, backoff, a crashed
+// worker, stop during a push and SIGHUP, without root, a lab or real time.
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type {
+  Clock,
+  DaemonDeps,
+  FileWatcher,
+  Timer,
+  WorkerHandlers,
+  WorkerPort,
+} from '../../src/commands/watch.js';
+import { WatchDaemon } from '../../src/commands/watch.js';
+import { type Config, validateConfig } from '../../src/core/config.js';
+import { RETRY_MIN_MS } from '../../src/core/health.js';
+import type { PushSummary, WatchInput, WorkerJob } from '../../src/core/worker-ipc.js';
+
+const CONF_D = '/etc/keepalived/conf.d';
+
+/** Lets pending promise chains run to their next wait (a few real macrotasks). */
+async function flush(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+class ManualClock implements Clock {
+  t = 1_800_000_000_000;
+  private timers: { at: number; id: number; fn: () => void }[] = [];
+  private nextId = 1;
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): Timer {
+    const id = this.nextId++;
+    this.timers.push({ at: this.t + Math.max(0, ms), id, fn });
+    return id;
+  }
+  clearTimeout(t: Timer): void {
+    this.timers = this.timers.filter((x) => x.id !== t);
+  }
+  /** Moves time on by `ms`, running each timer when its moment comes (and what it starts). */
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms;
+    for (;;) {
+      await flush();
+      const due = this.timers.filter((x) => x.at <= end).sort((a, b) => a.at - b.at || a.id - b.id)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((x) => x !== due);
+      this.t = due.at;
+      due.fn();
+    }
+    this.t = end;
+    await flush();
+  }
+}
+
+type Answer = Partial<PushSummary> & { result: PushSummary['result'] };
+
+class FakeWorker implements WorkerPort {
+  running = false;
+  readonly jobs: WorkerJob[] = [];
+  stops = 0;
+  /** The answers to the next pushes, in order (default: pushed). */
+  readonly answers: (Answer | Error | Promise<Answer>)[] = [];
+  constructor(readonly handlers: WorkerHandlers) {}
+  async request<T>(job: WorkerJob): Promise<T> {
+    if (!this.running) {
+      this.running = true;
+      this.handlers.onLife('started', 4242);
+    }
+    this.jobs.push(job);
+    if (job === 'watchset')
+      return { files: [`${CONF_D}/a.conf`], patterns: [`${CONF_D}/*.conf`] } satisfies WatchInput as T;
+    if (job === 'next-audit') return { error: 'not in these tests' } as T;
+    if (job === 'audit') throw new Error('no audit here');
+    const a = this.answers.shift() ?? { result: 'pushed' };
+    const answer = a instanceof Error ? Promise.reject(a) : Promise.resolve(a);
+    const r = await answer;
+    return {
+      peer: 'lvs2',
+      changes: [],
+      conflicts: [],
+      timings: {},
+      errors: [],
+      steps: [],
+      memory: {},
+      ...r,
+    } as T;
+  }
+  reply(): void {}
+  stop(): void {
+    this.running = false;
+    this.stops++;
+  }
+  pushes(): number {
+    return this.jobs.filter((j) => j === 'push').length;
+  }
+}
+
+function setup(opts: { early?: boolean } = {}) {
+  const clock = new ManualClock();
+  let emit: (event: string, p: string) => void = () => {};
+  let worker: FakeWorker | undefined;
+  const signals: { hup?: () => void; term?: () => void } = {};
+  const statuses: { health: string }[] = [];
+  const logLines: { msg: string; [k: string]: unknown }[] = [];
+  const { config } = validateConfig({
+    nodes: { lvs1: { address: '192.0.2.1' }, lvs2: { address: '192.0.2.2' } },
+  });
+  let configs = 0;
+  const deps: DaemonDeps = {
+    clock,
+    watchFiles: async (_dirs, onEvent) => {
+      emit = onEvent;
+      return { add() {}, unwatch() {}, close: async () => {} } satisfies FileWatcher;
+    },
+    worker: (_args, handlers) => {
+      worker = new FakeWorker(handlers);
+      return worker;
+    },
+    loadConfig: async () => {
+      configs++;
+      return config as Config;
+    },
+    writeStatus: (_dir, status) => statuses.push(status as { health: string }),
+    onSignals: (h) => Object.assign(signals, h),
+    notifyReady: async () => ({}),
+  };
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split('\n').filter(Boolean)) logLines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  const daemon = new WatchDaemon(
+    config,
+    undefined,
+    'lvs1',
+    { quietMs: 300, maxMs: 3000, idleReleaseMs: 60_000, early: opts.early ?? false },
+    pino({ level: 'debug' }, sink),
+    'lvs1',
+    deps,
+  );
+  const running = daemon.run(false);
+  return {
+    clock,
+    daemon,
+    running,
+    signals,
+    statuses,
+    logLines,
+    configs: () => configs,
+    worker: () => worker!,
+    edit: (name = 'a.conf') => emit('change', `${CONF_D}/${name}`),
+  };
+}
+
+describe('the watch daemon, with a manual clock and fake watcher and worker', () => {
+  it('converges at start, then pushes a burst of saves once, after the quiet window', async () => {
+    const d = setup();
+    await d.clock.advance(299);
+    expect(d.worker().pushes()).toBe(0);
+    await d.clock.advance(1);
+    expect(d.worker().pushes()).toBe(1); // the converge at start, once its quiet window is over
+    for (let i = 0; i < 5; i++) {
+      d.edit();
+      await d.clock.advance(100);
+    }
+    expect(d.worker().pushes()).toBe(1);
+    await d.clock.advance(300);
+    expect(d.worker().pushes()).toBe(2);
+    expect(d.daemon.currentHealth.health).toBe('in-sync');
+    // editors' temporaries and files outside the set are not events
+    d.edit('.a.conf.swp');
+    d.edit('notes.txt');
+    await d.clock.advance(5000);
+    expect(d.worker().pushes()).toBe(2);
+  });
+
+  it('retries an unreachable peer with doubling delays, and stops retrying once it converges', async () => {
+    const d = setup();
+    const down: Answer = { result: 'unreachable', error: { code: 'E_SSH_CONNECT', message: 'no route' } };
+    await d.clock.advance(400); // the converge at start
+    d.worker().answers.push(down, down);
+    d.edit();
+    await d.clock.advance(300);
+    expect(d.worker().pushes()).toBe(2);
+    expect(d.daemon.currentHealth).toEqual({ health: 'peer-down', retryMs: RETRY_MIN_MS });
+    await d.clock.advance(RETRY_MIN_MS);
+    expect(d.worker().pushes()).toBe(3);
+    expect(d.daemon.currentHealth.retryMs).toBe(2 * RETRY_MIN_MS);
+    await d.clock.advance(2 * RETRY_MIN_MS - 1);
+    expect(d.worker().pushes()).toBe(3);
+    await d.clock.advance(1);
+    expect(d.worker().pushes()).toBe(4); // this one is answered 'pushed'
+    expect(d.daemon.currentHealth).toEqual({ health: 'in-sync', retryMs: 0 });
+    await d.clock.advance(120_000);
+    expect(d.worker().pushes()).toBe(4);
+    expect(
+      d.logLines.filter((l) => l.msg === 'peer unreachable, will retry').map((l) => l.retryInMs),
+    ).toEqual([1000, 2000]);
+  });
+
+  it('an invalid set waits for the next edit; a crashed worker is retried', async () => {
+    const d = setup();
+    await d.clock.advance(400); // the converge at start
+    d.worker().answers.push({ result: 'invalid-here' }, new Error('worker died'));
+    d.edit();
+    await d.clock.advance(300);
+    expect(d.daemon.currentHealth.health).toBe('invalid');
+    await d.clock.advance(60_000);
+    expect(d.worker().pushes()).toBe(2);
+    d.edit();
+    await d.clock.advance(300);
+    expect(d.worker().pushes()).toBe(3);
+    expect(d.daemon.currentHealth.health).toBe('failed');
+    await d.clock.advance(RETRY_MIN_MS);
+    expect(d.worker().pushes()).toBe(4);
+    expect(d.daemon.currentHealth.health).toBe('in-sync');
+  });
+
+  it('SIGTERM during a push lets it finish, then stops the worker and exits 0', async () => {
+    const d = setup();
+    await d.clock.advance(400); // the converge at start
+    let finish: (a: Answer) => void = () => {};
+    d.worker().answers.push(new Promise<Answer>((r) => (finish = r)));
+    d.edit();
+    await d.clock.advance(300);
+    expect(d.daemon.currentHealth.health).toBe('pushing');
+    d.signals.term!();
+    await d.clock.advance(10);
+    let exited: number | undefined;
+    void d.running.then((c) => (exited = c));
+    await flush();
+    expect(exited).toBeUndefined();
+    expect(d.worker().stops).toBe(0);
+    finish({ result: 'pushed' });
+    await d.clock.advance(400); // the converge at start
+    expect(exited).toBe(0);
+    expect(d.worker().stops).toBe(1);
+    d.edit();
+    await d.clock.advance(10_000);
+    expect(d.worker().pushes()).toBe(2);
+  });
+
+  it('SIGHUP reads lvssync.yaml again, restarts the worker and converges', async () => {
+    const d = setup();
+    await d.clock.advance(400); // the converge at start
+    const before = d.worker().pushes();
+    d.signals.hup!();
+    await d.clock.advance(3000);
+    expect(d.configs()).toBe(1);
+    expect(d.logLines.some((l) => l.msg === 'configuration reloaded')).toBe(true);
+    expect(d.worker().stops).toBe(1);
+    expect(d.worker().pushes()).toBe(before + 1);
+  });
+});
