@@ -503,12 +503,20 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   }
 }
 
-async function buildNetwork(lab: Lab, log: (l: string) => void): Promise<void> {
-  const sw = nsName(lab.name, 'sw');
-  const all = [sw, ...HOSTS.map((h) => nsName(lab.name, h))];
+/**
+ * The lab's two segments for `hosts`: a namespace each plus the switch's, the bridges "bri" (inside,
+ * eth0 of every host) and "brx" (crossover, eth1 of the directors). `record` is told each namespace
+ * before it is made, so that a failed start still removes it.
+ */
+export async function buildSegments(
+  name: string,
+  hosts: readonly LabHost[],
+  record: (ns: string) => void,
+): Promise<string[]> {
+  const sw = nsName(name, 'sw');
+  const all = [sw, ...hosts.map((h) => nsName(name, h))];
   for (const ns of all) {
-    lab.state.namespaces.push(ns);
-    lab.save();
+    record(ns);
     await run(['ip', 'netns', 'add', ns]);
     await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
   }
@@ -517,14 +525,22 @@ async function buildNetwork(lab: Lab, log: (l: string) => void): Promise<void> {
     await run(['ip', '-n', sw, 'link', 'set', br, 'up']);
   }
   const plug = async (host: LabHost, ifname: string, port: string, bridge: string, addr: string) => {
-    const ns = nsName(lab.name, host);
+    const ns = nsName(name, host);
     await run(['ip', '-n', sw, 'link', 'add', port, 'type', 'veth', 'peer', 'name', ifname, 'netns', ns]);
     await run(['ip', '-n', sw, 'link', 'set', port, 'master', bridge, 'up']);
     await run(['ip', '-n', ns, 'addr', 'add', `${addr}/${ADDR.prefix}`, 'dev', ifname]);
     await run(['ip', '-n', ns, 'link', 'set', ifname, 'up']);
   };
-  for (const h of HOSTS) await plug(h, 'eth0', `i-${h}`, 'bri', ADDR.internal[h]);
-  for (const d of DIRECTORS) await plug(d, 'eth1', `x-${d}`, 'brx', ADDR.crossover[d]);
+  for (const h of hosts) await plug(h, 'eth0', `i-${h}`, 'bri', ADDR.internal[h]);
+  for (const d of DIRECTORS) if (hosts.includes(d)) await plug(d, 'eth1', `x-${d}`, 'brx', ADDR.crossover[d]);
+  return all;
+}
+
+async function buildNetwork(lab: Lab, log: (l: string) => void): Promise<void> {
+  const all = await buildSegments(lab.name, HOSTS, (ns) => {
+    lab.state.namespaces.push(ns);
+    lab.save();
+  });
   // Real servers of LVS-DR: the service VIP on the loopback, with the reference's ARP settings.
   for (const w of WEB_HOSTS) {
     const ns = nsName(lab.name, w);

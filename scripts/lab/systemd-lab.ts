@@ -35,6 +35,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   ADDR,
+  buildSegments,
   DIRECTORS,
   type Director,
   directorConfig,
@@ -380,30 +381,10 @@ export async function startSystemdLab(opts: SystemdLabOptions = {}): Promise<Sys
 }
 
 async function buildNetwork(lab: SystemdLab): Promise<void> {
-  const sw = nsName(lab.name, 'sw');
-  const all = [sw, ...DIRECTORS.map((d) => nsName(lab.name, d))];
-  for (const ns of all) {
+  await buildSegments(lab.name, DIRECTORS, (ns) => {
     lab.state.namespaces.push(ns);
     lab.save();
-    await run(['ip', 'netns', 'add', ns]);
-    await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-  }
-  for (const br of ['bri', 'brx']) {
-    await run(['ip', '-n', sw, 'link', 'add', br, 'type', 'bridge']);
-    await run(['ip', '-n', sw, 'link', 'set', br, 'up']);
-  }
-  for (const d of DIRECTORS) {
-    const ns = nsName(lab.name, d);
-    for (const [ifname, port, bridge, addr] of [
-      ['eth0', `i-${d}`, 'bri', ADDR.internal[d]],
-      ['eth1', `x-${d}`, 'brx', ADDR.crossover[d]],
-    ] as const) {
-      await run(['ip', '-n', sw, 'link', 'add', port, 'type', 'veth', 'peer', 'name', ifname, 'netns', ns]);
-      await run(['ip', '-n', sw, 'link', 'set', port, 'master', bridge, 'up']);
-      await run(['ip', '-n', ns, 'addr', 'add', `${addr}/${ADDR.prefix}`, 'dev', ifname]);
-      await run(['ip', '-n', ns, 'link', 'set', ifname, 'up']);
-    }
-  }
+  });
 }
 
 /** The director's own files, written into its overlay before it boots. */
@@ -417,11 +398,11 @@ async function prepareDirector(lab: SystemdLab, d: Director): Promise<void> {
   );
   // the kernel has no IPVS: VRRP only
   lab.writeFile(d, '/etc/default/keepalived', 'DAEMON_ARGS="--vrrp"\n');
+  // the lab's set: its ferm.conf accepts VRRP (Debian's default one drops protocol 112); the IPVS
+  // sync daemon line goes, as it needs IPVS, which this kernel lacks
   for (const [p, text] of directorConfig(d)) {
-    // the IPVS sync daemon needs IPVS, which this kernel lacks
     lab.writeFile(d, p, text.replace(/^\s*lvs_sync_daemon\S*.*\n/gm, ''));
   }
-  // Debian's default ferm.conf drops VRRP (protocol 112); the lab's accepts by default
   lab.writeFile(d, '/etc/lvssync/ipvsadm.txt', LAB_TABLE);
   // each director its own SSH host keys (the cached tree's are shared by every container)
   for (const f of readdirSync(lab.pathOn(d, '/etc/ssh'))) {

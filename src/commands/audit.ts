@@ -66,7 +66,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   const { checkSelf } = await import('../shell/check-director.js');
   const { runPush } = await import('../shell/push.js');
   const { readAddresses, readServiceStates } = await import('../shell/services.js');
-  const { readJsonFile } = await import('../shell/store.js');
+  const { readJsonFile } = await import('../shell/fs-atomic.js');
   const { config } = await loadConfig(opts.config);
   const me = requireSelfNode(config, opts.node);
   const target = peerOf(config, me);

@@ -31,9 +31,9 @@ import { LvssyncError } from '../errors.js';
 import { type EarlyPeer, openForAudit } from './audit-peer.js';
 import { readSelf } from './check-director.js';
 import { execTool } from './exec.js';
+import { readJsonFile } from './fs-atomic.js';
 import { gatherHere } from './gather.js';
 import { type PeerSession, peerOf } from './peer.js';
-import { readJsonFile } from './store.js';
 
 export interface AuditReport {
   cluster: string;

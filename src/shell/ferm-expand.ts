@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { fermExpansionKey, fermUncacheable } from '../core/ferm/expansion-key.js';
 import { execTool, which } from './exec.js';
-import { readJsonFile, replaceCacheFile } from './store.js';
+import { readJsonFile, replaceCacheFile } from './fs-atomic.js';
 
 export interface FermExpansion {
   ok: boolean;

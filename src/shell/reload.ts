@@ -3,15 +3,7 @@
 // and they are compared again after; what each service loaded is recorded by content (loaded.json).
 // Shell: the file tree, the service's commands, the state directory.
 
-import {
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { isEditorTemp } from '../core/coalesce.js';
@@ -30,8 +22,8 @@ import {
   sha256,
 } from '../core/service-set.js';
 import type { Snapshot } from '../core/snapshot.js';
+import { atomicWrite, readJsonFile, unlinkQuiet } from './fs-atomic.js';
 import { reloadService } from './services.js';
-import { atomicWrite, readJsonFile } from './store.js';
 
 /** How a guarded reload of one service reads its files and learns that they were read. */
 export interface ReloadGuard {
@@ -147,7 +139,7 @@ export async function reloadGuarded(
     if (exists(file))
       failure = `${r.output}${r.output ? '\n' : ''}${service} did not read its configuration within ${Math.round(timing.timeoutMs / 1000)} s of the reload (its reload_file ${file} is still there): is it running?`;
   } else if (r.ok && service === 'keepalived') await sleep(timing.settleMs);
-  if (file) unlinkQuietly(file);
+  if (file) unlinkQuiet(file);
   // files that changed while the service read them explain a failure too: what it loaded is unknown
   const after = readSet(guard.globs);
   const during = diffReadings(before, after);
@@ -166,12 +158,6 @@ function exists(p: string): boolean {
   } catch {
     return false;
   }
-}
-
-function unlinkQuietly(p: string): void {
-  try {
-    unlinkSync(p);
-  } catch {}
 }
 
 /** What lvssync last saw each service load on this director, by content. */

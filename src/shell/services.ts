@@ -10,8 +10,9 @@ import type { AddressInfo, ReloadResult, ServiceState, VerifyResult } from '../c
 import { LvssyncError } from '../errors.js';
 import { execTool } from './exec.js';
 import { expandFerm } from './ferm-expand.js';
+import { readJsonFile } from './fs-atomic.js';
 import { readProcStat } from './proc.js';
-import { readJsonFile, Store } from './store.js';
+import { Store } from './store.js';
 
 /** Runs a service's reload command, then its status command. */
 export async function reloadService(config: Config, name: string): Promise<ReloadResult> {
