@@ -2,12 +2,17 @@
 // ferm marks) written to the given directors.
 
 import path from 'node:path';
-import { type Director, type Lab, startLab, stopLab } from '../scripts/lab/lab.js';
+import { type Director, type Lab, type LabProgram, startLab, stopLab } from '../scripts/lab/lab.js';
 import { generateSet } from './gen.js';
 
-export async function labWithSet(name: string, n: number, on: readonly Director[]): Promise<Lab> {
+export async function labWithSet(
+  name: string,
+  n: number,
+  on: readonly Director[],
+  program?: LabProgram,
+): Promise<Lab> {
   await stopLab(path.join('/tmp', `lvssync-lab-${name}`));
-  const lab = await startLab({ name });
+  const lab = await startLab({ name, ...(program ? { program } : {}) });
   const set = generateSet(n);
   for (const d of on) {
     for (const [p, text] of set.files) {

@@ -5,14 +5,14 @@
 // under 60 MiB and no CPU when nothing changes. csync2 has no watcher of its own: `csync2 -x` runs
 // right after each save (a trigger with no delay), against its own server on lvs2.
 
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ADDR, DIRECTORS, type Lab, REPO, run, stopLab } from '../scripts/lab/lab.js';
 import { virtualServerFile } from './gen.js';
 import { labWithSet } from './lab-set.js';
 import { fmtMs, percentile, printTable, verdict } from './util.js';
 
-const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
 const N = 1000;
 
 async function latency(
@@ -228,15 +228,28 @@ export async function benchWatch(): Promise<boolean> {
     }
     tools[tool] = await has();
   }
-  const lab = await labWithSet('wbench', N, DIRECTORS);
+  // the program as the Debian package ships it (bundled, started with its code cache), on both
+  const { buildPackage } = await import('../scripts/package/build.js');
+  const pkg = await buildPackage({
+    lintian: false,
+    outDir: mkdtempSync(path.join(tmpdir(), 'lvssync-bench-deb-')),
+  });
+  rmSync(path.dirname(pkg.deb), { recursive: true, force: true });
+  const cache = mkdtempSync(path.join(tmpdir(), 'lvssync-bench-cache-'));
+  const program = {
+    path: path.join(pkg.tree, 'usr', 'share', 'lvssync', 'lvssync.cjs'),
+    env: { LVSSYNC_CODE_CACHE: cache },
+  };
+  const lab = await labWithSet('wbench', N, DIRECTORS, program);
   try {
     // lvssync watch: full validation on both directors, reloads in order; started as the unit starts it
     const idleRelease = 5;
     const daemon = lab.spawnOn('lvs1', 'watch', [
       'env',
       `NODE_OPTIONS=${unitNodeOptions()}`,
+      `LVSSYNC_CODE_CACHE=${cache}`,
       process.execPath,
-      MAIN,
+      program.path,
       'watch',
       '--quiet',
       '100',
@@ -273,6 +286,18 @@ export async function benchWatch(): Promise<boolean> {
       settled,
       (idleRelease + 2) * 1000,
     );
+    // where a cold push spends its time (the daemon's log of each: ms from its start, here and on lvs2)
+    const coldPushes = log()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"pushed"'))
+      .slice(-cold.length)
+      .map((l) => JSON.parse(l) as { timings: Record<string, number>; peerTimings?: Record<string, number> });
+    const stages = new Map<string, number[]>();
+    for (const p of coldPushes) {
+      for (const [k, v] of Object.entries(p.timings)) stages.set(k, [...(stages.get(k) ?? []), v]);
+      for (const [k, v] of Object.entries(p.peerTimings ?? {}))
+        stages.set(`lvs2 ${k}`, [...(stages.get(`lvs2 ${k}`) ?? []), v]);
+    }
     // idle: no change; the session and caches released
     await new Promise((r) => setTimeout(r, (idleRelease + 3) * 1000));
     const a = treeStat(daemon.pid);
@@ -338,8 +363,13 @@ export async function benchWatch(): Promise<boolean> {
         { name: 'idle daemon CPU over 10 s', value: `${b.ticks - a.ticks} ticks`, note: verdict(cpuOk, '0') },
       ],
     );
+    printTable(
+      'watch: where the first save after the idle release spends its time (median over the cold pushes, ms from the push start)',
+      [...stages].map(([k, v]) => ({ name: k, value: fmtMs(percentile(v, 50)) })),
+    );
     return latencyOk && rssOk && cpuOk;
   } finally {
     await stopLab(lab.dir);
+    rmSync(cache, { recursive: true, force: true });
   }
 }

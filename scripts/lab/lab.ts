@@ -73,6 +73,7 @@ export interface LabState {
   holders: Partial<Record<LabHost, number>>;
   procs: ProcRecord[];
   ready: boolean;
+  program?: LabProgram;
   startedAt?: string;
   readyMs?: number;
 }
@@ -84,6 +85,16 @@ export interface LabOptions {
   dir?: string;
   /** Print progress lines. */
   log?: (line: string) => void;
+  /**
+   * The lvssync program the directors' agents run (default: the source tree's dist/src/main.js);
+   * the benchmarks pass the Debian package's launcher, with its code cache directory.
+   */
+  program?: LabProgram;
+}
+
+export interface LabProgram {
+  path: string;
+  env?: Record<string, string>;
 }
 
 export class LabError extends Error {
@@ -482,7 +493,15 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   }
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const lab = new Lab({ name, dir, namespaces: [], holders: {}, procs: [], ready: false });
+  const lab = new Lab({
+    name,
+    dir,
+    namespaces: [],
+    holders: {},
+    procs: [],
+    ready: false,
+    ...(opts.program ? { program: opts.program } : {}),
+  });
   lab.state.startedAt = new Date().toISOString();
   lab.save();
   try {
@@ -670,7 +689,11 @@ async function prepareFiles(lab: Lab): Promise<void> {
     const hostKey = readFileSync(path.join(otherSsh, 'ssh_host_ed25519_key.pub'), 'utf8').split(' ');
     writeFileSync(path.join(ssh, 'known_hosts'), `${ADDR.crossover[other]} ${hostKey[0]} ${hostKey[1]}\n`);
     // The other director's admin key gets a shell (for tests); its lvssync key only the agent.
-    const agent = `${process.execPath} ${path.join(REPO, 'dist', 'src', 'main.js')} agent`;
+    const program = lab.state.program ?? { path: path.join(REPO, 'dist', 'src', 'main.js') };
+    const env = Object.entries(program.env ?? {})
+      .map(([k, v]) => `${k}=${v} `)
+      .join('');
+    const agent = `${env}${process.execPath} ${program.path} agent`;
     writeFileSync(
       path.join(ssh, 'authorized_keys'),
       `${readFileSync(path.join(otherSsh, 'id_ed25519.pub'), 'utf8').trim()}\n` +
