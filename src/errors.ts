@@ -82,6 +82,11 @@ const EXIT_OF: Record<ErrorCode, number> = {
   E_INTERNAL: EXIT.INTERNAL,
 };
 
+/** The exit status of an error code received from another process (an unknown code: a bug). */
+export function exitOfCode(code: string): number {
+  return Object.hasOwn(EXIT_OF, code) ? EXIT_OF[code as ErrorCode] : EXIT.INTERNAL;
+}
+
 export class LvssyncError extends Error {
   readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;

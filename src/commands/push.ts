@@ -3,14 +3,17 @@
 // order), progress, what was done. --json: one object. Exit codes: see errors.ts / README.
 
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
+import { DAEMON_SOCKET, type DaemonReply } from '../core/daemon-socket.js';
 import { diagnosticJson } from '../core/diagnostic.js';
 import { formatDiagnostics } from '../core/format.js';
 import { summarizePlan } from '../core/plan.js';
 import type { HistoryEntry } from '../core/protocol.js';
 import { diffRedacted } from '../core/redact.js';
-import { EXIT } from '../errors.js';
+import { EXIT, exitOfCode } from '../errors.js';
 import type { Io } from '../io.js';
+import { askDaemon } from '../shell/daemon-socket.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
 import { PeerSession, peerOf } from '../shell/peer.js';
@@ -74,6 +77,32 @@ export const RESULT_EXIT: Record<PushReport['result'], number> = {
 };
 
 /** The exit status of a push: its error's own where the error decides (a lock, a missing tool). */
+/** A push the daemon did for `lvssync push`: its steps and outcome, and the exit status. */
+function printDaemonPush(reply: DaemonReply, self: string, io: Io): number {
+  io.stderr('lvssync: the daemon pushes on this director: it pushed now\n');
+  if (!reply.ok) {
+    io.stderr(`lvssync: ${reply.error.message}\n`);
+    return exitOfCode(reply.error.code);
+  }
+  const s = reply.summary;
+  if (s.steps.length) io.stdout(`${formatSteps(s)}\n`);
+  if (s.result === 'invalid-here' || s.result === 'invalid-on-peer')
+    io.stdout(`${formatDiagnostics(s.errors, () => undefined)}\n`);
+  if (s.result === 'pushed')
+    io.stdout(
+      `pushed to ${s.peer}: ${s.changes.join(', ') || 'no file changes'}; reloaded in order ${s.order?.join(' -> ') ?? '(no reload)'}; backup ${s.version ?? '-'}\n`,
+    );
+  else if (s.result === 'in-sync' && !s.error)
+    io.stdout(`${s.peer} is in sync with ${self}: nothing to push\n`);
+  else io.stdout(`${s.result}${s.error ? `: ${s.error.message}` : ''}\n`);
+  const byError =
+    s.result === 'unreachable' ||
+    s.result === 'failed' ||
+    s.result === 'interrupted' ||
+    s.result === 'in-sync';
+  return byError && s.error ? exitOfCode(s.error.code) : RESULT_EXIT[s.result];
+}
+
 function exitOf(report: PushReport): number {
   const byError =
     report.result === 'unreachable' || report.result === 'failed' || report.result === 'interrupted';
@@ -148,6 +177,13 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
   const self = requireSelfNode(config, opts.node);
   const dryRun = mode === 'diff' || opts.dryRun === true;
   const interactive = io.isTTY && !opts.yes && !opts.json && !dryRun;
+  // The daemon pushes every valid edit on this director anyway: a plain push asks it to push now
+  // (its worker holds the session and the caches); --dry-run, --force, --peer, --no-external and
+  // --json push here.
+  if (mode === 'push' && !dryRun && !opts.force && !opts.peer && !opts.json && opts.external !== false) {
+    const reply = await askDaemon(path.join(config.stateDir, DAEMON_SOCKET));
+    if (reply) return printDaemonPush(reply, self, io);
+  }
   const report = await runPush({
     config,
     self,

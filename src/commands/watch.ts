@@ -22,6 +22,7 @@ import {
   startIfDue,
 } from '../core/coalesce.js';
 import { type Config, daemonWriteDirs } from '../core/config.js';
+import { DAEMON_SOCKET, type DaemonReply, type DaemonRequest } from '../core/daemon-socket.js';
 import {
   afterPush,
   classifyPush,
@@ -42,8 +43,9 @@ import type {
   WorkerRequest,
 } from '../core/worker-ipc.js';
 import { parseWorkerMessage } from '../core/worker-ipc.js';
-import { EXIT, LvssyncError } from '../errors.js';
+import { EXIT, isLvssyncError, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
+import { serveDaemonSocket } from '../shell/daemon-socket.js';
 import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
 import { sdNotify } from '../shell/sd-notify.js';
@@ -218,6 +220,8 @@ export interface DaemonDeps {
   /** Signals and readiness: the process's in the daemon. */
   onSignals(handlers: { hup: () => void; term: () => void; int: () => void }): void;
   notifyReady(): Promise<{ error?: string }>;
+  /** The local socket `lvssync push` asks (core/daemon-socket.ts); resolves to its closer. */
+  serve(stateDir: string, handle: (req: DaemonRequest) => Promise<DaemonReply>): Promise<() => void>;
 }
 
 /**
@@ -335,6 +339,9 @@ export class WatchDaemon {
   private auditTimer: Timer | undefined;
   private auditGeneration = 0;
   private auditing = false;
+  /** `lvssync push` callers waiting for the next push to start (and then for its summary). */
+  private askers: ((r: PushSummary | Error) => void)[] = [];
+  private closeServer: (() => void) | undefined;
 
   constructor(
     private config: Config,
@@ -401,6 +408,11 @@ export class WatchDaemon {
     const stopped = new Promise<number>((resolve) => {
       this.resolveStopped = resolve;
     });
+    try {
+      this.closeServer = await this.deps.serve(this.config.stateDir, (req) => this.answer(req));
+    } catch (e) {
+      this.log.warn({ err: e }, 'no local socket: lvssync push will push by itself');
+    }
     // only now may systemd send SIGHUP (ExecReload): before the handler it would end the process
     const ready = await this.deps.notifyReady();
     if (ready.error) this.log.warn({ error: ready.error }, 'could not tell systemd that the daemon is ready');
@@ -513,10 +525,31 @@ export class WatchDaemon {
     this.startPush();
   }
 
+  /** `lvssync push`: push now (whatever the quiet window), and answer with that push's summary. */
+  private async answer(req: DaemonRequest): Promise<DaemonReply> {
+    if (req.op !== 'push' || this.stopping)
+      return { ok: false, error: { code: 'E_LOCKED', message: 'the daemon is stopping' } };
+    const result = new Promise<PushSummary | Error>((resolve) => this.askers.push(resolve));
+    if (!this.pushing) {
+      // a push now, as after a retry's delay: the quiet window and any backoff are over
+      if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.state = onEvent(this.state, this.clock.now() - this.timing.maxMs);
+      this.schedule(0);
+    }
+    // (a push under way may have read the set before the caller's edit: the next one answers)
+    const r = await result;
+    return r instanceof Error
+      ? { ok: false, error: { code: isLvssyncError(r) ? r.code : 'E_INTERNAL', message: r.message } }
+      : { ok: true, summary: r };
+  }
+
   private startPush(): void {
     const early = this.state.kind === 'pushing' && this.state.early !== undefined;
     let abandoned = false;
-    this.pushing = this.push(early)
+    const askers = this.askers;
+    this.askers = [];
+    this.pushing = this.push(early, askers)
       .then((a) => {
         abandoned = a;
       })
@@ -524,12 +557,18 @@ export class WatchDaemon {
         this.pushing = undefined;
         this.armIdleRelease();
         this.state = onPushDone(this.state, this.clock.now(), abandoned);
-        if (this.state.kind === 'waiting' && !this.stopping && !this.retryTimer) this.schedule();
+        // `lvssync push` asked during this push: the next one starts now, whatever the windows
+        if (this.askers.length && !this.stopping) {
+          if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
+          this.retryTimer = undefined;
+          this.state = onEvent(this.state, this.clock.now() - this.timing.maxMs);
+          this.schedule(0);
+        } else if (this.state.kind === 'waiting' && !this.stopping && !this.retryTimer) this.schedule();
       });
   }
 
   /** One push by the worker; true when it was an early push abandoned for a newer state of the set. */
-  private async push(early = false): Promise<boolean> {
+  private async push(early = false, askers: ((r: PushSummary | Error) => void)[] = []): Promise<boolean> {
     const pushId = ++this.pushes;
     const log = this.log.child({ pushId, ...(early ? { early } : {}) });
     this.setHealth('pushing');
@@ -540,6 +579,8 @@ export class WatchDaemon {
       // (an early push's outcome speaks only for a set that stayed as it read it: the worker asks
       // the gate for every outcome, and reports 'superseded' when the set changed again)
       if (report.result === 'superseded') {
+        // the set changed again: the push that follows answers whoever asked
+        this.askers.unshift(...askers);
         // a change with no event of its own (the watcher keeps one per file in 50 ms): a new burst
         if (report.changedOnDisk) this.state = onEvent(this.state, this.clock.now());
         log.info(
@@ -561,11 +602,13 @@ export class WatchDaemon {
       // The worker died (killed, out of memory): the peer's agent rolls back what it had open when
       // the connection went; try again from the current files, with backoff.
       log.error({ err: e }, 'push crashed');
+      for (const a of askers) a(e instanceof Error ? e : new Error(String(e)));
       this.record(pushId, 'crashed', String(e));
       this.apply(log, classifyPush({ crashed: true }));
       return false;
     }
     const durationMs = Math.round(this.clock.now() - t0);
+    for (const a of askers) a(report);
     const verdict = classifyPush({ result: report.result, errorCode: report.error?.code });
     this.logOutcome(log, report, durationMs, verdict);
     if (report.result === 'service-down') this.serviceDown = report.servicesDown ?? [];
@@ -800,6 +843,9 @@ export class WatchDaemon {
     await this.watcher?.close();
     // Finish the current push: the peer's agent rolls back by itself if we are killed meanwhile.
     if (this.pushing) await this.pushing;
+    this.closeServer?.();
+    for (const a of this.askers.splice(0))
+      a(new LvssyncError('E_LOCKED', 'the daemon stopped before pushing'));
     this.worker.stop();
     this.log.info({}, 'stopped');
     this.resolveStopped?.(EXIT.OK);
@@ -844,4 +890,5 @@ const processDeps: DaemonDeps = {
     process.on('SIGINT', h.int);
   },
   notifyReady: () => sdNotify([`--pid=${process.pid}`, '--ready', '--status=watching']),
+  serve: (stateDir, handle) => serveDaemonSocket(path.join(stateDir, DAEMON_SOCKET), handle),
 };

@@ -368,6 +368,25 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     }
   }, 120_000);
 
+  it('lvssync push while the daemon runs asks the daemon, which pushes at once on its warm path', async () => {
+    const l = lab();
+    await l.exec('lvs1', ['sed', '-i', 's/weight 50/weight 71/', FWM]);
+    const r = await l.exec('lvs1', [process.execPath, MAIN, 'push', '--yes'], {
+      allowFail: true,
+      timeoutMs: 60_000,
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/the daemon pushes on this director/);
+    // the daemon may have pushed the edit by itself first: then it says so, in sync
+    expect(r.stdout).toMatch(/pushed to lvs2|lvs2 is in sync with lvs1/);
+    expect(l.readFile('lvs2', FWM)).toContain('weight 71');
+    // --dry-run still plans here, without the daemon
+    const dry = await l.exec('lvs1', [process.execPath, MAIN, 'push', '--dry-run'], { allowFail: true });
+    expect(dry.stderr).not.toMatch(/the daemon pushes/);
+    await l.exec('lvs1', ['sed', '-i', 's/weight 71/weight 50/', FWM]);
+    await until('lvs2 back', () => l.readFile('lvs2', FWM).includes('weight 50'));
+  }, 90_000);
+
   it('watch --once pushes what changed while no daemon ran, and exits 0 once in sync', async () => {
     const l = lab();
     await l.killProc(daemon!);

@@ -13,6 +13,7 @@ import type {
 } from '../../src/commands/watch.js';
 import { WatchDaemon } from '../../src/commands/watch.js';
 import { type Config, validateConfig } from '../../src/core/config.js';
+import type { DaemonReply, DaemonRequest } from '../../src/core/daemon-socket.js';
 import { RETRY_MIN_MS } from '../../src/core/health.js';
 import type { PushSummary, WatchInput, WorkerJob } from '../../src/core/worker-ipc.js';
 
@@ -108,6 +109,7 @@ function setup(opts: { early?: boolean } = {}) {
     nodes: { lvs1: { address: '192.0.2.1' }, lvs2: { address: '192.0.2.2' } },
   });
   let configs = 0;
+  let ask: ((req: DaemonRequest) => Promise<DaemonReply>) | undefined;
   const deps: DaemonDeps = {
     clock,
     watchFiles: async (_dirs, onEvent) => {
@@ -125,6 +127,12 @@ function setup(opts: { early?: boolean } = {}) {
     writeStatus: (_dir, status) => statuses.push(status as { health: string }),
     onSignals: (h) => Object.assign(signals, h),
     notifyReady: async () => ({}),
+    serve: async (_dir, handle) => {
+      ask = handle;
+      return () => {
+        ask = undefined;
+      };
+    },
   };
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -150,6 +158,8 @@ function setup(opts: { early?: boolean } = {}) {
     statuses,
     logLines,
     configs: () => configs,
+    ask: () => ask!({ op: 'push' }),
+    served: () => ask !== undefined,
     worker: () => worker!,
     edit: (name = 'a.conf') => emit('change', `${CONF_D}/${name}`),
   };
@@ -241,6 +251,49 @@ describe('the watch daemon, with a manual clock and fake watcher and worker', ()
     d.edit();
     await d.clock.advance(10_000);
     expect(d.worker().pushes()).toBe(2);
+  });
+
+  it('lvssync push asks the daemon: a push at once, whatever the quiet window or the backoff', async () => {
+    const d = setup();
+    await d.clock.advance(400);
+    d.worker().answers.push(
+      { result: 'unreachable', error: { code: 'E_SSH_CONNECT', message: 'no route' } },
+      { result: 'pushed', changes: ['update /etc/keepalived/conf.d/a.conf'] },
+    );
+    d.edit();
+    await d.clock.advance(300);
+    expect(d.daemon.currentHealth).toEqual({ health: 'peer-down', retryMs: RETRY_MIN_MS });
+    // asked during the backoff: no waiting for the retry
+    const reply = d.ask();
+    await d.clock.advance(0);
+    expect(d.worker().pushes()).toBe(3);
+    expect(await reply).toMatchObject({
+      ok: true,
+      summary: { result: 'pushed', changes: ['update /etc/keepalived/conf.d/a.conf'] },
+    });
+    expect(d.daemon.currentHealth.health).toBe('in-sync');
+    // asked while idle: pushes (and says in sync) at once
+    const again = d.ask();
+    await d.clock.advance(0);
+    expect(d.worker().pushes()).toBe(4);
+    expect(await again).toMatchObject({ ok: true, summary: { result: 'pushed' } });
+    // asked during a push: answered by the push after it (which reads the set again)
+    let finish: (a: Answer) => void = () => {};
+    d.worker().answers.push(new Promise<Answer>((r) => (finish = r)), { result: 'in-sync' });
+    d.edit();
+    await d.clock.advance(300);
+    expect(d.daemon.currentHealth.health).toBe('pushing');
+    const during = d.ask();
+    finish({ result: 'pushed' });
+    await d.clock.advance(0);
+    expect(d.worker().pushes()).toBe(6);
+    expect(await during).toMatchObject({ ok: true, summary: { result: 'in-sync' } });
+    // asked just as the daemon stops: refused, not left waiting; then the socket is closed
+    const late = d.ask();
+    d.signals.term!();
+    await d.clock.advance(0);
+    expect(await late).toMatchObject({ ok: false });
+    expect(d.served()).toBe(false);
   });
 
   it('SIGHUP reads lvssync.yaml again, restarts the worker and converges', async () => {
