@@ -1,6 +1,8 @@
 // A lab for the benchmarks: started fresh, with the generated set of N fwmark services (and their
 // ferm marks) written to the given directors.
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Director, type Lab, type LabProgram, startLab, stopLab } from '../scripts/lab/lab.js';
 import { generateSet } from './gen.js';
@@ -26,4 +28,25 @@ export async function labWithSet(
     await lab.applyFerm(d);
   }
   return lab;
+}
+
+/**
+ * The program as the Debian package ships it (bundled, started with its code cache in a directory
+ * of the benchmark's own), for the daemon, the CLI and the agents of a benchmark's lab.
+ */
+export async function packagedProgram(): Promise<{ program: LabProgram; cleanup: () => void }> {
+  const { buildPackage } = await import('../scripts/package/build.js');
+  const pkg = await buildPackage({
+    lintian: false,
+    outDir: mkdtempSync(path.join(tmpdir(), 'lvssync-bench-deb-')),
+  });
+  rmSync(path.dirname(pkg.deb), { recursive: true, force: true });
+  const cache = mkdtempSync(path.join(tmpdir(), 'lvssync-bench-cache-'));
+  return {
+    program: {
+      path: path.join(pkg.tree, 'usr', 'share', 'lvssync', 'lvssync.cjs'),
+      env: { LVSSYNC_CODE_CACHE: cache },
+    },
+    cleanup: () => rmSync(cache, { recursive: true, force: true }),
+  };
 }

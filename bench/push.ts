@@ -3,11 +3,11 @@
 // for one changed file among them. Targets: one-file push with both directors' validation at most one
 // `keepalived -t` of the set plus 50 ms; the transfer alone no slower than rsync over a warm connection.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ADDR, type Lab, type LabProgram, REPO, startLab, stopLab } from '../scripts/lab/lab.js';
 import { generateSet, virtualServerFile } from './gen.js';
+import { packagedProgram } from './lab-set.js';
 import { fmtMs, median, printTable, verdict } from './util.js';
 
 const N = 1000;
@@ -45,17 +45,8 @@ async function timed(lab: Lab, argv: string[]): Promise<number> {
 export async function benchPush(): Promise<boolean> {
   const name = 'bench';
   await stopLab(path.join('/tmp', `lvssync-lab-${name}`));
-  const { buildPackage } = await import('../scripts/package/build.js');
-  const pkg = await buildPackage({
-    lintian: false,
-    outDir: mkdtempSync(path.join(tmpdir(), 'lvssync-bench-deb-')),
-  });
-  rmSync(path.dirname(pkg.deb), { recursive: true, force: true });
-  const cache = mkdtempSync(path.join(tmpdir(), 'lvssync-bench-cache-'));
-  program = {
-    path: path.join(pkg.tree, 'usr', 'share', 'lvssync', 'lvssync.cjs'),
-    env: { LVSSYNC_CODE_CACHE: cache },
-  };
+  const packaged = await packagedProgram();
+  program = packaged.program;
   const lab = await startLab({ name, program });
   try {
     // lvs1 gets 1,000 fwmark services and their ferm marks.
@@ -206,6 +197,6 @@ export async function benchPush(): Promise<boolean> {
     return oneOk && transferOk;
   } finally {
     await stopLab(lab.dir);
-    rmSync(cache, { recursive: true, force: true });
+    packaged.cleanup();
   }
 }

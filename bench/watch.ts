@@ -5,12 +5,11 @@
 // under 60 MiB and no CPU when nothing changes. csync2 has no watcher of its own: `csync2 -x` runs
 // right after each save (a trigger with no delay), against its own server on lvs2.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ADDR, DIRECTORS, type Lab, REPO, run, stopLab } from '../scripts/lab/lab.js';
 import { virtualServerFile } from './gen.js';
-import { labWithSet } from './lab-set.js';
+import { labWithSet, packagedProgram } from './lab-set.js';
 import { fmtMs, percentile, printTable, verdict } from './util.js';
 
 const N = 1000;
@@ -229,17 +228,7 @@ export async function benchWatch(): Promise<boolean> {
     tools[tool] = await has();
   }
   // the program as the Debian package ships it (bundled, started with its code cache), on both
-  const { buildPackage } = await import('../scripts/package/build.js');
-  const pkg = await buildPackage({
-    lintian: false,
-    outDir: mkdtempSync(path.join(tmpdir(), 'lvssync-bench-deb-')),
-  });
-  rmSync(path.dirname(pkg.deb), { recursive: true, force: true });
-  const cache = mkdtempSync(path.join(tmpdir(), 'lvssync-bench-cache-'));
-  const program = {
-    path: path.join(pkg.tree, 'usr', 'share', 'lvssync', 'lvssync.cjs'),
-    env: { LVSSYNC_CODE_CACHE: cache },
-  };
+  const { program, cleanup } = await packagedProgram();
   const lab = await labWithSet('wbench', N, DIRECTORS, program);
   try {
     // lvssync watch: full validation on both directors, reloads in order; started as the unit starts it
@@ -247,7 +236,7 @@ export async function benchWatch(): Promise<boolean> {
     const daemon = lab.spawnOn('lvs1', 'watch', [
       'env',
       `NODE_OPTIONS=${unitNodeOptions()}`,
-      `LVSSYNC_CODE_CACHE=${cache}`,
+      ...Object.entries(program.env ?? {}).map(([k, v]) => `${k}=${v}`),
       process.execPath,
       program.path,
       'watch',
@@ -370,6 +359,6 @@ export async function benchWatch(): Promise<boolean> {
     return latencyOk && rssOk && cpuOk;
   } finally {
     await stopLab(lab.dir);
-    rmSync(cache, { recursive: true, force: true });
+    cleanup();
   }
 }
