@@ -6,7 +6,7 @@
 import { lstatSync, readdirSync, readFileSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { type EvaluateOptions, evaluateKeepalived } from '../core/keepalived/evaluate.js';
-import { putFile, retainFiles, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
+import { FileMap, putFile, retainFiles, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import type { Workspace } from './workspace.js';
 
@@ -183,17 +183,67 @@ export async function resolveIncludes(
   ws: Workspace,
   inside?: (dir: string) => boolean,
 ): Promise<void> {
+  const opts: EvaluateOptions = configId === undefined ? { memory: ws } : { configId, memory: ws };
+  if (includesUnchanged(snapshot, confPath, configId, ws)) return;
   for (let round = 0; round < 16; round++) {
-    const opts: EvaluateOptions = configId === undefined ? { memory: ws } : { configId, memory: ws };
     const ev = evaluateKeepalived(snapshot, confPath, opts);
     const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
-    if (missing.length === 0) return;
+    if (missing.length === 0) {
+      if (snapshot.files instanceof FileMap) {
+        const files = snapshot.files;
+        ws.resolved.set(snapshot, {
+          version: files.version,
+          keysVersion: files.keysVersion,
+          dirsSize: snapshot.dirs.size,
+          confPath,
+          configId,
+        });
+      }
+      return;
+    }
     for (const d of missing) {
       // an include outside the managed directories is an error of its own: its tree is never read
       if (inside && !inside(d)) snapshot.dirs.add(d);
       else await addDir(snapshot, root, d, ws);
     }
   }
+}
+
+/**
+ * Whether the includes of a kept snapshot cannot have changed since they were last resolved: the
+ * same files (none added or removed, the same directories listed), and every file changed since is
+ * self-contained (no include, definition or `$` of its own; each is parsed alone to know). Then what
+ * the includes name is what it was, and the set needs no full evaluation to be read.
+ */
+function includesUnchanged(
+  snapshot: Snapshot,
+  confPath: string,
+  configId: string | undefined,
+  ws: Workspace,
+): boolean {
+  const last = ws.resolved.get(snapshot);
+  const files = snapshot.files;
+  if (!last || !(files instanceof FileMap)) return false;
+  if (
+    last.confPath !== confPath ||
+    last.configId !== configId ||
+    last.keysVersion !== files.keysVersion ||
+    last.dirsSize !== snapshot.dirs.size
+  )
+    return false;
+  const touched = files.changedSince(last.version);
+  if (!touched || touched.length > 64) return false;
+  for (const p of new Set(touched)) {
+    const f = files.get(p);
+    if (!f || p === confPath) return false;
+    const one = evaluateKeepalived({ files: new Map([[p, f]]), dirs: new Set() }, p, {
+      memory: ws,
+      ...(configId === undefined ? {} : { configId }),
+    });
+    if (one.includes.length || one.unknownDirs.length || ws.parse.get(p)?.selfContained !== true)
+      return false;
+  }
+  return true;
 }
 
 /** Reads again just these paths of a kept snapshot (what is gone leaves it). */

@@ -61,6 +61,14 @@ export class Workspace extends CheckMemory {
   readonly readAs = new WeakMap<Snapshot, Map<string, string>>();
   /** Snapshots being read again (rereadSnapshot): the paths found on disk this time. */
   readonly rereads = new WeakMap<Snapshot, Set<string>>();
+  /**
+   * When each kept snapshot's includes were last resolved (its FileMap's versions then): a reading
+   * after edits to self-contained files only needs no full evaluation (read-snapshot.ts).
+   */
+  readonly resolved = new WeakMap<
+    Snapshot,
+    { version: number; keysVersion: number; dirsSize: number; confPath: string; configId: string | undefined }
+  >();
   /** A set's rendering for the peer, kept with the set so that a re-check redoes only what changed. */
   readonly rendered = new WeakMap<Snapshot, Snapshot>();
   /** Each ferm run's marks with their ferm.conf locations (a reused verdict shares its marks array). */

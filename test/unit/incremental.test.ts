@@ -266,6 +266,19 @@ describe('a snapshot read again in place', () => {
         'fwmark 5',
       ]);
       expect(gone.diagnostics).toEqual((await fresh()).diagnostics);
+      // a leaf file that gains an include of a directory not read yet: found at the next reading
+      // (a reading after leaf edits skips the full evaluation only while every edited file has none)
+      mkdirSync(path.join(conf, 'more'));
+      writeFileSync(path.join(conf, 'more/m7.conf'), vsText(7, 1));
+      age(path.join(conf, 'more/m7.conf'));
+      writeFileSync(path.join(conf, 'conf.d/f5.conf'), `${vsText(5, 1)}include ../more/*.conf\n`);
+      const grown = await read();
+      expect(snap.files.has('/etc/keepalived/more/m7.conf')).toBe(true);
+      expect(grown.model.virtualServers.map((x) => x.label)).toContain('fwmark 7');
+      expect(grown.diagnostics).toEqual((await fresh()).diagnostics);
+      expect(grown.model.virtualServers.map((x) => x.label)).toEqual(
+        (await fresh()).model.virtualServers.map((x) => x.label),
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
