@@ -8,16 +8,16 @@
 import cron from 'node-cron';
 import type { Config } from '../core/config.js';
 import { emptySnapshot } from '../core/snapshot.js';
-import type {
-  AuditSummary,
-  GateReply,
-  NextAudit,
-  PushSummary,
-  WatchInput,
-  WorkerJob,
-  WorkerMessage,
+import {
+  type AuditSummary,
+  type GateReply,
+  type NextAudit,
+  type PushSummary,
+  parseWorkerRequest,
+  type WatchInput,
+  type WorkerJob,
+  type WorkerMessage,
 } from '../core/worker-ipc.js';
-import { parseWorkerRequest } from '../core/worker-ipc.js';
 import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
 import { checkSelf, type DirectorCheck } from '../shell/check-director.js';

@@ -32,17 +32,17 @@ import {
   type WatchHealth,
 } from '../core/health.js';
 import { globBase } from '../core/snapshot.js';
-import type {
-  AuditSummary,
-  GateReply,
-  NextAudit,
-  PushSummary,
-  WatchInput,
-  WorkerJob,
-  WorkerMessage,
-  WorkerRequest,
+import {
+  type AuditSummary,
+  type GateReply,
+  type NextAudit,
+  type PushSummary,
+  parseWorkerMessage,
+  type WatchInput,
+  type WorkerJob,
+  type WorkerMessage,
+  type WorkerRequest,
 } from '../core/worker-ipc.js';
-import { parseWorkerMessage } from '../core/worker-ipc.js';
 import { EXIT, isLvssyncError, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { serveDaemonSocket } from '../shell/daemon-socket.js';
