@@ -177,19 +177,24 @@ export async function waitFor<T>(
 // ---------------------------------------------------------------------------------------------
 // Preconditions
 
-export async function checkPrerequisites(): Promise<void> {
-  if (process.getuid?.() !== 0) {
-    throw new LabError('the lab needs root (network namespaces, veth pairs, mounts): run it as root');
-  }
-  const need = ['ip', 'nsenter', 'unshare', 'keepalived', 'ferm', 'iptables', 'sshd', 'ssh-keygen', 'ssh'];
+/** Fails with the names of the programs not installed here (on PATH or in /usr/sbin). */
+export async function requirePrograms(names: readonly string[]): Promise<void> {
   const missing: string[] = [];
-  for (const n of need) {
+  for (const n of names) {
     const r = await run(['sh', '-c', `command -v ${n} || test -x /usr/sbin/${n}`], { allowFail: true });
     if (r.code !== 0) missing.push(n);
   }
   if (missing.length > 0) {
     throw new LabError(`missing programs: ${missing.join(', ')} (scripts/setup-host.sh installs them)`);
   }
+}
+
+export async function checkPrerequisites(): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    throw new LabError('the lab needs root (network namespaces, veth pairs, mounts): run it as root');
+  }
+  const need = ['ip', 'nsenter', 'unshare', 'keepalived', 'ferm', 'iptables', 'sshd', 'ssh-keygen', 'ssh'];
+  await requirePrograms(need);
   const probe = `lvssync-probe-${process.pid}`;
   const r = await run(['ip', 'netns', 'add', probe], { allowFail: true });
   if (r.code !== 0) throw new LabError(`network namespaces are not available here: ${r.stderr.trim()}`);

@@ -43,6 +43,7 @@ import {
   nsName,
   procStart,
   type RunResult,
+  requirePrograms,
   run,
   sleep,
   waitFor,
@@ -278,12 +279,7 @@ export function loadSystemdLab(dir: string): SystemdLab | undefined {
 export async function checkSystemdLabPrerequisites(): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new LabError('the systemd lab needs root (containers, mounts, namespaces)');
-  const missing: string[] = [];
-  for (const n of ['systemd-nspawn', 'mmdebstrap', 'nsenter', 'ip', 'tar', 'ssh-keygen']) {
-    if ((await run(['sh', '-c', `command -v ${n}`], { allowFail: true })).code !== 0) missing.push(n);
-  }
-  if (missing.length)
-    throw new LabError(`missing programs: ${missing.join(', ')} (scripts/setup-host.sh installs them)`);
+  await requirePrograms(['systemd-nspawn', 'mmdebstrap', 'nsenter', 'ip', 'tar', 'ssh-keygen']);
   if (!existsSync('/sys/fs/cgroup/unified/cgroup.procs') && !existsSync('/sys/fs/cgroup/cgroup.procs')) {
     throw new LabError(
       'no cgroup2 hierarchy (/sys/fs/cgroup/unified or /sys/fs/cgroup): systemd in a container needs one',

@@ -2,7 +2,7 @@
 // socket in the state directory (root only): the daemon's worker has the session to the peer and
 // the caches, so the answer comes on the warm path. One request line, one answer line, JSON.
 
-import type { PushSummary } from './worker-ipc.js';
+import { isObject, type PushSummary } from './worker-ipc.js';
 
 export const DAEMON_SOCKET = 'watch.sock';
 
@@ -12,27 +12,26 @@ export type DaemonReply =
   | { ok: true; summary: PushSummary }
   | { ok: false; error: { code: string; message: string } };
 
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null;
+/** One line of JSON, or undefined when it is not JSON. */
+function json(line: string): { value: unknown } | undefined {
+  try {
+    return { value: JSON.parse(line) };
+  } catch {
+    return undefined;
+  }
+}
 
 export function parseDaemonRequest(line: string): DaemonRequest | { error: string } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(line);
-  } catch {
-    return { error: 'not JSON' };
-  }
+  const raw = json(line)?.value;
+  if (raw === undefined) return { error: 'not JSON' };
   if (!isObject(raw) || raw.op !== 'push')
     return { error: `unknown request ${JSON.stringify(line.slice(0, 80))}` };
   return { op: 'push' };
 }
 
 export function parseDaemonReply(line: string): DaemonReply | { error: string } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(line);
-  } catch {
-    return { error: 'not JSON' };
-  }
+  const raw = json(line)?.value;
+  if (raw === undefined) return { error: 'not JSON' };
   if (!isObject(raw)) return { error: 'not an object' };
   if (raw.ok === true) {
     const s = raw.summary;

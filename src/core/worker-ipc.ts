@@ -104,7 +104,7 @@ export type WorkerMessage =
 
 const JOBS: ReadonlySet<string> = new Set(['push', 'watchset', 'audit', 'next-audit']);
 
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null;
+export const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null;
 const isId = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
 /** What the worker receives from the daemon: a job, or the answer to a gated push's question. */
