@@ -30,7 +30,7 @@ import { withLock } from '../shell/lock.js';
 import { liveStart } from '../shell/proc.js';
 import { guardFor, type Revalidation, readLoaded, reloadTiming, reloadValidated } from '../shell/reload.js';
 import { readAddresses, readServiceStates, reloadService, verifyService } from '../shell/services.js';
-import { type Journal, Store } from '../shell/store.js';
+import { Store } from '../shell/store.js';
 import type { Workspace } from '../shell/workspace.js';
 
 export interface AgentOptions {
@@ -439,7 +439,7 @@ class Agent {
     this.store.discard(txid);
     const done =
       j && j.txid === txid
-        ? await rollBack(this.config, this.store, j, reload || j.state === 'reloaded')
+        ? await this.store.rollback(j, reload || j.state === 'reloaded' ? reloadAll(this.config) : undefined)
         : { restored: [], reloaded: [] };
     // keep what the guard wrote if it was first: the record says who restored the files
     if (!existsSync(this.store.confirmPath(txid))) writeFileSync(this.store.confirmPath(txid), 'aborted\n');
@@ -464,7 +464,7 @@ class Agent {
     try {
       const again = this.store.journal();
       if (!again) return undefined;
-      await rollBack(this.config, this.store, again, again.state !== 'committing');
+      await this.store.rollback(again, again.state !== 'committing' ? reloadAll(this.config) : undefined);
       return again.txid;
     } finally {
       if (!this.release) release();
@@ -525,7 +525,7 @@ async function runWatcher(config: Config, store: Store, txid: string, pid: numbe
   try {
     const j = store.journal();
     if (j?.txid !== txid) return 0;
-    await rollBack(config, store, j, j.state !== 'committing');
+    await store.rollback(j, j.state !== 'committing' ? reloadAll(config) : undefined);
     if (!existsSync(store.confirmPath(txid)))
       writeFileSync(store.confirmPath(txid), 'reverted: the agent died\n');
     return 0;
@@ -550,38 +550,18 @@ async function runGuard(config: Config, store: Store, txid: string, seconds: num
   const j = store.journal();
   if (j && j.txid === txid && !existsSync(confirm)) {
     writeFileSync(confirm, 'reverted by guard\n');
-    await rollBack(config, store, j, true);
+    await store.rollback(j, reloadAll(config));
   }
   return 0;
 }
 
-/**
- * Rolls a committed transaction back: puts back the history version its commit made (what already
- * is back is left alone), reloads every service when it may have loaded the new files, and only
- * then forgets the journal (a rollback cut short is done again by the next session). The one way
- * back for an abort, a session's recovery, the ferm guard and the watcher. Throws E_WRITE, with what
- * to do, when the files cannot be put back.
- */
-async function rollBack(
-  config: Config,
-  store: Store,
-  j: Journal,
-  reload: boolean,
-): Promise<{ restored: string[]; reloaded: ReloadResult[] }> {
-  let restored: string[];
-  try {
-    restored = store.restoreVersion(j.version, 'restore').paths;
-  } catch (e) {
-    throw new LvssyncError(
-      'E_WRITE',
-      `cannot roll back the interrupted push ${j.txid} (putting back version ${j.version}): ${(e as Error).message}; fix that (free space, a directory where a file belongs), then any lvssync command retries the rollback`,
-      { cause: e },
-    );
-  }
-  const reloaded: ReloadResult[] = [];
-  if (reload) for (const s of config.services) reloaded.push(await reloadService(config, s.name));
-  store.saveJournal(undefined);
-  return { restored, reloaded };
+/** Reloads every service of this director, in lvssync.yaml's order (after a rollback put files back). */
+function reloadAll(config: Config): () => Promise<ReloadResult[]> {
+  return async () => {
+    const out: ReloadResult[] = [];
+    for (const s of config.services) out.push(await reloadService(config, s.name));
+    return out;
+  };
 }
 
 /** A failure of this director's disk (full, read-only, a directory where a file belongs): E_WRITE. */

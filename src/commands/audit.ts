@@ -92,9 +92,11 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
     // what a push would do (its own check of the set here included), then who holds what there
     const r = await runPush({ config, self: me, dryRun: true, external: false });
     local = r.local;
-    if (r.error && r.result !== 'conflict') throw r.error;
+    if (r.error && r.result !== 'conflict' && r.result !== 'busy') throw r.error;
     pending = r.plan?.changes.length ?? 0;
-    if (r.plan?.conflicts.length) sync = 'drift';
+    // busy: the daemon (or a person) is pushing right now, changes are on their way
+    if (r.result === 'busy') sync = 'changes pending';
+    else if (r.plan?.conflicts.length) sync = 'drift';
     else if (pending > 0 || r.result === 'invalid-here') sync = 'changes pending';
     const s = await PeerSession.open(config, target, me);
     try {
@@ -104,10 +106,9 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
       s.close();
     }
   } catch (e) {
-    // the daemon (or a person) is pushing right now: changes are on their way
-    sync = e instanceof LvssyncError && e.code === 'E_LOCKED' ? 'changes pending' : 'peer unreachable';
+    sync = 'peer unreachable';
     // what the peer said (a rollback it cannot finish, a refused key) is the operator's next step
-    if (sync === 'peer unreachable') peerError = (e as Error).message;
+    peerError = (e as Error).message;
   }
   local ??= await checkSelf(config, me, false).catch(() => undefined);
   const vips = new Set<string>();

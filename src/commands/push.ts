@@ -71,12 +71,16 @@ export const RESULT_EXIT: Record<PushReport['result'], number> = {
   conflict: EXIT.CONFLICT,
   'rolled-back': EXIT.PUSH_FAILED,
   unreachable: EXIT.PEER,
+  refused: EXIT.PEER,
+  busy: EXIT.LOCKED,
+  'link-lost': EXIT.PUSH_FAILED,
+  'peer-cannot-write': EXIT.PUSH_FAILED,
+  // anything else before a commit: the error's own status (a missing tool, a bug)
   failed: EXIT.PUSH_FAILED,
   interrupted: EXIT.PUSH_FAILED,
   'primary-failed': EXIT.PUSH_FAILED,
 };
 
-/** The exit status of a push: its error's own where the error decides (a lock, a missing tool). */
 /** A push the daemon did for `lvssync push`: its steps and outcome, and the exit status. */
 function printDaemonPush(reply: DaemonReply, self: string, io: Io): number {
   io.stderr('lvssync: the daemon pushes on this director: it pushed now\n');
@@ -95,18 +99,12 @@ function printDaemonPush(reply: DaemonReply, self: string, io: Io): number {
   else if (s.result === 'in-sync' && !s.error)
     io.stdout(`${s.peer} is in sync with ${self}: nothing to push\n`);
   else io.stdout(`${s.result}${s.error ? `: ${s.error.message}` : ''}\n`);
-  const byError =
-    s.result === 'unreachable' ||
-    s.result === 'failed' ||
-    s.result === 'interrupted' ||
-    s.result === 'in-sync';
-  return byError && s.error ? exitOfCode(s.error.code) : RESULT_EXIT[s.result];
+  return s.result === 'failed' && s.error ? exitOfCode(s.error.code) : RESULT_EXIT[s.result];
 }
 
+/** The exit status of a push: its result's, or for 'failed' its error's own (a missing tool, a bug). */
 function exitOf(report: PushReport): number {
-  const byError =
-    report.result === 'unreachable' || report.result === 'failed' || report.result === 'interrupted';
-  return byError && report.error ? report.error.exitCode : RESULT_EXIT[report.result];
+  return report.result === 'failed' && report.error ? report.error.exitCode : RESULT_EXIT[report.result];
 }
 
 export function formatPlan(report: PushReport, self: string): string {
@@ -249,7 +247,12 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
         io.stdout(
           `${report.peer} had committed the set when the push failed; its agent rolls it back when the session ends, and the next push (or lvssync status) reports that\n`,
         );
-      if (report.result === 'failed') io.stdout(`nothing was committed on ${report.peer}\n`);
+      if (
+        report.result === 'failed' ||
+        report.result === 'link-lost' ||
+        report.result === 'peer-cannot-write'
+      )
+        io.stdout(`nothing was committed on ${report.peer}\n`);
       if (report.result === 'reloaded')
         io.stdout(
           `files in sync; reloaded what had not loaded them: ${(report.pendingReloads ?? []).map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}\n`,

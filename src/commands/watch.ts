@@ -71,6 +71,7 @@ const RETRY_MESSAGE: Readonly<Record<Extract<Verdict, { kind: 'retry' }>['reason
   busy: 'busy',
   'service-down': 'a service is down',
   'peer-cannot-write': 'the peer cannot take a push',
+  interrupted: 'the push was cut off after the commit',
   crashed: 'push crashed',
 };
 
@@ -609,7 +610,7 @@ export class WatchDaemon {
     }
     const durationMs = Math.round(this.clock.now() - t0);
     for (const a of askers) a(report);
-    const verdict = classifyPush({ result: report.result, errorCode: report.error?.code });
+    const verdict = classifyPush({ result: report.result });
     this.logOutcome(log, report, durationMs, verdict);
     if (report.result === 'service-down') this.serviceDown = report.servicesDown ?? [];
     const recorded =

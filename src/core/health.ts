@@ -2,6 +2,8 @@
 // push's outcome means for the daemon (in sync, waiting for an edit, retrying later) is decided here,
 // once; the daemon logs, writes its status and arms the timer it is told to.
 
+import type { PushResult } from './worker-ipc.js';
+
 export type WatchHealth =
   | 'starting'
   | 'in-sync'
@@ -17,10 +19,8 @@ export type WatchHealth =
 export const RETRY_MIN_MS = 1000;
 export const RETRY_MAX_MS = 60_000;
 
-/** What the daemon learns from one push: its result and error code, or that the worker died. */
-export type PushOutcomeSummary =
-  | { crashed: true }
-  | { crashed?: false; result: string; errorCode?: string | undefined };
+/** What the daemon learns from one push: its result (worker-ipc.ts's PushResult), or that the worker died. */
+export type PushOutcomeSummary = { crashed: true } | { crashed?: false; result: PushResult };
 
 export type Verdict =
   /** The peer has this set and loaded it. */
@@ -33,39 +33,42 @@ export type Verdict =
   | {
       kind: 'retry';
       health: 'peer-down' | 'pending' | 'service-down' | 'failed';
-      reason: 'peer-down' | 'busy' | 'service-down' | 'peer-cannot-write' | 'crashed';
+      reason: 'peer-down' | 'busy' | 'service-down' | 'peer-cannot-write' | 'interrupted' | 'crashed';
     };
-
-const PEER_DOWN_CODES: ReadonlySet<string> = new Set(['E_SSH_CONNECT', 'E_TRANSFER', 'E_LOCKED']);
-
-const peerDown = (code: string | undefined): Verdict =>
-  code === 'E_LOCKED'
-    ? { kind: 'retry', health: 'pending', reason: 'busy' }
-    : { kind: 'retry', health: 'peer-down', reason: 'peer-down' };
 
 export function classifyPush(o: PushOutcomeSummary): Verdict {
   if (o.crashed) return { kind: 'retry', health: 'failed', reason: 'crashed' };
   switch (o.result) {
     case 'pushed':
     case 'reloaded':
-      return { kind: 'converged' };
     case 'in-sync':
-      // in sync as far as it got: an error here means the peer could not be asked
-      return o.errorCode ? peerDown(o.errorCode) : { kind: 'converged' };
+    case 'dry-run':
+    case 'declined':
+      return { kind: 'converged' };
     case 'superseded':
       return { kind: 'superseded' };
     case 'service-down':
       return { kind: 'retry', health: 'service-down', reason: 'service-down' };
+    case 'unreachable':
+    case 'link-lost':
+      return { kind: 'retry', health: 'peer-down', reason: 'peer-down' };
+    case 'busy':
+      return { kind: 'retry', health: 'pending', reason: 'busy' };
+    // the peer's disk or state (a rollback it cannot finish): its fix is not an edit here
+    case 'peer-cannot-write':
+      return { kind: 'retry', health: 'failed', reason: 'peer-cannot-write' };
+    // the link went after the commit: the agent rolls back, and the next push redoes it
+    case 'interrupted':
+      return { kind: 'retry', health: 'peer-down', reason: 'interrupted' };
     case 'invalid-here':
       return { kind: 'needs-edit', health: 'invalid' };
     case 'conflict':
       return { kind: 'needs-edit', health: 'conflict' };
     case 'invalid-on-peer':
-      return { kind: 'needs-edit', health: 'failed' };
-    default:
-      if (o.errorCode && PEER_DOWN_CODES.has(o.errorCode)) return peerDown(o.errorCode);
-      // the peer's disk or state (a rollback it cannot finish): its fix is not an edit here
-      if (o.errorCode === 'E_WRITE') return { kind: 'retry', health: 'failed', reason: 'peer-cannot-write' };
+    case 'refused':
+    case 'rolled-back':
+    case 'primary-failed':
+    case 'failed':
       return { kind: 'needs-edit', health: 'failed' };
   }
 }

@@ -1,6 +1,6 @@
 // Plans a push with rsync semantics: from what the peer must have (the rendered set) and what it has
 // (the agent's manifest), the files to add, update, chmod and delete, and the conflicts: peer files
-// changed since lvssync last wrote them. Also the reload order of the directors. Pure.
+// changed since lvssync last wrote them. Pure (the order of the apply is apply-plan.ts's).
 
 import { createHash } from 'node:crypto';
 import picomatch from 'picomatch';
@@ -98,19 +98,6 @@ export function planPush(
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-export type Host = 'primary' | 'peer';
-
-/**
- * Reload order: the director that does not hold the VIPs first, so the serving one is touched only
- * after the other took the new configuration. With no holder (outage) or both (split brain) the peer
- * goes first: the primary, where the operator works, keeps serving as it is until the peer is proven.
- */
-export function planReloadOrder(primaryHolds: boolean, peerHolds: boolean): Host[] {
-  if (primaryHolds && !peerHolds) return ['peer', 'primary'];
-  if (peerHolds && !primaryHolds) return ['primary', 'peer'];
-  return ['peer', 'primary'];
-}
 
 export function summarizePlan(plan: Plan): string {
   const count = (k: Change['kind']) => plan.changes.filter((c) => c.kind === k).length;

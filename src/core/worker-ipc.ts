@@ -20,9 +20,17 @@ export type PushResult =
   | 'invalid-on-peer'
   | 'conflict'
   | 'rolled-back'
-  /** The peer could not be reached or authenticated: nothing was sent. */
+  /** The peer could not be reached: nothing was sent. */
   | 'unreachable'
-  /** Something failed before the peer committed anything (its staged copy is thrown away). */
+  /** The peer was reached but not trusted, or did not trust this director (host key, authentication): a person must look. */
+  | 'refused'
+  /** Another push holds the lock, here or on the peer: nothing was changed. */
+  | 'busy'
+  /** The connection was lost before the peer committed anything (its staged copy is thrown away). */
+  | 'link-lost'
+  /** The peer cannot write its files or state (disk full, read-only): nothing there is half-written. */
+  | 'peer-cannot-write'
+  /** Something else failed before the peer committed anything (its staged copy is thrown away). */
   | 'failed'
   /**
    * The connection or a step failed after the peer committed: its agent rolls the set back when it
@@ -30,6 +38,30 @@ export type PushResult =
    */
   | 'interrupted'
   | 'primary-failed';
+
+/**
+ * What a push that ended on an error means, decided here once from the error's code and whether
+ * the peer had committed: the daemon's backoff, the command's exit status and its message all
+ * follow the result, never the code again.
+ */
+export function resultOfError(code: string, committed: boolean): PushResult {
+  if (committed) return 'interrupted';
+  switch (code) {
+    case 'E_SSH_CONNECT':
+      return 'unreachable';
+    case 'E_SSH_AUTH':
+    case 'E_HOST_KEY':
+      return 'refused';
+    case 'E_LOCKED':
+      return 'busy';
+    case 'E_TRANSFER':
+      return 'link-lost';
+    case 'E_WRITE':
+      return 'peer-cannot-write';
+    default:
+      return 'failed';
+  }
+}
 
 export interface Step {
   host: string;

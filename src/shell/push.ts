@@ -2,26 +2,25 @@
 // validate there, then commit and reload in order (the director without the VIPs first), verifying
 // each step; a failure on the peer restores its previous files and reloads them, and the primary is
 // then left alone. Used by `lvssync push`, `lvssync diff` and the watch daemon.
-// Composition of shell modules; decisions come from the core (render, plan, planReloadOrder).
+// Composition of shell modules; decisions come from the core (render, plan, apply-plan).
 
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { canonicalIP } from '../core/address.js';
+import {
+  type ApplyNode,
+  describeOrder,
+  type InstanceVips,
+  planApply,
+  undoAfter,
+} from '../core/apply-plan.js';
 import { checkKeepalived } from '../core/check.js';
 import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import { type Diagnostic, hasErrors } from '../core/diagnostic.js';
-import {
-  type Change,
-  type DesiredFile,
-  type Host,
-  type Plan,
-  planPush,
-  planReloadOrder,
-  type RemoteFile,
-} from '../core/plan.js';
+import { type Change, type DesiredFile, type Plan, planPush, type RemoteFile } from '../core/plan.js';
 import type {
   AddressInfo,
   HistoryEntry,
@@ -32,7 +31,7 @@ import type {
 import { renderForNode } from '../core/render.js';
 import { describeChangedDuring, setDigest } from '../core/service-set.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
-import type { PushResult, Step } from '../core/worker-ipc.js';
+import { type PushResult, resultOfError, type Step } from '../core/worker-ipc.js';
 import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, readSelf } from './check-director.js';
 import { withLock } from './lock.js';
@@ -50,7 +49,8 @@ export interface PushReport {
   /** Peer text of every changed file (null: absent there) for diffs, and the wanted text. */
   before: Map<string, string | null>;
   rewrites: { file: string; line: number; what: string }[];
-  order?: Host[];
+  /** The directors in the order they were committed and reloaded (apply-plan.ts). */
+  order?: string[];
   steps: Step[];
   version?: string;
   recovered?: string;
@@ -122,12 +122,16 @@ function desiredFiles(config: Config, local: DirectorCheck): DesiredFile[] {
   return out;
 }
 
+/** Each VRRP instance with the addresses that mark its holder. */
+function instancesOf(local: Pick<DirectorCheck, 'model'>): InstanceVips[] {
+  return local.model.instances.map((inst) => ({
+    name: inst.name,
+    vips: [...inst.vips, ...inst.excludedVips].map((v) => canonicalIP(v.address)),
+  }));
+}
+
 function vipsOf(local: Pick<DirectorCheck, 'model'>): string[] {
-  const out = new Set<string>();
-  for (const inst of local.model.instances) {
-    for (const v of [...inst.vips, ...inst.excludedVips]) out.add(canonicalIP(v.address));
-  }
-  return [...out];
+  return [...new Set(instancesOf(local).flatMap((i) => i.vips))];
 }
 
 function holds(addrs: AddressInfo, vips: readonly string[]): string[] {
@@ -155,7 +159,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   const mark = (stage: string) => {
     report.timings[stage] = Math.round((performance.now() - started) * 10) / 10;
   };
-  const release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
+  let release: (() => void) | undefined;
   let session: PeerSession | undefined;
   let connecting: Promise<{ session: PeerSession } | { error: unknown }> | undefined;
   let manifest:
@@ -173,6 +177,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   /** What the peer's services last loaded through lvssync (asked with the manifest). */
   let peerLoaded: Promise<Record<string, { digest: string; at: number }>> | undefined;
   try {
+    release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
     // 1. The set here must be valid: an invalid set never leaves this host.
     // Connecting to the peer while the set is checked here saves a round of waiting; nothing is sent
     // to it before the check has passed.
@@ -465,144 +470,206 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       return report;
     }
 
-    // 5. Who holds the VIPs decides the order.
+    // 5. Plan the apply (who holds which VRRP instance decides the order), then carry it out.
     const vips = vipsOf(local);
     const [here, there] = await Promise.all([readAddresses(), session.request({ op: 'addresses' })]);
-    const heldHere = holds(here, vips);
-    const heldThere = holds(there, vips);
-    const order = planReloadOrder(heldHere.length > 0, heldThere.length > 0);
-    report.order = order;
-    say(
-      `reload order: ${order.map((h) => (h === 'peer' ? target.name : self)).join(', then ')} (VIPs on ${heldHere.length ? self : heldThere.length ? target.name : 'nobody'})`,
+    const services = config.services.map((x) => x.name);
+    const found = new Map<string, ApplyNode>([
+      [
+        self,
+        {
+          name: self,
+          primary: true,
+          addresses: Object.values(here).flat(),
+          commit: false,
+          services: reloadOnly ? reloadOnly.selfPending : services,
+        },
+      ],
+      [
+        target.name,
+        {
+          name: target.name,
+          primary: false,
+          addresses: Object.values(there).flat(),
+          commit: !reloadOnly,
+          services: reloadOnly ? reloadOnly.peerPending : services,
+        },
+      ],
+    ]);
+    // lvssync.yaml's order breaks ties
+    const applyPlan = planApply(
+      Object.keys(config.nodes)
+        .map((n) => found.get(n))
+        .filter((n) => n !== undefined),
+      instancesOf(local),
     );
-
-    const peer = session;
+    report.order = applyPlan.steps.map((st) => st.node);
+    say(`reload order: ${describeOrder(applyPlan)}`);
+    const sessions = new Map<string, PeerSession>([[target.name, session]]);
+    const placed = new Map<string, string[]>([
+      [self, holds(here, vips)],
+      [target.name, holds(there, vips)],
+    ]);
+    const vipCheck = (node: string) => checkVips(self, sessions, vips, placed, node);
+    /** Peers whose commit is done: a push that stops finishes them; the others are aborted. */
+    const committedOn = new Set<string>();
+    /** Peers whose transaction already ended (aborted by a failure, restored by an undo). */
+    const ended = new Set<string>();
+    const close = async () => {
+      let all = true;
+      for (const [name, sess] of sessions) {
+        if (ended.has(name)) continue;
+        const done = committedOn.has(name) || reloadOnly;
+        const ok = await sess
+          .request(done ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
+          .then(
+            () => true,
+            () => false,
+          );
+        all &&= ok;
+      }
+      if (all) txOpen = false;
+    };
     /** A reload that was not done: the files changed since they validated. The push stops there. */
     const supersede = async (host: string, service: string, changed: string[]) => {
       report.superseded = { host, service, changed };
       report.result = 'superseded';
       report.error = new LvssyncError(
         'E_RELOAD',
-        `${service} was not reloaded on ${host}: ${changed.join(', ')} changed after the set validated; the next push validates what is there now${peerCommitted && host === self ? ` (${target.name} already runs the set that validated)` : ''}`,
+        `${service} was not reloaded on ${host}: ${changed.join(', ')} changed after the set validated; the next push validates what is there now${committedOn.size && host === self ? ` (${[...committedOn].join(', ')} already run${committedOn.size > 1 ? '' : 's'} the set that validated)` : ''}`,
       );
-      const closed = await peer
-        .request(peerCommitted || reloadOnly ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
-        .then(
-          () => true,
-          () => false,
-        );
-      if (closed) txOpen = false;
+      await close();
       return report;
     };
-    for (const host of order) {
-      if (host === 'peer') {
-        if (reloadOnly && reloadOnly.peerPending.length === 0) continue;
-        const r = await commitOnPeer({
-          config,
-          target,
-          self,
-          session: peer,
-          txid,
-          steps: report.steps,
-          say,
-          ...(reloadOnly ? { commit: false, services: reloadOnly.peerPending } : {}),
-          vipCheck: () => checkVips(peer, vips, heldHere, heldThere, 'peer'),
-          committed: (version) => {
-            report.version = version;
-            peerCommitted = true;
-            mark('committed');
-          },
+    /** Puts back what this push committed on `nodes` (the last changed first) after a later step failed. */
+    const undo = async (nodes: readonly string[]) => {
+      for (const name of nodes) {
+        const sess = sessions.get(name)!;
+        say(`restoring ${name}'s previous files`);
+        const ab = sess.isClosed
+          ? undefined
+          : await sess.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
+        committedOn.delete(name);
+        if (ab) ended.add(name);
+        report.steps.push({
+          host: name,
+          step: 'roll back',
+          ok: ab?.reloaded.every((x: ReloadResult) => x.ok) ?? false,
+          durationMs: 0,
+          detail: ab
+            ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`
+            : 'left to the agent (connection lost)',
         });
-        if (!r.ok && r.superseded) return await supersede(target.name, r.service, r.superseded);
-        if (!r.ok) {
-          if (r.aborted) txOpen = false;
-          report.result = 'rolled-back';
-          if (r.diagnostics) report.diagnostics = r.diagnostics;
+      }
+    };
+    /** The primary's services reloaded and verified; the report when the push ends there. */
+    const reloadHere = async (names: readonly string[]): Promise<PushReport | undefined> => {
+      for (const svc of config.services) {
+        if (!names.includes(svc.name)) continue;
+        say(`reloading ${svc.name} on ${self}`);
+        // only the set that validated is loaded; a save meanwhile is validated before it is loaded
+        const rv = await reloadValidated(
+          config,
+          svc.name,
+          guardFor(config, svc.name, local),
+          reloadTiming(config),
+          async () => {
+            const again = await checkSelf(config, self, opts.external !== false, {
+              workspace: ws,
+              ...(opts.snapshot ? { snapshot: opts.snapshot } : {}),
+            });
+            const errors = again.diagnostics.filter((d) => d.severity === 'error');
+            if (errors.length) return { diagnostics: errors };
+            local = again;
+            report.local = again;
+            return { guard: guardFor(config, svc.name, again) };
+          },
+        );
+        const o = rv.outcome;
+        if (o.kind === 'superseded') return await supersede(self, svc.name, o.changed);
+        const loaded = o.kind === 'loaded';
+        let verify: VerifyResult = loaded
+          ? await verifyService(config, svc.name)
+          : { ok: false, problems: [] };
+        if (loaded && svc.name === 'keepalived') verify = merge(verify, await vipCheck(self));
+        const during =
+          o.kind === 'changed-during'
+            ? describeChangedDuring(svc.name, o.changed, rv.invalid !== undefined)
+            : '';
+        report.steps.push({
+          host: self,
+          step: `reload ${svc.name}${rv.rounds > 1 ? ` (${rv.rounds} rounds: files changed while it read them)` : ''}`,
+          ok: loaded && verify.ok,
+          durationMs: 'durationMs' in o ? o.durationMs : 0,
+          detail: [o.output, during, ...verify.problems].filter(Boolean).join('\n'),
+        });
+        if (!loaded || !verify.ok) {
+          const ahead = [...committedOn];
+          await close();
+          report.result = 'primary-failed';
+          if (rv.invalid) report.diagnostics = rv.invalid;
           report.error = new LvssyncError(
             'E_RELOAD',
-            `${r.service} failed on ${target.name} after the push; ${target.name} was rolled back and ${self} was not touched`,
+            o.kind === 'changed-during'
+              ? `CRITICAL: ${during} on ${self}; check ${svc.name} there now${rv.invalid ? ' and fix the findings below' : ''}`
+              : `${svc.name} failed to reload on ${self}${ahead.length ? ` (${ahead.join(', ')} already run${ahead.length > 1 ? '' : 's'} the new set, which validated)` : `; ${[...sessions.keys()].join(', ')} ${sessions.size > 1 ? 'were' : 'was'} not changed`}`,
           );
           return report;
         }
-      } else {
-        for (const svc of config.services) {
-          if (reloadOnly && !reloadOnly.selfPending.includes(svc.name)) continue;
-          say(`reloading ${svc.name} on ${self}`);
-          // only the set that validated is loaded; a save meanwhile is validated before it is loaded
-          const rv = await reloadValidated(
-            config,
-            svc.name,
-            guardFor(config, svc.name, local),
-            reloadTiming(config),
-            async () => {
-              const again = await checkSelf(config, self, opts.external !== false, {
-                workspace: ws,
-                ...(opts.snapshot ? { snapshot: opts.snapshot } : {}),
-              });
-              const errors = again.diagnostics.filter((d) => d.severity === 'error');
-              if (errors.length) return { diagnostics: errors };
-              local = again;
-              report.local = again;
-              return { guard: guardFor(config, svc.name, again) };
-            },
-          );
-          const o = rv.outcome;
-          if (o.kind === 'superseded') return await supersede(self, svc.name, o.changed);
-          const loaded = o.kind === 'loaded';
-          let verify: VerifyResult = loaded
-            ? await verifyService(config, svc.name)
-            : { ok: false, problems: [] };
-          if (loaded && svc.name === 'keepalived' && !session.isClosed) {
-            verify = merge(verify, await checkVips(session, vips, heldHere, heldThere, 'primary'));
-          }
-          const during =
-            o.kind === 'changed-during'
-              ? describeChangedDuring(svc.name, o.changed, rv.invalid !== undefined)
-              : '';
-          report.steps.push({
-            host: self,
-            step: `reload ${svc.name}${rv.rounds > 1 ? ` (${rv.rounds} rounds: files changed while it read them)` : ''}`,
-            ok: loaded && verify.ok,
-            durationMs: 'durationMs' in o ? o.durationMs : 0,
-            detail: [o.output, during, ...verify.problems].filter(Boolean).join('\n'),
-          });
-          if (!loaded || !verify.ok) {
-            const closed = await session
-              .request(
-                peerCommitted || reloadOnly ? { op: 'finish', txid } : { op: 'abort', txid, reload: false },
-              )
-              .then(
-                () => true,
-                () => false,
-              );
-            if (closed) txOpen = false;
-            report.result = 'primary-failed';
-            if (rv.invalid) report.diagnostics = rv.invalid;
-            report.error = new LvssyncError(
-              'E_RELOAD',
-              o.kind === 'changed-during'
-                ? `CRITICAL: ${during} on ${self}; check ${svc.name} there now${rv.invalid ? ' and fix the findings below' : ''}`
-                : `${svc.name} failed to reload on ${self}${peerCommitted ? ` (${target.name} already runs the new set, which validated)` : `; ${target.name} was not changed`}`,
-            );
-            return report;
-          }
-        }
+      }
+      return undefined;
+    };
+    for (const [i, step] of applyPlan.steps.entries()) {
+      if (step.primary) {
+        const stopped = await reloadHere(step.services);
+        if (stopped) return stopped;
+        continue;
+      }
+      const sess = sessions.get(step.node)!;
+      const r = await commitOnPeer({
+        config,
+        target: peerOf(config, self, step.node),
+        self,
+        session: sess,
+        txid,
+        steps: report.steps,
+        say,
+        commit: step.commit,
+        services: step.services,
+        vipCheck: () => vipCheck(step.node),
+        committed: (version) => {
+          report.version = version;
+          committedOn.add(step.node);
+          peerCommitted = true;
+          mark('committed');
+        },
+      });
+      if (!r.ok && r.superseded) return await supersede(step.node, r.service, r.superseded);
+      if (!r.ok) {
+        committedOn.delete(step.node);
+        // the failed node restored itself; the peers changed before it are put back, the primary is never reached
+        if (r.aborted) ended.add(step.node);
+        const back = undoAfter(applyPlan, i);
+        await undo(back);
+        await close();
+        report.result = 'rolled-back';
+        if (r.diagnostics) report.diagnostics = r.diagnostics;
+        report.error = new LvssyncError(
+          'E_RELOAD',
+          `${r.service} failed on ${step.node} after the push; ${[step.node, ...back].join(', ')} ${back.length ? 'were' : 'was'} rolled back and ${self} was not touched`,
+        );
+        return report;
       }
     }
-    await session.request({ op: 'finish', txid });
-    txOpen = false;
+    await close();
     report.result = reloadOnly ? 'reloaded' : 'pushed';
     mark('done');
     return report;
   } catch (e) {
     if (e instanceof LvssyncError) {
       report.error = e;
-      if (report.result === 'in-sync')
-        report.result = ['E_SSH_CONNECT', 'E_SSH_AUTH', 'E_HOST_KEY'].includes(e.code)
-          ? 'unreachable'
-          : peerCommitted
-            ? 'interrupted'
-            : 'failed';
+      // decided here once, from the code and whether the peer had committed (worker-ipc.ts)
+      if (report.result === 'in-sync') report.result = resultOfError(e.code, peerCommitted);
       return report;
     }
     throw e;
@@ -632,8 +699,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       // the check here failed before the connection was used: close it when it is made
       void connecting?.then((c) => ('session' in c ? c.session.close() : undefined));
     } else if (txOpen || session?.isClosed) keeper.reset();
-    if (!opts.dryRun) recordPush(config, report);
-    release();
+    if (!opts.dryRun && release) recordPush(config, report);
+    release?.();
   }
 }
 
@@ -843,8 +910,10 @@ export async function runRollback(opts: {
       return report;
     }
     const vips = vipsOf(await readSelf(config, self));
-    const heldThere = holds(await session.request({ op: 'addresses' }), vips);
-    const heldHere = holds(await readAddresses(), vips);
+    const placed = new Map<string, string[]>([
+      [target.name, holds(await session.request({ op: 'addresses' }), vips)],
+      [self, holds(await readAddresses(), vips)],
+    ]);
     const r = await commitOnPeer({
       config,
       target,
@@ -853,7 +922,7 @@ export async function runRollback(opts: {
       txid,
       steps: report.steps,
       say,
-      vipCheck: () => checkVips(session, vips, heldHere, heldThere, 'peer'),
+      vipCheck: () => checkVips(self, new Map([[target.name, session]]), vips, placed, target.name),
       committed: (backup) => {
         report.backup = backup;
         committed = true;
@@ -884,27 +953,34 @@ function merge(a: VerifyResult, b: VerifyResult): VerifyResult {
   return { ok: a.ok && b.ok, problems: [...a.problems, ...b.problems] };
 }
 
-/** After a keepalived reload: each VIP still on exactly the director that held it before. */
+/**
+ * After `reloaded`'s keepalived reload: each VIP still on exactly the directors that held it before,
+ * and on no two at once (asked of every director; the primary's own addresses read here).
+ */
 async function checkVips(
-  session: PeerSession,
+  self: string,
+  sessions: ReadonlyMap<string, PeerSession>,
   vips: readonly string[],
-  heldHere: readonly string[],
-  heldThere: readonly string[],
-  reloaded: Host,
+  before: ReadonlyMap<string, readonly string[]>,
+  reloaded: string,
 ): Promise<VerifyResult> {
   let problems: string[] = [];
+  const who = (n: string) => (n === self ? `${n} (the primary)` : n);
   for (let attempt = 0; attempt < 10; attempt++) {
-    const [here, there] = await Promise.all([readAddresses(), session.request({ op: 'addresses' })]);
-    const h = new Set(holds(here, vips));
-    const t = new Set(holds(there, vips));
+    const live = [...sessions].filter(([, s]) => !s.isClosed);
+    const read = await Promise.all([
+      readAddresses().then((a) => [self, a] as const),
+      ...live.map(([n, s]) => s.request({ op: 'addresses' }).then((a) => [n, a] as const)),
+    ]);
+    const now = new Map(read.map(([n, a]) => [n, new Set(holds(a, vips))]));
     problems = [];
     for (const v of vips) {
-      if (h.has(v) && t.has(v))
-        problems.push(`${v} is on both directors after the ${reloaded}'s keepalived reload (split brain)`);
-      if (heldHere.includes(v) && !h.has(v))
-        problems.push(`${v} left the primary after the ${reloaded}'s keepalived reload`);
-      if (heldThere.includes(v) && !t.has(v))
-        problems.push(`${v} left the peer after the ${reloaded}'s keepalived reload`);
+      const on = [...now].filter(([, h]) => h.has(v)).map(([n]) => n);
+      if (on.length > 1)
+        problems.push(`${v} is on ${on.join(' and ')} after ${reloaded}'s keepalived reload (split brain)`);
+      for (const [n, had] of before)
+        if (had.includes(v) && now.has(n) && !now.get(n)!.has(v))
+          problems.push(`${v} left ${who(n)} after ${reloaded}'s keepalived reload`);
     }
     if (problems.length === 0) return { ok: true, problems };
     await new Promise((r) => setTimeout(r, 500));

@@ -1,23 +1,18 @@
 // The peer side of a push: the managed files on this director, staged changes, atomic commit with a
 // backup of every file replaced, the journal that lets an interrupted push be rolled back, and the
-// history used by `lvssync rollback`. Shell: the only module that writes managed files.
+// history used by `lvssync rollback`. Shell: the only module that writes managed files. Composed of
+// its parts in store/: the paths policy, checksums, the staging mirror, history, the journal.
 //
 // Safety rules, whatever the primary asks: only regular files under the managed roots are read or
 // written; a path with a symlink anywhere below a managed root is refused; every replaced or deleted
 // file is copied to the history first; a file is replaced by rename(2) of a fsync'ed temporary file.
 
-import { createHash, randomBytes } from 'node:crypto';
-import type { Stats } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
-  closeSync,
-  copyFileSync,
   existsSync,
-  fsyncSync,
   lstatSync,
   mkdirSync,
-  openSync,
-  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -27,27 +22,18 @@ import {
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import type { RemoteFile } from '../core/plan.js';
-import type { HistoryEntry } from '../core/protocol.js';
+import type { HistoryEntry, ReloadResult } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
-import { atomicWrite, fsyncDir, readJsonFile, replaceCacheFile, sameFile, writeTemp } from './fs-atomic.js';
+import { fsyncDir, sameFile, writeTemp } from './fs-atomic.js';
+import { Checksums, sha256Hex, WrittenDigests } from './store/checksums.js';
+import { History } from './store/history.js';
+import { checkTxid, type Journal, TxRecords } from './store/journal.js';
+import { ManagedPaths } from './store/paths.js';
+import { mirrorId, StagingMirror } from './store/staging.js';
 
-export interface Journal {
-  txid: string;
-  version: string;
-  state: 'committing' | 'committed' | 'reloaded';
-  reloaded: string[];
-  paths: string[];
-  /** sha256 of what the commit wrote to each put path: what lvssync wrote, whatever is there later. */
-  written?: Record<string, string>;
-}
-
-interface Meta extends HistoryEntry {
-  entries: { path: string; existed: boolean; mode: number; uid: number; gid: number }[];
-}
+export type { Journal } from './store/journal.js';
 
 const MAX_FILE = 16 * 1024 * 1024;
-/** The temporary files writeTemp makes: `.NAME.lvssync-tmp-XXXXXXXX`. */
-const TEMP_NAME = /^\..+\.lvssync-tmp-[0-9a-f]{8}$/;
 /** A temporary file older than this was left by a process that died (a commit takes far less). */
 const LEFTOVER_AGE_MS = 60_000;
 /** What one transaction may stage: files, and bytes in all (the agent's documented limits). */
@@ -71,11 +57,21 @@ export class Store {
   readonly roots: string[];
   readonly extra: string[];
   readonly stateDir: string;
-  private readonly history: number;
+  private readonly paths: ManagedPaths;
+  private readonly checksums: Checksums;
+  private readonly writtenDigests: WrittenDigests;
+  private readonly staging: StagingMirror;
+  private readonly history: History;
+  private readonly records: TxRecords;
   /** The open transaction: what was put and removed in the staging tree. */
   private current: Transaction | undefined;
   /** lvssync temporary files seen by the last walk of the managed tree. */
   private leftovers: string[] = [];
+  /**
+   * The identities the last manifest saw, for a transaction begun right after it (the primary asks
+   * for both at once): the staging mirror is brought up to date without walking the tree again.
+   */
+  private lastWalk: { at: number; ids: Map<string, { id: string; mode: number }> } | undefined;
 
   constructor(config: Config, opts: { prefix?: string } = {}) {
     const prefix = opts.prefix ?? '';
@@ -84,63 +80,22 @@ export class Store {
     ].map((r) => prefix + r);
     this.extra = config.files.extra.map((e) => prefix + e);
     this.stateDir = prefix + config.stateDir;
-    this.history = config.history;
+    this.paths = new ManagedPaths(this.roots, this.extra);
+    this.checksums = new Checksums(this.stateDir);
+    this.writtenDigests = new WrittenDigests(this.stateDir);
+    this.staging = new StagingMirror(this.stateDir, this.paths);
+    this.history = new History(this.stateDir, config.history);
+    this.records = new TxRecords(this.stateDir);
   }
 
   /** The managed roots and extra paths, as the agent reports them. */
   managed(): string[] {
-    return [...this.roots.map((r) => `${r}/**`), ...this.extra];
+    return this.paths.globs();
   }
 
   /** Throws E_PROTOCOL unless `p` is a plain absolute path inside a managed root or an extra path. */
   check(p: string): void {
-    if (typeof p !== 'string' || !p.startsWith('/') || path.posix.normalize(p) !== p || p.includes('\0')) {
-      throw new LvssyncError('E_PROTOCOL', `refused path '${String(p)}': not a normalised absolute path`);
-    }
-    const root = this.roots.find((r) => p.startsWith(`${r}/`));
-    const extra = this.extra.includes(p);
-    if (!root && !extra) {
-      throw new LvssyncError(
-        'E_PROTOCOL',
-        `refused path '${p}': outside the managed paths (${this.managed().join(', ')})`,
-      );
-    }
-    // No symlink from the managed root down to the file (the root itself included).
-    const start = root ?? path.posix.dirname(p);
-    const parts = path.posix.relative(start, p).split('/');
-    let cur = start;
-    for (let i = -1; i < parts.length; i++) {
-      if (i >= 0) cur = path.posix.join(cur, parts[i]!);
-      let st: Stats;
-      try {
-        st = lstatSync(cur);
-      } catch {
-        return; // the rest does not exist yet
-      }
-      if (st.isSymbolicLink()) {
-        throw new LvssyncError(
-          'E_PROTOCOL',
-          `refused path '${p}': ${cur} is a symlink (lvssync never follows them)`,
-        );
-      }
-      if (i < parts.length - 1 && !st.isDirectory()) {
-        throw new LvssyncError('E_PROTOCOL', `refused path '${p}': ${cur} is not a directory`);
-      }
-      if (i === parts.length - 1 && i >= 0 && st.isDirectory()) {
-        throw new LvssyncError(
-          'E_PROTOCOL',
-          `refused path '${p}': it is a directory on this director, where the primary has a file; remove or rename it there`,
-        );
-      }
-    }
-  }
-
-  private written(): Record<string, string> {
-    return readJsonFile<Record<string, string>>(path.join(this.stateDir, 'written.json')) ?? {};
-  }
-
-  private saveWritten(w: Record<string, string>): void {
-    atomicWrite(path.join(this.stateDir, 'written.json'), `${JSON.stringify(w, null, 1)}\n`, 0o600);
+    this.paths.check(p);
   }
 
   /** Every regular file under the managed roots (symlinks are reported as errors, never followed). */
@@ -153,87 +108,32 @@ export class Store {
     const out: RemoteFile[] = [];
     const mtimes = new Map<string, number>();
     const ids = new Map<string, { id: string; mode: number }>();
-    const written = base === '' ? this.written() : {};
+    const written = base === '' ? this.writtenDigests.read() : {};
     if (base === '') {
-      this.loadChecksums();
+      this.checksums.load();
       this.leftovers = [];
     }
-    this.eachManaged(base, (host, p, st) => {
-      ids.set(host, { id: mirrorId(st), mode: st.mode & 0o7777 });
-      const f: RemoteFile = {
-        path: p,
-        sha256: this.sha256Of(host, st),
-        mode: st.mode & 0o7777,
-        size: st.size,
-      };
-      if (written[p] !== undefined) f.written = written[p];
-      out.push(f);
-      mtimes.set(p, st.mtimeMs);
-    });
+    this.paths.each(
+      base,
+      (host, p, st) => {
+        ids.set(host, { id: mirrorId(st), mode: st.mode & 0o7777 });
+        const f: RemoteFile = {
+          path: p,
+          sha256: this.checksums.of(host, st),
+          mode: st.mode & 0o7777,
+          size: st.size,
+        };
+        if (written[p] !== undefined) f.written = written[p];
+        out.push(f);
+        mtimes.set(p, st.mtimeMs);
+      },
+      base === '' ? (p) => this.leftovers.push(p) : undefined,
+    );
     if (base === '') {
       this.lastWalk = { at: Date.now(), ids };
-      this.saveChecksums(ids);
+      this.checksums.save(ids);
     }
     return { files: out, mtimes };
-  }
-
-  /**
-   * The identities the last manifest saw, for a transaction begun right after it (the primary asks
-   * for both at once): the staging mirror is brought up to date without walking the tree again.
-   */
-  private lastWalk: { at: number; ids: Map<string, { id: string; mode: number }> } | undefined;
-
-  /**
-   * Checksums by file identity (inode, size, mtime), kept while the agent runs, so a manifest of an
-   * unchanged tree reads no file (rsync's quick check, plus the inode: a file replaced by rename is
-   * always read). ctime is left out because staging links the files, which touches it. The clock
-   * ticks coarsely, so a file modified in the last two seconds is read every time (git's "racy
-   * clean" rule). They are kept in the state directory too (checksums.json, like git's index), so
-   * the first manifest of a new agent session does not read every file again.
-   */
-  private readonly shas = new Map<string, { id: string; sha: string }>();
-  private shasLoaded = false;
-  private shasChanged = false;
-
-  private sha256Of(host: string, st: Stats): string {
-    const id = `${st.ino}:${st.size}:${st.mtimeMs}`;
-    const known = this.shas.get(host);
-    if (known && known.id === id) return known.sha;
-    const sha = createHash('sha256').update(readFileSync(host)).digest('hex');
-    if (Date.now() - st.mtimeMs > 2000) this.shas.set(host, { id, sha });
-    else this.shas.delete(host);
-    this.shasChanged = true;
-    return sha;
-  }
-
-  private get checksumsPath(): string {
-    return path.join(this.stateDir, 'checksums.json');
-  }
-
-  /** The checksums kept by earlier sessions (a missing or unreadable file is an empty cache). */
-  private loadChecksums(): void {
-    if (this.shasLoaded) return;
-    this.shasLoaded = true;
-    const saved = readJsonFile<[string, string, string][]>(this.checksumsPath);
-    if (!Array.isArray(saved)) return;
-    for (const e of saved) {
-      if (Array.isArray(e) && e.length === 3 && e.every((x) => typeof x === 'string') && !this.shas.has(e[0]))
-        this.shas.set(e[0], { id: e[1], sha: e[2] });
-    }
-  }
-
-  /** Keeps the checksums of the files a full manifest saw (a cache: no fsync; a torn file is ignored). */
-  private saveChecksums(seen: ReadonlyMap<string, unknown>): void {
-    if (!this.shasChanged) return;
-    this.shasChanged = false;
-    const out: [string, string, string][] = [];
-    for (const [host, k] of this.shas) if (seen.has(host)) out.push([host, k.id, k.sha]);
-    try {
-      mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
-      replaceCacheFile(this.checksumsPath, JSON.stringify(out));
-    } catch {
-      // a cache: the next session reads the files again
-    }
   }
 
   read(p: string): { exists: boolean; text: string; mode: number } {
@@ -249,90 +149,15 @@ export class Store {
 
   stagingRoot(txid: string): string {
     checkTxid(txid);
-    return path.join(this.stateDir, 'staging', 'tree');
+    return this.staging.root;
   }
 
   /**
-   * The staging tree is a mirror of the managed files, kept up to date between pushes and between
-   * agent sessions: each file's identity (inode, size, mtime) when it was copied, or 'dirty' for a
-   * path a transaction touched that did not commit. A push re-copies only what changed since the
-   * last one. Between transactions the map is also in staging/mirror.json under a generation that
-   * changes with every write: an agent whose map is not the file's (another session pushed since)
-   * takes the file's; a transaction removes the file while it changes the tree, so after a crash
-   * the tree is built anew.
+   * The staging tree's paths changed since this last asked (all: the tree was made anew): the
+   * agent updates its reading of the staged set with just these.
    */
-  private mirror: Map<string, string> | undefined;
-  private mirrorGeneration: string | undefined;
-
-  private get mirrorFile(): string {
-    return path.join(this.stateDir, 'staging', 'mirror.json');
-  }
-
-  /** The kept map's generation alone (a small file of its own: read on every begin). */
-  private get generationFile(): string {
-    return path.join(this.stateDir, 'staging', 'generation');
-  }
-
-  private keptGeneration(): string | undefined {
-    try {
-      return readFileSync(this.generationFile, 'utf8').trim() || undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** The map kept with the staging tree, its entries whose copy is missing or of another size left out. */
-  private loadMirror(root: string, generation: string): Map<string, string> | undefined {
-    const saved = readJsonFile<{ generation?: unknown; entries?: unknown }>(this.mirrorFile);
-    if (!saved || saved.generation !== generation || !Array.isArray(saved.entries)) return undefined;
-    const map = new Map<string, string>();
-    for (const e of saved.entries as unknown[]) {
-      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') return undefined;
-      const [p, id] = e as [string, string];
-      try {
-        if (!this.isManaged(p)) continue;
-        const st = lstatSync(path.join(root, p));
-        if (st.isFile() && `${st.size}` === id.split(':')[1]) map.set(p, id);
-        // a copy the map cannot vouch for (staged by a transaction that did not commit): dropped,
-        // so that begin() copies the live file again or leaves nothing where there is none
-        else rmSync(path.join(root, p), { force: true });
-      } catch {}
-    }
-    return map;
-  }
-
-  /** Keeps the map (then its generation: a record without one is not trusted). */
-  private saveMirror(): void {
-    if (!this.mirror) return;
-    const generation = randomBytes(8).toString('hex');
-    try {
-      replaceCacheFile(this.mirrorFile, JSON.stringify({ generation, entries: [...this.mirror] }));
-      replaceCacheFile(this.generationFile, `${generation}\n`);
-      this.mirrorGeneration = generation;
-    } catch {
-      this.mirrorGeneration = undefined;
-    }
-  }
-
-  private isManaged(p: string): boolean {
-    try {
-      this.check(p);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /**
-   * The staging tree's paths changed since takeStagedChanges() last asked (all: the tree was made
-   * anew): the agent updates its reading of the staged set with just these.
-   */
-  private staged: { all: boolean; paths: Set<string> } = { all: true, paths: new Set() };
-
   takeStagedChanges(): { all: boolean; paths: string[] } {
-    const s = this.staged;
-    this.staged = { all: false, paths: new Set() };
-    return { all: s.all, paths: [...s.paths] };
+    return this.staging.takeChanges();
   }
 
   /** A staging tree holding a copy of every managed file, laid out like / (for `--root`). */
@@ -342,48 +167,7 @@ export class Store {
     this.lastWalk = undefined;
     const live = recent ?? this.manifestStats();
     this.removeLeftovers();
-    const kept = this.keptGeneration();
-    if (!this.mirror || kept === undefined || kept !== this.mirrorGeneration) {
-      const saved = kept === undefined ? undefined : this.loadMirror(root, kept);
-      if (saved) {
-        // the tree as the last transaction (of this session or another) left it
-        this.mirror = saved;
-      } else {
-        // no tree, or one a transaction was changing when it stopped: built anew
-        rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
-        mkdirSync(root, { recursive: true, mode: 0o700 });
-        this.mirror = new Map();
-      }
-      for (const r of this.roots) mkdirSync(path.join(root, r), { recursive: true });
-      this.staged.all = true;
-    }
-    // the tree changes from here until the transaction ends
-    rmSync(this.generationFile, { force: true });
-    rmSync(this.mirrorFile, { force: true });
-    this.mirrorGeneration = undefined;
-    const mirror = this.mirror;
-    for (const p of mirror.keys()) {
-      if (!live.has(p)) {
-        rmSync(path.join(root, p), { force: true });
-        mirror.delete(p);
-        this.staged.paths.add(p);
-      }
-    }
-    const made = new Set<string>();
-    for (const [p, f] of live) {
-      if (mirror.get(p) === f.id) continue;
-      const to = path.join(root, p);
-      const dir = path.dirname(to);
-      if (!made.has(dir)) {
-        mkdirSync(dir, { recursive: true });
-        made.add(dir);
-      }
-      rmSync(to, { force: true });
-      copyFileSync(p, to);
-      chmod(to, f.mode);
-      mirror.set(p, f.id);
-      this.staged.paths.add(p);
-    }
+    this.staging.update(live);
     this.current = { txid, puts: [], removes: [] };
     return root;
   }
@@ -392,7 +176,11 @@ export class Store {
   private manifestStats(): Map<string, { id: string; mode: number }> {
     const out = new Map<string, { id: string; mode: number }>();
     this.leftovers = [];
-    this.eachManaged('', (host, _p, st) => out.set(host, { id: mirrorId(st), mode: st.mode & 0o7777 }));
+    this.paths.each(
+      '',
+      (host, _p, st) => out.set(host, { id: mirrorId(st), mode: st.mode & 0o7777 }),
+      (p) => this.leftovers.push(p),
+    );
     return out;
   }
 
@@ -408,50 +196,6 @@ export class Store {
     }
     this.leftovers = [];
     return removed;
-  }
-
-  /**
-   * Every regular file under the managed roots (below `base`, a staging tree) and every extra file,
-   * in order, with its lstat: (host path, director path, stats). A symlink is refused, never followed.
-   */
-  private eachManaged(base: string, visit: (host: string, p: string, st: Stats) => void): void {
-    const add = (p: string, known?: Stats) => {
-      const st = known ?? lstatSync(base + p);
-      if (st.isSymbolicLink()) {
-        throw new LvssyncError(
-          'E_PROTOCOL',
-          `${p} is a symlink on this director: lvssync manages regular files only; replace it with a file or remove it`,
-        );
-      }
-      if (st.isFile()) visit(base + p, p, st);
-    };
-    const walk = (dir: string, depth: number) => {
-      let entries: string[];
-      try {
-        entries = readdirSync(base + dir);
-      } catch {
-        return;
-      }
-      for (const e of entries.sort()) {
-        const p = `${dir}/${e}`;
-        if (TEMP_NAME.test(e)) {
-          // lvssync's own temporary file: never a managed file; one a crash left is removed later
-          if (base === '') this.leftovers.push(p);
-          continue;
-        }
-        const st = lstatSync(base + p);
-        if (st.isDirectory() && !st.isSymbolicLink()) {
-          if (depth < 8) walk(p, depth + 1);
-        } else add(p, st);
-      }
-    };
-    for (const r of this.roots) {
-      if (existsSync(base + r) && lstatSync(base + r).isSymbolicLink()) {
-        throw new LvssyncError('E_PROTOCOL', `managed directory ${r} is a symlink: refused`);
-      }
-      walk(r, 0);
-    }
-    for (const e of this.extra) if (existsSync(base + e)) add(e);
   }
 
   private tx(txid: string): Transaction {
@@ -487,12 +231,12 @@ export class Store {
     mkdirSync(path.dirname(to), { recursive: true });
     rmSync(to, { force: true });
     writeFileSync(to, data, { mode });
-    chmod(to, mode);
-    this.mirror?.set(p, 'dirty');
-    this.staged.paths.add(p);
+    // chmodSync follows symlinks; the file was just created here, so it is not one
+    chmodSync(to, mode);
+    this.staging.touched(p);
     if (!t.puts.includes(p)) t.puts.push(p);
     t.removes = t.removes.filter((x) => x !== p);
-    const sha = createHash('sha256').update(data).digest('hex');
+    const sha = sha256Hex(data);
     t.shas ??= new Map();
     t.shas.set(p, sha);
     return sha;
@@ -504,8 +248,7 @@ export class Store {
     const at = path.join(this.stagingRoot(txid), p);
     const existed = existsSync(at);
     rmSync(at, { force: true });
-    this.mirror?.set(p, 'dirty');
-    this.staged.paths.add(p);
+    this.staging.touched(p);
     if (!t.removes.includes(p)) t.removes.push(p);
     t.puts = t.puts.filter((x) => x !== p);
     return existed;
@@ -513,11 +256,8 @@ export class Store {
 
   /** Removes the staging mirror (the next transaction builds it anew). */
   dropStaging(): void {
-    this.mirror = undefined;
-    this.mirrorGeneration = undefined;
-    this.staged.all = true;
     this.current = undefined;
-    rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
+    this.staging.drop();
   }
 
   /** Ends a transaction without committing: the paths it touched are copied again by the next begin(). */
@@ -525,33 +265,23 @@ export class Store {
     const t = this.current?.txid === txid ? this.current : undefined;
     if (t) {
       // what the transaction staged leaves the kept tree: the next begin() copies the live files again
-      const root = this.stagingRoot(txid);
-      for (const p of [...t.puts, ...t.removes]) {
-        rmSync(path.join(root, p), { force: true });
-        this.mirror?.delete(p);
-        this.staged.paths.add(p);
-      }
+      this.staging.forget([...t.puts, ...t.removes]);
+      this.current = undefined;
     }
-    if (this.current?.txid === txid) this.current = undefined;
-    if (!this.mirror) {
-      rmSync(path.join(this.stateDir, 'staging'), { recursive: true, force: true });
-      this.staged.all = true;
-    } else this.saveMirror();
+    this.staging.afterDiscard();
   }
 
   journal(): Journal | undefined {
-    return readJsonFile<Journal>(path.join(this.stateDir, 'journal.json'));
+    return this.records.journal();
   }
 
   saveJournal(j: Journal | undefined): void {
-    const p = path.join(this.stateDir, 'journal.json');
-    if (j === undefined) rmSync(p, { force: true });
-    else atomicWrite(p, JSON.stringify(j), 0o600);
+    this.records.saveJournal(j);
   }
 
   /**
    * Backs up every file the transaction touches, then replaces them atomically. The journal written
-   * before the first rename lets abort() (or the next agent start) restore the backup.
+   * before the first rename lets a rollback (abort, the next agent start) restore the backup.
    */
   commit(txid: string): { version: string; paths: string[] } {
     this.lastWalk = undefined;
@@ -559,7 +289,7 @@ export class Store {
     const stage = this.stagingRoot(txid);
     const paths = [...t.puts, ...t.removes].sort();
     for (const p of paths) this.check(p);
-    const version = this.backup(paths, txid, t.reason ?? 'commit');
+    const version = this.history.backup(paths, txid, t.reason ?? 'commit');
     const written: Record<string, string> = {};
     for (const p of t.puts) {
       const sha = t.shas?.get(p);
@@ -590,14 +320,9 @@ export class Store {
     this.saveJournal(j);
     // written.json learns the new files when the transaction is finished (recordWritten): until
     // then it may still be rolled back to what written.json says.
-    // the staged copies are now the live files: only their new identities need recording
-    for (const p of t.puts) {
-      const st = statSync(p);
-      this.mirror?.set(p, mirrorId(st));
-    }
-    for (const p of t.removes) this.mirror?.delete(p);
+    this.staging.committed(t.puts, t.removes, statSync);
     this.current = undefined;
-    this.saveMirror();
+    this.staging.save();
     return { version, paths };
   }
 
@@ -606,7 +331,7 @@ export class Store {
    * committed content, not what is there now (a hand edit since stays a conflict for the next push).
    */
   recordWritten(paths: readonly string[], committed: Record<string, string> = {}): void {
-    const w = this.written();
+    const w = this.writtenDigests.read();
     for (const p of paths) {
       this.check(p);
       const sha = committed[p];
@@ -615,53 +340,17 @@ export class Store {
         continue;
       }
       try {
-        w[p] = createHash('sha256').update(readFileSync(p)).digest('hex');
+        w[p] = sha256Hex(readFileSync(p));
       } catch {
         delete w[p];
       }
     }
-    this.saveWritten(w);
+    this.writtenDigests.save(w);
   }
 
   /** Copies the current state of `paths` into a new history version. */
   backup(paths: readonly string[], txid: string, reason: HistoryEntry['reason']): string {
-    const version = `${new Date()
-      .toISOString()
-      .replace(/[-:]/g, '')
-      .replace(/\.\d+Z$/, 'Z')}-${txid.slice(0, 8)}`;
-    const dir = path.join(this.stateDir, 'history', version);
-    mkdirSync(path.join(dir, 'files'), { recursive: true, mode: 0o700 });
-    const entries: Meta['entries'] = [];
-    for (const p of paths) {
-      let st: Stats | undefined;
-      try {
-        st = lstatSync(p);
-      } catch {}
-      if (st?.isFile()) {
-        const to = path.join(dir, 'files', p);
-        mkdirSync(path.dirname(to), { recursive: true });
-        copyFileSync(p, to);
-        const fd = openSync(to, 'r');
-        fsyncSync(fd);
-        closeSync(fd);
-        entries.push({ path: p, existed: true, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
-      } else entries.push({ path: p, existed: false, mode: 0, uid: 0, gid: 0 });
-    }
-    const meta: Meta = { version, time: new Date().toISOString(), txid, reason, paths: [...paths], entries };
-    atomicWrite(path.join(dir, 'meta.json'), `${JSON.stringify(meta, null, 1)}\n`, 0o600);
-    return version;
-  }
-
-  /** A history version's record (its files are under files/ beside it). */
-  private versionMeta(version: string): { dir: string; meta: Meta } {
-    if (!/^[0-9TZ]+-[0-9a-f]{1,8}$/.test(version))
-      throw new LvssyncError('E_PROTOCOL', `bad version '${version}'`);
-    const dir = path.join(this.stateDir, 'history', version);
-    try {
-      return { dir, meta: JSON.parse(readFileSync(path.join(dir, 'meta.json'), 'utf8')) as Meta };
-    } catch {
-      throw new LvssyncError('E_USAGE', `no version ${version} in ${path.join(this.stateDir, 'history')}`);
-    }
+    return this.history.backup(paths, txid, reason);
   }
 
   /**
@@ -671,13 +360,13 @@ export class Store {
    */
   stageVersion(txid: string, version: string): string[] {
     const t = this.tx(txid);
-    const { dir, meta } = this.versionMeta(version);
-    for (const e of meta.entries) {
-      if (e.existed) this.put(txid, e.path, e.mode, readFileSync(path.join(dir, 'files', e.path)));
+    const v = this.history.open(version);
+    for (const e of v.entries) {
+      if (e.existed) this.put(txid, e.path, e.mode, v.data(e.path));
       else this.remove(txid, e.path);
     }
     t.reason = 'restore';
-    return meta.entries.map((e) => e.path);
+    return v.entries.map((e) => e.path);
   }
 
   /** Puts the files of a history version back (backing up what is there now first). */
@@ -686,18 +375,18 @@ export class Store {
     reason: HistoryEntry['reason'] = 'restore',
   ): { backup: string; paths: string[] } {
     this.lastWalk = undefined;
-    const { dir, meta } = this.versionMeta(version);
-    for (const e of meta.entries) this.check(e.path);
-    const backup = this.backup(
-      meta.entries.map((e) => e.path),
+    const v = this.history.open(version);
+    for (const e of v.entries) this.check(e.path);
+    const backup = this.history.backup(
+      v.entries.map((e) => e.path),
       randomBytes(4).toString('hex'),
       reason,
     );
-    const w = this.written();
-    for (const e of meta.entries) {
+    const w = this.writtenDigests.read();
+    for (const e of v.entries) {
       if (e.existed) {
-        const data = readFileSync(path.join(dir, 'files', e.path));
-        w[e.path] = createHash('sha256').update(data).digest('hex');
+        const data = v.data(e.path);
+        w[e.path] = sha256Hex(data);
         // a file that already is what the version holds is left alone: a commit that stopped before
         // its renames (a full disk) is undone without writing anything
         if (sameFile(e.path, data, e.mode)) continue;
@@ -709,66 +398,52 @@ export class Store {
       }
       fsyncDir(path.dirname(e.path));
     }
-    this.saveWritten(w);
-    return { backup, paths: meta.entries.map((e) => e.path) };
+    this.writtenDigests.save(w);
+    return { backup, paths: v.entries.map((e) => e.path) };
   }
 
   versions(): HistoryEntry[] {
-    const dir = path.join(this.stateDir, 'history');
-    let names: string[] = [];
-    try {
-      names = readdirSync(dir).sort();
-    } catch {}
-    const out: HistoryEntry[] = [];
-    for (const n of names) {
-      try {
-        const m = JSON.parse(readFileSync(path.join(dir, n, 'meta.json'), 'utf8')) as Meta;
-        out.push({ version: m.version, time: m.time, txid: m.txid, paths: m.paths, reason: m.reason });
-      } catch {}
-    }
-    return out;
+    return this.history.versions();
   }
 
-  /** Keeps the newest `history` versions. */
+  /** Keeps the newest versions (lvssync.yaml's history). */
   trimHistory(): void {
-    const all = this.versions();
-    for (const v of all.slice(0, Math.max(0, all.length - this.history))) {
-      rmSync(path.join(this.stateDir, 'history', v.version), { recursive: true, force: true });
-    }
+    this.history.trim();
   }
 
   confirmPath(txid: string): string {
-    checkTxid(txid);
-    return path.join(this.stateDir, `confirm-${txid}`);
+    return this.records.confirmPath(txid);
+  }
+
+  pruneConfirmations(olderThanMs: number, now = Date.now()): number {
+    return this.records.pruneConfirmations(olderThanMs, now);
   }
 
   /**
-   * Removes the confirmation records of transactions that ended more than `olderThanMs` ago (a ferm
-   * guard reads its record only while it waits): one is written per push, and they would pile up.
+   * Rolls the committed transaction in the journal back: puts back the history version its commit
+   * made (what already is back is left alone), reloads every service (with `reload`) when it may
+   * have loaded the new files, and only then forgets the journal (a rollback cut short is done
+   * again by whoever comes next). The one way back for an abort, a session's recovery, the ferm
+   * guard and the watcher. Throws E_WRITE, with what to do, when the files cannot be put back.
    */
-  pruneConfirmations(olderThanMs: number, now = Date.now()): number {
-    let removed = 0;
-    for (const name of readdirSync(this.stateDir)) {
-      if (!/^confirm-[0-9a-f]{8,64}$/.test(name)) continue;
-      const p = path.join(this.stateDir, name);
-      try {
-        if (now - statSync(p).mtimeMs > olderThanMs) {
-          rmSync(p, { force: true });
-          removed++;
-        }
-      } catch {}
+  async rollback(
+    j: Journal,
+    reload: (() => Promise<ReloadResult[]>) | undefined,
+  ): Promise<{ restored: string[]; reloaded: ReloadResult[] }> {
+    let restored: string[];
+    try {
+      restored = this.restoreVersion(j.version, 'restore').paths;
+    } catch (e) {
+      throw new LvssyncError(
+        'E_WRITE',
+        `cannot roll back the interrupted push ${j.txid} (putting back version ${j.version}): ${(e as Error).message}; fix that (free space, a directory where a file belongs), then any lvssync command retries the rollback`,
+        { cause: e },
+      );
     }
-    return removed;
+    const reloaded = reload ? await reload() : [];
+    this.saveJournal(undefined);
+    return { restored, reloaded };
   }
-}
-
-function checkTxid(txid: string): void {
-  if (!/^[0-9a-f]{8,64}$/.test(txid)) throw new LvssyncError('E_PROTOCOL', `bad transaction id '${txid}'`);
-}
-
-function chmod(p: string, mode: number): void {
-  // chmodSync follows symlinks; the file was just created by us, so it is not one.
-  chmodSync(p, mode);
 }
 
 function ownerOf(p: string): { uid: number; gid: number } | undefined {
@@ -778,9 +453,4 @@ function ownerOf(p: string): { uid: number; gid: number } | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** A file's identity in the staging mirror: inode, size, mtime and mode. */
-function mirrorId(st: Stats): string {
-  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`;
 }

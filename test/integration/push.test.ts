@@ -524,7 +524,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
         expect(Date.now() - t0).toBeLessThan(20_000);
         expect(r.code).toBe(5);
         const j = JSON.parse(r.stdout) as { result: string; error: { code: string; message: string } };
-        expect(j.result).toBe('failed');
+        expect(j.result).toBe('peer-cannot-write');
         expect(j.error.message).toMatch(/cannot roll back the interrupted push dead00000000beef/);
       }
       const st = await lvssync(l, 'lvs1', 'status', '--json');

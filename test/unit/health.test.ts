@@ -1,5 +1,5 @@
-// The watch daemon's health and backoff (core/health.ts): what each push outcome means, and the retry
-// delays a run of failures gives.
+// The watch daemon's health and backoff (core/health.ts): what each push result means, and the retry
+// delays a run of failures gives; and the one place a push's error code becomes its result.
 import { describe, expect, it } from 'vitest';
 import {
   afterPush,
@@ -9,47 +9,52 @@ import {
   RETRY_MIN_MS,
   STARTING,
 } from '../../src/core/health.js';
+import { resultOfError } from '../../src/core/worker-ipc.js';
 
 describe('classifyPush', () => {
   it.each([
-    [{ result: 'pushed' }, { kind: 'converged' }],
-    [{ result: 'reloaded' }, { kind: 'converged' }],
-    [{ result: 'in-sync' }, { kind: 'converged' }],
-    [
-      { result: 'in-sync', errorCode: 'E_SSH_CONNECT' },
-      { kind: 'retry', health: 'peer-down', reason: 'peer-down' },
-    ],
-    [
-      { result: 'in-sync', errorCode: 'E_LOCKED' },
-      { kind: 'retry', health: 'pending', reason: 'busy' },
-    ],
-    [{ result: 'superseded' }, { kind: 'superseded' }],
-    [{ result: 'service-down' }, { kind: 'retry', health: 'service-down', reason: 'service-down' }],
-    [{ result: 'invalid-here' }, { kind: 'needs-edit', health: 'invalid' }],
-    [
-      { result: 'conflict', errorCode: 'E_CONFLICT' },
-      { kind: 'needs-edit', health: 'conflict' },
-    ],
-    [{ result: 'invalid-on-peer' }, { kind: 'needs-edit', health: 'failed' }],
-    [
-      { result: 'unreachable', errorCode: 'E_SSH_CONNECT' },
-      { kind: 'retry', health: 'peer-down', reason: 'peer-down' },
-    ],
-    [
-      { result: 'interrupted', errorCode: 'E_TRANSFER' },
-      { kind: 'retry', health: 'peer-down', reason: 'peer-down' },
-    ],
-    [
-      { result: 'failed', errorCode: 'E_WRITE' },
-      { kind: 'retry', health: 'failed', reason: 'peer-cannot-write' },
-    ],
-    [
-      { result: 'rolled-back', errorCode: 'E_RELOAD' },
-      { kind: 'needs-edit', health: 'failed' },
-    ],
-    [{ crashed: true as const }, { kind: 'retry', health: 'failed', reason: 'crashed' }],
-  ])('%j -> %j', (outcome, verdict) => {
-    expect(classifyPush(outcome)).toEqual(verdict);
+    ['pushed', { kind: 'converged' }],
+    ['reloaded', { kind: 'converged' }],
+    ['in-sync', { kind: 'converged' }],
+    ['superseded', { kind: 'superseded' }],
+    ['service-down', { kind: 'retry', health: 'service-down', reason: 'service-down' }],
+    ['invalid-here', { kind: 'needs-edit', health: 'invalid' }],
+    ['conflict', { kind: 'needs-edit', health: 'conflict' }],
+    ['invalid-on-peer', { kind: 'needs-edit', health: 'failed' }],
+    ['unreachable', { kind: 'retry', health: 'peer-down', reason: 'peer-down' }],
+    ['link-lost', { kind: 'retry', health: 'peer-down', reason: 'peer-down' }],
+    ['busy', { kind: 'retry', health: 'pending', reason: 'busy' }],
+    ['refused', { kind: 'needs-edit', health: 'failed' }],
+    ['interrupted', { kind: 'retry', health: 'peer-down', reason: 'interrupted' }],
+    ['peer-cannot-write', { kind: 'retry', health: 'failed', reason: 'peer-cannot-write' }],
+    ['rolled-back', { kind: 'needs-edit', health: 'failed' }],
+    ['primary-failed', { kind: 'needs-edit', health: 'failed' }],
+    ['failed', { kind: 'needs-edit', health: 'failed' }],
+  ] as const)('%s -> %j', (result, verdict) => {
+    expect(classifyPush({ result })).toEqual(verdict);
+  });
+
+  it('a crashed worker is retried', () => {
+    expect(classifyPush({ crashed: true })).toEqual({ kind: 'retry', health: 'failed', reason: 'crashed' });
+  });
+});
+
+describe('resultOfError: the one place an error code becomes a result', () => {
+  it.each([
+    ['E_SSH_CONNECT', false, 'unreachable'],
+    ['E_SSH_AUTH', false, 'refused'],
+    ['E_HOST_KEY', false, 'refused'],
+    ['E_LOCKED', false, 'busy'],
+    ['E_TRANSFER', false, 'link-lost'],
+    ['E_WRITE', false, 'peer-cannot-write'],
+    ['E_TOOL_MISSING', false, 'failed'],
+    ['E_INTERNAL', false, 'failed'],
+    // after the peer committed, whatever the code, its agent rolls back and the next push redoes it
+    ['E_TRANSFER', true, 'interrupted'],
+    ['E_WRITE', true, 'interrupted'],
+    ['E_INTERNAL', true, 'interrupted'],
+  ] as const)('%s (committed: %s) -> %s', (code, committed, result) => {
+    expect(resultOfError(code, committed)).toBe(result);
   });
 });
 
@@ -58,7 +63,7 @@ describe('afterPush', () => {
     let s: HealthState = STARTING;
     const delays: number[] = [];
     for (let i = 0; i < 10; i++) {
-      const next = afterPush(s, classifyPush({ result: 'unreachable', errorCode: 'E_SSH_CONNECT' }));
+      const next = afterPush(s, classifyPush({ result: 'unreachable' }));
       s = next.state;
       delays.push(next.retryInMs!);
     }
@@ -67,14 +72,12 @@ describe('afterPush', () => {
     expect(s.health).toBe('peer-down');
     const ok = afterPush(s, classifyPush({ result: 'pushed' }));
     expect(ok).toEqual({ state: { health: 'in-sync', retryMs: 0 } });
-    expect(afterPush(ok.state, classifyPush({ result: 'failed', errorCode: 'E_WRITE' })).retryInMs).toBe(
-      RETRY_MIN_MS,
-    );
+    expect(afterPush(ok.state, classifyPush({ result: 'peer-cannot-write' })).retryInMs).toBe(RETRY_MIN_MS);
   });
 
   it('an outcome only an edit can change arms no retry and keeps the backoff where it was', () => {
     const s: HealthState = { health: 'peer-down', retryMs: 8000 };
-    for (const result of ['invalid-here', 'conflict', 'invalid-on-peer']) {
+    for (const result of ['invalid-here', 'conflict', 'invalid-on-peer', 'refused'] as const) {
       const next = afterPush(s, classifyPush({ result }));
       expect(next.retryInMs).toBeUndefined();
       expect(next.state.retryMs).toBe(8000);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planPush, planReloadOrder, type RemoteFile, sha256 } from '../../src/core/plan.js';
+import { planPush, type RemoteFile, sha256 } from '../../src/core/plan.js';
 
 const remote = (path: string, text: string, mode = 0o644, written?: string): RemoteFile => ({
   path,
@@ -64,16 +64,5 @@ describe('planPush', () => {
     );
     expect(plan.changes).toEqual([]);
     expect(plan.conflicts).toEqual([]);
-  });
-});
-
-describe('planReloadOrder', () => {
-  it.each([
-    [true, false, ['peer', 'primary']],
-    [false, true, ['primary', 'peer']],
-    [false, false, ['peer', 'primary']],
-    [true, true, ['peer', 'primary']],
-  ] as const)('primary holds %s, peer holds %s -> %j', (a, b, order) => {
-    expect(planReloadOrder(a, b)).toEqual(order);
   });
 });
