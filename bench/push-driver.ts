@@ -18,12 +18,13 @@ async function main(): Promise<void> {
   const { config } = await loadConfig(undefined);
   const self = requireSelfNode(config, undefined);
   const keeper = new PeerKeeper(config, peerOf(config, self), self);
+  const keepers = () => keeper;
   const workspace = new Workspace();
   const snapshot = emptySnapshot();
   const out: Record<string, number>[] = [];
   try {
     // warm-up: the daemon's first push after it starts (session opened, everything parsed once)
-    const first = await runPush({ config, self, workspace, snapshot, keeper, reload: false });
+    const first = await runPush({ config, self, workspace, snapshot, keepers, reload: false });
     if (first.result !== 'pushed' && first.result !== 'in-sync')
       throw new Error(`warm-up push: ${first.result} ${first.error?.message ?? ''}`);
     for (let i = 1; i <= edits; i++) {
@@ -37,12 +38,12 @@ async function main(): Promise<void> {
         self,
         workspace,
         snapshot,
-        keeper,
+        keepers,
         reload: false,
         ...(mode === 'transfer' ? { external: false } : {}),
       });
       if (r.result !== 'pushed') throw new Error(`push ${i}: ${r.result} ${r.error?.message ?? ''}`);
-      const peer = Object.entries(r.peerTimings ?? {}).map(([k, v]) => [`peer ${k}`, v]);
+      const peer = Object.entries(r.peers[0]?.peerTimings ?? {}).map(([k, v]) => [`peer ${k}`, v]);
       const local = Object.entries(r.local?.timings ?? {}).map(([k, v]) => [`here ${k}`, v]);
       out.push({ ...r.timings, ...Object.fromEntries(local), ...Object.fromEntries(peer) });
     }

@@ -280,12 +280,19 @@ export async function benchWatch(): Promise<boolean> {
       .split('\n')
       .filter((l) => l.includes('"msg":"pushed"'))
       .slice(-cold.length)
-      .map((l) => JSON.parse(l) as { timings: Record<string, number>; peerTimings?: Record<string, number> });
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            timings: Record<string, number>;
+            peerTimings?: Record<string, Record<string, number>>;
+          },
+      );
     const stages = new Map<string, number[]>();
     for (const p of coldPushes) {
       for (const [k, v] of Object.entries(p.timings)) stages.set(k, [...(stages.get(k) ?? []), v]);
-      for (const [k, v] of Object.entries(p.peerTimings ?? {}))
-        stages.set(`lvs2 ${k}`, [...(stages.get(`lvs2 ${k}`) ?? []), v]);
+      for (const [node, t] of Object.entries(p.peerTimings ?? {}))
+        for (const [k, v] of Object.entries(t))
+          stages.set(`${node} ${k}`, [...(stages.get(`${node} ${k}`) ?? []), v]);
     }
     // idle: no change; the session and caches released
     await new Promise((r) => setTimeout(r, (idleRelease + 3) * 1000));

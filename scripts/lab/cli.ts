@@ -1,4 +1,5 @@
-// `npm run lab -- start|stop|status [--systemd] [--name NAME] [--dir DIR]`: the lab by hand.
+// `npm run lab -- start|stop|status [--directors N] [--systemd] [--name NAME] [--dir DIR]`: the lab by hand.
+// --directors N (2 to 4): that many directors lvs1..lvsN on the same segments.
 // start prints what is where; stop removes every namespace, process and file the lab made.
 // --systemd: the lab of booted Debian 12 and 13 systems (systemd-lab.ts) instead of namespaces.
 
@@ -17,7 +18,13 @@ async function main(): Promise<number> {
   const dir = opt('dir') ?? defaultDir(name);
   switch (cmd) {
     case 'start': {
-      const lab = await startLab({ name, dir, log: (l) => console.log(l) });
+      const n = opt('directors');
+      const lab = await startLab({
+        name,
+        dir,
+        log: (l) => console.log(l),
+        ...(n ? { directors: Number(n) } : {}),
+      });
       console.log(await lab.describe());
       return 0;
     }
@@ -35,7 +42,7 @@ async function main(): Promise<number> {
       return 0;
     }
     default:
-      console.error('usage: npm run lab -- start|stop|status [--name NAME] [--dir DIR]');
+      console.error('usage: npm run lab -- start|stop|status [--directors N] [--name NAME] [--dir DIR]');
       return 2;
   }
 }

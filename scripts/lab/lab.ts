@@ -1,12 +1,12 @@
-// The lab: the reference's two LVS directors and two web servers on one machine, in network
-// namespaces. Each director runs a real OpenSSH sshd, a real keepalived (VRRP) and real ferm/iptables,
+// The lab: the reference's LVS directors (two, or up to four with --directors) and two web servers
+// on one machine, in network namespaces. Each director runs a real OpenSSH sshd, a real keepalived (VRRP) and real ferm/iptables,
 // with its own /etc/keepalived, /etc/ferm and /run (a private mount namespace per host, held open by
 // a "holder" process; commands enter it with nsenter). Everything made is recorded in <dir>/lab.json
 // before it is made, so stopLab() removes it all, by PID and by namespace, even after a crashed start.
 //
 //   internal segment 198.51.100.0/24 (bridge "bri" in the switch namespace):
-//     lvs1 eth0 .251, lvs2 eth0 .252, web1 eth0 .10, web2 eth0 .20; VIPs .250 (cluster) and .100 (service)
-//   crossover 203.0.113.0/24 (bridge "brx"): lvs1 eth1 .251, lvs2 eth1 .252 (VRRP and SSH)
+//     lvsN eth0 .25N, web1 eth0 .10, web2 eth0 .20; VIPs .250 (cluster) and .100 (service)
+//   crossover 203.0.113.0/24 (bridge "brx"): lvsN eth1 .25N (VRRP and SSH)
 //
 // No namespace has a default route; nothing is sent outside the lab's own namespaces.
 
@@ -31,17 +31,34 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type Director = 'lvs1' | 'lvs2';
+export type Director = 'lvs1' | 'lvs2' | 'lvs3' | 'lvs4';
 export type WebHost = 'web1' | 'web2';
 export type LabHost = Director | WebHost;
 
+/** The pair of the reference, the lab's default. */
 export const DIRECTORS: readonly Director[] = ['lvs1', 'lvs2'];
 export const WEB_HOSTS: readonly WebHost[] = ['web1', 'web2'];
-export const HOSTS: readonly LabHost[] = [...DIRECTORS, ...WEB_HOSTS];
+export const MAX_DIRECTORS = 4;
+
+/** lvs1 .. lvsN. */
+export function directorsOf(n: number): Director[] {
+  if (!Number.isInteger(n) || n < 2 || n > MAX_DIRECTORS)
+    throw new LabError(`--directors ${n}: the lab runs 2 to ${MAX_DIRECTORS} directors`);
+  return Array.from({ length: n }, (_, i) => `lvs${i + 1}` as Director);
+}
+
+export const isDirector = (h: string): h is Director => /^lvs[1-4]$/.test(h);
 
 export const ADDR = {
-  internal: { lvs1: '198.51.100.251', lvs2: '198.51.100.252', web1: '198.51.100.10', web2: '198.51.100.20' },
-  crossover: { lvs1: '203.0.113.251', lvs2: '203.0.113.252' },
+  internal: {
+    lvs1: '198.51.100.251',
+    lvs2: '198.51.100.252',
+    lvs3: '198.51.100.253',
+    lvs4: '198.51.100.254',
+    web1: '198.51.100.10',
+    web2: '198.51.100.20',
+  },
+  crossover: { lvs1: '203.0.113.251', lvs2: '203.0.113.252', lvs3: '203.0.113.253', lvs4: '203.0.113.254' },
   clusterVip: '198.51.100.250',
   serviceVip: '198.51.100.100',
   prefix: 24,
@@ -71,6 +88,8 @@ export interface LabState {
   /** Namespaces this lab created (or was about to create). */
   namespaces: string[];
   holders: Partial<Record<LabHost, number>>;
+  /** The directors of this lab (lvs1 .. lvsN; absent in a state written before: the pair). */
+  directors?: Director[];
   procs: ProcRecord[];
   ready: boolean;
   program?: LabProgram;
@@ -90,6 +109,8 @@ export interface LabOptions {
    * the benchmarks pass the Debian package's launcher, with its code cache directory.
    */
   program?: LabProgram;
+  /** How many directors (2 to 4; default 2). */
+  directors?: number;
 }
 
 export interface LabProgram {
@@ -217,6 +238,12 @@ export class Lab {
   get dir(): string {
     return this.state.dir;
   }
+  get directors(): readonly Director[] {
+    return this.state.directors ?? DIRECTORS;
+  }
+  get hosts(): readonly LabHost[] {
+    return [...this.directors, ...WEB_HOSTS];
+  }
 
   /** Host path of a host's own directory (its etc/keepalived, etc/ferm, run, ssh, ...). */
   hostDir(host: LabHost): string {
@@ -272,7 +299,7 @@ export class Lab {
   /** Which directors hold `vip` on eth0. */
   async holdersOf(vip: string): Promise<Director[]> {
     const out: Director[] = [];
-    for (const d of DIRECTORS) if ((await this.addresses(d)).eth0?.includes(vip)) out.push(d);
+    for (const d of this.directors) if ((await this.addresses(d)).eth0?.includes(vip)) out.push(d);
     return out;
   }
 
@@ -377,13 +404,13 @@ export class Lab {
 
   // --- the crossover link ----------------------------------------------------------------
 
-  /** Cuts the crossover segment at `host`'s port (both directors by default): VRRP and SSH stop. */
-  async cutCrossover(hosts: readonly Director[] = DIRECTORS): Promise<void> {
+  /** Cuts the crossover segment at `host`'s port (every director by default): VRRP and SSH stop. */
+  async cutCrossover(hosts: readonly Director[] = this.directors): Promise<void> {
     const sw = nsName(this.name, 'sw');
     for (const h of hosts) await run(['ip', '-n', sw, 'link', 'set', `x-${h}`, 'nomaster']);
   }
 
-  async restoreCrossover(hosts: readonly Director[] = DIRECTORS): Promise<void> {
+  async restoreCrossover(hosts: readonly Director[] = this.directors): Promise<void> {
     const sw = nsName(this.name, 'sw');
     for (const h of hosts) await run(['ip', '-n', sw, 'link', 'set', `x-${h}`, 'master', 'brx']);
   }
@@ -440,7 +467,7 @@ export class Lab {
   /** A text overview: what runs where, addresses, VIP holder. */
   async describe(): Promise<string> {
     const lines = [`lab ${this.name} (files in ${this.dir})`];
-    for (const h of HOSTS) {
+    for (const h of this.hosts) {
       const addrs = await this.addresses(h).catch(() => ({}) as Record<string, string[]>);
       const ifs = Object.entries(addrs)
         .filter(([i]) => i !== 'lo' || (addrs.lo ?? []).length > 1)
@@ -505,6 +532,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     holders: {},
     procs: [],
     ready: false,
+    directors: directorsOf(opts.directors ?? 2),
     ...(opts.program ? { program: opts.program } : {}),
   });
   lab.state.startedAt = new Date().toISOString();
@@ -512,7 +540,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   try {
     await buildNetwork(lab, log);
     await prepareFiles(lab);
-    for (const h of HOSTS) await startHolder(lab, h);
+    for (const h of lab.hosts) await startHolder(lab, h);
     await startServices(lab, log);
     const holder = await lab.waitForVipHolder(20_000);
     lab.state.ready = true;
@@ -556,12 +584,12 @@ export async function buildSegments(
     await run(['ip', '-n', ns, 'link', 'set', ifname, 'up']);
   };
   for (const h of hosts) await plug(h, 'eth0', `i-${h}`, 'bri', ADDR.internal[h]);
-  for (const d of DIRECTORS) if (hosts.includes(d)) await plug(d, 'eth1', `x-${d}`, 'brx', ADDR.crossover[d]);
+  for (const d of hosts.filter(isDirector)) await plug(d, 'eth1', `x-${d}`, 'brx', ADDR.crossover[d]);
   return all;
 }
 
 async function buildNetwork(lab: Lab, log: (l: string) => void): Promise<void> {
-  const all = await buildSegments(lab.name, HOSTS, (ns) => {
+  const all = await buildSegments(lab.name, lab.hosts, (ns) => {
     lab.state.namespaces.push(ns);
     lab.save();
   });
@@ -613,7 +641,7 @@ async function keygen(file: string, comment: string): Promise<void> {
 
 async function prepareFiles(lab: Lab): Promise<void> {
   const digest = createHash('md5').update(LB_BODY).digest('hex');
-  for (const h of HOSTS) {
+  for (const h of lab.hosts) {
     for (const d of [
       'etc/keepalived',
       'etc/ferm',
@@ -627,7 +655,8 @@ async function prepareFiles(lab: Lab): Promise<void> {
       mkdirSync(path.join(lab.hostDir(h), d), { recursive: true, mode: 0o755 });
     }
   }
-  for (const d of DIRECTORS) {
+  const directors = lab.directors;
+  for (const d of directors) {
     for (const [p, text] of directorConfig(d)) {
       lab.writeFile(d, p, text, p.endsWith('keepalived.conf') ? 0o640 : 0o644);
     }
@@ -669,40 +698,52 @@ async function prepareFiles(lab: Lab): Promise<void> {
     );
   }
   for (const w of WEB_HOSTS) lab.setWebBody(w, LB_BODY);
-  // SSH: a host key and a client key per director; each trusts the other's key and pins its host key.
-  for (const d of DIRECTORS) {
+  // SSH: a host key and a client key per director; each trusts the others' keys and pins their host keys.
+  for (const d of directors) {
     const ssh = path.join(lab.hostDir(d), 'ssh');
     await keygen(path.join(ssh, 'ssh_host_ed25519_key'), `${d} host`);
     await keygen(path.join(ssh, 'id_ed25519'), `root@${d}`);
   }
-  for (const d of DIRECTORS) {
+  for (const d of directors) {
     await keygen(path.join(lab.hostDir(d), 'etc/lvssync/id_ed25519'), `lvssync@${d}`);
   }
-  const pinned = DIRECTORS.map((d) => {
-    const k = readFileSync(path.join(lab.hostDir(d), 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').split(' ');
-    return `${ADDR.crossover[d]},${ADDR.internal[d]} ${k[0]} ${k[1]}\n`;
-  }).join('');
-  for (const d of DIRECTORS) {
+  const pinned = directors
+    .map((d) => {
+      const k = readFileSync(path.join(lab.hostDir(d), 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').split(' ');
+      return `${ADDR.crossover[d]},${ADDR.internal[d]} ${k[0]} ${k[1]}\n`;
+    })
+    .join('');
+  for (const d of directors) {
     writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/known_hosts'), pinned);
-    writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/lvssync.yaml'), LVSSYNC_YAML);
+    writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/lvssync.yaml'), labYaml(directors));
     writeFileSync(path.join(lab.hostDir(d), 'etc/lvssync/lab/ipvsadm.txt'), LAB_IPVSADM);
   }
-  for (const d of DIRECTORS) {
-    const other: Director = d === 'lvs1' ? 'lvs2' : 'lvs1';
+  const program = lab.state.program ?? { path: path.join(REPO, 'dist', 'src', 'main.js') };
+  const env = Object.entries(program.env ?? {})
+    .map(([k, v]) => `${k}=${v} `)
+    .join('');
+  const agent = `${env}${process.execPath} ${program.path} agent`;
+  for (const d of directors) {
+    const others = directors.filter((o) => o !== d);
     const ssh = path.join(lab.hostDir(d), 'ssh');
-    const otherSsh = path.join(lab.hostDir(other), 'ssh');
-    const hostKey = readFileSync(path.join(otherSsh, 'ssh_host_ed25519_key.pub'), 'utf8').split(' ');
-    writeFileSync(path.join(ssh, 'known_hosts'), `${ADDR.crossover[other]} ${hostKey[0]} ${hostKey[1]}\n`);
-    // The other director's admin key gets a shell (for tests); its lvssync key only the agent.
-    const program = lab.state.program ?? { path: path.join(REPO, 'dist', 'src', 'main.js') };
-    const env = Object.entries(program.env ?? {})
-      .map(([k, v]) => `${k}=${v} `)
-      .join('');
-    const agent = `${env}${process.execPath} ${program.path} agent`;
+    const known = others.map((o) => {
+      const hostKey = readFileSync(
+        path.join(lab.hostDir(o), 'ssh', 'ssh_host_ed25519_key.pub'),
+        'utf8',
+      ).split(' ');
+      return `${ADDR.crossover[o]} ${hostKey[0]} ${hostKey[1]}\n`;
+    });
+    writeFileSync(path.join(ssh, 'known_hosts'), known.join(''));
+    // The other directors' admin keys get a shell (for tests); their lvssync keys only the agent.
     writeFileSync(
       path.join(ssh, 'authorized_keys'),
-      `${readFileSync(path.join(otherSsh, 'id_ed25519.pub'), 'utf8').trim()}\n` +
-        `command="${agent}",restrict ${readFileSync(path.join(lab.hostDir(other), 'etc/lvssync/id_ed25519.pub'), 'utf8').trim()}\n`,
+      others
+        .map(
+          (o) =>
+            `${readFileSync(path.join(lab.hostDir(o), 'ssh', 'id_ed25519.pub'), 'utf8').trim()}\n` +
+            `command="${agent}",restrict ${readFileSync(path.join(lab.hostDir(o), 'etc/lvssync/id_ed25519.pub'), 'utf8').trim()}\n`,
+        )
+        .join(''),
       { mode: 0o600 },
     );
     writeFileSync(
@@ -731,18 +772,16 @@ async function prepareFiles(lab: Lab): Promise<void> {
   }
 }
 
-/** lvssync's configuration in the lab: the same file on both directors (each knows itself by host name). */
-export const LVSSYNC_YAML = `# lvssync in the lab: identical on lvs1 and lvs2; each director finds itself by host name.
+/** lvssync's configuration in the lab: the same file on every director (each knows itself by host name). */
+export function labYaml(directors: readonly Director[]): string {
+  const nodes = directors
+    .map((d) => `  ${d}:\n    address: ${ADDR.crossover[d]}\n    router_id: ${d.toUpperCase()}\n`)
+    .join('');
+  return `# lvssync in the lab: identical on ${directors.join(', ')}; each director finds itself by host name.
 cluster: lab
 primary: lvs1
 nodes:
-  lvs1:
-    address: ${ADDR.crossover.lvs1}
-    router_id: LVS1
-  lvs2:
-    address: ${ADDR.crossover.lvs2}
-    router_id: LVS2
-ssh:
+${nodes}ssh:
   user: root
   identityFile: /etc/lvssync/id_ed25519
   knownHosts: /etc/lvssync/known_hosts
@@ -763,6 +802,10 @@ audit:
 push:
   fermGuardSeconds: 10
 `;
+}
+
+/** The pair's lvssync.yaml. */
+export const LVSSYNC_YAML = labYaml(DIRECTORS);
 
 /** What ipvsadm -Ln prints on a director running the lab's configuration (two DR real servers). */
 export const LAB_IPVSADM = `IP Virtual Server version 1.2.1 (size=4096)
@@ -776,13 +819,12 @@ FWM  100 wlc
 async function startHolder(lab: Lab, host: LabHost): Promise<void> {
   const ns = nsName(lab.name, host);
   const hd = lab.hostDir(host);
-  const binds =
-    host === 'lvs1' || host === 'lvs2'
-      ? ['/etc/keepalived', '/etc/ferm', '/etc/lvssync', '/var/lib/lvssync', '/run'].map((t) => [
-          path.join(hd, t.slice(1)),
-          t,
-        ])
-      : [[path.join(hd, 'run'), '/run']];
+  const binds = isDirector(host)
+    ? ['/etc/keepalived', '/etc/ferm', '/etc/lvssync', '/var/lib/lvssync', '/run'].map((t) => [
+        path.join(hd, t.slice(1)),
+        t,
+      ])
+    : [[path.join(hd, 'run'), '/run']];
   for (const [, target] of binds) {
     if (!existsSync(target!)) {
       // A mount point lvssync's defaults need (/etc/lvssync, /var/lib/lvssync): made empty, and
@@ -828,7 +870,7 @@ async function startHolder(lab: Lab, host: LabHost): Promise<void> {
 
 async function startServices(lab: Lab, log: (l: string) => void): Promise<void> {
   const webs = WEB_HOSTS.map((w) => lab.startWeb(w));
-  for (const d of DIRECTORS) {
+  for (const d of lab.directors) {
     await lab.applyFerm(d);
     lab.spawnOn(d, 'sshd', [
       '/usr/sbin/sshd',
@@ -838,8 +880,8 @@ async function startServices(lab: Lab, log: (l: string) => void): Promise<void> 
       path.join(lab.hostDir(d), 'ssh', 'sshd_config'),
     ]);
   }
-  for (const d of DIRECTORS) await lab.startKeepalived(d);
-  for (const d of DIRECTORS) {
+  for (const d of lab.directors) await lab.startKeepalived(d);
+  for (const d of lab.directors) {
     await waitFor(
       `sshd on ${d}`,
       () => readFileSync(lab.logFile(d, 'sshd'), 'utf8').includes('Server listening'),
@@ -847,7 +889,7 @@ async function startServices(lab: Lab, log: (l: string) => void): Promise<void> 
     );
   }
   await Promise.all(webs);
-  log('services: sshd, keepalived (VRRP), ferm on lvs1/lvs2; web servers on web1/web2');
+  log(`services: sshd, keepalived (VRRP), ferm on ${lab.directors.join('/')}; web servers on web1/web2`);
 }
 
 /**
@@ -877,7 +919,7 @@ export async function stopLab(dir: string, opts: { keepFiles?: boolean } = {}): 
   // runs. rmdir also refuses when something was put in it meanwhile.
   const otherLabs = (await run(['ip', 'netns', 'list'])).stdout
     .split('\n')
-    .some((l) => /^\S+-lvs[12]\b/.test(l));
+    .some((l) => /^\S+-lvs[1-4]\b/.test(l));
   if (!otherLabs) {
     for (const d of ['/etc/lvssync', '/var/lib/lvssync']) {
       if (existsSync(path.join(d, LAB_MARK))) {

@@ -36,11 +36,10 @@ import path from 'node:path';
 import {
   ADDR,
   buildSegments,
-  DIRECTORS,
-  type Director,
   directorConfig,
   LabError,
   nsName,
+  DIRECTORS as PAIR,
   procStart,
   type RunResult,
   requirePrograms,
@@ -48,6 +47,11 @@ import {
   sleep,
   waitFor,
 } from './lab.js';
+
+/** The systemd lab boots the pair: one director per Debian release. */
+export type PairDirector = 'lvs1' | 'lvs2';
+type Director = PairDirector;
+const DIRECTORS = PAIR as readonly PairDirector[];
 
 export type Release = 'bookworm' | 'trixie';
 

@@ -8,10 +8,10 @@ import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import type { DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
-import { PeerSession, peerOf } from '../shell/peer.js';
+import { PeerSession, peersOf } from '../shell/peer.js';
 
-// Only the configuration and the SSH client are loaded before the audit starts: the connection to
-// the peer is opened first, and the rest of the audit loads during its handshake.
+// Only the configuration and the SSH client are loaded before the audit starts: the connections to
+// the peers are opened first, and the rest of the audit loads during its handshake.
 
 export interface AuditOptions {
   config?: string;
@@ -37,11 +37,11 @@ export async function runAuditCommand(opts: AuditOptions, io: Io): Promise<numbe
     throw new LvssyncError('E_USAGE', `--format ${format}: use text, json or markdown`);
   const self = requireSelfNode(config, opts.node);
   const { openForAudit } = await import('../shell/audit-peer.js');
-  const peer = openForAudit(config, self);
+  const peers = openForAudit(config, self);
   const { formatAuditJson, formatAuditMarkdown, formatAuditText, runAudit, storeReport } = await import(
     '../shell/audit.js'
   );
-  const report = await runAudit(config, self, { peer, ...(opts.digests ? { digests: true } : {}) });
+  const report = await runAudit(config, self, { peers, ...(opts.digests ? { digests: true } : {}) });
   const text =
     format === 'json'
       ? formatAuditJson(report)
@@ -69,7 +69,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   const { readJsonFile } = await import('../shell/fs-atomic.js');
   const { config } = await loadConfig(opts.config);
   const me = requireSelfNode(config, opts.node);
-  const target = peerOf(config, me);
+  const targets = peersOf(config, me);
   const lastPush = readJsonFile<{ time: string; result: string; error?: { message: string } }>(
     path.join(config.stateDir, 'last-push.json'),
   );
@@ -83,33 +83,57 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
     ...x,
     host: me,
   }));
-  let there: string[] | undefined;
-  let sync: 'in sync' | 'changes pending' | 'drift' | 'peer unreachable' = 'in sync';
-  let peerError: string | undefined;
-  let pending = 0;
+  type Sync = 'in sync' | 'changes pending' | 'drift' | 'peer unreachable';
+  const peers: { node: string; sync: Sync; pendingChanges: number; error?: string }[] = targets.map((t) => ({
+    node: t.name,
+    sync: 'in sync',
+    pendingChanges: 0,
+  }));
+  const there = new Map<string, string[]>();
   let local: DirectorCheck | undefined;
   try {
-    // what a push would do (its own check of the set here included), then who holds what there
+    // what a push would do (its own check of the set here included), then who holds what where
     const r = await runPush({ config, self: me, dryRun: true, external: false });
     local = r.local;
-    if (r.error && r.result !== 'conflict' && r.result !== 'busy') throw r.error;
-    pending = r.plan?.changes.length ?? 0;
-    // busy: the daemon (or a person) is pushing right now, changes are on their way
-    if (r.result === 'busy') sync = 'changes pending';
-    else if (r.plan?.conflicts.length) sync = 'drift';
-    else if (pending > 0 || r.result === 'invalid-here') sync = 'changes pending';
-    const s = await PeerSession.open(config, target, me);
-    try {
-      there = Object.values(await s.request({ op: 'addresses' })).flat();
-      for (const x of await s.request({ op: 'services' })) services.push({ ...x, host: target.name });
-    } finally {
-      s.close();
+    for (const [i, np] of r.peers.entries()) {
+      const ps = peers[i]!;
+      // what the peer said (a rollback it cannot finish, a refused key) is the operator's next step
+      if (np.unreachable) Object.assign(ps, { sync: 'peer unreachable', error: np.unreachable.message });
+      // busy: the daemon (or a person) is pushing right now, changes are on their way
+      else if (r.result === 'busy') ps.sync = 'changes pending';
+      else if (np.plan) {
+        ps.pendingChanges = np.plan.changes.length;
+        if (np.plan.conflicts.length) ps.sync = 'drift';
+        else if (ps.pendingChanges > 0 || r.result === 'invalid-here') ps.sync = 'changes pending';
+      }
     }
+    const whole = ['conflict', 'busy', 'partial', 'dry-run', 'in-sync', 'invalid-here'];
+    if (r.error && !whole.includes(r.result) && !r.peers.every((p) => p.unreachable)) throw r.error;
+    await Promise.all(
+      targets
+        .filter((_, i) => peers[i]!.sync !== 'peer unreachable')
+        .map(async (t) => {
+          const s = await PeerSession.open(config, t, me);
+          try {
+            there.set(t.name, Object.values(await s.request({ op: 'addresses' })).flat());
+            for (const x of await s.request({ op: 'services' })) services.push({ ...x, host: t.name });
+          } finally {
+            s.close();
+          }
+        }),
+    );
   } catch (e) {
-    sync = 'peer unreachable';
-    // what the peer said (a rollback it cannot finish, a refused key) is the operator's next step
-    peerError = (e as Error).message;
+    for (const ps of peers)
+      if (ps.sync !== 'peer unreachable')
+        Object.assign(ps, { sync: 'peer unreachable', error: (e as Error).message });
   }
+  const RANK: Sync[] = ['in sync', 'changes pending', 'drift', 'peer unreachable'];
+  const sync = peers.reduce<Sync>((w, p) => (RANK.indexOf(p.sync) > RANK.indexOf(w) ? p.sync : w), 'in sync');
+  const peerError = peers
+    .filter((p) => p.error)
+    .map((p) => (peers.length > 1 ? `${p.node}: ${p.error}` : p.error))
+    .join('; ');
+  const pending = peers.reduce((n, p) => n + p.pendingChanges, 0);
   local ??= await checkSelf(config, me, false).catch(() => undefined);
   const vips = new Set<string>();
   for (const i of local?.model.instances ?? []) {
@@ -117,12 +141,16 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   }
   const holders = [...vips].map((v) => ({
     vip: v,
-    on: [...(here.includes(v) ? [me] : []), ...(there?.includes(v) ? [target.name] : [])],
+    on: [
+      ...(here.includes(v) ? [me] : []),
+      ...targets.filter((t) => there.get(t.name)?.includes(v)).map((t) => t.name),
+    ],
   }));
   const status = {
     cluster: config.cluster,
     self: me,
-    peer: target.name,
+    primary: config.primary,
+    peers,
     sync,
     ...(peerError ? { peerError } : {}),
     pendingChanges: pending,
@@ -140,6 +168,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
         }
       : undefined,
   };
+  const unasked = peers.filter((p) => p.sync === 'peer unreachable').map((p) => p.node);
   if (opts.json) {
     io.stdout(`${JSON.stringify(status)}\n`);
   } else {
@@ -152,12 +181,15 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
           (x) =>
             `SERVICE DOWN: ${x.service} on ${x.host} since ${iso(x.since)} (last reload by lvssync ${iso(x.lastReload)})${x.detail ? `: ${x.detail}` : ''}`,
         ),
-      `cluster ${config.cluster}: ${me} -> ${target.name}: ${sync.toUpperCase()}${pending ? ` (${pending} change(s) to push)` : ''}${peerError ? `: ${peerError}` : ''}`,
+      ...peers.map(
+        (p) =>
+          `cluster ${config.cluster}: ${me} -> ${p.node}: ${p.sync.toUpperCase()}${p.pendingChanges ? ` (${p.pendingChanges} change(s) to push)` : ''}${p.error ? `: ${p.error}` : ''}`,
+      ),
       `daemon:     ${watch ? `${daemonAlive ? 'running' : 'NOT running'}, ${watch.health}` : 'never ran here'}`,
       `last push:  ${lastPush ? `${lastPush.time} ${lastPush.result}${lastPush.error ? `: ${lastPush.error.message}` : ''}` : 'none'}`,
       ...holders.map(
         (h) =>
-          `VIP ${h.vip.padEnd(16)} ${h.on.length === 1 ? `on ${h.on[0]}` : h.on.length === 0 ? 'on NOBODY (outage)' : `on ${h.on.join(' AND ')} (split brain)`}`,
+          `VIP ${h.vip.padEnd(16)} ${h.on.length === 1 ? `on ${h.on[0]}` : h.on.length === 0 ? 'on NOBODY (outage)' : `on ${h.on.join(' AND ')} (split brain)`}${unasked.length ? ` (${unasked.join(', ')} not asked)` : ''}`,
       ),
       `last audit: ${audit ? `${audit.time} ${audit.status.toUpperCase()} (${status.lastAudit!.findings} finding(s))` : 'none'}`,
     ];

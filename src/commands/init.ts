@@ -18,7 +18,7 @@ import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { execTool } from '../shell/exec.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, requireSelfNode } from '../shell/load-config.js';
-import { peerOf } from '../shell/peer.js';
+import { peersOf } from '../shell/peer.js';
 
 export interface InitOptions {
   config?: string;
@@ -67,7 +67,7 @@ export async function runInit(opts: InitOptions, io: Io): Promise<number> {
   }
   const { config } = await loadConfig(configPath);
   const self = requireSelfNode(config, opts.node);
-  const target = peerOf(config, self, opts.peer);
+  const targets = peersOf(config, self, opts.peer);
 
   // 1. lvssync's own key
   const keyFile = config.ssh.identityFile;
@@ -91,70 +91,72 @@ export async function runInit(opts: InitOptions, io: Io): Promise<number> {
     io.stdout(`created ${keyFile} (ed25519)\n`);
   } else if (keyFile) io.stdout(`key: ${keyFile} (exists)\n`);
 
-  // 2. the peer's host key, pinned after confirmation
-  const key = await fetchHostKey(target.host, target.port, config.ssh.connectTimeoutMs);
-  const fp = `${keyTypeOf(key)} ${fingerprint(key)}`;
-  let known: ReturnType<typeof parseKnownHosts> = [];
-  try {
-    known = parseKnownHosts(readFileSync(config.ssh.knownHosts, 'utf8'));
-  } catch {}
-  const verdict = verifyHostKey(known, target.host, target.port, key);
-  if (verdict.kind === 'match') {
-    io.stdout(`${target.name}'s host key ${fp} is already pinned in ${config.ssh.knownHosts}\n`);
-  } else {
-    io.stdout(`${target.name} (${target.host}:${target.port}) presents host key ${fp}\n`);
-    if (verdict.kind === 'changed') {
-      io.stdout(
-        `WARNING: ${config.ssh.knownHosts} pins a DIFFERENT key for it (line ${verdict.lines.join(', ')}).\n`,
-      );
-    }
-    let ok = opts.yes === true;
-    if (!ok) {
-      if (!io.isTTY)
-        throw new LvssyncError(
-          'E_USAGE',
-          'confirm the fingerprint on a terminal, or pass --yes after checking it out of band',
+  // 2. each peer's host key, pinned after confirmation
+  for (const target of targets) {
+    const key = await fetchHostKey(target.host, target.port, config.ssh.connectTimeoutMs);
+    const fp = `${keyTypeOf(key)} ${fingerprint(key)}`;
+    let known: ReturnType<typeof parseKnownHosts> = [];
+    try {
+      known = parseKnownHosts(readFileSync(config.ssh.knownHosts, 'utf8'));
+    } catch {}
+    const verdict = verifyHostKey(known, target.host, target.port, key);
+    if (verdict.kind === 'match') {
+      io.stdout(`${target.name}'s host key ${fp} is already pinned in ${config.ssh.knownHosts}\n`);
+    } else {
+      io.stdout(`${target.name} (${target.host}:${target.port}) presents host key ${fp}\n`);
+      if (verdict.kind === 'changed') {
+        io.stdout(
+          `WARNING: ${config.ssh.knownHosts} pins a DIFFERENT key for it (line ${verdict.lines.join(', ')}).\n`,
         );
-      const rl = createInterface({ input: process.stdin, output: process.stdout });
-      ok = /^y(es)?$/i.test(
-        (
-          await rl.question(
-            'Compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the peer. Pin it? [y/N] ',
-          )
-        ).trim(),
-      );
-      rl.close();
-    }
-    if (!ok) {
-      io.stdout('not pinned\n');
-      return EXIT.PEER;
-    }
-    const name = knownHostName(target.host, target.port);
-    const kept =
-      verdict.kind === 'changed'
-        ? readFileSync(config.ssh.knownHosts, 'utf8')
-            .split('\n')
-            .filter((_l, i) => !verdict.lines.includes(i + 1))
-            .join('\n')
-        : existsSync(config.ssh.knownHosts)
+      }
+      let ok = opts.yes === true;
+      if (!ok) {
+        if (!io.isTTY)
+          throw new LvssyncError(
+            'E_USAGE',
+            'confirm the fingerprint on a terminal, or pass --yes after checking it out of band',
+          );
+        const rl = createInterface({ input: process.stdin, output: process.stdout });
+        ok = /^y(es)?$/i.test(
+          (
+            await rl.question(
+              'Compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the peer. Pin it? [y/N] ',
+            )
+          ).trim(),
+        );
+        rl.close();
+      }
+      if (!ok) {
+        io.stdout('not pinned\n');
+        return EXIT.PEER;
+      }
+      const name = knownHostName(target.host, target.port);
+      const kept =
+        verdict.kind === 'changed'
           ? readFileSync(config.ssh.knownHosts, 'utf8')
-          : '';
-    mkdirSync(path.dirname(config.ssh.knownHosts), { recursive: true, mode: 0o700 });
-    writeFileSync(
-      config.ssh.knownHosts,
-      `${kept}${kept && !kept.endsWith('\n') ? '\n' : ''}${name} ${keyTypeOf(key)} ${key.toString('base64')}\n`,
-      { mode: 0o644 },
-    );
-    io.stdout(`pinned in ${config.ssh.knownHosts}\n`);
+              .split('\n')
+              .filter((_l, i) => !verdict.lines.includes(i + 1))
+              .join('\n')
+          : existsSync(config.ssh.knownHosts)
+            ? readFileSync(config.ssh.knownHosts, 'utf8')
+            : '';
+      mkdirSync(path.dirname(config.ssh.knownHosts), { recursive: true, mode: 0o700 });
+      writeFileSync(
+        config.ssh.knownHosts,
+        `${kept}${kept && !kept.endsWith('\n') ? '\n' : ''}${name} ${keyTypeOf(key)} ${key.toString('base64')}\n`,
+        { mode: 0o644 },
+      );
+      io.stdout(`pinned in ${config.ssh.knownHosts}\n`);
+    }
   }
 
-  // 3. what the peer needs
+  // 3. what the peers need
   if (keyFile) {
     const pub = readFileSync(`${keyFile}.pub`, 'utf8').trim();
     const agent = config.push.agentCommand.join(' ');
     const cfg = configPath === DEFAULT_CONFIG_PATH ? '' : ` --config ${configPath}`;
     io.stdout(
-      `\nOn ${target.name}, add this line to ~${config.ssh.user}/.ssh/authorized_keys (the key can run the agent and nothing else):\n\n`,
+      `\nOn ${targets.length > 1 ? `each of ${targets.map((t) => t.name).join(', ')}` : targets[0]!.name}, add this line to ~${config.ssh.user}/.ssh/authorized_keys (the key can run the agent and nothing else):\n\n`,
     );
     io.stdout(`command="${agent}${cfg}",restrict ${pub}\n\n`);
     io.stdout(`and install the same ${configPath} there. Then: lvssync diff\n`);

@@ -11,13 +11,13 @@ import { formatDiagnostics } from '../core/format.js';
 import { summarizePlan } from '../core/plan.js';
 import type { HistoryEntry } from '../core/protocol.js';
 import { diffRedacted } from '../core/redact.js';
-import { EXIT, exitOfCode } from '../errors.js';
+import { EXIT, exitOfCode, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { askDaemon } from '../shell/daemon-socket.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
-import { PeerSession, peerOf } from '../shell/peer.js';
-import { type PushReport, runPush, runRollback } from '../shell/push.js';
+import { PeerSession, peersOf } from '../shell/peer.js';
+import { type PushReport, type RollbackReport, runPush, runRollback } from '../shell/push.js';
 
 export interface PushCliOptions {
   config?: string;
@@ -79,7 +79,12 @@ export const RESULT_EXIT: Record<PushReport['result'], number> = {
   failed: EXIT.PUSH_FAILED,
   interrupted: EXIT.PUSH_FAILED,
   'primary-failed': EXIT.PUSH_FAILED,
+  // done where it could be; a director that could not be asked is behind
+  partial: EXIT.PEER,
 };
+
+/** Who the push went to, in a sentence: "lvs2", "lvs2, lvs3". */
+const toWhom = (peers: readonly { node: string }[]) => peers.map((p) => p.node).join(', ');
 
 /** A push the daemon did for `lvssync push`: its steps and outcome, and the exit status. */
 function printDaemonPush(reply: DaemonReply, self: string, io: Io): number {
@@ -92,13 +97,21 @@ function printDaemonPush(reply: DaemonReply, self: string, io: Io): number {
   if (s.steps.length) io.stdout(`${formatSteps(s)}\n`);
   if (s.result === 'invalid-here' || s.result === 'invalid-on-peer')
     io.stdout(`${formatDiagnostics(s.errors, () => undefined)}\n`);
-  if (s.result === 'pushed')
-    io.stdout(
-      `pushed to ${s.peer}: ${s.changes.join(', ') || 'no file changes'}; reloaded in order ${s.order?.join(' -> ') ?? '(no reload)'}; backup ${s.version ?? '-'}\n`,
-    );
+  for (const p of s.peers) if (p.unreachable) io.stdout(`${p.node}: NOT REACHED: ${p.unreachable}\n`);
+  if (s.result === 'pushed' || s.result === 'partial')
+    for (const p of s.peers.filter((x) => !x.unreachable))
+      io.stdout(
+        p.changes.length
+          ? `pushed to ${p.node}: ${p.changes.join(', ')}; backup ${p.version ?? '-'}\n`
+          : `${p.node}: in sync\n`,
+      );
+  if (s.result === 'pushed' || (s.result === 'partial' && s.order))
+    io.stdout(`reloaded in order ${s.order?.join(' -> ') ?? '(no reload)'}\n`);
   else if (s.result === 'in-sync' && !s.error)
-    io.stdout(`${s.peer} is in sync with ${self}: nothing to push\n`);
-  else io.stdout(`${s.result}${s.error ? `: ${s.error.message}` : ''}\n`);
+    io.stdout(
+      `${toWhom(s.peers)} ${s.peers.length > 1 ? 'are' : 'is'} in sync with ${self}: nothing to push\n`,
+    );
+  else if (s.result !== 'partial') io.stdout(`${s.result}${s.error ? `: ${s.error.message}` : ''}\n`);
   return s.result === 'failed' && s.error ? exitOfCode(s.error.code) : RESULT_EXIT[s.result];
 }
 
@@ -107,36 +120,43 @@ function exitOf(report: PushReport): number {
   return report.result === 'failed' && report.error ? report.error.exitCode : RESULT_EXIT[report.result];
 }
 
+/** The plan for each director: files, unified diffs (secrets redacted), per-host rewrites, conflicts. */
 export function formatPlan(report: PushReport, self: string): string {
   const out: string[] = [];
-  const plan = report.plan;
-  if (!plan) return '';
   const salt = randomBytes(8).toString('hex');
-  out.push(`Plan for ${report.peer}: ${summarizePlan(plan)}`);
-  for (const r of report.rewrites) out.push(`  per-host: ${r.file}:${r.line} ${r.what}`);
-  for (const c of plan.changes) {
-    const mark = { add: '+', update: '~', delete: '-', chmod: 'm' }[c.kind];
-    const extra = c.kind === 'chmod' ? ` (mode ${c.before.toString(8)} -> ${c.mode.toString(8)})` : '';
-    out.push(`  ${mark} ${c.path}${extra}`);
-  }
-  for (const c of plan.changes) {
-    if (c.kind === 'chmod') continue;
-    const before = report.before.get(c.path) ?? null;
-    const after = c.kind === 'delete' ? null : c.text;
-    out.push(
-      diffRedacted(
-        c.path,
-        before,
-        after,
-        { before: report.peer, after: `${self} (rendered)` },
-        salt,
-      ).trimEnd(),
-    );
-  }
-  for (const k of plan.conflicts) {
-    out.push(
-      `  CONFLICT ${k.path}: changed on ${report.peer} since lvssync wrote it (written ${k.written.slice(0, 12)}, now ${k.peer.slice(0, 12)}, primary wants ${k.wanted?.slice(0, 12) ?? 'it deleted'})`,
-    );
+  for (const node of report.peers) {
+    if (node.unreachable) {
+      out.push(`${node.node}: NOT REACHED, no plan: ${node.unreachable.message}`);
+      continue;
+    }
+    const plan = node.plan;
+    if (!plan) continue;
+    out.push(`Plan for ${node.node}: ${summarizePlan(plan)}`);
+    for (const r of node.rewrites) out.push(`  per-host: ${r.file}:${r.line} ${r.what}`);
+    for (const c of plan.changes) {
+      const mark = { add: '+', update: '~', delete: '-', chmod: 'm' }[c.kind];
+      const extra = c.kind === 'chmod' ? ` (mode ${c.before.toString(8)} -> ${c.mode.toString(8)})` : '';
+      out.push(`  ${mark} ${c.path}${extra}`);
+    }
+    for (const c of plan.changes) {
+      if (c.kind === 'chmod') continue;
+      const before = node.before.get(c.path) ?? null;
+      const after = c.kind === 'delete' ? null : c.text;
+      out.push(
+        diffRedacted(
+          c.path,
+          before,
+          after,
+          { before: node.node, after: `${self} (rendered)` },
+          salt,
+        ).trimEnd(),
+      );
+    }
+    for (const k of plan.conflicts) {
+      out.push(
+        `  CONFLICT ${k.path}: changed on ${node.node} since lvssync wrote it (written ${k.written.slice(0, 12)}, now ${k.peer.slice(0, 12)}, primary wants ${k.wanted?.slice(0, 12) ?? 'it deleted'})`,
+      );
+    }
   }
   return out.join('\n');
 }
@@ -151,16 +171,23 @@ function formatSteps(report: Pick<PushReport, 'steps'>): string {
 }
 
 function jsonReport(report: PushReport): unknown {
+  const nodes = report.peers.map((p) => ({
+    node: p.node,
+    ...(p.unreachable ? { unreachable: { code: p.unreachable.code, message: p.unreachable.message } } : {}),
+    changes: p.plan?.changes.map((c) => ({ kind: c.kind, path: c.path })) ?? [],
+    conflicts: p.plan?.conflicts ?? [],
+    rewrites: p.rewrites,
+    ...(p.version ? { version: p.version } : {}),
+    ...(p.recovered ? { recovered: p.recovered } : {}),
+  }));
   return {
     result: report.result,
     ok: RESULT_EXIT[report.result] === EXIT.OK,
-    peer: report.peer,
-    changes: report.plan?.changes.map((c) => ({ kind: c.kind, path: c.path })) ?? [],
-    conflicts: report.plan?.conflicts ?? [],
-    rewrites: report.rewrites,
+    peers: nodes,
+    // every director's changes in one list, each with its node
+    changes: nodes.flatMap((n) => n.changes.map((c) => ({ ...c, node: n.node }))),
     order: report.order,
     steps: report.steps,
-    version: report.version,
     timings: report.timings,
     ...(report.superseded ? { superseded: report.superseded } : {}),
     ...(report.servicesDown ? { servicesDown: report.servicesDown } : {}),
@@ -194,7 +221,7 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
       ? {
           confirm: async (r: PushReport) => {
             io.stdout(`${formatPlan(r, self)}\n`);
-            return ask(io, `Push to ${r.peer} and reload? [y/N] `);
+            return ask(io, `Push to ${toWhom(r.peers.filter((p) => !p.unreachable))} and reload? [y/N] `);
           },
         }
       : {}),
@@ -203,14 +230,19 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
     io.stdout(`${JSON.stringify(jsonReport(report))}\n`);
     return exitOf(report);
   }
-  const sourceOf = (p: string) => report.local?.snapshot.files.get(p)?.text ?? report.rendered?.get(p);
+  const sourceOf = (p: string) =>
+    report.local?.snapshot.files.get(p)?.text ??
+    report.peers.find((n) => n.rendered?.has(p))?.rendered?.get(p);
+  const reached = report.peers.filter((p) => !p.unreachable);
+  for (const p of report.peers)
+    if (p.unreachable) io.stderr(`lvssync: ${p.node} could not be asked: ${p.unreachable.message}\n`);
   switch (report.result) {
     case 'invalid-here':
       io.stdout(
         `${formatDiagnostics(report.diagnostics, sourceOf)}\n\nnot pushed: the set on ${self} has errors; ${
           report.timings.uploaded === undefined
             ? 'nothing left this host'
-            : `keepalived -t found them while ${report.peer} validated its staged copy, which was thrown away: nothing changed there`
+            : `keepalived -t found them while ${toWhom(reached)} validated the staged copy, which was thrown away: nothing changed there`
         }\n`,
       );
       break;
@@ -219,14 +251,16 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
         `${formatPlan(report, self)}\n\n${formatDiagnostics(report.diagnostics, sourceOf)}\n\n${formatSteps(report)}\nnot pushed: ${report.error?.message}\n`,
       );
       break;
-    case 'in-sync':
+    case 'in-sync': {
       if (report.error) break;
+      const are = `${toWhom(reached)} ${reached.length > 1 ? 'are' : 'is'} in sync with ${self}`;
       io.stdout(
         report.pendingReloads?.length
-          ? `${report.peer} is in sync with ${self}; not loaded yet: ${report.pendingReloads.map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}\n`
-          : `${report.peer} is in sync with ${self}: nothing to push\n`,
+          ? `${are}; not loaded yet: ${report.pendingReloads.map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}\n`
+          : `${are}: nothing to push\n`,
       );
       break;
+    }
     case 'dry-run':
     case 'conflict':
       io.stdout(`${formatPlan(report, self)}\n`);
@@ -239,28 +273,36 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
       io.stdout('not pushed (declined)\n');
       break;
     default:
-      if (!interactive && report.plan) io.stdout(`${formatPlan(report, self)}\n`);
+      if (!interactive && reached.some((p) => p.plan)) io.stdout(`${formatPlan(report, self)}\n`);
       if (report.steps.length) io.stdout(`${formatSteps(report)}\n`);
       if (report.result === 'primary-failed' && report.diagnostics.some((d) => d.severity === 'error'))
         io.stdout(`${formatDiagnostics(report.diagnostics, sourceOf)}\n`);
       if (report.result === 'interrupted')
         io.stdout(
-          `${report.peer} had committed the set when the push failed; its agent rolls it back when the session ends, and the next push (or lvssync status) reports that\n`,
+          `${toWhom(reached.filter((p) => p.version))} had committed the set when the push failed; each agent rolls it back when its session ends, and the next push (or lvssync status) reports that\n`,
         );
       if (
         report.result === 'failed' ||
         report.result === 'link-lost' ||
         report.result === 'peer-cannot-write'
       )
-        io.stdout(`nothing was committed on ${report.peer}\n`);
+        io.stdout(`nothing was committed on ${toWhom(reached) || 'any director'}\n`);
       if (report.result === 'reloaded')
         io.stdout(
           `files in sync; reloaded what had not loaded them: ${(report.pendingReloads ?? []).map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}\n`,
         );
-      if (report.result === 'pushed') {
-        io.stdout(
-          `pushed to ${report.peer}: ${summarizePlan(report.plan!)}; reloaded in order ${report.order?.join(' -> ') ?? '(no reload)'}; backup ${report.version ?? '-'}\n`,
-        );
+      if (report.result === 'pushed' || report.result === 'partial') {
+        for (const p of reached)
+          io.stdout(
+            p.plan?.changes.length
+              ? `pushed to ${p.node}: ${summarizePlan(p.plan)}; backup ${p.version ?? '-'}\n`
+              : `${p.node}: in sync\n`,
+          );
+        if (report.order) io.stdout(`reloaded in order ${report.order.join(' -> ')}\n`);
+        for (const p of report.peers.filter((x) => x.unreachable))
+          io.stdout(
+            `${p.node}: NOT REACHED, still on its previous set; the next push brings it up to date (the daemon retries by itself)\n`,
+          );
       }
   }
   if (report.error) {
@@ -280,70 +322,117 @@ export interface RollbackOptions {
   yes?: boolean;
 }
 
-/** Restores a previous version of the peer's files (default: the one before the last push), then reloads it. */
+/**
+ * Restores a previous version of the other directors' files, then reloads them: by default what
+ * the last push changed (the newest commit among them, and on each director the version of that
+ * same push), or --to VERSION on one director (--peer, needed when there are several).
+ */
 export async function runRollbackCommand(opts: RollbackOptions, io: Io): Promise<number> {
   const { config } = await loadConfig(opts.config);
   const self = requireSelfNode(config, opts.node);
-  const target = peerOf(config, self, opts.peer);
+  const targets = peersOf(config, self, opts.peer);
+  if (opts.to && targets.length > 1)
+    throw new LvssyncError(
+      'E_USAGE',
+      `--to names a version of one director: add --peer (${targets.map((t) => t.name).join(', ')})`,
+    );
   const release = await withLock(config.stateDir, 'rollback', 2000);
   try {
+    const histories = await Promise.all(
+      targets.map(async (t) => {
+        const session = await PeerSession.open(config, t, self);
+        try {
+          return { target: t, versions: (await session.request({ op: 'history' })).versions };
+        } finally {
+          session.close();
+        }
+      }),
+    );
     if (opts.list) {
-      const session = await PeerSession.open(config, target, self);
-      try {
-        const h = await session.request({ op: 'history' });
-        if (opts.json) io.stdout(`${JSON.stringify(h)}\n`);
-        else
+      if (opts.json)
+        io.stdout(
+          `${JSON.stringify({ peers: histories.map((h) => ({ node: h.target.name, versions: h.versions })) })}\n`,
+        );
+      else
+        for (const h of histories) {
+          if (targets.length > 1) io.stdout(`${h.target.name}:\n`);
           for (const v of h.versions)
             io.stdout(`${v.version}  ${v.reason.padEnd(7)} ${v.time}  ${v.paths.length} file(s)\n`);
-        return EXIT.OK;
-      } finally {
-        session.close();
-      }
+        }
+      return EXIT.OK;
     }
-    const report = await runRollback({
-      config,
-      self,
-      peer: target.name,
-      ...(opts.to ? { to: opts.to } : {}),
-      ...(opts.json ? {} : { progress: (m: string) => io.stderr(`lvssync: ${m}\n`) }),
-      ...(io.isTTY && !opts.yes && !opts.json
-        ? {
-            // on a terminal, say what will change on the running director and ask, as push does
-            confirm: async (v: HistoryEntry) => {
-              io.stdout(
-                `${target.name}: restore version ${v.version} (${v.reason}, ${v.time}): ${v.paths.length} file(s)\n${v.paths.map((p) => `  ${p}`).join('\n')}\nthen validate it there and reload ${config.services.map((x) => x.name).join(', ')} on ${target.name}\n`,
-              );
-              return ask(io, `Roll ${target.name} back? [y/N] `);
-            },
-          }
-        : {}),
-    });
+    // the last push: its transaction is the newest commit on any director
+    const last = histories
+      .flatMap((h) => h.versions.filter((v) => v.reason === 'commit'))
+      .sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0))
+      .at(-1);
+    const reports: RollbackReport[] = [];
+    for (const h of histories) {
+      const name = h.target.name;
+      if (!opts.to && last && !h.versions.some((v) => v.reason === 'commit' && v.txid === last.txid)) {
+        io.stderr(`lvssync: ${name} was not changed by the last push (${last.txid}): left as it is\n`);
+        continue;
+      }
+      reports.push(
+        await runRollback({
+          config,
+          self,
+          peer: name,
+          ...(opts.to ? { to: opts.to } : last ? { txid: last.txid } : {}),
+          ...(opts.json ? {} : { progress: (m: string) => io.stderr(`lvssync: ${m}\n`) }),
+          ...(io.isTTY && !opts.yes && !opts.json
+            ? {
+                // on a terminal, say what will change on the running director and ask, as push does
+                confirm: async (v: HistoryEntry) => {
+                  io.stdout(
+                    `${name}: restore version ${v.version} (${v.reason}, ${v.time}): ${v.paths.length} file(s)\n${v.paths.map((p) => `  ${p}`).join('\n')}\nthen validate it there and reload ${config.services.map((x) => x.name).join(', ')} on ${name}\n`,
+                  );
+                  return ask(io, `Roll ${name} back? [y/N] `);
+                },
+              }
+            : {}),
+        }),
+      );
+      // a director that could not be rolled back stops the others: the operator looks first
+      if (reports.at(-1)!.error) break;
+    }
+    if (!reports.length) throw new LvssyncError('E_USAGE', `no director has a previous version to restore`);
+    const failed = reports.find((r) => r.error);
+    const result =
+      failed?.result ?? (reports.every((r) => r.result === 'declined') ? 'declined' : 'rolled-back');
     if (opts.json) {
       io.stdout(
         `${JSON.stringify({
-          ok: report.result === 'rolled-back' || report.result === 'declined',
-          result: report.result,
-          peer: report.peer,
-          version: report.version,
-          backup: report.backup,
-          paths: report.paths,
-          steps: report.steps,
-          diagnostics: report.diagnostics.map(diagnosticJson),
-          ...(report.error ? { error: { code: report.error.code, message: report.error.message } } : {}),
+          ok: result === 'rolled-back' || result === 'declined',
+          result,
+          peers: reports.map((r) => ({
+            node: r.peer,
+            result: r.result,
+            version: r.version,
+            backup: r.backup,
+            paths: r.paths,
+            ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
+          })),
+          steps: reports.flatMap((r) => r.steps),
+          diagnostics: reports.flatMap((r) => r.diagnostics.map(diagnosticJson)),
+          ...(failed?.error ? { error: { code: failed.error.code, message: failed.error.message } } : {}),
         })}\n`,
       );
     } else {
-      if (report.result === 'declined') io.stdout('not rolled back (declined)\n');
-      if (report.diagnostics.length) io.stdout(`${formatDiagnostics(report.diagnostics, () => undefined)}\n`);
-      if (report.steps.length) io.stdout(`${formatSteps(report)}\n`);
-      if (report.result === 'rolled-back')
-        io.stdout(
-          `${report.peer}: rolled back to version ${report.version} (${report.paths.length} file(s)); what it replaced is kept as ${report.backup}\n`,
-        );
+      for (const report of reports) {
+        if (report.result === 'declined') io.stdout(`${report.peer}: not rolled back (declined)\n`);
+        if (report.diagnostics.length)
+          io.stdout(`${formatDiagnostics(report.diagnostics, () => undefined)}\n`);
+        if (report.steps.length) io.stdout(`${formatSteps(report)}\n`);
+        if (report.result === 'rolled-back')
+          io.stdout(
+            `${report.peer}: rolled back to version ${report.version} (${report.paths.length} file(s)); what it replaced is kept as ${report.backup}\n`,
+          );
+      }
     }
-    if (report.error) {
-      if (!opts.json) io.stderr(`lvssync: ${report.error.message}\n`);
-      return report.error.exitCode;
+    if (failed?.error) {
+      if (!opts.json) io.stderr(`lvssync: ${failed.error.message}\n`);
+      return failed.error.exitCode;
     }
     return EXIT.OK;
   } finally {

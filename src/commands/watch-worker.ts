@@ -22,7 +22,7 @@ import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
 import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
-import { PeerKeeper, peerOf } from '../shell/peer.js';
+import { PeerKeeper, type PeerTarget, peersOf } from '../shell/peer.js';
 import { runPush } from '../shell/push.js';
 import { changedSinceRead } from '../shell/read-snapshot.js';
 import { Workspace } from '../shell/workspace.js';
@@ -63,7 +63,8 @@ class Worker {
   private readonly workspace = new Workspace();
   /** The set as the last push read it (read again in place: a re-check redoes what changed). */
   private readonly snapshot = emptySnapshot();
-  private keeper: PeerKeeper | undefined;
+  /** One kept session per other director (opened with the first push that needs it). */
+  private readonly keepers = new Map<string, PeerKeeper>();
   private readonly gates = new Map<number, (go: boolean) => void>();
 
   constructor(
@@ -71,19 +72,24 @@ class Worker {
     private readonly self: string,
     private readonly send: (m: WorkerMessage) => void,
   ) {
+    let targets: PeerTarget[] = [];
     try {
-      const target = peerOf(config, self);
-      this.keeper = new PeerKeeper(config, target, self, (s) =>
-        send({
-          event: 'opened',
-          peer: target.name,
-          ...(s.hello?.pid ? { agentPid: s.hello.pid } : {}),
-          ...(s.hello?.recovered ? { recovered: s.hello.recovered } : {}),
-        }),
-      );
+      targets = peersOf(config, self);
     } catch {
       // no peer configured: every push reports it
     }
+    for (const target of targets)
+      this.keepers.set(
+        target.name,
+        new PeerKeeper(config, target, self, (s) =>
+          send({
+            event: 'opened',
+            peer: target.name,
+            ...(s.hello?.pid ? { agentPid: s.hello.pid } : {}),
+            ...(s.hello?.recovered ? { recovered: s.hello.recovered } : {}),
+          }),
+        ),
+      );
   }
 
   /** The daemon answered a gated push. */
@@ -150,24 +156,27 @@ class Worker {
       self: this.self,
       workspace: this.workspace,
       snapshot: this.snapshot,
-      ...(this.keeper ? { keeper: this.keeper } : {}),
+      keepers: (t) => this.keepers.get(t.name),
       progress: (step) => this.send({ event: 'progress', step }),
     });
     if (gate && !asked && !(await gate())) report.result = 'superseded';
     const s: PushSummary = {
       result: report.result,
-      peer: report.peer,
-      changes: report.plan?.changes.map((c) => `${c.kind} ${c.path}`) ?? [],
-      conflicts: report.plan?.conflicts.map((c) => c.path) ?? [],
+      peers: report.peers.map((p) => ({
+        node: p.node,
+        ...(p.unreachable ? { unreachable: p.unreachable.message } : {}),
+        changes: p.plan?.changes.map((c) => `${c.kind} ${c.path}`) ?? [],
+        conflicts: p.plan?.conflicts.map((c) => c.path) ?? [],
+        ...(p.version ? { version: p.version } : {}),
+        ...(p.peerTimings ? { peerTimings: p.peerTimings } : {}),
+      })),
       timings: report.timings,
-      ...(report.peerTimings ? { peerTimings: report.peerTimings } : {}),
       errors: report.diagnostics.filter((d) => d.severity === 'error'),
       steps: report.steps,
       memory: memoryMiB(),
     };
     if (report.order) s.order = report.order;
     if (report.servicesDown) s.servicesDown = report.servicesDown;
-    if (report.version) s.version = report.version;
     if (report.error) s.error = { code: report.error.code, message: report.error.message };
     if (report.local) s.watch = watchInput(report.local);
     if (changedOnDisk) s.changedOnDisk = changedOnDisk;
@@ -177,7 +186,7 @@ class Worker {
   }
 
   close(): void {
-    this.keeper?.close();
+    for (const k of this.keepers.values()) k.close();
   }
 }
 

@@ -66,6 +66,8 @@ export interface WatchOptions {
 
 export type { WatchHealth };
 
+const peerNames = (r: PushSummary) => r.peers.map((p) => p.node);
+
 const RETRY_MESSAGE: Readonly<Record<Extract<Verdict, { kind: 'retry' }>['reason'], string>> = {
   'peer-down': 'peer unreachable',
   busy: 'busy',
@@ -621,7 +623,7 @@ export class WatchDaemon {
           : report.result;
     this.record(pushId, recorded, report.error?.message);
     this.apply(
-      verdict.kind === 'retry' ? log.child({ peer: report.peer, err: report.error?.message }) : log,
+      verdict.kind === 'retry' ? log.child({ peers: peerNames(report), err: report.error?.message }) : log,
       verdict,
     );
     return false;
@@ -629,32 +631,40 @@ export class WatchDaemon {
 
   /** The log lines of a push's outcome (what it means for the daemon is classifyPush's). */
   private logOutcome(log: Logger, report: PushSummary, durationMs: number, verdict: Verdict): void {
-    const changes = report.changes;
+    const reached = report.peers.filter((p) => !p.unreachable);
+    const unreached = report.peers.filter((p) => p.unreachable);
+    for (const p of unreached) log.warn({ peer: p.node, err: p.unreachable }, 'peer not reached');
     switch (report.result) {
       case 'pushed':
+      case 'partial': {
+        const timed = reached.filter((p) => p.peerTimings);
         log.info(
           {
-            peer: report.peer,
-            changes,
+            peers: reached.map((p) => p.node),
+            changes: Object.fromEntries(reached.map((p) => [p.node, p.changes])),
             order: report.order,
-            version: report.version,
+            versions: Object.fromEntries(reached.filter((p) => p.version).map((p) => [p.node, p.version])),
+            ...(unreached.length ? { notReached: unreached.map((p) => p.node) } : {}),
             durationMs,
             timings: report.timings,
-            ...(report.peerTimings ? { peerTimings: report.peerTimings } : {}),
+            ...(timed.length
+              ? { peerTimings: Object.fromEntries(timed.map((p) => [p.node, p.peerTimings])) }
+              : {}),
             memory: report.memory,
           },
-          'pushed',
+          report.result === 'pushed' ? 'pushed' : 'pushed to the directors that answered',
         );
         return;
+      }
       case 'reloaded':
         log.info(
-          { peer: report.peer, order: report.order, durationMs, steps: report.steps },
+          { peers: peerNames(report), order: report.order, durationMs, steps: report.steps },
           'files in sync; reloaded what had not loaded them',
         );
         return;
       case 'in-sync':
         if (verdict.kind === 'converged')
-          log.info({ peer: report.peer, durationMs }, 'in sync, nothing to push');
+          log.info({ peers: peerNames(report), durationMs }, 'in sync, nothing to push');
         return;
       case 'service-down':
         for (const x of report.servicesDown ?? [])
@@ -679,22 +689,29 @@ export class WatchDaemon {
         );
         return;
       case 'conflict':
-        log.error({ peer: report.peer, conflicts: report.conflicts }, report.error?.message ?? 'conflict');
+        log.error(
+          {
+            conflicts: Object.fromEntries(
+              reached.filter((p) => p.conflicts.length).map((p) => [p.node, p.conflicts]),
+            ),
+          },
+          report.error?.message ?? 'conflict',
+        );
         return;
       case 'invalid-on-peer':
         for (const d of report.errors) {
-          log.error({ peer: report.peer, file: d.file, line: d.line, code: d.code }, d.message);
+          log.error({ file: d.file, line: d.line, code: d.code }, d.message);
         }
         return;
       default:
         if (verdict.kind === 'retry' && verdict.reason === 'peer-cannot-write')
           log.error(
-            { peer: report.peer, result: report.result, err: report.error },
+            { peers: peerNames(report), result: report.result, err: report.error },
             'push failed on the peer',
           );
         else if (verdict.kind !== 'retry')
           log.error(
-            { peer: report.peer, result: report.result, err: report.error, steps: report.steps },
+            { peers: peerNames(report), result: report.result, err: report.error, steps: report.steps },
             'push failed',
           );
     }

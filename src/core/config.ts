@@ -522,10 +522,6 @@ export function boundaryProblems(c: Config, configPath?: string): string[] {
     if (other) out.push(`nodes.${n}.address: ${key} is also ${other}'s: every node is another director`);
     seen.set(key, n);
   }
-  if (names.length > 2)
-    out.push(
-      `nodes: ${names.length} directors (${names.join(', ')}); lvssync keeps a pair in step: more than two nodes are not supported yet, and none would be left out silently`,
-    );
   return out;
 }
 

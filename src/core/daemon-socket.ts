@@ -35,7 +35,13 @@ export function parseDaemonReply(line: string): DaemonReply | { error: string } 
   if (!isObject(raw)) return { error: 'not an object' };
   if (raw.ok === true) {
     const s = raw.summary;
-    if (!isObject(s) || typeof s.result !== 'string' || typeof s.peer !== 'string' || !Array.isArray(s.steps))
+    if (
+      !isObject(s) ||
+      typeof s.result !== 'string' ||
+      !Array.isArray(s.peers) ||
+      !s.peers.every((p) => isObject(p) && typeof p.node === 'string' && Array.isArray(p.changes)) ||
+      !Array.isArray(s.steps)
+    )
       return { error: 'summary: not a push summary' };
     return { ok: true, summary: s as unknown as PushSummary };
   }

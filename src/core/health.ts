@@ -49,8 +49,10 @@ export function classifyPush(o: PushOutcomeSummary): Verdict {
       return { kind: 'superseded' };
     case 'service-down':
       return { kind: 'retry', health: 'service-down', reason: 'service-down' };
+    // a director that could not be asked is brought up to date when it answers again
     case 'unreachable':
     case 'link-lost':
+    case 'partial':
       return { kind: 'retry', health: 'peer-down', reason: 'peer-down' };
     case 'busy':
       return { kind: 'retry', health: 'pending', reason: 'busy' };

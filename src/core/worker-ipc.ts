@@ -12,6 +12,11 @@ export type PushResult =
   /** A gated push whose gate said no (the set changed again before commit); nothing was changed. */
   | 'superseded'
   | 'pushed'
+  /**
+   * Done on every director that answered, and one or more could not be asked (down, cut off): those
+   * are named in the report and brought up to date by the next push that reaches them.
+   */
+  | 'partial'
   /** The files were in sync, and the services that had not loaded them were reloaded. */
   | 'reloaded'
   /** A service is not running on a director: nothing was committed or reloaded. */
@@ -92,16 +97,23 @@ export interface WatchInput {
   patterns: string[];
 }
 
-export interface PushSummary {
-  result: PushResult;
-  peer: string;
+/** One other director's part of a push, as the worker reports it. */
+export interface PeerSummary {
+  node: string;
+  /** Why it could not be asked (nothing was sent to it). */
+  unreachable?: string;
   changes: string[];
   conflicts: string[];
-  order?: string[];
   version?: string;
-  timings: Record<string, number>;
-  /** Where the peer's validation spent its time (ms). */
+  /** Where its validation spent its time (ms). */
   peerTimings?: Record<string, number>;
+}
+
+export interface PushSummary {
+  result: PushResult;
+  peers: PeerSummary[];
+  order?: string[];
+  timings: Record<string, number>;
   /** Errors that stopped the push, here or on the peer. */
   errors: Diagnostic[];
   error?: { code: string; message: string };

@@ -1,12 +1,13 @@
-// The audit's connection to the peer, opened before the rest of the audit is loaded. Kept apart from
+// The audit's connections to the other directors, opened before the rest of the audit is loaded. Kept apart from
 // shell/audit.ts so that `lvssync audit` can start the SSH handshake having loaded only the SSH client.
 
 import type { Config } from '../core/config.js';
 import type { AuditData } from '../core/protocol.js';
-import { PeerSession, peerOf } from './peer.js';
+import { PeerSession, type PeerTarget, peersOf } from './peer.js';
 
 /** A session to the peer that the caller started opening before the audit's own modules loaded. */
 export interface EarlyPeer {
+  target: PeerTarget;
   opening: Promise<PeerSession>;
   /** Settles when the SSH handshake is done (or failed), with the time (ms since start) it did. */
   handshaken: Promise<number>;
@@ -22,10 +23,14 @@ export interface EarlyPeer {
 }
 
 /**
- * Opens the peer's session for an audit at once (before the rest of the audit is even loaded: the
- * SSH handshake and the agent's start on the peer are most of an audit's time).
+ * Opens every other director's session for an audit at once (before the rest of the audit is even
+ * loaded: the SSH handshakes and the agents' start are most of an audit's time).
  */
-export function openForAudit(config: Config, self: string): EarlyPeer {
+export function openForAudit(config: Config, self: string): EarlyPeer[] {
+  return peersOf(config, self).map((t) => openOne(config, self, t));
+}
+
+function openOne(config: Config, self: string, target: PeerTarget): EarlyPeer {
   let handshake: () => void = () => {};
   const handshaken = new Promise<number>((r) => {
     handshake = () => r(Math.round(performance.now()));
@@ -37,7 +42,7 @@ export function openForAudit(config: Config, self: string): EarlyPeer {
   });
   const opening = PeerSession.open(
     config,
-    peerOf(config, self),
+    target,
     self,
     () => handshake(),
     (s) => {
@@ -52,5 +57,5 @@ export function openForAudit(config: Config, self: string): EarlyPeer {
   });
   const gathered = opening.then((s) => asked ?? s.request({ op: 'audit', texts: false }));
   void gathered.catch(() => undefined);
-  return { opening, handshaken, at: Math.round(performance.now()), gathered, requested };
+  return { target, opening, handshaken, at: Math.round(performance.now()), gathered, requested };
 }

@@ -33,7 +33,7 @@ import { readSelf } from './check-director.js';
 import { execTool } from './exec.js';
 import { readJsonFile } from './fs-atomic.js';
 import { gatherHere } from './gather.js';
-import { type PeerSession, peerOf } from './peer.js';
+import type { PeerSession } from './peer.js';
 
 export interface AuditReport {
   cluster: string;
@@ -76,37 +76,41 @@ function fetchDigest(host: string, port: number, urlPath: string, virtualhost?: 
 export async function runAudit(
   config: Config,
   self: string,
-  opts: { digests?: boolean; peer?: EarlyPeer } = {},
+  opts: { digests?: boolean; peers?: EarlyPeer[] } = {},
 ): Promise<AuditReport> {
   const salt = randomBytes(8).toString('hex');
   const findings: Finding[] = [];
-  const target = peerOf(config, self);
   const timings: Record<string, number> = {};
   const mark = (stage: string) => {
     timings[stage] = Math.round(performance.now());
   };
   mark('start');
-  // The peer is asked first and gathers its side while this director gathers its own (its files
-  // come as checksums). This side's commands start at once; its parsing, which keeps this thread busy,
-  // waits until the request is on its way to the agent, so as not to hold the SSH exchange up.
-  const early = opts.peer ?? openForAudit(config, self);
-  const { opening, gathered, requested } = early;
-  timings.connect = early.at;
-  void early.handshaken.then((t) => {
-    timings.handshake = t;
+  // The peers are asked first and gather their side while this director gathers its own (their
+  // files come as checksums). This side's commands start at once; its parsing, which keeps this
+  // thread busy, waits until the requests are on their way to the agents, so as not to hold the SSH
+  // exchanges up.
+  const early = opts.peers ?? openForAudit(config, self);
+  if (early[0]) {
+    timings.connect = early[0].at;
+    void Promise.all(early.map((e) => e.handshaken)).then((t) => {
+      timings.handshake = Math.max(...t);
+    });
+  }
+  const peerSides = early.map((e) => {
+    const side = e.opening.then(async (s) => {
+      try {
+        return { data: await e.gathered, session: s };
+      } catch (err) {
+        s.close();
+        throw err;
+      }
+    });
+    void side.catch(() => undefined);
+    return { target: e.target, side };
   });
-  const peerSide = opening.then(async (s) => {
-    try {
-      return { data: await gathered, session: s };
-    } catch (e) {
-      s.close();
-      throw e;
-    }
-  });
-  void peerSide.catch(() => undefined);
   const hereSide = gatherHere(config);
-  // the agent starts and gathers on the peer meanwhile
-  await requested;
+  // the agents start and gather on the peers meanwhile
+  await Promise.all(early.map((e) => e.requested));
   mark('requested');
   const local = await readSelf(config, self);
   mark('read-here');
@@ -149,37 +153,42 @@ export async function runAudit(
     }
     return out;
   };
-  // this director's own checks run while the peer's answer is on its way
+  // this director's own checks run while the peers' answers are on their way
   const own = hostChecks(self, here);
   mark('checked-here');
-  let there: AuditData | undefined;
-  let session: PeerSession | undefined;
-  try {
-    ({ data: there, session } = await peerSide);
-    mark('peer-answered');
-  } catch (e) {
-    findings.push({
-      check: 'peer',
-      severity: 'unknown',
-      host: target.name,
-      code: 'PEER_UNREACHABLE',
-      message: `${target.name} could not be audited: ${(e as Error).message}`,
-    });
+  /** The peers that answered, with their side of the audit and their session. */
+  const answered: { name: string; data: AuditData; session: PeerSession }[] = [];
+  for (const { target, side } of peerSides) {
+    try {
+      const { data, session } = await side;
+      answered.push({ name: target.name, data, session });
+    } catch (e) {
+      findings.push({
+        check: 'peer',
+        severity: 'unknown',
+        host: target.name,
+        code: 'PEER_UNREACHABLE',
+        message: `${target.name} could not be audited: ${(e as Error).message}`,
+      });
+    }
   }
-  const hosts = [self, target.name];
-  const data = new Map<string, AuditData>([[self, here]]);
-  if (there) data.set(target.name, there);
+  mark('peer-answered');
+  const hosts = [self, ...early.map((e) => e.target.name)];
+  const data = new Map<string, AuditData>([[self, here], ...answered.map((a) => [a.name, a.data] as const)]);
   /** What each check that ran covered (see AuditReport.checks). */
   const checks: AuditReport['checks'] = {};
-  const audited = there ? `${self} and ${target.name}` : self;
-  if (there) checks.peer = `${target.name} answered`;
+  const names = [self, ...answered.map((a) => a.name)];
+  const audited =
+    names.length > 2 ? `${names.slice(0, -1).join(', ')} and ${names.at(-1)}` : names.join(' and ');
+  if (answered.length) checks.peer = `${answered.map((a) => a.name).join(', ')} answered`;
 
-  // drift: the peer's files against what the primary renders for it
-  if (there) {
-    const peerNode = config.nodes[target.name]!;
-    const mine = new Map(here.files.map((f) => [f.path, f.text ?? '']));
+  // drift: each peer's files against what the primary renders for it
+  const mine = new Map(here.files.map((f) => [f.path, f.text ?? '']));
+  const drift: string[] = [];
+  for (const { name, data: there, session: s } of answered) {
+    const peerNode = config.nodes[name]!;
     const rendered = renderForNode(mine, local.evaluation.files, {
-      node: target.name,
+      node: name,
       ...(peerNode.router_id ? { routerId: peerNode.router_id } : {}),
       hostLines: peerNode.hostLines,
     });
@@ -192,31 +201,33 @@ export async function runAudit(
       else if (want !== undefined && f.sha256 === sha256(want)) theirs.set(f.path, want);
       else differing.push(f.path);
     }
-    const s = session;
     await Promise.all(
       differing.map(async (p) => {
-        const r = await s!.request({ op: 'read', path: p });
+        const r = await s.request({ op: 'read', path: p });
         if (r.exists) theirs.set(p, r.text);
       }),
     ).catch((e: Error) =>
       findings.push({
         check: 'peer',
         severity: 'unknown',
-        host: target.name,
+        host: name,
         code: 'PEER_UNREACHABLE',
-        message: `${target.name}: could not read the files that differ: ${e.message}`,
+        message: `${name}: could not read the files that differ: ${e.message}`,
       }),
     );
-    findings.push(...auditDrift(target.name, rendered.files, theirs, salt));
-    checks.drift = `${rendered.files.size} managed file(s) of ${target.name} against what ${self} renders for it`;
+    findings.push(...auditDrift(name, rendered.files, theirs, salt));
+    drift.push(`${rendered.files.size} managed file(s) of ${name}`);
+  }
+  if (drift.length) {
+    checks.drift = `${drift.join(', ')} against what ${self} renders for ${answered.length > 1 ? 'each' : 'it'}`;
     mark('drift');
   }
-  session?.close();
-  // VIPs
+  for (const a of answered) a.session.close();
+  // VIPs: exactly one holder among every director that answered
   findings.push(...auditVips(model, new Map([...data].map(([h, d]) => [h, d.addresses]))));
   const vips = model.instances.reduce((n, i) => n + i.vips.length + i.excludedVips.length, 0);
   checks.vip = `${vips} virtual address(es) on ${audited}`;
-  const theirs = there ? hostChecks(target.name, there) : undefined;
+  const theirs = answered.map((a) => ({ name: a.name, ...hostChecks(a.name, a.data) }));
   /** "lvs1 (3 x) and lvs2 (3)": a count per director, for the checks' summaries. */
   const perHost = (counts: [string, number | undefined][], what: string) =>
     counts
@@ -226,7 +237,7 @@ export async function runAudit(
   const tables = perHost(
     [
       [self, own.table?.services.length],
-      [target.name, theirs?.table?.services.length],
+      ...theirs.map((t): [string, number | undefined] => [t.name, t.table?.services.length]),
     ],
     'service(s)',
   );
@@ -236,20 +247,18 @@ export async function runAudit(
     `each service's files on ${audited} against what it last loaded (keepalived's ${kaFiles.size} file(s); by content where lvssync reloaded it, else by time)`;
   checks.services = `${config.services.filter((x) => x.status).length} service(s) with a status command on ${audited}`;
   const rules = perHost(
-    [
-      [self, own.rules],
-      [target.name, theirs?.rules],
-    ],
+    [[self, own.rules], ...theirs.map((t): [string, number | undefined] => [t.name, t.rules])],
     'rule(s)',
   );
   if (rules) checks.marks = `ferm.conf's MARK rules against the live mangle table of ${rules}`;
-  // live IPVS, and the two tables against each other
-  findings.push(...own.ipvs, ...(theirs?.ipvs ?? []));
-  if (own.table && theirs?.table) findings.push(...auditIpvsPair(self, own.table, target.name, theirs.table));
+  // live IPVS, and each peer's table against this director's (what a failover to it would change)
+  findings.push(...own.ipvs, ...theirs.flatMap((t) => t.ipvs));
+  for (const t of theirs)
+    if (own.table && t.table) findings.push(...auditIpvsPair(self, own.table, t.name, t.table));
   // keepalived files changed after keepalived last read them
-  findings.push(...own.load, ...(theirs?.load ?? []));
+  findings.push(...own.load, ...theirs.flatMap((t) => t.load));
   // live marks against ferm.conf
-  findings.push(...own.marks, ...(theirs?.marks ?? []));
+  findings.push(...own.marks, ...theirs.flatMap((t) => t.marks));
   // health-check digests, fetched like genhash
   if (opts.digests ?? config.audit.digests) {
     const before = findings.length;

@@ -337,3 +337,11 @@ export function peerOf(config: Config, self: string, explicit?: string): PeerTar
   const n = config.nodes[name]!;
   return { name, host: n.address, port: n.port };
 }
+
+/** The other directors a command goes to: every node but this one (lvssync.yaml's order), or `explicit`. */
+export function peersOf(config: Config, self: string, explicit?: string): PeerTarget[] {
+  if (explicit) return [peerOf(config, self, explicit)];
+  const names = Object.keys(config.nodes).filter((n) => n !== self);
+  if (!names.length) peerOf(config, self);
+  return names.map((n) => peerOf(config, self, n));
+}

@@ -35,68 +35,82 @@ import { type PushResult, resultOfError, type Step } from '../core/worker-ipc.js
 import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, readSelf } from './check-director.js';
 import { withLock } from './lock.js';
-import { type PeerKeeper, PeerSession, type PeerTarget, peerOf } from './peer.js';
+import { type PeerKeeper, PeerSession, type PeerTarget, peerOf, peersOf } from './peer.js';
 import { guardFor, readLoaded, reloadTiming, reloadValidated } from './reload.js';
 import { readAddresses, readServiceStates, verifyService } from './services.js';
 import { Workspace } from './workspace.js';
 
+/** One other director's part of a push, as the report gives it. */
+export interface NodeReport {
+  /** Its name in lvssync.yaml. */
+  node: string;
+  /** It could not be asked (connection, host key, authentication, its agent's start): nothing was sent. */
+  unreachable?: LvssyncError;
+  plan?: Plan;
+  /** Its text of every changed file (null: absent there), for diffs. */
+  before: Map<string, string | null>;
+  /** Its per-director lines (router_id, hostLines), as rendered for it. */
+  rewrites: { file: string; line: number; what: string }[];
+  /** The text it must have, per path. */
+  rendered?: Map<string, string>;
+  /** The history version there that holds what this push's commit replaced. */
+  version?: string;
+  /** An interrupted push its agent rolled back before this one. */
+  recovered?: string;
+  /** Its validation: ms from its start to `read` and `checked` (lvssync's own), `done`; keepalived -t's and ferm's durations (0: verdict reused). */
+  peerTimings?: Record<string, number>;
+}
+
 export interface PushReport {
   result: PushResult;
-  peer: string;
-  /** Diagnostics that stopped the push (here or on the peer), or warnings of a good push. */
+  /** Every other director the push went to (one with --peer), in lvssync.yaml's order. */
+  peers: NodeReport[];
+  /** Diagnostics that stopped the push (here or on a peer), or warnings of a good push. */
   diagnostics: Diagnostic[];
-  plan?: Plan;
-  /** Peer text of every changed file (null: absent there) for diffs, and the wanted text. */
-  before: Map<string, string | null>;
-  rewrites: { file: string; line: number; what: string }[];
   /** The directors in the order they were committed and reloaded (apply-plan.ts). */
   order?: string[];
   steps: Step[];
-  version?: string;
-  recovered?: string;
   error?: LvssyncError;
   /** The local check, for printing diagnostics with their source lines. */
   local?: DirectorCheck;
-  rendered?: Map<string, string>;
   /** Milliseconds from the start to each stage: checked, connected, planned, uploaded, validated, committed, done. */
   timings: Record<string, number>;
-  /** The peer's validation: ms from its start to `read` and `checked` (lvssync's own), `done`; the durations of keepalived -t and ferm (0: verdict reused). */
-  peerTimings?: Record<string, number>;
   /** A reload not done because the service's files changed after they validated (result superseded). */
   superseded?: { host: string; service: string; changed: string[] };
   /** Services found not running (result service-down). */
   servicesDown?: (ServiceState & { host: string })[];
-  /** Services whose files here or on the peer were not what they last loaded (reloaded, or to reload). */
+  /** Services whose files here or on a peer were not what they last loaded (reloaded, or to reload). */
   pendingReloads?: { host: string; services: string[] }[];
 }
 
 export interface PushOptions {
   config: Config;
   self: string;
+  /** Only this director (default: every other node in lvssync.yaml). */
   peer?: string;
   dryRun?: boolean;
   force?: boolean;
   /** Asked after the plan is known (terminal confirmation); false stops the push. */
   confirm?: (report: PushReport) => Promise<boolean>;
   /**
-   * Asked once the set is validated on both directors, right before the peer's commit (the daemon's
+   * Asked once the set is validated on every director, right before the first commit (the daemon's
    * early pushes: has the set stayed unchanged for its quiet window?); false abandons the push.
    */
   gate?: () => Promise<boolean>;
   progress?: (msg: string) => void;
-  /** Skip the real ferm / keepalived -t here (the peer always runs them). */
+  /** Skip the real ferm / keepalived -t here (the peers always run them). */
   external?: boolean;
   /** Skip reloads (tests of the transfer alone). */
   reload?: boolean;
   /**
    * What this director's checks keep between runs (parsed files, the last check, validator verdicts,
-   * the rendering for the peer): the daemon's worker keeps one; without it, one for this push.
+   * the renderings for the peers): the daemon's worker keeps one; without it, one for this push.
    */
   workspace?: Workspace;
   /** This director's set as last read, kept between runs with `workspace` (the daemon keeps one). */
   snapshot?: Snapshot;
-  /** A session to the peer kept open between runs (the daemon keeps one); otherwise one per push. */
-  keeper?: PeerKeeper;
+  /** Sessions kept open between runs, per peer (the daemon keeps them); otherwise one per push. */
+  keepers?: (target: PeerTarget) => PeerKeeper | undefined;
 }
 
 /** The globs of peer paths lvssync owns: what keepalived includes, ferm's directory, extra files. */
@@ -107,7 +121,7 @@ export function managedGlobs(config: Config, local: DirectorCheck): string[] {
   return [...globs];
 }
 
-/** The files the peer must have (before rendering): keepalived's set, ferm's directory, extra. */
+/** The files the peers must have (before rendering): keepalived's set, ferm's directory, extra. */
 function desiredFiles(config: Config, local: DirectorCheck): DesiredFile[] {
   const fermDir = path.posix.dirname(config.files.ferm);
   const isExtra = config.files.extra.length ? picomatch(config.files.extra, { posix: true }) : () => false;
@@ -141,75 +155,106 @@ function holds(addrs: AddressInfo, vips: readonly string[]): string[] {
 
 const newTxid = () => randomBytes(8).toString('hex');
 
+/** One peer's part of a push while it runs. */
+interface Leg {
+  target: PeerTarget;
+  node: NodeReport;
+  keeper: PeerKeeper | undefined;
+  connecting?: Promise<{ session: PeerSession } | { error: unknown }>;
+  manifest?: Promise<{ files: RemoteFile[] } | { error: unknown }>;
+  session?: PeerSession;
+  /** The transaction opened ahead of the plan (see speculate), and whether the push went on to use it. */
+  begun?: Promise<unknown>;
+  used: boolean;
+  /** A transaction is open there: a kept session is not reused after a failure in between. */
+  txOpen: boolean;
+  /** What its services last loaded through lvssync (asked with the manifest). */
+  loaded?: Promise<Record<string, { digest: string; at: number }>>;
+  wanted?: DesiredFile[];
+  renderedSnap?: Snapshot;
+  peerCheck?: ReturnType<typeof checkKeepalived>;
+  readBefore?: Promise<void>;
+  /** Its services that did not load its files as they are (a reload owed). */
+  pending: string[];
+  /** What this push does there: commit its changed files, only reload what it has, or nothing. */
+  work: 'commit' | 'reload' | 'none';
+}
+
 export async function runPush(opts: PushOptions): Promise<PushReport> {
   const { config, self } = opts;
   const say = opts.progress ?? (() => {});
   const ws = opts.workspace ?? new Workspace();
-  const target = peerOf(config, self, opts.peer);
+  const targets = peersOf(config, self, opts.peer);
   const report: PushReport = {
     result: 'in-sync',
-    peer: target.name,
+    peers: targets.map((t) => ({ node: t.name, before: new Map(), rewrites: [] })),
     diagnostics: [],
-    before: new Map(),
-    rewrites: [],
     steps: [],
     timings: {},
   };
+  const legs: Leg[] = targets.map((target, i) => {
+    const keeper = opts.keepers?.(target);
+    return {
+      target,
+      node: report.peers[i]!,
+      keeper: keeper?.serves(target) ? keeper : undefined,
+      used: false,
+      txOpen: false,
+      pending: [],
+      work: 'none',
+    };
+  });
   const started = performance.now();
   const mark = (stage: string) => {
     report.timings[stage] = Math.round((performance.now() - started) * 10) / 10;
   };
   let release: (() => void) | undefined;
-  let session: PeerSession | undefined;
-  let connecting: Promise<{ session: PeerSession } | { error: unknown }> | undefined;
-  let manifest:
-    | Promise<{ session: PeerSession; files: RemoteFile[] } | { session?: PeerSession; error: unknown }>
-    | undefined;
   const txid = newTxid();
-  /** The transaction opened ahead of the plan (see speculate), and whether the push went on to use it. */
-  let begun: Promise<unknown> | undefined;
-  let used = false;
-  const keeper = opts.keeper?.serves(target) ? opts.keeper : undefined;
-  /** A transaction is open on the peer: a kept session is not reused after a failure in between. */
-  let txOpen = false;
-  /** The peer committed this push's set (a failure after this is not 'nothing changed'). */
-  let peerCommitted = false;
-  /** What the peer's services last loaded through lvssync (asked with the manifest). */
-  let peerLoaded: Promise<Record<string, { digest: string; at: number }>> | undefined;
+  /** A peer committed this push's set (a failure after this is not 'nothing changed'). */
+  let committedAny = false;
+  /** Directors that could not be asked: the push goes on for the others, and its result says so. */
+  const partial = (r: PushResult): PushResult =>
+    legs.some((l) => l.node.unreachable) && ['pushed', 'reloaded', 'in-sync', 'dry-run'].includes(r)
+      ? 'partial'
+      : r;
   try {
     release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
     // 1. The set here must be valid: an invalid set never leaves this host.
-    // Connecting to the peer while the set is checked here saves a round of waiting; nothing is sent
-    // to it before the check has passed.
-    say(`connecting to ${target.name} (${target.host}:${target.port})`);
-    connecting = (keeper ? keeper.get() : PeerSession.open(config, target, self)).then(
-      (s) => ({ session: s }),
-      (error: unknown) => ({ error }),
-    );
-    // What the peer has, and (for a push that asks nobody) its transaction opened, are asked for
-    // while the set is checked here: neither tells the peer anything of the new set. A transaction
+    // Connecting to the peers while the set is checked here saves a round of waiting; nothing is
+    // sent to them before the check has passed.
+    // What each peer has, and (for a push that asks nobody) its transaction opened, are asked for
+    // while the set is checked here: neither tells a peer anything of the new set. A transaction
     // opened for nothing (the set is invalid, or the peer already has it) is aborted at the end.
     const speculate = !opts.dryRun && !opts.confirm;
-    manifest = connecting.then(async (c) => {
-      if ('error' in c) return c;
-      const m = c.session.manifest();
-      peerLoaded = c.session.request({ op: 'loaded' });
-      void peerLoaded.catch(() => undefined);
-      if (speculate) {
-        txOpen = true;
-        begun = c.session.request({ op: 'begin', txid });
-        void begun.catch(() => undefined);
-      }
-      return m.then(
-        (files) => ({ session: c.session, files }),
-        (error: unknown) => ({ session: c.session, error }),
+    for (const leg of legs) {
+      const t = leg.target;
+      say(`connecting to ${t.name} (${t.host}:${t.port})`);
+      leg.connecting = (leg.keeper ? leg.keeper.get() : PeerSession.open(config, t, self)).then(
+        (s) => ({ session: s }),
+        (error: unknown) => ({ error }),
       );
-    });
-    // keepalived -t's second opinion on this set runs while the peer validates its staged copy: the
-    // set leaves this host only after lvssync's own checks and ferm --noexec passed here, and the peer
-    // commits nothing before keepalived -t has passed here too (settle()).
-    // (started once the set is on its way to the peer: the two directors' keepalived -t then run
-    // side by side, and nothing here competes with reading, planning and sending the set)
+      leg.manifest = leg.connecting.then(async (c) => {
+        if ('error' in c) return c;
+        leg.session = c.session;
+        const m = c.session.manifest();
+        leg.loaded = c.session.request({ op: 'loaded' });
+        void leg.loaded.catch(() => undefined);
+        if (speculate) {
+          leg.txOpen = true;
+          leg.begun = c.session.request({ op: 'begin', txid });
+          void leg.begun.catch(() => undefined);
+        }
+        return m.then(
+          (files) => ({ files }),
+          (error: unknown) => ({ error }),
+        );
+      });
+    }
+    // keepalived -t's second opinion on this set runs while the peers validate their staged copies:
+    // the set leaves this host only after lvssync's own checks and ferm --noexec passed here, and no
+    // peer commits before keepalived -t has passed here too (settle()).
+    // (started once the set is on its way to the peers: the directors' keepalived -t then run side
+    // by side, and nothing here competes with reading, planning and sending the set)
     let startKeepalivedTest: () => void = () => {};
     const keepalivedTestAfter = new Promise<void>((resolve) => {
       startKeepalivedTest = resolve;
@@ -220,9 +265,9 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       deferKeepalivedTest: true,
       keepalivedTestAfter,
     });
-    const pending = local.complete;
+    const pendingCheck = local.complete;
     // awaited by settle(); a push that stops earlier must not leave its failure unhandled
-    void pending?.catch(() => undefined);
+    void pendingCheck?.catch(() => undefined);
     report.local = local;
     mark('checked');
     if (hasErrors(local.diagnostics)) {
@@ -233,8 +278,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     /** The complete check here (keepalived -t included); false when it found an error. */
     const settle = async (): Promise<boolean> => {
       startKeepalivedTest();
-      if (pending) {
-        local = await pending;
+      if (pendingCheck) {
+        local = await pendingCheck;
         report.local = local;
         mark('checked-here');
       }
@@ -243,120 +288,151 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       report.result = 'invalid-here';
       return false;
     };
-    // 2. Render the peer's copy and check it as the peer will read it.
+    // 2. Render each peer's copy and check it as that peer will read it.
     const desired = desiredFiles(config, local);
-    const peerNode = config.nodes[target.name]!;
-    const rendered = renderForNode(new Map(desired.map((d) => [d.path, d.text])), local.evaluation.files, {
-      node: target.name,
-      ...(peerNode.router_id ? { routerId: peerNode.router_id } : {}),
-      hostLines: peerNode.hostLines,
-    });
-    report.rewrites = rendered.rewrites;
-    report.rendered = rendered.files;
-    // the rendering, like the set, is kept between pushes and updated in place (a re-check of it
-    // redoes only what changed)
-    let renderedSnap = opts.snapshot ? ws.rendered.get(opts.snapshot) : undefined;
-    if (!renderedSnap) {
-      renderedSnap = emptySnapshot();
-      if (opts.snapshot) ws.rendered.set(opts.snapshot, renderedSnap);
+    const texts = new Map(desired.map((d) => [d.path, d.text]));
+    let kept = opts.snapshot ? ws.rendered.get(opts.snapshot) : undefined;
+    if (!kept) {
+      kept = new Map();
+      if (opts.snapshot) ws.rendered.set(opts.snapshot, kept);
     }
-    for (const d of desired) putFile(renderedSnap, d.path, rendered.files.get(d.path)!, 0o100000 | d.mode);
-    retainFiles(renderedSnap, new Set(desired.map((d) => d.path)));
-    for (const dir of local.snapshot.dirs) renderedSnap.dirs.add(dir);
-    const peerCheck = checkKeepalived(renderedSnap, config.files.keepalived, {
-      ...(peerNode.configId ? { configId: peerNode.configId } : {}),
-      memory: ws,
-    });
-    const renderProblems = [
-      ...rendered.diagnostics,
-      ...peerCheck.diagnostics.filter((d) => d.severity === 'error'),
-    ];
-    if (hasErrors(renderProblems)) {
-      report.result = 'invalid-here';
-      report.diagnostics = renderProblems;
-      return report;
+    for (const leg of legs) {
+      const name = leg.target.name;
+      const peerNode = config.nodes[name]!;
+      const rendered = renderForNode(texts, local.evaluation.files, {
+        node: name,
+        ...(peerNode.router_id ? { routerId: peerNode.router_id } : {}),
+        hostLines: peerNode.hostLines,
+      });
+      leg.node.rewrites = rendered.rewrites;
+      leg.node.rendered = rendered.files;
+      // each rendering, like the set, is kept between pushes and updated in place (a re-check of it
+      // redoes only what changed)
+      let snap = kept.get(name);
+      if (!snap) {
+        snap = emptySnapshot();
+        kept.set(name, snap);
+      }
+      for (const d of desired) putFile(snap, d.path, rendered.files.get(d.path)!, 0o100000 | d.mode);
+      retainFiles(snap, new Set(desired.map((d) => d.path)));
+      for (const dir of local.snapshot.dirs) snap.dirs.add(dir);
+      leg.renderedSnap = snap;
+      leg.peerCheck = checkKeepalived(snap, config.files.keepalived, {
+        ...(peerNode.configId ? { configId: peerNode.configId } : {}),
+        memory: ws,
+      });
+      const problems = [
+        ...rendered.diagnostics,
+        ...leg.peerCheck.diagnostics.filter((d) => d.severity === 'error'),
+      ];
+      if (hasErrors(problems)) {
+        report.result = 'invalid-here';
+        report.diagnostics = problems;
+        return report;
+      }
+      leg.wanted = desired.map((d) => ({ ...d, text: rendered.files.get(d.path)! }));
     }
     report.diagnostics = local.diagnostics;
-    const wanted: DesiredFile[] = desired.map((d) => ({ ...d, text: rendered.files.get(d.path)! }));
 
-    // 3. Ask the peer what it has, and plan.
-    const c = await manifest;
-    connecting = undefined;
-    if ('error' in c) {
-      session = c.session;
-      throw c.error;
+    // 3. Ask each peer what it has, and plan. A peer that cannot be asked does not hold up the others.
+    const reachable: Leg[] = [];
+    for (const leg of legs) {
+      const m = await leg.manifest!;
+      if ('error' in m) {
+        if (!(m.error instanceof LvssyncError)) throw m.error;
+        leg.node.unreachable = m.error;
+        say(`${leg.target.name} cannot be asked: ${m.error.message}`);
+        continue;
+      }
+      const session = leg.session!;
+      if (session.hello?.recovered) {
+        leg.node.recovered = session.hello.recovered;
+        say(
+          `${leg.target.name} rolled back an interrupted push (${session.hello.recovered}) before this one`,
+        );
+      }
+      // Editors' temporary and backup files on the peer are neither pushed nor deleted.
+      const plan = planPush(
+        leg.wanted!,
+        m.files.filter((r) => !isEditorTemp(r.path)),
+        managedGlobs(config, local),
+        ws.tools.digest,
+      );
+      leg.node.plan = plan;
+      // its current text of what changes (for the report's diffs): asked now, awaited before
+      // anything is committed
+      const readBefore = plan.changes.filter((c) => c.kind === 'update' || c.kind === 'delete');
+      leg.readBefore = Promise.all(
+        readBefore.map(async (c) => {
+          const r = await session.request({ op: 'read', path: c.path });
+          leg.node.before.set(c.path, r.exists ? r.text : null);
+        }),
+      ).then(() => undefined);
+      void leg.readBefore.catch(() => undefined);
+      for (const c of plan.changes) if (c.kind === 'add') leg.node.before.set(c.path, null);
+      reachable.push(leg);
     }
-    session = c.session;
-    if (session.hello?.recovered) {
-      report.recovered = session.hello.recovered;
-      say(`${target.name} rolled back an interrupted push (${session.hello.recovered}) before this one`);
-    }
-    const remote = c.files;
     mark('manifest');
-    // Editors' temporary and backup files on the peer are neither pushed nor deleted.
-    const plan = planPush(
-      wanted,
-      remote.filter((r) => !isEditorTemp(r.path)),
-      managedGlobs(config, local),
-      ws.tools.digest,
-    );
-    report.plan = plan;
-    const readBefore = plan.changes.filter((c) => c.kind === 'update' || c.kind === 'delete');
-    const s = session;
-    // the peer's current text of what changes (for the report's diffs): asked now, awaited before
-    // anything is committed
-    const before = Promise.all(
-      readBefore.map(async (c) => {
-        const r = await s.request({ op: 'read', path: c.path });
-        report.before.set(c.path, r.exists ? r.text : null);
-      }),
-    );
-    void before.catch(() => undefined);
-    for (const c of plan.changes) if (c.kind === 'add') report.before.set(c.path, null);
+    if (reachable.length === 0) throw legs[0]!.node.unreachable!;
     mark('planned');
     const needBefore = async () => {
-      await before;
+      for (const leg of reachable) await leg.readBefore;
       mark('read');
     };
-    if ((plan.conflicts.length > 0 && !opts.force) || opts.dryRun || opts.confirm) await needBefore();
-    if (plan.conflicts.length > 0 && !opts.force) {
+    const conflicted = reachable.filter((l) => l.node.plan!.conflicts.length > 0);
+    if ((conflicted.length > 0 && !opts.force) || opts.dryRun || opts.confirm) await needBefore();
+    if (conflicted.length > 0 && !opts.force) {
       if (!(await settle())) return report;
       report.result = 'conflict';
       report.error = new LvssyncError(
         'E_CONFLICT',
-        `${plan.conflicts.length} file(s) on ${target.name} were changed there since lvssync last wrote them: ${plan.conflicts
-          .map((c) => c.path)
+        `${conflicted
+          .map(
+            (l) =>
+              `${l.node.plan!.conflicts.length} file(s) on ${l.target.name} were changed there since lvssync last wrote them: ${l.node
+                .plan!.conflicts.map((c) => c.path)
+                .join(', ')}`,
+          )
           .join(
-            ', ',
-          )}; nothing was written (review the diff, then push --force to overwrite, or copy the change to ${self})`,
+            '; ',
+          )}; nothing was written anywhere (review the diff, then push --force to overwrite, or copy the change to ${self})`,
       );
       return report;
     }
     if (opts.dryRun) {
       if (!(await settle())) return report;
-      report.result = plan.changes.length ? 'dry-run' : 'in-sync';
+      report.result = partial(reachable.some((l) => l.node.plan!.changes.length) ? 'dry-run' : 'in-sync');
       return report;
     }
-    /** Services whose files are not what they last loaded, here and on the peer (a file put back by hand, a reload that did not happen). */
-    const pendingOf = async () => {
-      const here = readLoaded(config.stateDir);
-      const there = (await peerLoaded?.catch(() => undefined)) ?? {};
-      const peerSet = { snapshot: renderedSnap, evaluation: peerCheck.evaluation, model: peerCheck.model };
-      const selfPending = config.services
-        .map((x) => x.name)
-        .filter((n) => here[n]?.digest !== setDigest(guardFor(config, n, local).validated));
-      const peerPending = config.services
-        .map((x) => x.name)
-        .filter((n) => there[n]?.digest !== setDigest(guardFor(config, n, peerSet).validated));
-      return { selfPending, peerPending };
-    };
-    /** Services not running on either director: a push neither commits nor reloads while one is down. */
+    const services = config.services.map((x) => x.name);
+    /** Services whose files are not what they last loaded (a file put back by hand, a reload that did not happen). */
+    const here = readLoaded(config.stateDir);
+    const selfPending = services.filter(
+      (n) => here[n]?.digest !== setDigest(guardFor(config, n, local).validated),
+    );
+    for (const leg of reachable) {
+      const there = (await leg.loaded?.catch(() => undefined)) ?? {};
+      const peerSet = {
+        snapshot: leg.renderedSnap!,
+        evaluation: leg.peerCheck!.evaluation,
+        model: leg.peerCheck!.model,
+      };
+      leg.pending = services.filter(
+        (n) => there[n]?.digest !== setDigest(guardFor(config, n, peerSet).validated),
+      );
+      leg.work = leg.node.plan!.changes.length ? 'commit' : leg.pending.length ? 'reload' : 'none';
+    }
+    /** Services not running on any director: a push neither commits nor reloads while one is down. */
     const down = async (): Promise<boolean> => {
-      const [mine, theirs] = await Promise.all([readServiceStates(config), s.request({ op: 'services' })]);
-      const found = [
-        ...mine.filter((x) => x.up === false).map((x) => ({ ...x, host: self })),
-        ...theirs.filter((x) => x.up === false).map((x) => ({ ...x, host: target.name })),
-      ];
+      const [mine, ...theirs] = await Promise.all([
+        readServiceStates(config),
+        ...reachable.map((l) =>
+          l.session!.request({ op: 'services' }).then((s) => s.map((x) => ({ ...x, host: l.target.name }))),
+        ),
+      ]);
+      const found = [...mine.map((x) => ({ ...x, host: self })), ...theirs.flat()].filter(
+        (x) => x.up === false,
+      );
       if (!found.length) return false;
       report.servicesDown = found;
       report.result = 'service-down';
@@ -367,21 +443,23 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       );
       return true;
     };
-    let reloadOnly: { selfPending: string[]; peerPending: string[] } | undefined;
-    if (plan.changes.length === 0) {
+    const anyCommit = reachable.some((l) => l.work === 'commit');
+    /** What the primary reloads: everything after a commit anywhere, else what it owes. */
+    const selfServices = anyCommit ? services : selfPending;
+    if (!anyCommit) {
       if (!(await settle())) return report;
-      if (!opts.dryRun && (await down())) return report;
-      const p = await pendingOf();
+      if (await down()) return report;
       const pending = [
-        ...(p.peerPending.length ? [{ host: target.name, services: p.peerPending }] : []),
-        ...(p.selfPending.length ? [{ host: self, services: p.selfPending }] : []),
+        ...reachable
+          .filter((l) => l.pending.length)
+          .map((l) => ({ host: l.target.name, services: l.pending })),
+        ...(selfPending.length ? [{ host: self, services: selfPending }] : []),
       ];
       if (pending.length) report.pendingReloads = pending;
-      if (!pending.length || opts.dryRun || opts.reload === false) {
-        report.result = 'in-sync';
+      if (!pending.length || opts.reload === false) {
+        report.result = partial('in-sync');
         return report;
       }
-      reloadOnly = p;
       say(
         `files in sync; reload pending: ${pending.map((x) => `${x.services.join(', ')} on ${x.host}`).join('; ')}`,
       );
@@ -395,107 +473,150 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       }
     }
 
-    // 4. Stage on the peer and validate there, with the real tools, on the peer's own interfaces.
-    // The agent answers requests in order: the files and the request to validate them go out
-    // together, without a round trip between them.
+    // 4. Stage on each peer and validate there, with the real tools, on its own interfaces. An
+    // agent answers requests in order: the files and the request to validate them go out together,
+    // without a round trip between them. Every peer validates before any commits.
+    const active = reachable.filter((l) => l.work !== 'none');
     const t0 = performance.now();
-    used = true;
-    txOpen = true;
-    if (begun) await begun;
-    else await session.request({ op: 'begin', txid });
-    if (plan.changes.length) say(`uploading ${plan.changes.length} change(s) to ${target.name}`);
-    const uploads = Promise.all(
-      plan.changes.map((c: Change) => {
-        if (c.kind === 'delete') return s.request({ op: 'remove', txid, path: c.path });
-        const text = c.kind === 'chmod' ? rendered.files.get(c.path)! : c.text;
-        return s.request({
-          op: 'put',
-          txid,
-          path: c.path,
-          mode: c.mode,
-          data: Buffer.from(text).toString('base64'),
-        });
-      }),
-    );
-    const validation = session.request({ op: 'validate', txid });
-    void validation.catch(() => undefined);
+    const validations = active.map((leg) => {
+      const s = leg.session!;
+      leg.used = true;
+      leg.txOpen = true;
+      const begin = leg.begun ?? s.request({ op: 'begin', txid });
+      const plan = leg.node.plan!;
+      if (plan.changes.length) say(`uploading ${plan.changes.length} change(s) to ${leg.target.name}`);
+      const uploads = begin.then(() =>
+        Promise.all(
+          plan.changes.map((c: Change) => {
+            if (c.kind === 'delete') return s.request({ op: 'remove', txid, path: c.path });
+            const text = c.kind === 'chmod' ? leg.node.rendered!.get(c.path)! : c.text;
+            return s.request({
+              op: 'put',
+              txid,
+              path: c.path,
+              mode: c.mode,
+              data: Buffer.from(text).toString('base64'),
+            });
+          }),
+        ),
+      );
+      // sent right behind the files (the agent answers in order); its answer is awaited below
+      const validation = begin.then(() =>
+        s.request({ op: 'validate', txid }).then((r) => ({ ...r, at: performance.now() })),
+      );
+      void validation.catch(() => undefined);
+      return { leg, uploads, validation };
+    });
     startKeepalivedTest();
-    await uploads;
-    if (plan.changes.length)
-      report.steps.push({ host: target.name, step: 'upload', ok: true, durationMs: performance.now() - t0 });
+    for (const v of validations) {
+      await v.uploads;
+      if (v.leg.node.plan!.changes.length)
+        report.steps.push({
+          host: v.leg.target.name,
+          step: 'upload',
+          ok: true,
+          durationMs: performance.now() - t0,
+        });
+    }
     mark('uploaded');
-    say(`validating the staged set on ${target.name}`);
+    say(`validating the staged set on ${active.map((l) => l.target.name).join(', ')}`);
+    const invalid: Leg[] = [];
     const t1 = performance.now();
-    const v = await validation;
-    report.steps.push({ host: target.name, step: 'validate', ok: v.ok, durationMs: performance.now() - t1 });
+    for (const v of validations) {
+      const r = await v.validation;
+      report.steps.push({
+        host: v.leg.target.name,
+        step: 'validate',
+        ok: r.ok,
+        // the peers validate side by side: each one's time from the end of the uploads to its answer
+        durationMs: Math.max(0, r.at - t1),
+      });
+      if (r.timings) v.leg.node.peerTimings = r.timings;
+      if (!r.ok) {
+        invalid.push(v.leg);
+        report.diagnostics = [...(invalid.length > 1 ? report.diagnostics : []), ...r.diagnostics];
+      }
+    }
     mark('validated');
-    if (v.timings) report.peerTimings = v.timings;
     await needBefore();
-    if (!v.ok) {
-      await session.request({ op: 'abort', txid, reload: false });
-      txOpen = false;
+    /** Throws every staged copy away: nothing was committed anywhere. */
+    const abortAll = async () => {
+      for (const leg of active) {
+        await leg.session!.request({ op: 'abort', txid, reload: false });
+        leg.txOpen = false;
+      }
+    };
+    if (invalid.length) {
+      await abortAll();
       report.result = 'invalid-on-peer';
-      report.diagnostics = v.diagnostics;
       report.error = new LvssyncError(
         'E_PEER_INVALID',
-        `the set does not validate on ${target.name}; nothing was changed there`,
+        `the set does not validate on ${invalid.map((l) => l.target.name).join(', ')}; nothing was changed on any director`,
       );
       return report;
     }
     if (!(await settle())) {
-      // keepalived -t found errors in the set here: the staged copy on the peer is thrown away
-      await session.request({ op: 'abort', txid, reload: false });
-      txOpen = false;
+      // keepalived -t found errors in the set here: the staged copies are thrown away
+      await abortAll();
       return report;
     }
     if (opts.gate && !(await opts.gate())) {
       mark('gated');
-      await session.request({ op: 'abort', txid, reload: false });
-      txOpen = false;
+      await abortAll();
       report.result = 'superseded';
       return report;
     }
     if (opts.gate) mark('gated');
-    if (!reloadOnly && opts.reload !== false && (await down())) {
-      await session.request({ op: 'abort', txid, reload: false });
-      txOpen = false;
+    if (anyCommit && opts.reload !== false && (await down())) {
+      await abortAll();
       return report;
     }
-    if (opts.reload === false && !reloadOnly) {
-      await session.request({ op: 'commit', txid });
-      mark('committed');
-      await session.request({ op: 'finish', txid });
-      txOpen = false;
-      report.result = 'pushed';
+    if (opts.reload === false && anyCommit) {
+      for (const leg of active) {
+        if (leg.work === 'commit') {
+          const c = await leg.session!.request({ op: 'commit', txid });
+          leg.node.version = c.version;
+          committedAny = true;
+        }
+        mark('committed');
+        await leg.session!.request({ op: 'finish', txid });
+        leg.txOpen = false;
+      }
+      report.result = partial('pushed');
       return report;
     }
 
     // 5. Plan the apply (who holds which VRRP instance decides the order), then carry it out.
     const vips = vipsOf(local);
-    const [here, there] = await Promise.all([readAddresses(), session.request({ op: 'addresses' })]);
-    const services = config.services.map((x) => x.name);
+    const addresses = await Promise.all([
+      readAddresses(),
+      ...reachable.map((l) => l.session!.request({ op: 'addresses' })),
+    ]);
     const found = new Map<string, ApplyNode>([
       [
         self,
         {
           name: self,
           primary: true,
-          addresses: Object.values(here).flat(),
+          addresses: Object.values(addresses[0]!).flat(),
           commit: false,
-          services: reloadOnly ? reloadOnly.selfPending : services,
-        },
-      ],
-      [
-        target.name,
-        {
-          name: target.name,
-          primary: false,
-          addresses: Object.values(there).flat(),
-          commit: !reloadOnly,
-          services: reloadOnly ? reloadOnly.peerPending : services,
+          services: selfServices,
         },
       ],
     ]);
+    const placed = new Map<string, string[]>([[self, holds(addresses[0]!, vips)]]);
+    reachable.forEach((leg, i) => {
+      const a = addresses[i + 1]!;
+      placed.set(leg.target.name, holds(a, vips));
+      if (leg.work === 'none') return;
+      found.set(leg.target.name, {
+        name: leg.target.name,
+        primary: false,
+        addresses: Object.values(a).flat(),
+        commit: leg.work === 'commit',
+        services: leg.work === 'commit' ? services : leg.pending,
+      });
+    });
     // lvssync.yaml's order breaks ties
     const applyPlan = planApply(
       Object.keys(config.nodes)
@@ -505,38 +626,35 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     );
     report.order = applyPlan.steps.map((st) => st.node);
     say(`reload order: ${describeOrder(applyPlan)}`);
-    const sessions = new Map<string, PeerSession>([[target.name, session]]);
-    const placed = new Map<string, string[]>([
-      [self, holds(here, vips)],
-      [target.name, holds(there, vips)],
-    ]);
-    const vipCheck = (node: string) => checkVips(self, sessions, vips, placed, node);
+    const byName = new Map(active.map((l) => [l.target.name, l]));
+    /** Every director that answered, for the VIP checks (exactly one holder among all). */
+    const everyone = new Map(reachable.map((l) => [l.target.name, l.session!]));
+    const vipCheck = (node: string) => checkVips(self, everyone, vips, placed, node);
     /** Peers whose commit is done: a push that stops finishes them; the others are aborted. */
     const committedOn = new Set<string>();
     /** Peers whose transaction already ended (aborted by a failure, restored by an undo). */
     const ended = new Set<string>();
     const close = async () => {
-      let all = true;
-      for (const [name, sess] of sessions) {
-        if (ended.has(name)) continue;
-        const done = committedOn.has(name) || reloadOnly;
-        const ok = await sess
-          .request(done ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
+      for (const leg of active) {
+        if (ended.has(leg.target.name)) continue;
+        const done = committedOn.has(leg.target.name) || leg.work === 'reload';
+        const ok = await leg
+          .session!.request(done ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
           .then(
             () => true,
             () => false,
           );
-        all &&= ok;
+        if (ok) leg.txOpen = false;
       }
-      if (all) txOpen = false;
     };
     /** A reload that was not done: the files changed since they validated. The push stops there. */
     const supersede = async (host: string, service: string, changed: string[]) => {
       report.superseded = { host, service, changed };
       report.result = 'superseded';
+      const ahead = [...committedOn];
       report.error = new LvssyncError(
         'E_RELOAD',
-        `${service} was not reloaded on ${host}: ${changed.join(', ')} changed after the set validated; the next push validates what is there now${committedOn.size && host === self ? ` (${[...committedOn].join(', ')} already run${committedOn.size > 1 ? '' : 's'} the set that validated)` : ''}`,
+        `${service} was not reloaded on ${host}: ${changed.join(', ')} changed after the set validated; the next push validates what is there now${ahead.length && host === self ? ` (${ahead.join(', ')} already run${ahead.length > 1 ? '' : 's'} the set that validated)` : ''}`,
       );
       await close();
       return report;
@@ -544,13 +662,16 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     /** Puts back what this push committed on `nodes` (the last changed first) after a later step failed. */
     const undo = async (nodes: readonly string[]) => {
       for (const name of nodes) {
-        const sess = sessions.get(name)!;
+        const sess = byName.get(name)!.session!;
         say(`restoring ${name}'s previous files`);
         const ab = sess.isClosed
           ? undefined
           : await sess.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
         committedOn.delete(name);
-        if (ab) ended.add(name);
+        if (ab) {
+          ended.add(name);
+          byName.get(name)!.txOpen = false;
+        }
         report.steps.push({
           host: name,
           step: 'roll back',
@@ -612,7 +733,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
             'E_RELOAD',
             o.kind === 'changed-during'
               ? `CRITICAL: ${during} on ${self}; check ${svc.name} there now${rv.invalid ? ' and fix the findings below' : ''}`
-              : `${svc.name} failed to reload on ${self}${ahead.length ? ` (${ahead.join(', ')} already run${ahead.length > 1 ? '' : 's'} the new set, which validated)` : `; ${[...sessions.keys()].join(', ')} ${sessions.size > 1 ? 'were' : 'was'} not changed`}`,
+              : `${svc.name} failed to reload on ${self}${ahead.length ? ` (${ahead.join(', ')} already run${ahead.length > 1 ? '' : 's'} the new set, which validated)` : `; ${active.map((l) => l.target.name).join(', ') || 'no other director'} ${active.length > 1 ? 'were' : 'was'} not changed`}`,
           );
           return report;
         }
@@ -625,12 +746,12 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         if (stopped) return stopped;
         continue;
       }
-      const sess = sessions.get(step.node)!;
+      const leg = byName.get(step.node)!;
       const r = await commitOnPeer({
         config,
-        target: peerOf(config, self, step.node),
+        target: leg.target,
         self,
-        session: sess,
+        session: leg.session!,
         txid,
         steps: report.steps,
         say,
@@ -638,17 +759,20 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         services: step.services,
         vipCheck: () => vipCheck(step.node),
         committed: (version) => {
-          report.version = version;
+          leg.node.version = version;
           committedOn.add(step.node);
-          peerCommitted = true;
+          committedAny = true;
           mark('committed');
         },
       });
       if (!r.ok && r.superseded) return await supersede(step.node, r.service, r.superseded);
       if (!r.ok) {
         committedOn.delete(step.node);
-        // the failed node restored itself; the peers changed before it are put back, the primary is never reached
-        if (r.aborted) ended.add(step.node);
+        if (r.aborted) {
+          ended.add(step.node);
+          leg.txOpen = false;
+        }
+        // the failed director restored itself; those changed before it are put back, the primary is never reached
         const back = undoAfter(applyPlan, i);
         await undo(back);
         await close();
@@ -662,43 +786,44 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       }
     }
     await close();
-    report.result = reloadOnly ? 'reloaded' : 'pushed';
+    report.result = partial(anyCommit ? 'pushed' : 'reloaded');
     mark('done');
     return report;
   } catch (e) {
     if (e instanceof LvssyncError) {
       report.error = e;
-      // decided here once, from the code and whether the peer had committed (worker-ipc.ts)
-      if (report.result === 'in-sync') report.result = resultOfError(e.code, peerCommitted);
+      // decided here once, from the code and whether a peer had committed (worker-ipc.ts)
+      if (report.result === 'in-sync') report.result = resultOfError(e.code, committedAny);
       return report;
     }
     throw e;
   } finally {
-    if (manifest && !used) {
-      // A transaction opened ahead for a push that did not happen. On a kept session it is aborted,
-      // so the session stays usable; a session of its own is closed below, which ends it too.
-      const m = await manifest;
-      const sess = 'session' in m ? m.session : undefined;
-      const opened = begun
-        ? await begun.then(
+    for (const leg of legs) {
+      if (leg.manifest && !leg.used) {
+        // A transaction opened ahead for a push that did not happen there. On a kept session it is
+        // aborted, so the session stays usable; a session of its own is closed below, which ends it too.
+        await leg.manifest;
+        const opened = leg.begun
+          ? await leg.begun.then(
+              () => true,
+              () => false,
+            )
+          : false;
+        if (!opened) leg.txOpen = false;
+        else if (leg.keeper && leg.session && !leg.session.isClosed) {
+          const closed = await leg.session.request({ op: 'abort', txid, reload: false }).then(
             () => true,
             () => false,
-          )
-        : false;
-      if (!opened) txOpen = false;
-      else if (keeper && sess && !sess.isClosed) {
-        const closed = await sess.request({ op: 'abort', txid, reload: false }).then(
-          () => true,
-          () => false,
-        );
-        if (closed) txOpen = false;
+          );
+          if (closed) leg.txOpen = false;
+        }
       }
+      if (!leg.keeper) {
+        leg.session?.close();
+        // the check here failed before the connection was used: close it when it is made
+        void leg.connecting?.then((c) => ('session' in c ? c.session.close() : undefined));
+      } else if (leg.txOpen || leg.session?.isClosed) leg.keeper.reset();
     }
-    if (!keeper) {
-      session?.close();
-      // the check here failed before the connection was used: close it when it is made
-      void connecting?.then((c) => ('session' in c ? c.session.close() : undefined));
-    } else if (txOpen || session?.isClosed) keeper.reset();
     if (!opts.dryRun && release) recordPush(config, report);
     release?.();
   }
@@ -852,6 +977,8 @@ export async function runRollback(opts: {
   self: string;
   peer?: string;
   to?: string;
+  /** The version of this push (its transaction) instead of the newest commit. */
+  txid?: string;
   /** Asked before anything changes (a terminal); false declines. */
   confirm?: (v: HistoryEntry) => Promise<boolean>;
   progress?: (m: string) => void;
@@ -874,7 +1001,9 @@ export async function runRollback(opts: {
     const { versions } = await session.request({ op: 'history' });
     const v = opts.to
       ? versions.find((x) => x.version === opts.to)
-      : versions.filter((x) => x.reason === 'commit').at(-1);
+      : versions
+          .filter((x) => x.reason === 'commit' && (opts.txid === undefined || x.txid === opts.txid))
+          .at(-1);
     if (!v)
       throw new LvssyncError(
         'E_USAGE',
@@ -996,10 +1125,13 @@ function recordPush(config: Config, report: PushReport): void {
       `${JSON.stringify(
         {
           time: new Date().toISOString(),
-          peer: report.peer,
           result: report.result,
-          version: report.version,
-          changes: report.plan?.changes.map((c) => ({ kind: c.kind, path: c.path })) ?? [],
+          peers: report.peers.map((p) => ({
+            node: p.node,
+            ...(p.unreachable ? { unreachable: p.unreachable.message } : {}),
+            version: p.version,
+            changes: p.plan?.changes.map((c) => ({ kind: c.kind, path: c.path })) ?? [],
+          })),
           error: report.error ? { code: report.error.code, message: report.error.message } : undefined,
         },
         null,

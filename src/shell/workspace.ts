@@ -69,8 +69,8 @@ export class Workspace extends CheckMemory {
     Snapshot,
     { version: number; keysVersion: number; dirsSize: number; confPath: string; configId: string | undefined }
   >();
-  /** A set's rendering for the peer, kept with the set so that a re-check redoes only what changed. */
-  readonly rendered = new WeakMap<Snapshot, Snapshot>();
+  /** A set's renderings for each peer (by node name), kept with the set so that a re-check redoes only what changed. */
+  readonly rendered = new WeakMap<Snapshot, Map<string, Snapshot>>();
   /** Each ferm run's marks with their ferm.conf locations (a reused verdict shares its marks array). */
   readonly located = new WeakMap<readonly unknown[], LocatedMark[]>();
 

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSyn
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import {
-  DIRECTORS,
+  type Director,
   defaultDir,
   directorConfig,
   type Lab,
@@ -43,11 +43,11 @@ export function labUnavailable(): string | undefined {
 }
 
 /** One lab for the whole file: `const lab = useLab('tpush')` then `lab()` inside tests. */
-export function useLab(name: string): () => Lab {
+export function useLab(name: string, opts: { directors?: number } = {}): () => Lab {
   let lab: Lab | undefined;
   beforeAll(async () => {
     await stopLab(defaultDir(name)); // a previous run that was killed may have left one
-    lab = await startLab({ name });
+    lab = await startLab({ name, ...opts });
   }, 60_000);
   afterAll(async () => {
     await stopLab(defaultDir(name));
@@ -60,9 +60,9 @@ export function useLab(name: string): () => Lab {
 
 const PAST = new Date('2020-01-01T00:00:00Z');
 
-/** Puts both directors back on the lab's reference configuration, with no lvssync state. */
+/** Puts every director back on the lab's reference configuration, with no lvssync state. */
 export function resetDirectors(lab: Lab): void {
-  for (const d of DIRECTORS) {
+  for (const d of lab.directors) {
     // empty the directories rather than remove them: they are bind-mounted into the director
     for (const top of ['/etc/keepalived', '/etc/ferm', '/var/lib/lvssync']) {
       const dir = lab.pathOn(d, top);
@@ -77,7 +77,7 @@ export function resetDirectors(lab: Lab): void {
 }
 
 /** An interrupted push on `host` whose backup is gone (a state directory cleaned by hand). */
-export function writeUnrecoverableJournal(lab: Lab, host: (typeof DIRECTORS)[number], file: string): string {
+export function writeUnrecoverableJournal(lab: Lab, host: Director, file: string): string {
   const journal = lab.pathOn(host, '/var/lib/lvssync/journal.json');
   writeFileSync(
     journal,

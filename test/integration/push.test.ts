@@ -252,9 +252,10 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     expect(JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout).result).toBe('pushed');
     const pushed = tree(l, 'lvs2');
     const list = JSON.parse((await lvssync(l, 'lvs1', 'rollback', '--list', '--json')).stdout) as {
-      versions: { version: string; reason: string }[];
+      peers: { node: string; versions: { version: string; reason: string }[] }[];
     };
-    const last = list.versions.filter((v) => v.reason === 'commit').at(-1)!.version;
+    expect(list.peers.map((p) => p.node)).toEqual(['lvs2']);
+    const last = list.peers[0]!.versions.filter((v) => v.reason === 'commit').at(-1)!.version;
     const kept = l.pathOn('lvs2', `/var/lib/lvssync/history/${last}/files${FWM}`);
     const keptText = readFileSync(kept, 'utf8');
     expect(keptText).toContain('weight 50');
@@ -294,12 +295,15 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     const ok = await lvssync(l, 'lvs1', 'rollback', '--json');
     const jo = JSON.parse(ok.stdout);
     expect(ok.code).toBe(0);
-    expect(jo).toMatchObject({ result: 'rolled-back', version: last, paths: [FWM] });
+    expect(jo).toMatchObject({
+      result: 'rolled-back',
+      peers: [{ node: 'lvs2', version: last, paths: [FWM] }],
+    });
     expect(l.readFile('lvs2', FWM)).toContain('weight 50');
     const after = JSON.parse((await lvssync(l, 'lvs1', 'rollback', '--list', '--json')).stdout) as {
-      versions: { version: string; reason: string }[];
+      peers: { versions: { version: string; reason: string }[] }[];
     };
-    expect(after.versions.find((v) => v.version === jo.backup)?.reason).toBe('restore');
+    expect(after.peers[0]!.versions.find((v) => v.version === jo.peers[0].backup)?.reason).toBe('restore');
   });
 
   it('pushes an extra file (files.extra) with its mode, and removes it from lvs2 when it goes from lvs1', async () => {

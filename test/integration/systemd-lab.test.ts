@@ -7,8 +7,12 @@
 import { copyFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Director } from '../../scripts/lab/lab.js';
-import { type SystemdLab, startSystemdLab, stopSystemdLab } from '../../scripts/lab/systemd-lab.js';
+import {
+  type PairDirector as Director,
+  type SystemdLab,
+  startSystemdLab,
+  stopSystemdLab,
+} from '../../scripts/lab/systemd-lab.js';
 import { buildPackage, type PackageResult } from '../../scripts/package/build.js';
 import { isRoot, requireTools } from '../helpers/tools.js';
 

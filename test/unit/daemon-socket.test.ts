@@ -20,9 +20,7 @@ afterEach(() => {
 
 const summary = {
   result: 'pushed',
-  peer: 'lvs2',
-  changes: ['update /x'],
-  conflicts: [],
+  peers: [{ node: 'lvs2', changes: ['update /x'], conflicts: [] }],
   timings: {},
   errors: [],
   steps: [],

@@ -78,9 +78,7 @@ class FakeWorker implements WorkerPort {
     const answer = a instanceof Error ? Promise.reject(a) : Promise.resolve(a);
     const r = await answer;
     return {
-      peer: 'lvs2',
-      changes: [],
-      conflicts: [],
+      peers: [{ node: 'lvs2', changes: [], conflicts: [] }],
       timings: {},
       errors: [],
       steps: [],
@@ -258,7 +256,10 @@ describe('the watch daemon, with a manual clock and fake watcher and worker', ()
     await d.clock.advance(400);
     d.worker().answers.push(
       { result: 'unreachable', error: { code: 'E_SSH_CONNECT', message: 'no route' } },
-      { result: 'pushed', changes: ['update /etc/keepalived/conf.d/a.conf'] },
+      {
+        result: 'pushed',
+        peers: [{ node: 'lvs2', changes: ['update /etc/keepalived/conf.d/a.conf'], conflicts: [] }],
+      },
     );
     d.edit();
     await d.clock.advance(300);
@@ -269,7 +270,10 @@ describe('the watch daemon, with a manual clock and fake watcher and worker', ()
     expect(d.worker().pushes()).toBe(3);
     expect(await reply).toMatchObject({
       ok: true,
-      summary: { result: 'pushed', changes: ['update /etc/keepalived/conf.d/a.conf'] },
+      summary: {
+        result: 'pushed',
+        peers: [{ node: 'lvs2', changes: ['update /etc/keepalived/conf.d/a.conf'] }],
+      },
     });
     expect(d.daemon.currentHealth.health).toBe('in-sync');
     // asked while idle: pushes (and says in sync) at once
