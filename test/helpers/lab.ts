@@ -2,7 +2,7 @@
 // per test. Needs root and the Debian tools (scripts/setup-host.sh); without them the test fails with
 // the reason, or skips with it printed when LVSSYNC_ALLOW_MISSING_TOOLS=1.
 
-import { existsSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import {
@@ -101,4 +101,42 @@ export function countAgents(): number {
       return false;
     }
   }).length;
+}
+
+export const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
+export const FWM = '/etc/keepalived/conf.d/fwm-100.conf';
+export const KA = '/etc/keepalived/keepalived.conf';
+export const FERM = '/etc/ferm/ferm.conf';
+
+/** Every managed file of a director: path -> [content, mode]. */
+export function tree(lab: Lab, host: Director): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const top of ['/etc/keepalived', '/etc/ferm']) {
+    const walk = (dir: string) => {
+      const hostDir = lab.pathOn(host, dir);
+      for (const e of readdirSync(hostDir, { withFileTypes: true })) {
+        const p = `${dir}/${e.name}`;
+        if (e.isDirectory()) walk(p);
+        else {
+          const hp = lab.pathOn(host, p);
+          out[p] = `${(statSync(hp).mode & 0o7777).toString(8)} ${readFileSync(hp, 'utf8')}`;
+        }
+      }
+    };
+    walk(top);
+  }
+  return out;
+}
+
+export async function lvssync(lab: Lab, host: Director, ...args: string[]) {
+  const r = await lab.exec(host, [process.execPath, MAIN, ...args], { allowFail: true, timeoutMs: 120_000 });
+  return r;
+}
+
+export function edit(lab: Lab, host: Director, p: string, f: (s: string) => string): void {
+  lab.writeFile(host, p, f(lab.readFile(host, p)));
+}
+
+export async function reloadsOf(lab: Lab, host: Director): Promise<number> {
+  return (readFileSync(lab.logFile(host, 'keepalived'), 'utf8').match(/Reloading/g) ?? []).length;
 }

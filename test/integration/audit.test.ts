@@ -2,17 +2,11 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { DIRECTORS, type Director, LAB_IPVSADM, type Lab, LB_BODY, REPO } from '../../scripts/lab/lab.js';
+import { DIRECTORS, LAB_IPVSADM, type Lab, LB_BODY } from '../../scripts/lab/lab.js';
 import { FIXTURES } from '../helpers/fixtures.js';
-import { labUnavailable, resetDirectors, useLab } from '../helpers/lab.js';
+import { FWM, labUnavailable, lvssync, MAIN, resetDirectors, useLab } from '../helpers/lab.js';
 
 const unavailable = labUnavailable();
-const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
-const FWM = '/etc/keepalived/conf.d/fwm-100.conf';
-
-async function lvssync(lab: Lab, host: Director, ...args: string[]) {
-  return lab.exec(host, [process.execPath, MAIN, ...args], { allowFail: true, timeoutMs: 120_000 });
-}
 
 async function audit(lab: Lab, ...extra: string[]) {
   const r = await lvssync(lab, 'lvs1', 'audit', '--json', ...extra);

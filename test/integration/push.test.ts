@@ -6,55 +6,26 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { ADDR, DIRECTORS, type Director, type Lab, LVSSYNC_YAML, REPO } from '../../scripts/lab/lab.js';
+import { ADDR, DIRECTORS, type Lab, LVSSYNC_YAML, REPO } from '../../scripts/lab/lab.js';
 import { PROTOCOL_VERSION } from '../../src/core/protocol.js';
 import { renderForNode } from '../../src/core/render.js';
 import {
   countAgents,
+  edit,
+  FERM,
+  FWM,
+  KA,
   labUnavailable,
+  lvssync,
+  reloadsOf,
   resetDirectors,
+  tree,
   useLab,
   writeUnrecoverableJournal,
 } from '../helpers/lab.js';
 
 const unavailable = labUnavailable();
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
-const FWM = '/etc/keepalived/conf.d/fwm-100.conf';
-const KA = '/etc/keepalived/keepalived.conf';
-const FERM = '/etc/ferm/ferm.conf';
-
-/** Every managed file of a director: path -> [content, mode]. */
-function tree(lab: Lab, host: Director): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const top of ['/etc/keepalived', '/etc/ferm']) {
-    const walk = (dir: string) => {
-      const hostDir = lab.pathOn(host, dir);
-      for (const e of readdirSync(hostDir, { withFileTypes: true })) {
-        const p = `${dir}/${e.name}`;
-        if (e.isDirectory()) walk(p);
-        else {
-          const hp = lab.pathOn(host, p);
-          out[p] = `${(statSync(hp).mode & 0o7777).toString(8)} ${readFileSync(hp, 'utf8')}`;
-        }
-      }
-    };
-    walk(top);
-  }
-  return out;
-}
-
-async function lvssync(lab: Lab, host: Director, ...args: string[]) {
-  const r = await lab.exec(host, [process.execPath, MAIN, ...args], { allowFail: true, timeoutMs: 120_000 });
-  return r;
-}
-
-function edit(lab: Lab, host: Director, p: string, f: (s: string) => string): void {
-  lab.writeFile(host, p, f(lab.readFile(host, p)));
-}
-
-async function reloadsOf(lab: Lab, host: Director): Promise<number> {
-  return (readFileSync(lab.logFile(host, 'keepalived'), 'utf8').match(/Reloading/g) ?? []).length;
-}
 
 describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
   const lab = useLab('tpush');

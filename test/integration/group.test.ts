@@ -1,0 +1,261 @@
+// Three directors in the lab (lvs1 the primary, lvs2, lvs3): a push reaches every other node, each
+// with its own rendering, in the order of the VRRP instances they hold; a failure on one undoes the
+// ones changed before it; a director that is down does not hold up the others and is brought up to
+// date when it returns; a split brain across the three is seen.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ADDR, type Director, type Lab, type ProcRecord } from '../../scripts/lab/lab.js';
+import { renderForNode } from '../../src/core/render.js';
+import {
+  edit,
+  FWM,
+  KA,
+  labUnavailable,
+  lvssync,
+  MAIN,
+  reloadsOf,
+  resetDirectors,
+  tree,
+  useLab,
+} from '../helpers/lab.js';
+
+const unavailable = labUnavailable();
+
+async function until(what: string, probe: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out after ${ms} ms: ${what}`);
+}
+
+/** The managed files of `to` as lvs1's set rendered for it (router_id LVS2, LVS3). */
+function renderedFor(l: Lab, to: Director): Record<string, string> {
+  const mine = tree(l, 'lvs1');
+  const texts = new Map(Object.entries(mine).map(([p, v]) => [p, v.slice(v.indexOf(' ') + 1)]));
+  const keepalived = Object.keys(mine).filter((p) => p.startsWith('/etc/keepalived/'));
+  const r = renderForNode(texts, keepalived, { node: to, routerId: to.toUpperCase(), hostLines: [] });
+  return Object.fromEntries(
+    Object.entries(mine).map(([p, v]) => [p, `${v.slice(0, v.indexOf(' '))} ${r.files.get(p)}`]),
+  );
+}
+
+async function sshd(l: Lab, host: Director, up: boolean): Promise<void> {
+  const rec = l.proc(host, 'sshd');
+  if (!up && rec) await l.killProc(rec);
+  if (up && !rec)
+    l.spawnOn(host, 'sshd', ['/usr/sbin/sshd', '-D', '-e', '-f', `${l.hostDir(host)}/ssh/sshd_config`]);
+}
+
+describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
+  const lab = useLab('tgroup', { directors: 3 });
+  /** The VIP holder, then the others in lvssync.yaml's order: the order a push goes in is others, holder. */
+  let holder: Director;
+  let others: Director[] = [];
+
+  beforeEach(async () => {
+    const l = lab();
+    resetDirectors(l);
+    for (const d of l.directors) {
+      await sshd(l, d, true);
+      await l.applyFerm(d);
+      if (!l.proc(d, 'keepalived')) await l.startKeepalived(d);
+      await l.exec(d, ['sh', '/etc/lvssync/lab/keepalived-reload']);
+    }
+    holder = await l.waitForVipHolder();
+    others = l.directors.filter((d) => d !== holder);
+  }, 60_000);
+
+  it('a push reaches both other directors, each rendered for itself; all validate before any commits; the VIP holder goes last', async () => {
+    const l = lab();
+    edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 70'));
+    const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+    expect(r.stderr).toBe('');
+    const j = JSON.parse(r.stdout);
+    expect(j.result).toBe('pushed');
+    expect(r.code).toBe(0);
+    expect(j.peers.map((p: { node: string }) => p.node)).toEqual(['lvs2', 'lvs3']);
+    for (const d of ['lvs2', 'lvs3'] as const) {
+      expect(tree(l, d)).toEqual(renderedFor(l, d));
+      expect(l.readFile(d, KA)).toContain(`router_id ${d.toUpperCase()}`);
+    }
+    const steps = j.steps.map(
+      (s: { host: string; step: string }) => `${s.host} ${s.step.split(' ').slice(0, 2).join(' ')}`,
+    );
+    // every validation before the first commit
+    const lastValidate = Math.max(...steps.map((s: string, i: number) => (s.endsWith('validate') ? i : -1)));
+    const firstCommit = steps.findIndex((s: string) => s.includes(' commit'));
+    expect(lastValidate).toBeLessThan(firstCommit);
+    expect(steps.filter((s: string) => s.includes('validate')).sort()).toEqual([
+      'lvs2 validate',
+      'lvs3 validate',
+    ]);
+    // directors without the VIPs first (in lvssync.yaml's order), the holder last, ferm before keepalived
+    const order = [...others, holder];
+    expect(j.order).toEqual(order);
+    expect(steps.filter((s: string) => s.includes('reload'))).toEqual(
+      order.flatMap((d) => [`${d} reload ferm`, `${d} reload keepalived`]),
+    );
+    expect(await l.holdersOf(ADDR.clusterVip)).toEqual([holder]);
+    // status and the audit cover all three
+    const st = JSON.parse((await lvssync(l, 'lvs1', 'status', '--json')).stdout);
+    expect(st.peers).toEqual([
+      { node: 'lvs2', sync: 'in sync', pendingChanges: 0 },
+      { node: 'lvs3', sync: 'in sync', pendingChanges: 0 },
+    ]);
+    expect(st.vips.map((v: { on: string[] }) => v.on)).toEqual([[holder], [holder]]);
+    const audit = JSON.parse((await lvssync(l, 'lvs1', 'audit', '--json')).stdout);
+    expect(audit.hosts).toEqual(['lvs1', 'lvs2', 'lvs3']);
+    expect(
+      audit.findings
+        .filter((f: { check: string }) => f.check === 'drift' || f.check === 'vip')
+        .map((f: { severity: string }) => f.severity),
+    ).not.toContain('critical');
+    // rollback puts back what the last push replaced, on every director it changed
+    const rb = JSON.parse((await lvssync(l, 'lvs1', 'rollback', '--yes', '--json')).stdout);
+    expect(rb.result).toBe('rolled-back');
+    expect(rb.peers.map((p: { node: string }) => p.node)).toEqual(['lvs2', 'lvs3']);
+    for (const d of ['lvs2', 'lvs3'] as const) expect(l.readFile(d, FWM)).toContain('weight 50');
+    expect(l.readFile('lvs1', FWM)).toContain('weight 70');
+  }, 120_000);
+
+  it('a failure on the third director rolls back the second, and the primary is never reached', async () => {
+    const l = lab();
+    // the order is: the two directors without the VIPs, then the holder; the second of them fails
+    const [second, third] = l.directors.filter((d) => d !== 'lvs1') as [Director, Director];
+    if (holder !== 'lvs1') {
+      // this test wants the primary last, so it holds the VIPs: the others stop until it does
+      for (const d of others) await l.stopKeepalived(d);
+      await until('lvs1 to hold the VIPs', async () => (await l.waitForVipHolder()) === 'lvs1');
+      for (const d of others) await l.startKeepalived(d);
+    }
+    expect(await l.waitForVipHolder()).toBe('lvs1');
+    const before = { second: tree(l, second), third: tree(l, third), lvs1: tree(l, 'lvs1') };
+    const reloads = { lvs1: await reloadsOf(l, 'lvs1'), second: await reloadsOf(l, second) };
+    const good = l.readFile(third, '/etc/lvssync/lab/keepalived-reload');
+    l.writeFile(
+      third,
+      '/etc/lvssync/lab/keepalived-reload',
+      `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
+    );
+    try {
+      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 61'));
+      const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      const j = JSON.parse(r.stdout);
+      expect(r.code).toBe(5);
+      expect(j.result).toBe('rolled-back');
+      const steps = j.steps.map(
+        (s: { host: string; step: string; ok: boolean }) => `${s.host} ${s.step.split(',')[0]} ${s.ok}`,
+      );
+      expect(j.order).toEqual([second, third, 'lvs1']);
+      expect(steps).toEqual(
+        expect.arrayContaining([
+          `${second} reload keepalived true`,
+          `${third} reload keepalived false`,
+          `${third} roll back true`,
+          `${second} roll back true`,
+        ]),
+      );
+      // the second was put back after the third failed: rolled back in that order
+      expect(steps.indexOf(`${second} roll back true`)).toBeGreaterThan(
+        steps.indexOf(`${third} roll back true`),
+      );
+      expect(j.error.message).toContain(`failed on ${third}`);
+      expect(tree(l, second)).toEqual(before.second);
+      expect(tree(l, third)).toEqual(before.third);
+      // the second ran the new set, then its old one again; the primary was never reloaded
+      expect(await reloadsOf(l, second)).toBeGreaterThanOrEqual(reloads.second + 2);
+      expect(await reloadsOf(l, 'lvs1')).toBe(reloads.lvs1);
+      expect(steps.some((s: string) => s.startsWith('lvs1 '))).toBe(false);
+      for (const d of l.directors) expect(l.proc(d, 'keepalived')).toBeDefined();
+    } finally {
+      l.writeFile(third, '/etc/lvssync/lab/keepalived-reload', good);
+      await l.exec(third, ['rm', '-f', '/run/failed-once']);
+    }
+  }, 120_000);
+
+  it('a director that is down does not block the others; the daemon brings it up to date when it returns', async () => {
+    const l = lab();
+    let daemon: ProcRecord | undefined;
+    try {
+      daemon = l.spawnOn('lvs1', 'watch', [
+        process.execPath,
+        MAIN,
+        'watch',
+        '--quiet',
+        '200',
+        '--max',
+        '2000',
+      ]);
+      await until('the daemon in sync', () => health(l) === 'in-sync', 30_000);
+      // lvs3's link goes (the daemon's kept session to it with it)
+      await l.cutCrossover(['lvs3']);
+      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 52'));
+      await until('lvs2 to get the edit', () => l.readFile('lvs2', FWM).includes('weight 52'), 60_000);
+      await until('the daemon to say lvs3 is behind', () => health(l) === 'peer-down');
+      expect(l.readFile('lvs3', FWM)).toContain('weight 50');
+      const st = await lvssync(l, 'lvs1', 'status');
+      expect(st.code).toBe(1);
+      expect(st.stdout).toMatch(/lvs1 -> lvs2: IN SYNC/);
+      expect(st.stdout).toMatch(/lvs1 -> lvs3: PEER UNREACHABLE/);
+      expect(st.stdout).toMatch(/\(lvs3 not asked\)/);
+      // back: no new edit, the daemon's retry brings it up to date
+      await l.restoreCrossover(['lvs3']);
+      await until('lvs3 to catch up', () => l.readFile('lvs3', FWM).includes('weight 52'), 60_000);
+      await until('the daemon in sync again', () => health(l) === 'in-sync', 60_000);
+      expect(tree(l, 'lvs3')).toEqual(renderedFor(l, 'lvs3'));
+    } finally {
+      await l.restoreCrossover(['lvs3']);
+      if (daemon) await l.killProc(daemon);
+      await l.waitForVipHolder(30_000);
+    }
+  }, 150_000);
+
+  it('split brain across three: status and the audit name every holder', async () => {
+    const l = lab();
+    // lvssync reaches the others over the internal segment while VRRP (crossover) is cut
+    const cfg = '/etc/lvssync/internal.yaml';
+    l.writeFile(
+      'lvs1',
+      cfg,
+      l
+        .readFile('lvs1', '/etc/lvssync/lvssync.yaml')
+        .replace(`address: ${ADDR.crossover.lvs2}`, `address: ${ADDR.internal.lvs2}`)
+        .replace(`address: ${ADDR.crossover.lvs3}`, `address: ${ADDR.internal.lvs3}`),
+    );
+    try {
+      await l.cutCrossover();
+      await until(
+        'all three to hold the VIP',
+        async () => (await l.holdersOf(ADDR.clusterVip)).length === 3,
+        20_000,
+      );
+      const st = await lvssync(l, 'lvs1', 'status', '--config', cfg, '--json');
+      expect(st.code).toBe(1);
+      const j = JSON.parse(st.stdout);
+      expect(j.vips.map((v: { on: string[] }) => v.on)).toEqual([
+        ['lvs1', 'lvs2', 'lvs3'],
+        ['lvs1', 'lvs2', 'lvs3'],
+      ]);
+      const text = await lvssync(l, 'lvs1', 'status', '--config', cfg);
+      expect(text.stdout).toMatch(/on lvs1 AND lvs2 AND lvs3 \(split brain\)/);
+      const a = await lvssync(l, 'lvs1', 'audit', '--config', cfg, '--json');
+      expect(a.code).toBe(2);
+      const vip = JSON.parse(a.stdout).findings.filter((f: { code: string }) => f.code === 'VIP_SPLIT_BRAIN');
+      expect(vip.map((f: { host: string }) => f.host)).toEqual(['lvs1,lvs2,lvs3', 'lvs1,lvs2,lvs3']);
+    } finally {
+      await l.restoreCrossover();
+      await l.waitForVipHolder(30_000);
+    }
+  }, 90_000);
+});
+
+/** The daemon's health on lvs1 (watch-status.json), or '' before it wrote one. */
+function health(l: Lab): string {
+  try {
+    return (JSON.parse(l.readFile('lvs1', '/var/lib/lvssync/watch-status.json')) as { health: string })
+      .health;
+  } catch {
+    return '';
+  }
+}
