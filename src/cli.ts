@@ -74,7 +74,7 @@ export async function runMain(argv: readonly string[], io: Io): Promise<number> 
 export async function defineProgram(io: Io, setExit: (code: number) => void): Promise<CommandType> {
   const { Command, Option } = await import('commander');
   const program = new Command('lvssync')
-    .description('Keeps a pair of LVS directors (keepalived + ferm) in lock-step.')
+    .description('Keeps a group of LVS directors (keepalived + ferm) in lock-step.')
     .version(VERSION)
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
@@ -99,7 +99,7 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
 
   const pushOpts = (c: CommandType) =>
     withConfig(c)
-      .option('--peer <name>', 'the peer to push to (default: the other node)')
+      .option('--peer <name>', 'only this director (default: every other node)')
       .option('--json', 'print one JSON object with the result')
       .addOption(
         new Option('--no-external', 'skip the real ferm and keepalived -t here (the peer still runs them)'),
@@ -108,10 +108,13 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
   pushOpts(
     program
       .command('push')
-      .description('validate, render for the peer, stage, validate there, commit, reload in order')
+      .description('validate, render for each director, stage and validate there, commit, reload in order')
       .option('--dry-run', 'show the plan only; change nothing')
       .option('-y, --yes', 'do not ask for confirmation on a terminal')
-      .option('--force', 'overwrite peer files that were edited on the peer since lvssync wrote them'),
+      .option(
+        '--force',
+        'overwrite files edited on a director since lvssync last synced them (its version is kept in its history)',
+      ),
   ).action(async (opts) => {
     const { runPushCommand } = await import('./commands/push.js');
     setExit(await runPushCommand(opts, io, 'push'));
@@ -120,17 +123,21 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
   pushOpts(
     program
       .command('diff')
-      .description('print what push would change on the peer (unified diffs, secrets redacted)'),
+      .description(
+        'print what push would change on each director (unified diffs, secrets redacted; three-way where a director was edited)',
+      ),
   ).action(async (opts) => {
     const { runPushCommand } = await import('./commands/push.js');
     setExit(await runPushCommand(opts, io, 'diff'));
   });
 
   withConfig(program.command('rollback'))
-    .description("restore the peer's files as they were before the last push (or --to VERSION), and reload")
-    .option('--peer <name>', 'the peer (default: the other node)')
-    .option('--to <version>', 'the version to restore (see --list)')
-    .option('--list', 'list the versions kept on the peer')
+    .description(
+      "restore the directors' files as they were before the last push (or --to VERSION on one), and reload",
+    )
+    .option('--peer <name>', 'only this director (default: every other node the last push changed)')
+    .option('--to <version>', 'the version to restore (see --list; with --peer when there are several)')
+    .option('--list', 'list the versions kept on each director')
     .option('--yes', 'do not ask on a terminal')
     .option('--json', 'print one JSON object')
     .action(async (opts) => {
@@ -138,8 +145,37 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
       setExit(await runRollbackCommand(opts, io));
     });
 
+  withConfig(program.command('primary'))
+    .description(
+      'hand the primary role (where people edit, where pushes start) to NODE, on every director through the agents',
+    )
+    .argument('<node>', 'the director that becomes the primary')
+    .option(
+      '--force',
+      'hand over although the current primary has changes not pushed (kept in its history) or cannot be asked',
+    )
+    .option('--json', 'print one JSON object')
+    .action(async (node: string, opts) => {
+      const { runPrimaryCommand } = await import('./commands/primary.js');
+      setExit(await runPrimaryCommand(node, opts, io));
+    });
+
+  withConfig(program.command('take'))
+    .description(
+      "keep a director's version of files edited there (a conflict): copied here, rendered for this director, then pushed",
+    )
+    .argument('<node>', 'the director whose version wins')
+    .argument('[paths...]', 'the files (default: every file in conflict on it)')
+    .option('--json', 'print one JSON object')
+    .action(async (node: string, paths: string[], opts) => {
+      const { runTakeCommand } = await import('./commands/primary.js');
+      setExit(await runTakeCommand(node, paths, opts, io));
+    });
+
   withConfig(program.command('watch'))
-    .description('daemon on the primary: push every valid edit to the peer, coalescing editor saves')
+    .description(
+      'daemon: on the primary, push every valid edit to the other directors, coalescing editor saves (elsewhere it watches)',
+    )
     .option('--quiet <ms>', 'push once no change came for this long', '300')
     .option('--max <ms>', 'but at the latest this long after the first change of a burst', '3000')
     .option(
@@ -186,7 +222,9 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
     });
 
   withConfig(program.command('init'))
-    .description("set up a pair: lvssync's key, the peer's pinned host key, the peer's authorized_keys line")
+    .description(
+      "set up the directors: lvssync's key, each peer's pinned host key, their authorized_keys line",
+    )
     .option('--peer <name>', 'the peer (default: the other node)')
     .option('-y, --yes', 'pin the host key without asking (check the fingerprint out of band)')
     .action(async (opts) => {

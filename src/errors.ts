@@ -57,6 +57,7 @@ export type ErrorCode =
   | 'E_SERVICE_DOWN'
   | 'E_VERIFY'
   | 'E_CONFLICT'
+  | 'E_NOT_PRIMARY'
   | 'E_LOCKED'
   | 'E_INTERNAL';
 
@@ -78,6 +79,8 @@ const EXIT_OF: Record<ErrorCode, number> = {
   E_SERVICE_DOWN: EXIT.PUSH_FAILED,
   E_VERIFY: EXIT.PUSH_FAILED,
   E_CONFLICT: EXIT.CONFLICT,
+  // the directors disagree on who edits: nothing was written
+  E_NOT_PRIMARY: EXIT.CONFLICT,
   E_LOCKED: EXIT.LOCKED,
   E_INTERNAL: EXIT.INTERNAL,
 };

@@ -5,11 +5,13 @@
 // and rolls a push back by itself when the primary goes away before finishing it.
 
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Boundary } from '../core/boundary.js';
 import type { Config } from '../core/config.js';
 import type { RemoteFile } from '../core/plan.js';
+import { compareClaims, describeClaim } from '../core/primary.js';
 import {
   LineSplitter,
   MAX_FRAME,
@@ -27,6 +29,7 @@ import type { DirectorCheck } from '../shell/check-director.js';
 import { gatherHere } from '../shell/gather.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
+import { adoptClaim, readClaim } from '../shell/primary.js';
 import { liveStart } from '../shell/proc.js';
 import { guardFor, type Revalidation, readLoaded, reloadTiming, reloadValidated } from '../shell/reload.js';
 import { readAddresses, readServiceStates, reloadService, verifyService } from '../shell/services.js';
@@ -72,6 +75,8 @@ class Agent {
   ) {}
 
   private gone = false;
+  /** The director on the other end of this session (its hello). */
+  private requester: string | undefined;
   /**
    * Kept for as long as the primary keeps this session open (the watch daemon keeps one across
    * pushes): parsed files, the last check and the real validators' verdicts, so a staged set that
@@ -204,12 +209,25 @@ class Agent {
           );
         }
         const recovered = await this.recover();
+        this.requester = req.primary;
+        // whoever learnt of the later handover tells the other (core/primary.ts)
+        let claim = readClaim(this.config);
+        if (req.leader !== undefined && req.epoch !== undefined && this.config.nodes[req.leader]) {
+          const theirs = { primary: req.leader, epoch: req.epoch };
+          if (compareClaims(claim, theirs) === 'theirs-newer') {
+            const changed = adoptClaim(this.config, this.configPath, theirs, req.primary);
+            if (changed) this.io.stderr(`lvssync agent: ${changed}\n`);
+            claim = theirs;
+          }
+        }
         return {
           version: PROTOCOL_VERSION,
           node: this.node,
           hostname: hostname(),
           pid: process.pid,
           managed: this.store.managed(),
+          primary: claim.primary,
+          epoch: claim.epoch,
           ...(recovered ? { recovered } : {}),
         };
       }
@@ -225,7 +243,34 @@ class Agent {
       }
       case 'read':
         return this.store.read(req.path);
+      case 'base':
+        return this.store.base(req.path);
+      case 'set-primary': {
+        if (!this.config.nodes[req.primary])
+          throw new LvssyncError(
+            'E_PROTOCOL',
+            `${req.primary} is not one of this director's nodes (${Object.keys(this.config.nodes).join(', ')})`,
+          );
+        const mine = readClaim(this.config);
+        const theirs = { primary: req.primary, epoch: req.epoch };
+        const order = compareClaims(mine, theirs);
+        if (order === 'mine-newer' || order === 'conflict')
+          throw new LvssyncError(
+            'E_NOT_PRIMARY',
+            `${this.node} already follows ${describeClaim(mine)}: a handover to ${describeClaim(theirs)} is not later than that; hand over once more with lvssync primary NAME`,
+          );
+        let kept: string | undefined;
+        if (req.keep && order === 'theirs-newer') {
+          // what this director has now stays at hand whatever the new primary pushes over it
+          const paths = this.store.manifest().map((f) => f.path);
+          if (paths.length) kept = this.store.backup(paths, randomBytes(4).toString('hex'), 'handover');
+        }
+        const changed = adoptClaim(this.config, this.configPath, theirs, this.requester ?? 'a director');
+        if (changed) this.io.stderr(`lvssync agent: ${changed}\n`);
+        return { changed, ...(kept ? { kept } : {}) };
+      }
       case 'begin': {
+        this.mustBeFromPrimary();
         // a push: its validation will need lvssync's checker, loaded meanwhile
         void import('../shell/check-director.js');
         if (!this.release) this.release = await withLock(this.store.stateDir, 'agent');
@@ -348,7 +393,10 @@ class Agent {
       case 'finish': {
         this.need(req.txid);
         const j = this.store.journal();
-        if (j?.txid === req.txid) this.store.recordWritten(j.paths, j.written);
+        if (j?.txid === req.txid) {
+          this.store.recordWritten(j.paths, j.written);
+          this.store.recordBase(j.paths);
+        }
         this.store.saveJournal(undefined);
         writeFileSync(this.store.confirmPath(req.txid), 'finished\n');
         this.store.trimHistory();
@@ -363,6 +411,7 @@ class Agent {
       case 'history':
         return { versions: this.store.versions() };
       case 'stage-version': {
+        this.mustBeFromPrimary();
         const txid = this.need(req.txid);
         const version =
           req.version ??
@@ -422,6 +471,16 @@ class Agent {
       fermCommands: this.config.agent.fermCommands,
       ...(this.config.agent.scripts ? { scripts: this.config.agent.scripts } : {}),
     };
+  }
+
+  /** Pushes come from the primary only: a director that was away while the role moved is refused. */
+  private mustBeFromPrimary(): void {
+    const claim = readClaim(this.config);
+    if (this.requester !== claim.primary)
+      throw new LvssyncError(
+        'E_NOT_PRIMARY',
+        `${this.node} takes its configuration from ${describeClaim(claim)}, not from ${this.requester ?? 'a director that did not say who it is'}: edit on ${claim.primary}, or hand the role over with lvssync primary`,
+      );
   }
 
   private need(txid: string): string {

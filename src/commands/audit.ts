@@ -67,9 +67,11 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   const { runPush } = await import('../shell/push.js');
   const { readAddresses, readServiceStates } = await import('../shell/services.js');
   const { readJsonFile } = await import('../shell/fs-atomic.js');
-  const { config } = await loadConfig(opts.config);
+  const { config, path: configPath } = await loadConfig(opts.config);
   const me = requireSelfNode(config, opts.node);
   const targets = peersOf(config, me);
+  const { readClaim } = await import('../shell/primary.js');
+  const { describeClaim } = await import('../core/primary.js');
   const lastPush = readJsonFile<{ time: string; result: string; error?: { message: string } }>(
     path.join(config.stateDir, 'last-push.json'),
   );
@@ -93,7 +95,13 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   let local: DirectorCheck | undefined;
   try {
     // what a push would do (its own check of the set here included), then who holds what where
-    const r = await runPush({ config, self: me, dryRun: true, external: false });
+    const r = await runPush({
+      config,
+      self: me,
+      dryRun: true,
+      external: false,
+      ...(configPath ? { configPath } : {}),
+    });
     local = r.local;
     for (const [i, np] of r.peers.entries()) {
       const ps = peers[i]!;
@@ -146,10 +154,13 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
       ...targets.filter((t) => there.get(t.name)?.includes(v)).map((t) => t.name),
     ],
   }));
+  // read after the peers were asked: one may have told of a later handover
+  const claim = readClaim(config);
   const status = {
     cluster: config.cluster,
     self: me,
     primary: config.primary,
+    handover: claim.epoch,
     peers,
     sync,
     ...(peerError ? { peerError } : {}),
@@ -185,6 +196,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
         (p) =>
           `cluster ${config.cluster}: ${me} -> ${p.node}: ${p.sync.toUpperCase()}${p.pendingChanges ? ` (${p.pendingChanges} change(s) to push)` : ''}${p.error ? `: ${p.error}` : ''}`,
       ),
+      `primary:    ${describeClaim(claim)}${claim.primary === me ? ' (this director)' : `: edit there; ${me} follows it`}`,
       `daemon:     ${watch ? `${daemonAlive ? 'running' : 'NOT running'}, ${watch.health}` : 'never ran here'}`,
       `last push:  ${lastPush ? `${lastPush.time} ${lastPush.result}${lastPush.error ? `: ${lastPush.error.message}` : ''}` : 'none'}`,
       ...holders.map(

@@ -81,6 +81,7 @@ export const RESULT_EXIT: Record<PushReport['result'], number> = {
   'primary-failed': EXIT.PUSH_FAILED,
   // done where it could be; a director that could not be asked is behind
   partial: EXIT.PEER,
+  'not-primary': EXIT.CONFLICT,
 };
 
 /** Who the push went to, in a sentence: "lvs2", "lvs2, lvs3". */
@@ -138,10 +139,29 @@ export function formatPlan(report: PushReport, self: string): string {
       const extra = c.kind === 'chmod' ? ` (mode ${c.before.toString(8)} -> ${c.mode.toString(8)})` : '';
       out.push(`  ${mark} ${c.path}${extra}`);
     }
+    const conflicted = new Set(plan.conflicts.map((k) => k.path));
     for (const c of plan.changes) {
       if (c.kind === 'chmod') continue;
       const before = node.before.get(c.path) ?? null;
       const after = c.kind === 'delete' ? null : c.text;
+      const base = node.base.get(c.path);
+      if (conflicted.has(c.path) && base !== undefined) {
+        // three-way: what each side did since lvssync last synced the file there
+        const synced = `last synced to ${node.node}`;
+        out.push(
+          `  CONFLICT ${c.path}: edited on ${node.node} since lvssync last synced it there; both sides changed it:`,
+          diffRedacted(c.path, base, before, { before: synced, after: `${node.node} now` }, salt).trimEnd(),
+          diffRedacted(
+            c.path,
+            base,
+            after,
+            { before: synced, after: `${self} (rendered for ${node.node})` },
+            salt,
+          ).trimEnd(),
+          `  keep ${node.node}'s: lvssync take ${node.node} ${c.path}; keep ${self}'s: lvssync push --force (${node.node}'s is kept in its history)`,
+        );
+        continue;
+      }
       out.push(
         diffRedacted(
           c.path,
@@ -153,8 +173,9 @@ export function formatPlan(report: PushReport, self: string): string {
       );
     }
     for (const k of plan.conflicts) {
+      if (node.base.has(k.path)) continue;
       out.push(
-        `  CONFLICT ${k.path}: changed on ${node.node} since lvssync wrote it (written ${k.written.slice(0, 12)}, now ${k.peer.slice(0, 12)}, primary wants ${k.wanted?.slice(0, 12) ?? 'it deleted'})`,
+        `  CONFLICT ${k.path}: changed on ${node.node} since lvssync wrote it (written ${k.written.slice(0, 12)}, now ${k.peer.slice(0, 12)}, primary wants ${k.wanted?.slice(0, 12) ?? 'it deleted'}); keep ${node.node}'s: lvssync take ${node.node} ${k.path}; keep ${self}'s: lvssync push --force`,
       );
     }
   }
@@ -198,7 +219,7 @@ function jsonReport(report: PushReport): unknown {
 }
 
 export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' | 'diff'): Promise<number> {
-  const { config } = await loadConfig(opts.config);
+  const { config, path: configPath } = await loadConfig(opts.config);
   const self = requireSelfNode(config, opts.node);
   const dryRun = mode === 'diff' || opts.dryRun === true;
   const interactive = io.isTTY && !opts.yes && !opts.json && !dryRun;
@@ -212,6 +233,7 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
   const report = await runPush({
     config,
     self,
+    ...(configPath ? { configPath } : {}),
     ...(opts.peer ? { peer: opts.peer } : {}),
     dryRun,
     force: opts.force === true,

@@ -69,6 +69,7 @@ class Worker {
 
   constructor(
     private readonly config: Config,
+    private readonly configPath: string | undefined,
     private readonly self: string,
     private readonly send: (m: WorkerMessage) => void,
   ) {
@@ -157,6 +158,7 @@ class Worker {
       workspace: this.workspace,
       snapshot: this.snapshot,
       keepers: (t) => this.keepers.get(t.name),
+      ...(this.configPath ? { configPath: this.configPath } : {}),
       progress: (step) => this.send({ event: 'progress', step }),
     });
     if (gate && !asked && !(await gate())) report.result = 'superseded';
@@ -195,8 +197,8 @@ export async function runWatchWorker(opts: { config?: string; node?: string }): 
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
   };
-  const { config } = await loadConfig(opts.config);
-  const worker = new Worker(config, requireSelfNode(config, opts.node), send);
+  const { config, path: configPath } = await loadConfig(opts.config);
+  const worker = new Worker(config, configPath, requireSelfNode(config, opts.node), send);
   // the daemon decides when to stop; a signal sent to its whole process group is its business
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => {});
   let busy = 0;

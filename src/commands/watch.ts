@@ -124,7 +124,7 @@ export async function runWatch(opts: WatchOptions, io: Io): Promise<number> {
   if (self !== config.primary) {
     log.warn(
       { self, primary: config.primary },
-      'this director is not the configured primary: watching anyway',
+      'this director is not the primary: watching, pushing nothing until a handover makes it the primary',
     );
   }
   const timing = {
@@ -400,7 +400,13 @@ export class WatchDaemon {
       });
       await this.watcher?.close();
       this.worker.stop();
-      return this.health === 'in-sync' ? EXIT.OK : this.health === 'peer-down' ? EXIT.PEER : EXIT.PUSH_FAILED;
+      return this.health === 'in-sync'
+        ? EXIT.OK
+        : this.health === 'peer-down'
+          ? EXIT.PEER
+          : this.health === 'not-primary'
+            ? EXIT.CONFLICT
+            : EXIT.PUSH_FAILED;
     }
     void this.scheduleAudit();
     this.deps.onSignals({
@@ -572,6 +578,18 @@ export class WatchDaemon {
 
   /** One push by the worker; true when it was an early push abandoned for a newer state of the set. */
   private async push(early = false, askers: ((r: PushSummary | Error) => void)[] = []): Promise<boolean> {
+    if (this.config.primary !== this.self) {
+      // another director is the primary and pushes here: this one watches, and pushes nothing
+      const error = new LvssyncError(
+        'E_NOT_PRIMARY',
+        `${this.self} is not the primary (${this.config.primary} is): its daemon watches and pushes nothing; edit on ${this.config.primary}, or take the role with lvssync primary ${this.self}`,
+      );
+      for (const a of askers) a(error);
+      if (this.health !== 'not-primary')
+        this.log.warn({ primary: this.config.primary }, 'not the primary: watching, pushing nothing');
+      this.setHealth('not-primary');
+      return false;
+    }
     const pushId = ++this.pushes;
     const log = this.log.child({ pushId, ...(early ? { early } : {}) });
     this.setHealth('pushing');

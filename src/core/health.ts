@@ -14,7 +14,9 @@ export type WatchHealth =
   /** keepalived or ferm is not running on a director (watch-status.json says which, since when). */
   | 'service-down'
   | 'failed'
-  | 'conflict';
+  | 'conflict'
+  /** Another director is the primary: this one watches and pushes nothing. */
+  | 'not-primary';
 
 export const RETRY_MIN_MS = 1000;
 export const RETRY_MAX_MS = 60_000;
@@ -28,7 +30,7 @@ export type Verdict =
   /** The set changed while the push ran: the next burst pushes again, nothing to retry. */
   | { kind: 'superseded' }
   /** Only an edit (or a person) helps: no retry until the set changes. */
-  | { kind: 'needs-edit'; health: 'invalid' | 'conflict' | 'failed' }
+  | { kind: 'needs-edit'; health: 'invalid' | 'conflict' | 'failed' | 'not-primary' }
   /** Something outside the set (the link, a service, the peer's disk): tried again with backoff. */
   | {
       kind: 'retry';
@@ -64,6 +66,9 @@ export function classifyPush(o: PushOutcomeSummary): Verdict {
       return { kind: 'retry', health: 'peer-down', reason: 'interrupted' };
     case 'invalid-here':
       return { kind: 'needs-edit', health: 'invalid' };
+    // until a handover makes this director the primary again (lvssync primary, SIGHUP)
+    case 'not-primary':
+      return { kind: 'needs-edit', health: 'not-primary' };
     case 'conflict':
       return { kind: 'needs-edit', health: 'conflict' };
     case 'invalid-on-peer':

@@ -18,6 +18,9 @@ export interface Hello {
   recovered?: string;
   /** The agent's process id on the peer (for the logs: one session kept across pushes). */
   pid?: number;
+  /** Who that director takes its configuration from, and since which handover (core/primary.ts). */
+  primary?: string;
+  epoch?: number;
 }
 
 export interface AddressInfo {
@@ -52,7 +55,8 @@ export interface HistoryEntry {
   txid: string;
   paths: string[];
   /** Why the version was made: a commit or a restore. */
-  reason: 'commit' | 'restore';
+  /** commit: what a push replaced; restore: what a rollback replaced; handover: the files when the primary role moved away; take: the primary's own file replaced by `lvssync take`. */
+  reason: 'commit' | 'restore' | 'handover' | 'take';
 }
 
 /** Whether a service runs on a director (its status command), and since when as far as lvssync saw. */
@@ -92,7 +96,11 @@ export interface AuditData {
 
 /** Requests, by op. */
 export type Request =
-  | { op: 'hello'; version: number; primary: string }
+  /**
+   * primary: the director asking (its node name); leader and epoch: who it takes for the primary and
+   * since which handover (the later handover is adopted by the other side).
+   */
+  | { op: 'hello'; version: number; primary: string; leader?: string; epoch?: number }
   /** since: the id of the last manifest this session received; the answer is then the difference. */
   | { op: 'manifest'; since?: number }
   | { op: 'begin'; txid: string }
@@ -115,6 +123,13 @@ export type Request =
   /** Stages a history version (default: the one the last push replaced) in the open transaction. */
   | { op: 'stage-version'; txid: string; version?: string }
   | { op: 'read'; path: string }
+  /** What lvssync last synced to `path` on this director (the base of a three-way difference). */
+  | { op: 'base'; path: string }
+  /**
+   * A handover: this director takes `primary` for the primary from handover `epoch` on (refused for
+   * an older handover); keep: first copy its managed files into its history (reason handover).
+   */
+  | { op: 'set-primary'; primary: string; epoch: number; keep?: boolean }
   | { op: 'audit'; texts?: boolean };
 
 export interface Responses {
@@ -141,6 +156,8 @@ export interface Responses {
   history: { versions: HistoryEntry[] };
   'stage-version': { version: string; paths: string[] };
   read: { exists: boolean; text: string; mode: number };
+  base: { exists: boolean; text: string };
+  'set-primary': { changed: string; kept?: string };
   audit: AuditData;
 }
 
@@ -252,7 +269,7 @@ const FIELDS: Record<
   Request['op'],
   Record<string, 'string' | 'number' | 'boolean' | 'string?' | 'number?' | 'boolean?'>
 > = {
-  hello: { version: 'number', primary: 'string' },
+  hello: { version: 'number', primary: 'string', leader: 'string?', epoch: 'number?' },
   manifest: { since: 'number?' },
   begin: { txid: 'string' },
   put: { txid: 'string', path: 'string', mode: 'number', data: 'string' },
@@ -270,6 +287,8 @@ const FIELDS: Record<
   history: {},
   'stage-version': { txid: 'string', version: 'string?' },
   read: { path: 'string' },
+  base: { path: 'string' },
+  'set-primary': { primary: 'string', epoch: 'number', keep: 'boolean?' },
   audit: { texts: 'boolean?' },
 };
 

@@ -42,7 +42,9 @@ export type PushResult =
    * notices (the session's end, or the next session's start), which the next push reports.
    */
   | 'interrupted'
-  | 'primary-failed';
+  | 'primary-failed'
+  /** This director is not the primary (or learnt from a peer that it no longer is): nothing was sent. */
+  | 'not-primary';
 
 /**
  * What a push that ended on an error means, decided here once from the error's code and whether
@@ -63,6 +65,8 @@ export function resultOfError(code: string, committed: boolean): PushResult {
       return 'link-lost';
     case 'E_WRITE':
       return 'peer-cannot-write';
+    case 'E_NOT_PRIMARY':
+      return 'not-primary';
     default:
       return 'failed';
   }

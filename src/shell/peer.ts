@@ -24,6 +24,7 @@ import {
   type Responses,
 } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
+import { readClaim } from './primary.js';
 
 export interface PeerTarget {
   name: string;
@@ -190,7 +191,15 @@ export class PeerSession {
       throw e;
     }
     const s = new PeerSession(target, client, channel);
-    const helloing = s.request({ op: 'hello', version: PROTOCOL_VERSION, primary });
+    // who this director takes for the primary travels with every hello (core/primary.ts)
+    const claim = readClaim(config);
+    const helloing = s.request({
+      op: 'hello',
+      version: PROTOCOL_VERSION,
+      primary,
+      leader: claim.primary,
+      epoch: claim.epoch,
+    });
     pipeline?.(s);
     let hello: Responses['hello'];
     try {

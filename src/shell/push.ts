@@ -21,6 +21,7 @@ import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import { type Diagnostic, hasErrors } from '../core/diagnostic.js';
 import { type Change, type DesiredFile, type Plan, planPush, type RemoteFile } from '../core/plan.js';
+import { compareClaims, describeClaim } from '../core/primary.js';
 import type {
   AddressInfo,
   HistoryEntry,
@@ -36,8 +37,10 @@ import { LvssyncError } from '../errors.js';
 import { checkSelf, type DirectorCheck, readSelf } from './check-director.js';
 import { withLock } from './lock.js';
 import { type PeerKeeper, PeerSession, type PeerTarget, peerOf, peersOf } from './peer.js';
+import { adoptClaim, readClaim } from './primary.js';
 import { guardFor, readLoaded, reloadTiming, reloadValidated } from './reload.js';
 import { readAddresses, readServiceStates, verifyService } from './services.js';
+import { Store } from './store.js';
 import { Workspace } from './workspace.js';
 
 /** One other director's part of a push, as the report gives it. */
@@ -49,6 +52,11 @@ export interface NodeReport {
   plan?: Plan;
   /** Its text of every changed file (null: absent there), for diffs. */
   before: Map<string, string | null>;
+  /**
+   * For each file in conflict (edited there since lvssync last synced it): what lvssync last synced
+   * there (null: nothing), the base of a three-way difference. Absent where the director keeps none.
+   */
+  base: Map<string, string | null>;
   /** Its per-director lines (router_id, hostLines), as rendered for it. */
   rewrites: { file: string; line: number; what: string }[];
   /** The text it must have, per path. */
@@ -111,6 +119,8 @@ export interface PushOptions {
   snapshot?: Snapshot;
   /** Sessions kept open between runs, per peer (the daemon keeps them); otherwise one per push. */
   keepers?: (target: PeerTarget) => PeerKeeper | undefined;
+  /** lvssync.yaml's path, rewritten when a peer tells of a later handover of the primary role. */
+  configPath?: string;
 }
 
 /** The globs of peer paths lvssync owns: what keepalived includes, ferm's directory, extra files. */
@@ -187,7 +197,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
   const targets = peersOf(config, self, opts.peer);
   const report: PushReport = {
     result: 'in-sync',
-    peers: targets.map((t) => ({ node: t.name, before: new Map(), rewrites: [] })),
+    peers: targets.map((t) => ({ node: t.name, before: new Map(), base: new Map(), rewrites: [] })),
     diagnostics: [],
     steps: [],
     timings: {},
@@ -218,6 +228,12 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       ? 'partial'
       : r;
   try {
+    const claim = readClaim(config);
+    if (!opts.dryRun && claim.primary !== self)
+      throw new LvssyncError(
+        'E_NOT_PRIMARY',
+        `${self} is not the primary: ${describeClaim(claim)} is, and pushes from there; edit there, or take the role with lvssync primary ${self}`,
+      );
     release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
     // 1. The set here must be valid: an invalid set never leaves this host.
     // Connecting to the peers while the set is checked here saves a round of waiting; nothing is
@@ -345,6 +361,25 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         continue;
       }
       const session = leg.session!;
+      // a peer that learnt of a later handover: this director adopts it, and pushes nothing
+      const hello = session.hello;
+      if (hello?.primary !== undefined && hello.epoch !== undefined) {
+        const theirs = { primary: hello.primary, epoch: hello.epoch };
+        const order = compareClaims(claim, theirs);
+        if (order === 'theirs-newer' && config.nodes[theirs.primary]) {
+          const changed = adoptClaim(config, opts.configPath, theirs, leg.target.name);
+          if (changed) say(changed);
+          if (!opts.dryRun)
+            throw new LvssyncError(
+              'E_NOT_PRIMARY',
+              `${leg.target.name} follows ${describeClaim(theirs)}, a later handover than this director knew of: ${self}'s lvssync.yaml now says so, and nothing was pushed${theirs.primary === self ? '' : `; edit on ${theirs.primary}`}`,
+            );
+        } else if (order === 'conflict' && !opts.dryRun)
+          throw new LvssyncError(
+            'E_NOT_PRIMARY',
+            `${leg.target.name} follows ${describeClaim(theirs)}, this director ${describeClaim(claim)}: the same handover names two primaries; hand over once more with lvssync primary NAME`,
+          );
+      }
       if (session.hello?.recovered) {
         leg.node.recovered = session.hello.recovered;
         say(
@@ -362,12 +397,17 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       // its current text of what changes (for the report's diffs): asked now, awaited before
       // anything is committed
       const readBefore = plan.changes.filter((c) => c.kind === 'update' || c.kind === 'delete');
-      leg.readBefore = Promise.all(
-        readBefore.map(async (c) => {
+      leg.readBefore = Promise.all([
+        ...readBefore.map(async (c) => {
           const r = await session.request({ op: 'read', path: c.path });
           leg.node.before.set(c.path, r.exists ? r.text : null);
         }),
-      ).then(() => undefined);
+        // a file edited there: what lvssync last synced there, for a three-way difference
+        ...plan.conflicts.map(async (c) => {
+          const b = await session.request({ op: 'base', path: c.path }).catch(() => undefined);
+          if (b) leg.node.base.set(c.path, b.exists ? b.text : null);
+        }),
+      ]).then(() => undefined);
       void leg.readBefore.catch(() => undefined);
       for (const c of plan.changes) if (c.kind === 'add') leg.node.before.set(c.path, null);
       reachable.push(leg);
@@ -458,6 +498,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       if (pending.length) report.pendingReloads = pending;
       if (!pending.length || opts.reload === false) {
         report.result = partial('in-sync');
+        recordBaseHere(config, desired, ws);
         return report;
       }
       say(
@@ -583,6 +624,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         leg.txOpen = false;
       }
       report.result = partial('pushed');
+      recordBaseHere(config, desired, ws);
       return report;
     }
 
@@ -787,6 +829,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     }
     await close();
     report.result = partial(anyCommit ? 'pushed' : 'reloaded');
+    recordBaseHere(config, desired, ws);
     mark('done');
     return report;
   } catch (e) {
@@ -1115,6 +1158,27 @@ async function checkVips(
     await new Promise((r) => setTimeout(r, 500));
   }
   return { ok: false, problems };
+}
+
+/**
+ * After a push that left the directors it reached with this set: the set is also the last one synced
+ * on this director (written.json and the base copies, as an agent records what it was sent), so that
+ * when this director is a push's target later (after a handover) an edit made here since is told from
+ * what it pushed, and shown against it. Only what changed since the last record is written.
+ */
+function recordBaseHere(config: Config, desired: readonly DesiredFile[], ws: Workspace): void {
+  try {
+    const store = new Store(config);
+    const known = store.lastWritten();
+    const sums = new Map(desired.map((d) => [d.path, ws.tools.digest(d.path, d.text)]));
+    const changed = desired.filter((d) => known[d.path] !== sums.get(d.path));
+    if (!changed.length) return;
+    const paths = changed.map((d) => d.path);
+    store.recordWritten(paths, Object.fromEntries(paths.map((p) => [p, sums.get(p)!])));
+    store.recordBase(paths, new Map(changed.map((d) => [d.path, d.text])));
+  } catch {
+    // a record for later: the push itself is done
+  }
 }
 
 function recordPush(config: Config, report: PushReport): void {

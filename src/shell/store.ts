@@ -348,6 +348,48 @@ export class Store {
     this.writtenDigests.save(w);
   }
 
+  private basePath(p: string): string {
+    this.check(p);
+    return path.join(this.stateDir, 'base', p);
+  }
+
+  /**
+   * Keeps a copy of what `paths` hold now as the last set lvssync synced on this director (written
+   * here by a push, or pushed from here): the base of a three-way difference when this director is
+   * later found edited. A path that is gone loses its copy.
+   */
+  recordBase(paths: readonly string[], texts?: ReadonlyMap<string, string>): void {
+    for (const p of paths) {
+      const to = this.basePath(p);
+      let data: Buffer | undefined;
+      const text = texts?.get(p);
+      if (text !== undefined) data = Buffer.from(text);
+      else
+        try {
+          if (lstatSync(p).isFile()) data = readFileSync(p);
+        } catch {}
+      if (data === undefined) rmSync(to, { force: true });
+      else if (!sameFile(to, data, 0o600)) {
+        mkdirSync(path.dirname(to), { recursive: true, mode: 0o700 });
+        renameSync(writeTemp(to, data, 0o600), to);
+      }
+    }
+  }
+
+  /** sha256 of what lvssync last wrote (or pushed from) each path here: written.json. */
+  lastWritten(): Record<string, string> {
+    return this.writtenDigests.read();
+  }
+
+  /** What lvssync last synced to `p` here (recordBase), if anything. */
+  base(p: string): { exists: boolean; text: string } {
+    try {
+      return { exists: true, text: readFileSync(this.basePath(p), 'utf8') };
+    } catch {
+      return { exists: false, text: '' };
+    }
+  }
+
   /** Copies the current state of `paths` into a new history version. */
   backup(paths: readonly string[], txid: string, reason: HistoryEntry['reason']): string {
     return this.history.backup(paths, txid, reason);

@@ -10,6 +10,7 @@ import {
   defaultDir,
   directorConfig,
   type Lab,
+  labYaml,
   REPO,
   startLab,
   stopLab,
@@ -60,9 +61,10 @@ export function useLab(name: string, opts: { directors?: number } = {}): () => L
 
 const PAST = new Date('2020-01-01T00:00:00Z');
 
-/** Puts every director back on the lab's reference configuration, with no lvssync state. */
+/** Puts every director back on the lab's reference configuration and lvssync.yaml, with no lvssync state. */
 export function resetDirectors(lab: Lab): void {
   for (const d of lab.directors) {
+    lab.writeFile(d, '/etc/lvssync/lvssync.yaml', labYaml(lab.directors));
     // empty the directories rather than remove them: they are bind-mounted into the director
     for (const top of ['/etc/keepalived', '/etc/ferm', '/var/lib/lvssync']) {
       const dir = lab.pathOn(d, top);

@@ -2,6 +2,8 @@
 // with its own rendering, in the order of the VRRP instances they hold; a failure on one undoes the
 // ones changed before it; a director that is down does not hold up the others and is brought up to
 // date when it returns; a split brain across the three is seen.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ADDR, type Director, type Lab, type ProcRecord } from '../../scripts/lab/lab.js';
 import { renderForNode } from '../../src/core/render.js';
@@ -248,14 +250,135 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
       await l.waitForVipHolder(30_000);
     }
   }, 90_000);
+
+  it('handover while the old primary is down; back, its edits are shown three-way and overwritten by nobody silently', async () => {
+    const l = lab();
+    // in step (the reset left the files so: the push reloads), what lvssync synced recorded on lvs1
+    expect(JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout).result).toBe('reloaded');
+    await sshd(l, 'lvs1', false);
+    try {
+      // lvs1 is edited while it cannot be reached
+      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 58'));
+      const refused = await lvssync(l, 'lvs2', 'primary', 'lvs2');
+      expect(refused.code).toBe(4);
+      expect(refused.stderr).toMatch(/lvs1, the primary, cannot be asked/);
+      expect(l.readFile('lvs2', '/etc/lvssync/lvssync.yaml')).toMatch(/^primary: lvs1$/m);
+      const h = await lvssync(l, 'lvs2', 'primary', 'lvs2', '--force');
+      expect(h.code, h.stdout + h.stderr).toBe(4);
+      expect(h.stdout).toMatch(/lvs2 is the primary from handover 1 on \(it was lvs1\)/);
+      expect(h.stdout).toMatch(/lvs1: NOT TOLD/);
+      for (const d of ['lvs2', 'lvs3'] as const)
+        expect(l.readFile(d, '/etc/lvssync/lvssync.yaml')).toMatch(/^primary: lvs2$/m);
+      // the old primary, unaware, pushes: the first director it reaches tells it, and nothing is pushed
+      const stale = await lvssync(l, 'lvs1', 'push', '--yes');
+      expect(stale.code).toBe(6);
+      expect(stale.stderr).toMatch(/follows lvs2 \(handover 1\), a later handover/);
+      expect(l.readFile('lvs1', '/etc/lvssync/lvssync.yaml')).toMatch(/^primary: lvs2$/m);
+      for (const d of ['lvs2', 'lvs3'] as const) expect(l.readFile(d, FWM)).toContain('weight 50');
+      // the new primary's own edit reaches lvs3; lvs1 cannot be reached
+      edit(l, 'lvs2', FWM, (s) => s.replace(/weight 50/g, 'weight 60'));
+      const p = await lvssync(l, 'lvs2', 'push', '--yes', '--json');
+      expect(p.code).toBe(4);
+      expect(JSON.parse(p.stdout).result).toBe('partial');
+      expect(l.readFile('lvs3', FWM)).toContain('weight 60');
+    } finally {
+      await sshd(l, 'lvs1', true);
+    }
+    // back: lvs1's edit is a conflict, shown against what lvssync last synced there
+    const diff = await lvssync(l, 'lvs2', 'diff');
+    expect(diff.stdout).toMatch(
+      /CONFLICT \/etc\/keepalived\/conf\.d\/fwm-100\.conf: edited on lvs1 since lvssync last synced it there/,
+    );
+    expect(diff.stdout).toMatch(/--- last synced to lvs1:.*fwm-100.conf\n\+\+\+ lvs1 now:/);
+    expect(diff.stdout).toMatch(/--- last synced to lvs1:.*fwm-100.conf\n\+\+\+ lvs2 \(rendered for lvs1\):/);
+    expect(diff.stdout).toMatch(/-\s+weight 50\n\+\s+weight 58/);
+    expect(diff.stdout).toMatch(/-\s+weight 50\n\+\s+weight 60/);
+    expect(diff.stdout).toContain('lvssync take lvs1 /etc/keepalived/conf.d/fwm-100.conf');
+    const blocked = await lvssync(l, 'lvs2', 'push', '--yes');
+    expect(blocked.code).toBe(6);
+    expect(l.readFile('lvs1', FWM)).toContain('weight 58');
+    // lvs1's side wins for that file: taken on the primary, then pushed to all
+    const take = await lvssync(l, 'lvs2', 'take', 'lvs1');
+    expect(take.code, take.stdout + take.stderr).toBe(0);
+    expect(take.stdout).toContain(`took ${FWM} (lvs1's version)`);
+    expect(l.readFile('lvs2', FWM)).toContain('weight 58');
+    const after = await lvssync(l, 'lvs2', 'push', '--yes', '--json');
+    expect(JSON.parse(after.stdout).result).toBe('pushed');
+    for (const d of l.directors) expect(l.readFile(d, FWM)).toContain('weight 58');
+    expect(l.readFile('lvs1', KA)).toContain('router_id LVS1');
+    // lvs2's own version is in its history (reason take)
+    const hist = l.pathOn('lvs2', '/var/lib/lvssync/history');
+    const metas = readdirSync(hist).map((v) =>
+      JSON.parse(readFileSync(path.join(hist, v, 'meta.json'), 'utf8')),
+    );
+    expect(metas.map((m: { reason: string }) => m.reason)).toContain('take');
+  }, 180_000);
+
+  it('handover from a running primary: refused with changes not pushed; then the daemons swap roles', async () => {
+    const l = lab();
+    const daemons: ProcRecord[] = [];
+    const watchOn = (d: Director) =>
+      daemons.push(
+        l.spawnOn(d, 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200', '--max', '2000']),
+      );
+    try {
+      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 57'));
+      const refused = await lvssync(l, 'lvs1', 'primary', 'lvs2');
+      expect(refused.code).toBe(6);
+      expect(refused.stderr).toMatch(/lvs1, the primary, has changes not pushed to lvs2: .*fwm-100\.conf/);
+      expect(JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout).result).toBe('pushed');
+      watchOn('lvs1');
+      watchOn('lvs2');
+      await until(
+        'lvs1 in sync, lvs2 watching only',
+        () => healthOn(l, 'lvs1') === 'in-sync' && healthOn(l, 'lvs2') === 'not-primary',
+      );
+      const h = await lvssync(l, 'lvs1', 'primary', 'lvs2');
+      expect(h.code, h.stdout + h.stderr).toBe(0);
+      // each daemon read its new lvssync.yaml: the old primary watches, the new one pushes
+      await until(
+        'the daemons to swap',
+        () => healthOn(l, 'lvs1') === 'not-primary' && healthOn(l, 'lvs2') === 'in-sync',
+      );
+      edit(l, 'lvs2', FWM, (s) => s.replace(/weight 57/g, 'weight 63'));
+      await until(
+        "lvs1 and lvs3 to get lvs2's edit",
+        () => l.readFile('lvs1', FWM).includes('weight 63') && l.readFile('lvs3', FWM).includes('weight 63'),
+      );
+      expect(l.readFile('lvs1', KA)).toContain('router_id LVS1');
+      // an edit on the old primary goes nowhere
+      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 63/g, 'weight 64'));
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(healthOn(l, 'lvs1')).toBe('not-primary');
+      for (const d of ['lvs2', 'lvs3'] as const) expect(l.readFile(d, FWM)).toContain('weight 63');
+      // lvssync push there says why
+      const p = await lvssync(l, 'lvs1', 'push', '--yes');
+      expect(p.code).toBe(6);
+      expect(p.stderr).toMatch(/lvs1 is not the primary/);
+      // --force hands over with changes not pushed: the primary keeps them in its history
+      for (const d of daemons.splice(0)) await l.killProc(d);
+      edit(l, 'lvs2', FWM, (s) => s.replace(/weight 63/g, 'weight 65'));
+      const f = await lvssync(l, 'lvs3', 'primary', 'lvs3', '--force', '--json');
+      expect(f.code, f.stdout + f.stderr).toBe(0);
+      const j = JSON.parse(f.stdout);
+      expect(j).toMatchObject({ primary: 'lvs3', epoch: 2, from: 'lvs2', notPushed: [FWM] });
+      const kept = j.told.find((t: { node: string }) => t.node === 'lvs2').kept as string;
+      expect(l.readFile('lvs2', `/var/lib/lvssync/history/${kept}/files${FWM}`)).toContain('weight 65');
+      for (const d of l.directors)
+        expect(l.readFile(d, '/etc/lvssync/lvssync.yaml')).toMatch(/^primary: lvs3$/m);
+    } finally {
+      for (const d of daemons) await l.killProc(d);
+    }
+  }, 180_000);
 });
 
-/** The daemon's health on lvs1 (watch-status.json), or '' before it wrote one. */
-function health(l: Lab): string {
+/** The daemon's health on a director (watch-status.json), or '' before it wrote one. */
+function healthOn(l: Lab, d: Director): string {
   try {
-    return (JSON.parse(l.readFile('lvs1', '/var/lib/lvssync/watch-status.json')) as { health: string })
-      .health;
+    return (JSON.parse(l.readFile(d, '/var/lib/lvssync/watch-status.json')) as { health: string }).health;
   } catch {
     return '';
   }
 }
+
+const health = (l: Lab) => healthOn(l, 'lvs1');

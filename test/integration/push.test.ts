@@ -374,7 +374,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     const req = (o: object, id: number) => JSON.stringify({ id, ...o });
     const data = Buffer.from('owned\n').toString('base64');
     const input = [
-      req({ op: 'hello', version: PROTOCOL_VERSION, primary: 'evil' }, 1),
+      req({ op: 'hello', version: PROTOCOL_VERSION, primary: 'lvs1' }, 1),
       req({ op: 'begin', txid }, 2),
       req({ op: 'put', txid, path: '/etc/passwd', mode: 0o644, data }, 3),
       req({ op: 'put', txid, path: '/etc/keepalived/../passwd', mode: 0o644, data }, 4),
