@@ -206,6 +206,7 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
       'keep the report in the state directory (and run audit.command / write audit.prometheus)',
     )
     .option('-v, --verbose', 'also list what is ok')
+    .option('--peer <name>', 'only this director besides this one (default: every node)')
     .action(async (opts) => {
       const { runAuditCommand } = await import('./commands/audit.js');
       setExit(await runAuditCommand(opts, io));
@@ -216,6 +217,7 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
       'one screen: in sync / changes pending / drift / peer unreachable, last push, VIPs, last audit',
     )
     .option('--json', 'print one JSON object')
+    .option('--peer <name>', 'only this director (default: every other node)')
     .action(async (opts) => {
       const { runStatusCommand } = await import('./commands/audit.js');
       setExit(await runStatusCommand(opts, io));
@@ -225,7 +227,7 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
     .description(
       "set up the directors: lvssync's key, each peer's pinned host key, their authorized_keys line",
     )
-    .option('--peer <name>', 'the peer (default: the other node)')
+    .option('--peer <name>', 'only this peer (default: every other node)')
     .option('-y, --yes', 'pin the host key without asking (check the fingerprint out of band)')
     .action(async (opts) => {
       const { runInit } = await import('./commands/init.js');

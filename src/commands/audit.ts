@@ -22,6 +22,7 @@ export interface AuditOptions {
   digests?: boolean;
   store?: boolean;
   verbose?: boolean;
+  peer?: string;
 }
 
 export async function runAuditCommand(opts: AuditOptions, io: Io): Promise<number> {
@@ -37,7 +38,7 @@ export async function runAuditCommand(opts: AuditOptions, io: Io): Promise<numbe
     throw new LvssyncError('E_USAGE', `--format ${format}: use text, json or markdown`);
   const self = requireSelfNode(config, opts.node);
   const { openForAudit } = await import('../shell/audit-peer.js');
-  const peers = openForAudit(config, self);
+  const peers = openForAudit(config, self, opts.peer);
   const { formatAuditJson, formatAuditMarkdown, formatAuditText, runAudit, storeReport } = await import(
     '../shell/audit.js'
   );
@@ -58,6 +59,7 @@ export interface StatusOptions {
   config?: string;
   node?: string;
   json?: boolean;
+  peer?: string;
 }
 
 /** One screen: sync state (F5 ConfigSync's words), last push, VIP holders, last audit. */
@@ -69,7 +71,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   const { readJsonFile } = await import('../shell/fs-atomic.js');
   const { config, path: configPath } = await loadConfig(opts.config);
   const me = requireSelfNode(config, opts.node);
-  const targets = peersOf(config, me);
+  const targets = peersOf(config, me, opts.peer);
   const { readClaim } = await import('../shell/primary.js');
   const { describeClaim } = await import('../core/primary.js');
   const lastPush = readJsonFile<{ time: string; result: string; error?: { message: string } }>(
@@ -100,6 +102,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
       self: me,
       dryRun: true,
       external: false,
+      ...(opts.peer ? { peer: opts.peer } : {}),
       ...(configPath ? { configPath } : {}),
     });
     local = r.local;

@@ -26,8 +26,8 @@ export interface EarlyPeer {
  * Opens every other director's session for an audit at once (before the rest of the audit is even
  * loaded: the SSH handshakes and the agents' start are most of an audit's time).
  */
-export function openForAudit(config: Config, self: string): EarlyPeer[] {
-  return peersOf(config, self).map((t) => openOne(config, self, t));
+export function openForAudit(config: Config, self: string, only?: string): EarlyPeer[] {
+  return peersOf(config, self, only).map((t) => openOne(config, self, t));
 }
 
 function openOne(config: Config, self: string, target: PeerTarget): EarlyPeer {

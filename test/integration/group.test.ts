@@ -108,6 +108,13 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
     expect(st.vips.map((v: { on: string[] }) => v.on)).toEqual([[holder], [holder]]);
     const audit = JSON.parse((await lvssync(l, 'lvs1', 'audit', '--json')).stdout);
     expect(audit.hosts).toEqual(['lvs1', 'lvs2', 'lvs3']);
+    // --peer limits each to one director
+    const one = JSON.parse((await lvssync(l, 'lvs1', 'status', '--peer', 'lvs3', '--json')).stdout);
+    expect(one.peers.map((p: { node: string }) => p.node)).toEqual(['lvs3']);
+    expect(JSON.parse((await lvssync(l, 'lvs1', 'audit', '--peer', 'lvs2', '--json')).stdout).hosts).toEqual([
+      'lvs1',
+      'lvs2',
+    ]);
     expect(
       audit.findings
         .filter((f: { check: string }) => f.check === 'drift' || f.check === 'vip')
