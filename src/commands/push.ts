@@ -258,7 +258,9 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
   const reached = report.peers.filter((p) => !p.unreachable);
   for (const p of report.peers)
     if (p.unreachable) io.stderr(`lvssync: ${p.node} could not be asked: ${p.unreachable.message}\n`);
-  switch (report.result) {
+  // a dry run that could not ask every director is still a dry run: its plan, and who was not asked
+  const shown = dryRun && report.result === 'partial' ? 'dry-run' : report.result;
+  switch (shown) {
     case 'invalid-here':
       io.stdout(
         `${formatDiagnostics(report.diagnostics, sourceOf)}\n\nnot pushed: the set on ${self} has errors; ${
@@ -286,7 +288,7 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
     case 'dry-run':
     case 'conflict':
       io.stdout(`${formatPlan(report, self)}\n`);
-      if (report.result === 'dry-run')
+      if (shown === 'dry-run')
         io.stdout(
           `dry run: nothing was changed (${mode === 'diff' ? 'lvssync push applies it' : 'run without --dry-run to apply'})\n`,
         );

@@ -445,12 +445,13 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       return report;
     }
     const services = config.services.map((x) => x.name);
-    /** Services whose files are not what they last loaded (a file put back by hand, a reload that did not happen). */
-    const here = readLoaded(config.stateDir);
-    const selfPending = services.filter(
-      (n) => here[n]?.digest !== setDigest(guardFor(config, n, local).validated),
-    );
+    // What each director's services last loaded matters where nothing is committed: a director whose
+    // files change reloads everything anyway (a digest of the whole set is not free at 1,000 files).
     for (const leg of reachable) {
+      if (leg.node.plan!.changes.length) {
+        leg.work = 'commit';
+        continue;
+      }
       const there = (await leg.loaded?.catch(() => undefined)) ?? {};
       const peerSet = {
         snapshot: leg.renderedSnap!,
@@ -460,8 +461,14 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       leg.pending = services.filter(
         (n) => there[n]?.digest !== setDigest(guardFor(config, n, peerSet).validated),
       );
-      leg.work = leg.node.plan!.changes.length ? 'commit' : leg.pending.length ? 'reload' : 'none';
+      leg.work = leg.pending.length ? 'reload' : 'none';
     }
+    const anyCommit = reachable.some((l) => l.work === 'commit');
+    /** This director's services that did not load its files as they are (a file put back by hand, a reload that did not happen). */
+    const here = anyCommit ? {} : readLoaded(config.stateDir);
+    const selfPending = anyCommit
+      ? []
+      : services.filter((n) => here[n]?.digest !== setDigest(guardFor(config, n, local).validated));
     /** Services not running on any director: a push neither commits nor reloads while one is down. */
     const down = async (): Promise<boolean> => {
       const [mine, ...theirs] = await Promise.all([
@@ -483,7 +490,6 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       );
       return true;
     };
-    const anyCommit = reachable.some((l) => l.work === 'commit');
     /** What the primary reloads: everything after a commit anywhere, else what it owes. */
     const selfServices = anyCommit ? services : selfPending;
     if (!anyCommit) {
