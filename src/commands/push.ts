@@ -256,8 +256,10 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
     report.local?.snapshot.files.get(p)?.text ??
     report.peers.find((n) => n.rendered?.has(p))?.rendered?.get(p);
   const reached = report.peers.filter((p) => !p.unreachable);
+  // (when none could be asked, the error below says it once)
   for (const p of report.peers)
-    if (p.unreachable) io.stderr(`lvssync: ${p.node} could not be asked: ${p.unreachable.message}\n`);
+    if (p.unreachable && p.unreachable !== report.error)
+      io.stderr(`lvssync: ${p.node} could not be asked: ${p.unreachable.message}\n`);
   // a dry run that could not ask every director is still a dry run: its plan, and who was not asked
   const shown = dryRun && report.result === 'partial' ? 'dry-run' : report.result;
   switch (shown) {
