@@ -339,7 +339,7 @@ export function peerOf(config: Config, self: string, explicit?: string): PeerTar
       'E_CONFIG',
       explicit
         ? `--peer ${explicit} is not a configured node (${Object.keys(config.nodes).join(', ')})`
-        : `no peer configured: lvssync.yaml needs nodes for both directors (this one is ${self})`,
+        : `no peer configured: lvssync.yaml needs a node for every director, two at least (this one is ${self})`,
     );
   }
   if (name === self) throw new LvssyncError('E_USAGE', `--peer ${name} is this director`);
@@ -351,6 +351,6 @@ export function peerOf(config: Config, self: string, explicit?: string): PeerTar
 export function peersOf(config: Config, self: string, explicit?: string): PeerTarget[] {
   if (explicit) return [peerOf(config, self, explicit)];
   const names = Object.keys(config.nodes).filter((n) => n !== self);
-  if (!names.length) peerOf(config, self);
-  return names.map((n) => peerOf(config, self, n));
+  // no other node: peerOf says what lvssync.yaml lacks
+  return names.length ? names.map((n) => peerOf(config, self, n)) : [peerOf(config, self)];
 }

@@ -710,25 +710,14 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     /** Puts back what this push committed on `nodes` (the last changed first) after a later step failed. */
     const undo = async (nodes: readonly string[]) => {
       for (const name of nodes) {
-        const sess = byName.get(name)!.session!;
         say(`restoring ${name}'s previous files`);
-        const ab = sess.isClosed
-          ? undefined
-          : await sess.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
+        const r = await restore(byName.get(name)!.session!, txid, name);
         committedOn.delete(name);
-        if (ab) {
+        if (r.aborted) {
           ended.add(name);
           byName.get(name)!.txOpen = false;
         }
-        report.steps.push({
-          host: name,
-          step: 'roll back',
-          ok: ab?.reloaded.every((x: ReloadResult) => x.ok) ?? false,
-          durationMs: 0,
-          detail: ab
-            ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`
-            : 'left to the agent (connection lost)',
-        });
+        report.steps.push(r.step);
       }
     };
     /** The primary's services reloaded and verified; the report when the push ends there. */
@@ -979,22 +968,12 @@ export async function commitOnPeer(a: {
     });
     if (!ok || !verify.ok) {
       say(`${svc.name} failed on ${target.name}: restoring its previous files`);
-      const ab = session.isClosed
-        ? undefined
-        : await session.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
-      steps.push({
-        host: target.name,
-        step: 'roll back',
-        ok: ab?.reloaded.every((x: ReloadResult) => x.ok) ?? false,
-        durationMs: 0,
-        detail: ab
-          ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`
-          : 'left to the agent (connection lost)',
-      });
+      const back = await restore(session, txid, target.name);
+      steps.push(back.step);
       return {
         ok: false,
         service: svc.name,
-        aborted: ab !== undefined,
+        aborted: back.aborted,
         ...(r.diagnostics ? { diagnostics: r.diagnostics } : {}),
       };
     }
@@ -1125,6 +1104,32 @@ export async function runRollback(opts: {
       await session.request({ op: 'abort', txid, reload: false }).catch(() => undefined);
     session.close();
   }
+}
+
+/**
+ * Asks a peer's agent to put back what transaction `txid` committed there and reload it (the way
+ * back for a failed reload there, and for the peers a later failure undoes); its step for the report.
+ */
+async function restore(
+  session: PeerSession,
+  txid: string,
+  host: string,
+): Promise<{ aborted: boolean; step: Step }> {
+  const ab = session.isClosed
+    ? undefined
+    : await session.request({ op: 'abort', txid, reload: true }).catch(() => undefined);
+  return {
+    aborted: ab !== undefined,
+    step: {
+      host,
+      step: 'roll back',
+      ok: ab?.reloaded.every((x: ReloadResult) => x.ok) ?? false,
+      durationMs: 0,
+      detail: ab
+        ? `restored ${ab.restored.length} file(s), reloaded ${ab.reloaded.length} service(s)`
+        : 'left to the agent (connection lost)',
+    },
+  };
 }
 
 function merge(a: VerifyResult, b: VerifyResult): VerifyResult {

@@ -6,11 +6,13 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, wr
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import {
+  ADDR,
   type Director,
   defaultDir,
   directorConfig,
   type Lab,
   labYaml,
+  type ProcRecord,
   REPO,
   startLab,
   stopLab,
@@ -141,4 +143,26 @@ export function edit(lab: Lab, host: Director, p: string, f: (s: string) => stri
 
 export async function reloadsOf(lab: Lab, host: Director): Promise<number> {
   return (readFileSync(lab.logFile(host, 'keepalived'), 'utf8').match(/Reloading/g) ?? []).length;
+}
+
+/** Starts `lvssync watch` on a director (the tests' quiet window and maximum unless `args` say otherwise). */
+export function startWatch(
+  lab: Lab,
+  host: Director,
+  args: readonly string[] = ['--quiet', '200', '--max', '2000'],
+): ProcRecord {
+  return lab.spawnOn(host, 'watch', [process.execPath, MAIN, 'watch', ...args]);
+}
+
+/**
+ * An lvssync.yaml for lvs1 that reaches every other director over the internal segment (its sshd
+ * listens there too): lvssync still asks them while the crossover, VRRP's link, is cut. Its path.
+ */
+export function internalConfig(lab: Lab): string {
+  const cfg = '/etc/lvssync/internal.yaml';
+  let yaml = lab.readFile('lvs1', '/etc/lvssync/lvssync.yaml');
+  for (const d of lab.directors)
+    yaml = yaml.replace(`address: ${ADDR.crossover[d]}`, `address: ${ADDR.internal[d]}`);
+  lab.writeFile('lvs1', cfg, yaml);
+  return cfg;
 }

@@ -4,7 +4,15 @@ import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { DIRECTORS, LAB_IPVSADM, type Lab, LB_BODY } from '../../scripts/lab/lab.js';
 import { FIXTURES } from '../helpers/fixtures.js';
-import { FWM, labUnavailable, lvssync, MAIN, resetDirectors, useLab } from '../helpers/lab.js';
+import {
+  FWM,
+  internalConfig,
+  labUnavailable,
+  lvssync,
+  MAIN,
+  resetDirectors,
+  useLab,
+} from '../helpers/lab.js';
 
 const unavailable = labUnavailable();
 
@@ -132,14 +140,7 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
   it('VIPs on both directors when the crossover is cut: split brain, critical', async () => {
     const l = lab();
     // the audit reaches lvs2 over the internal segment while VRRP (crossover) is cut
-    const cfg = '/etc/lvssync/internal.yaml';
-    l.writeFile(
-      'lvs1',
-      cfg,
-      l
-        .readFile('lvs1', '/etc/lvssync/lvssync.yaml')
-        .replace('address: 203.0.113.252', 'address: 198.51.100.252'),
-    );
+    const cfg = internalConfig(l);
     await l.cutCrossover();
     const until = Date.now() + 15_000;
     while ((await l.holdersOf('198.51.100.250')).length < 2 && Date.now() < until)

@@ -10,12 +10,13 @@ import { renderForNode } from '../../src/core/render.js';
 import {
   edit,
   FWM,
+  internalConfig,
   KA,
   labUnavailable,
   lvssync,
-  MAIN,
   reloadsOf,
   resetDirectors,
+  startWatch,
   tree,
   useLab,
 } from '../helpers/lab.js';
@@ -187,15 +188,7 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
     const l = lab();
     let daemon: ProcRecord | undefined;
     try {
-      daemon = l.spawnOn('lvs1', 'watch', [
-        process.execPath,
-        MAIN,
-        'watch',
-        '--quiet',
-        '200',
-        '--max',
-        '2000',
-      ]);
+      daemon = startWatch(l, 'lvs1');
       await until('the daemon in sync', () => health(l) === 'in-sync', 30_000);
       // lvs3's link goes (the daemon's kept session to it with it)
       await l.cutCrossover(['lvs3']);
@@ -223,15 +216,7 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
   it('split brain across three: status and the audit name every holder', async () => {
     const l = lab();
     // lvssync reaches the others over the internal segment while VRRP (crossover) is cut
-    const cfg = '/etc/lvssync/internal.yaml';
-    l.writeFile(
-      'lvs1',
-      cfg,
-      l
-        .readFile('lvs1', '/etc/lvssync/lvssync.yaml')
-        .replace(`address: ${ADDR.crossover.lvs2}`, `address: ${ADDR.internal.lvs2}`)
-        .replace(`address: ${ADDR.crossover.lvs3}`, `address: ${ADDR.internal.lvs3}`),
-    );
+    const cfg = internalConfig(l);
     try {
       await l.cutCrossover();
       await until(
@@ -324,10 +309,7 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
   it('handover from a running primary: refused with changes not pushed; then the daemons swap roles', async () => {
     const l = lab();
     const daemons: ProcRecord[] = [];
-    const watchOn = (d: Director) =>
-      daemons.push(
-        l.spawnOn(d, 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200', '--max', '2000']),
-      );
+    const watchOn = (d: Director) => daemons.push(startWatch(l, d));
     try {
       edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 57'));
       const refused = await lvssync(l, 'lvs1', 'primary', 'lvs2');

@@ -16,6 +16,7 @@ import {
   countAgents,
   labUnavailable,
   resetDirectors,
+  startWatch,
   useLab,
   writeUnrecoverableJournal,
 } from '../helpers/lab.js';
@@ -111,7 +112,7 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
   it('an invalid save during the primary’s reload is never loaded: keepalived keeps running, the VIPs stay on one director, the pair converges after the fix', async () => {
     const l = lab();
     slowFerm(l, 'lvs1', 2);
-    daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200', '--max', '2000']);
+    daemon = startWatch(l, 'lvs1');
     await until('the daemon to start', () =>
       logLines(l).some((j) => /in sync|pushed|reloaded/.test(j.msg ?? '')),
     );

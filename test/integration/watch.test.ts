@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Lab, type ProcRecord, REPO } from '../../scripts/lab/lab.js';
-import { labUnavailable, resetDirectors, useLab } from '../helpers/lab.js';
+import { labUnavailable, resetDirectors, startWatch, useLab } from '../helpers/lab.js';
 
 const unavailable = labUnavailable();
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
@@ -45,7 +45,7 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     const l = lab();
     resetDirectors(l);
     rmSync(l.logFile('lvs1', 'watch'), { force: true });
-    daemon = l.spawnOn('lvs1', 'watch', [process.execPath, MAIN, 'watch', '--quiet', '200', '--max', '2000']);
+    daemon = startWatch(l, 'lvs1');
     await until('the daemon to converge', () => {
       try {
         return /in sync, nothing to push|"msg":"pushed"|"msg":"files in sync; reloaded/.test(
