@@ -75,7 +75,7 @@ export function readJsonFile<T>(p: string): T | undefined {
  * Replaces a cache file (a temporary renamed over it, mode 0600, no fsync: a torn or lost cache is
  * read as none).
  */
-export function replaceCacheFile(file: string, text: string): void {
+export function replaceCacheFile(file: string, text: string | Buffer): void {
   const tmp = `${file}.${process.pid}.lvssync-tmp`;
   writeFileSync(tmp, text, { mode: 0o600 });
   renameSync(tmp, file);

@@ -24,7 +24,7 @@ import type { Config } from '../core/config.js';
 import type { RemoteFile } from '../core/plan.js';
 import type { HistoryEntry, ReloadResult } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
-import { fsyncDir, sameFile, writeTemp } from './fs-atomic.js';
+import { fsyncDir, replaceCacheFile, sameFile, writeTemp } from './fs-atomic.js';
 import { Checksums, sha256Hex, WrittenDigests } from './store/checksums.js';
 import { History } from './store/history.js';
 import { checkTxid, type Journal, TxRecords } from './store/journal.js';
@@ -370,8 +370,9 @@ export class Store {
         } catch {}
       if (data === undefined) rmSync(to, { force: true });
       else if (!sameFile(to, data, 0o600)) {
+        // a cache for the three-way display (conflicts are found by written.json): no fsync
         mkdirSync(path.dirname(to), { recursive: true, mode: 0o700 });
-        renameSync(writeTemp(to, data, 0o600), to);
+        replaceCacheFile(to, data);
       }
     }
   }
