@@ -118,8 +118,9 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
         else if (ps.pendingChanges > 0 || r.result === 'invalid-here') ps.sync = 'changes pending';
       }
     }
-    const whole = ['conflict', 'busy', 'partial', 'dry-run', 'in-sync', 'invalid-here'];
-    if (r.error && !whole.includes(r.result) && !r.peers.every((p) => p.unreachable)) throw r.error;
+    // an error of the whole push (not a director that could not be asked, each said above)
+    if (r.error && r.result !== 'conflict' && r.result !== 'busy' && !r.peers.every((p) => p.unreachable))
+      throw r.error;
     await Promise.all(
       targets
         .filter((_, i) => peers[i]!.sync !== 'peer unreachable')

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { isEditorTemp } from '../core/coalesce.js';
 import type { Config } from '../core/config.js';
 import { describeClaim, type PrimaryClaim, settleClaims } from '../core/primary.js';
-import { renderForNode } from '../core/render.js';
+import { renderForNode, renderTargetOf } from '../core/render.js';
 import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import { writeTemp } from '../shell/fs-atomic.js';
@@ -47,15 +47,8 @@ function peerSide(s: PeerSession): Side {
 
 /** `text` of a file as `node` must have it (its router_id and per-director lines). */
 function renderFor(config: Config, node: string, p: string, text: string): string {
-  const n = config.nodes[node]!;
   const keepalived = p.startsWith(`${path.posix.dirname(config.files.keepalived)}/`) ? [p] : [];
-  return (
-    renderForNode(new Map([[p, text]]), keepalived, {
-      node,
-      ...(n.router_id ? { routerId: n.router_id } : {}),
-      hostLines: n.hostLines,
-    }).files.get(p) ?? text
-  );
+  return renderForNode(new Map([[p, text]]), keepalived, renderTargetOf(config, node)).files.get(p) ?? text;
 }
 
 /** The files of `from` that `to` does not have as `from` would push them: what `from` has not pushed to `to`. */

@@ -2,7 +2,7 @@
 // lines get that director's values; every other byte (comments, spacing, other lines) is kept, and
 // `@id` conditional lines are left alone (they already say which host they are for). Pure.
 
-import type { HostLine } from './config.js';
+import type { Config, HostLine } from './config.js';
 import { type Diagnostic, diag } from './diagnostic.js';
 import { type CstNode, type CstStatement, parseKeepalived } from './keepalived/cst.js';
 import type { Token } from './keepalived/lexer.js';
@@ -19,6 +19,12 @@ export interface RenderTarget {
   node: string;
   routerId?: string;
   hostLines: readonly HostLine[];
+}
+
+/** What `node`'s lvssync.yaml entry says it must have of its own: its router_id and per-director lines. */
+export function renderTargetOf(config: Config, node: string): RenderTarget {
+  const n = config.nodes[node]!;
+  return { node, ...(n.router_id ? { routerId: n.router_id } : {}), hostLines: n.hostLines };
 }
 
 export interface RenderResult {

@@ -26,7 +26,7 @@ import type { Config } from '../core/config.js';
 import { parseFermLines } from '../core/ferm/marks.js';
 import { type IpvsTable, parseIpvsadm } from '../core/ipvsadm.js';
 import type { AuditData } from '../core/protocol.js';
-import { renderForNode } from '../core/render.js';
+import { renderForNode, renderTargetOf } from '../core/render.js';
 import { LvssyncError } from '../errors.js';
 import { type EarlyPeer, openForAudit } from './audit-peer.js';
 import { readSelf } from './check-director.js';
@@ -186,12 +186,7 @@ export async function runAudit(
   const mine = new Map(here.files.map((f) => [f.path, f.text ?? '']));
   const drift: string[] = [];
   for (const { name, data: there, session: s } of answered) {
-    const peerNode = config.nodes[name]!;
-    const rendered = renderForNode(mine, local.evaluation.files, {
-      node: name,
-      ...(peerNode.router_id ? { routerId: peerNode.router_id } : {}),
-      hostLines: peerNode.hostLines,
-    });
+    const rendered = renderForNode(mine, local.evaluation.files, renderTargetOf(config, name));
     // Files whose checksum matches the render are equal; the texts of the others are fetched for diffs.
     const theirs = new Map<string, string>();
     const differing: string[] = [];

@@ -29,7 +29,7 @@ import type {
   ServiceState,
   VerifyResult,
 } from '../core/protocol.js';
-import { renderForNode } from '../core/render.js';
+import { renderForNode, renderTargetOf } from '../core/render.js';
 import { describeChangedDuring, setDigest } from '../core/service-set.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
 import { type PushResult, resultOfError, type Step } from '../core/worker-ipc.js';
@@ -315,11 +315,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     for (const leg of legs) {
       const name = leg.target.name;
       const peerNode = config.nodes[name]!;
-      const rendered = renderForNode(texts, local.evaluation.files, {
-        node: name,
-        ...(peerNode.router_id ? { routerId: peerNode.router_id } : {}),
-        hostLines: peerNode.hostLines,
-      });
+      const rendered = renderForNode(texts, local.evaluation.files, renderTargetOf(config, name));
       leg.node.rewrites = rendered.rewrites;
       leg.node.rendered = rendered.files;
       // each rendering, like the set, is kept between pushes and updated in place (a re-check of it
