@@ -256,7 +256,7 @@ export async function buildPackage(opts: PackageOptions = {}): Promise<PackageRe
       'Architecture: all',
       `Maintainer: ${MAINTAINER}`,
       `Installed-Size: ${installedSizeKiB(tree)}`,
-      'Depends: nodejs (>= 18), keepalived, ferm',
+      'Depends: nodejs (>= 18), keepalived, ferm, openssh-client',
       'Recommends: openssh-server',
       'Suggests: ipvsadm',
       'Section: net',

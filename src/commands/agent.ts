@@ -430,7 +430,7 @@ class Agent {
   private async ensureWorkspace(): Promise<Workspace> {
     if (!this.workspace) {
       const { Workspace } = await import('../shell/workspace.js');
-      this.workspace = new Workspace();
+      this.workspace = Workspace.kept(this.store.stateDir);
     }
     return this.workspace;
   }

@@ -9,6 +9,7 @@ import { EXIT } from '../errors.js';
 import type { Io } from '../io.js';
 import { checkDirector } from '../shell/check-director.js';
 import { loadConfig, selfNode } from '../shell/load-config.js';
+import { Workspace } from '../shell/workspace.js';
 
 export interface CheckOptions {
   root?: string;
@@ -33,6 +34,7 @@ export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
     ...(config.files.extra.length ? { extra: config.files.extra } : {}),
     boundary: boundaryOf(config),
     severity: config.check.severity,
+    workspace: Workspace.kept(config.stateDir),
     ...(node ? { host: node } : {}),
   });
   // the real validators were asked for: a missing one is a missing tool, not a passed check

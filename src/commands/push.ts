@@ -18,6 +18,7 @@ import { loadConfig, requireSelfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
 import { PeerSession, peersOf } from '../shell/peer.js';
 import { type PushReport, type RollbackReport, runPush, runRollback } from '../shell/push.js';
+import { Workspace } from '../shell/workspace.js';
 
 export interface PushCliOptions {
   config?: string;
@@ -200,6 +201,8 @@ function jsonReport(report: PushReport): unknown {
     rewrites: p.rewrites,
     ...(p.version ? { version: p.version } : {}),
     ...(p.recovered ? { recovered: p.recovered } : {}),
+    // where the time went on that director (its agent's validation)
+    ...(p.peerTimings ? { timings: p.peerTimings } : {}),
   }));
   return {
     result: report.result,
@@ -210,6 +213,7 @@ function jsonReport(report: PushReport): unknown {
     order: report.order,
     steps: report.steps,
     timings: report.timings,
+    ...(report.local?.timings ? { checkTimings: report.local.timings } : {}),
     ...(report.superseded ? { superseded: report.superseded } : {}),
     ...(report.servicesDown ? { servicesDown: report.servicesDown } : {}),
     ...(report.pendingReloads ? { pendingReloads: report.pendingReloads } : {}),
@@ -233,6 +237,7 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
   const report = await runPush({
     config,
     self,
+    workspace: Workspace.kept(config.stateDir),
     ...(configPath ? { configPath } : {}),
     ...(opts.peer ? { peer: opts.peer } : {}),
     dryRun,

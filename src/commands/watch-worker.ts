@@ -60,7 +60,7 @@ async function nextAudit(expr: string): Promise<NextAudit> {
 
 class Worker {
   /** What this director's checks keep between pushes (the worker's life: a burst of edits). */
-  private readonly workspace = new Workspace();
+  private readonly workspace: Workspace;
   /** The set as the last push read it (read again in place: a re-check redoes what changed). */
   private readonly snapshot = emptySnapshot();
   /** One kept session per other director (opened with the first push that needs it). */
@@ -73,6 +73,7 @@ class Worker {
     private readonly self: string,
     private readonly send: (m: WorkerMessage) => void,
   ) {
+    this.workspace = Workspace.kept(config.stateDir);
     let targets: PeerTarget[] = [];
     try {
       targets = peersOf(config, self);

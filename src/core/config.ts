@@ -42,6 +42,11 @@ export interface Config {
     agent: boolean;
     knownHosts: string;
     connectTimeoutMs: number;
+    /**
+     * The SSH client: OpenSSH's `ssh` (a process of its own: its handshake goes on while this one
+     * checks the set) or the one built into lvssync; unset: OpenSSH when `ssh` is installed.
+     */
+    client?: 'openssh' | 'builtin';
   };
   files: {
     keepalived: string;
@@ -267,7 +272,7 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
     else {
       unknownKeys(
         raw.ssh,
-        ['user', 'identityFile', 'agent', 'knownHosts', 'connectTimeoutMs'],
+        ['user', 'identityFile', 'agent', 'knownHosts', 'connectTimeoutMs', 'client'],
         'ssh',
         problems,
       );
@@ -283,6 +288,11 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
         str(raw.ssh.knownHosts, 'ssh.knownHosts', problems, { fallback: c.ssh.knownHosts }) ??
         c.ssh.knownHosts;
       absPath(c.ssh.knownHosts, 'ssh.knownHosts', problems);
+      if (raw.ssh.client !== undefined) {
+        if (raw.ssh.client !== 'openssh' && raw.ssh.client !== 'builtin')
+          problems.push(`ssh.client: must be openssh or builtin, not ${JSON.stringify(raw.ssh.client)}`);
+        else c.ssh.client = raw.ssh.client;
+      }
       c.ssh.connectTimeoutMs = int(
         raw.ssh.connectTimeoutMs,
         'ssh.connectTimeoutMs',

@@ -25,7 +25,7 @@ import type { Config } from '../core/config.js';
 import { type LocatedMark, validateMarks } from '../core/cross-check.js';
 import { type Diagnostic, diag } from '../core/diagnostic.js';
 import { markLocator } from '../core/ferm/marks.js';
-import type { EvaluateOptions } from '../core/keepalived/evaluate.js';
+import type { EvaluateOptions, IncludeRef } from '../core/keepalived/evaluate.js';
 import { checkVersions, versionedKeywords } from '../core/keepalived/lint.js';
 import { emptySnapshot, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { applySuppressions, type SeverityOverride, type Suppressed } from '../core/suppress.js';
@@ -33,6 +33,7 @@ import {
   addDir,
   addFile,
   hostPath,
+  type Resolved,
   readKeepalivedSnapshot,
   readSoFar,
   rereadSnapshot,
@@ -198,6 +199,27 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     fermRun = tools.get('ferm', inputKey([opts.fermPath], files, tools.digest), run);
     void fermRun.catch(() => undefined);
   };
+  let resolved: Resolved | undefined;
+  // keepalived -t reads what the includes name: never an include outside the managed paths
+  const startKeepalivedTest = (
+    kaPaths: readonly string[],
+    includes: readonly IncludeRef[],
+  ): Promise<ToolRun> | undefined => {
+    if (opts.external === false || !snapshot.files.has(opts.keepalivedPath)) return undefined;
+    if (opts.boundary && checkIncludes(includes, opts.boundary.managed).length > 0) return undefined;
+    const run = () =>
+      execKeepalivedTest(opts.root, opts.keepalivedPath, kaPaths, opts.configId, opts.hostSpecific ?? 'drop');
+    const after = opts.keepalivedTestAfter;
+    const kaFiles = kaPaths.map((p) => snapshot.files.get(p)!).filter(Boolean);
+    const key = inputKey(
+      [opts.keepalivedPath, opts.configId ?? '', opts.hostSpecific ?? 'drop'],
+      kaFiles,
+      tools.digest,
+    );
+    const r = after ? after.then(() => tools.get('keepalived', key, run)) : tools.get('keepalived', key, run);
+    void r.catch(() => undefined);
+    return r;
+  };
   if (opts.snapshot && opts.changed) {
     // only what a full reading would hold: the set's files and what the listed directories hold
     const dirs = [...snapshot.dirs];
@@ -210,7 +232,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
         dirs.some((d) => p.startsWith(`${d}/`)),
     );
     await updateSnapshot(snapshot, opts.root, held, ws);
-    await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, ws, inside);
+    resolved = await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, ws, inside);
   } else {
     await rereadSnapshot(snapshot, ws, async () => {
       // ferm's files first: ferm starts while keepalived's set is read
@@ -218,10 +240,20 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
       await addFile(snapshot, opts.root, opts.fermPath, ws);
       startFerm();
       for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, ws);
-      await readKeepalivedSnapshot(snapshot, opts.root, opts.keepalivedPath, opts.configId, ws, inside);
+      resolved = await readKeepalivedSnapshot(
+        snapshot,
+        opts.root,
+        opts.keepalivedPath,
+        opts.configId,
+        ws,
+        inside,
+      );
     });
   }
   const timings: Record<string, number> = { read: performance.now() - t0 };
+  // What keepalived reads is known once the set is read: its keepalived -t runs beside the lints
+  // (an include reaching outside the managed paths still keeps it from ever starting).
+  let kaRun = early ?? (resolved ? startKeepalivedTest(resolved.files, resolved.includes) : undefined);
   const evalOpts: EvaluateOptions = { memory: ws };
   if (opts.configId !== undefined) evalOpts.configId = opts.configId;
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
@@ -248,31 +280,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     );
   }
   // The two real validators run side by side; each is skipped when its input is unchanged.
-  // keepalived -t reads what the includes name: never an include outside the managed paths
-  const kaRun = early
-    ? early
-    : opts.external !== false && snapshot.files.has(opts.keepalivedPath) && includeRefusals.length === 0
-      ? (() => {
-          const run = () =>
-            execKeepalivedTest(
-              opts.root,
-              opts.keepalivedPath,
-              ka.evaluation.files,
-              opts.configId,
-              opts.hostSpecific ?? 'drop',
-            );
-          const after = opts.keepalivedTestAfter;
-          const kaFiles = ka.evaluation.files.map((p) => snapshot.files.get(p)!).filter(Boolean);
-          const key = inputKey(
-            [opts.keepalivedPath, opts.configId ?? '', opts.hostSpecific ?? 'drop'],
-            kaFiles,
-            tools.digest,
-          );
-          return after
-            ? after.then(() => tools.get('keepalived', key, run))
-            : tools.get('keepalived', key, run);
-        })()
-      : undefined;
+  kaRun ??= startKeepalivedTest(ka.evaluation.files, ka.evaluation.includes);
   const ferm = await fermRun;
   if (ferm) {
     external.push(...ferm.diagnostics);

@@ -1,11 +1,15 @@
-// The primary's connection to a peer: one ssh2 connection, host key checked against the pinned
+// The primary's connection to a peer: an SSH session, host key checked against the pinned
 // known_hosts (an unknown or changed key is refused), key from a file or ssh-agent, and the agent
-// protocol spoken over one exec channel. Shell: wraps ssh2.
-// connectPeer throws E_SSH_CONNECT, E_HOST_KEY or E_SSH_AUTH; request() throws E_TRANSFER when the
-// connection is lost and the agent's own error code when it refuses.
+// protocol spoken over the remote command's input and output. The client is OpenSSH's `ssh` (a
+// process of its own: its handshake proceeds while this process checks the set) or the built-in
+// one (ssh2). Shell: wraps both.
+// PeerSession.open throws E_SSH_CONNECT, E_HOST_KEY or E_SSH_AUTH; request() throws E_TRANSFER when
+// the connection is lost and the agent's own error code when it refuses.
 
-import { readFileSync } from 'node:fs';
-import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
 import type { Config } from '../core/config.js';
 import {
   fingerprint,
@@ -23,7 +27,9 @@ import {
   type Request,
   type Responses,
 } from '../core/protocol.js';
+import { classifySshFailure } from '../core/ssh-failure.js';
 import { LvssyncError } from '../errors.js';
+import { which } from './exec.js';
 import { readClaim } from './primary.js';
 
 export interface PeerTarget {
@@ -37,10 +43,10 @@ function shellQuote(argv: readonly string[]): string {
   return argv.map((a) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
-export async function connectSsh(config: Config, target: PeerTarget): Promise<Client> {
-  let known: ReturnType<typeof parseKnownHosts>;
+/** The pinned host keys: a file that cannot be read refuses every connection. */
+function readPinned(config: Config, target: PeerTarget): string {
   try {
-    known = parseKnownHosts(readFileSync(config.ssh.knownHosts, 'utf8'));
+    return readFileSync(config.ssh.knownHosts, 'utf8');
   } catch (e) {
     throw new LvssyncError(
       'E_HOST_KEY',
@@ -48,6 +54,15 @@ export async function connectSsh(config: Config, target: PeerTarget): Promise<Cl
       { cause: e },
     );
   }
+}
+
+/** The client a session uses: ssh.client, or OpenSSH when `ssh` is installed. */
+export function sshClientOf(config: Config): 'openssh' | 'builtin' {
+  return config.ssh.client ?? (which('ssh') ? 'openssh' : 'builtin');
+}
+
+export async function connectSsh(config: Config, target: PeerTarget): Promise<Client> {
+  const known = parseKnownHosts(readPinned(config, target));
   const cfg: ConnectConfig = {
     host: target.host,
     port: target.port,
@@ -91,6 +106,7 @@ export async function connectSsh(config: Config, target: PeerTarget): Promise<Cl
     if (!sock) throw new LvssyncError('E_SSH_AUTH', 'ssh.agent is on but SSH_AUTH_SOCK is not set');
     cfg.agent = sock;
   }
+  const { Client } = await import('ssh2');
   const client = new Client();
   return new Promise<Client>((resolve, reject) => {
     client.once('ready', () => resolve(client));
@@ -121,6 +137,177 @@ export async function connectSsh(config: Config, target: PeerTarget): Promise<Cl
   });
 }
 
+/**
+ * The byte streams to one agent and how they end: what a PeerSession speaks the protocol over,
+ * whichever SSH client carries it.
+ */
+interface AgentLink {
+  readonly input: Writable;
+  readonly output: Readable;
+  readonly errors: Readable;
+  /** `why` the link ended; `failure`: OpenSSH's own reason when it never reached the agent. */
+  onClose(cb: (why: string, failure?: LvssyncError) => void): void;
+  close(): void;
+}
+
+/** The options OpenSSH gets: lvssync's settings and nothing from any ssh_config. */
+export function openSshArgv(config: Config, target: PeerTarget, command: readonly string[]): string[] {
+  const o = (k: string, v: string | number) => ['-o', `${k}=${v}`];
+  const sock = process.env.SSH_AUTH_SOCK;
+  return [
+    '-F',
+    'none',
+    '-T',
+    '-e',
+    'none',
+    ...o('BatchMode', 'yes'),
+    ...o('StrictHostKeyChecking', 'yes'),
+    ...o('UserKnownHostsFile', config.ssh.knownHosts),
+    ...o('GlobalKnownHostsFile', 'none'),
+    ...o('CheckHostIP', 'no'),
+    ...o('UpdateHostKeys', 'no'),
+    ...o('HostKeyAlgorithms', 'ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512,rsa-sha2-256'),
+    ...o('ConnectTimeout', Math.max(1, Math.ceil(config.ssh.connectTimeoutMs / 1000))),
+    // a peer that stops answering is given up after 15 s, as with the built-in client
+    ...o('ServerAliveInterval', 5),
+    ...o('ServerAliveCountMax', 3),
+    ...(config.ssh.identityFile ? ['-i', config.ssh.identityFile, ...o('IdentitiesOnly', 'yes')] : []),
+    ...o('IdentityAgent', config.ssh.agent && sock ? sock : 'none'),
+    ...o('ForwardAgent', 'no'),
+    ...o('ForwardX11', 'no'),
+    ...o('ClearAllForwardings', 'yes'),
+    ...o('PermitLocalCommand', 'no'),
+    ...o('LogLevel', 'ERROR'),
+    '-p',
+    String(target.port),
+    '-l',
+    config.ssh.user,
+    '--',
+    target.host,
+    shellQuote(command),
+  ];
+}
+
+/** The agent over OpenSSH: `ssh` runs as a child; what it printed says why it never got there. */
+function openSshLink(config: Config, target: PeerTarget): AgentLink {
+  readPinned(config, target);
+  if (config.ssh.identityFile) {
+    let mode: number;
+    try {
+      mode = statSync(config.ssh.identityFile).mode;
+      readFileSync(config.ssh.identityFile);
+    } catch (e) {
+      throw new LvssyncError(
+        'E_SSH_AUTH',
+        `cannot read ssh.identityFile ${config.ssh.identityFile}: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    if (mode & 0o077)
+      throw new LvssyncError(
+        'E_SSH_AUTH',
+        `ssh.identityFile ${config.ssh.identityFile} is readable by others (mode ${(mode & 0o777).toString(8)}): OpenSSH refuses such a key; chmod 600 it`,
+      );
+  }
+  if (config.ssh.agent && !process.env.SSH_AUTH_SOCK)
+    throw new LvssyncError('E_SSH_AUTH', 'ssh.agent is on but SSH_AUTH_SOCK is not set');
+  const child: ChildProcessWithoutNullStreams = spawn(
+    which('ssh') ?? 'ssh',
+    openSshArgv(config, target, config.push.agentCommand),
+    { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+  );
+  let said = '';
+  child.stderr.on('data', (b: Buffer) => {
+    said = (said + b.toString('utf8')).slice(-8000);
+  });
+  child.stdin.on('error', () => {});
+  const closers: ((why: string, failure?: LvssyncError) => void)[] = [];
+  let ended = false;
+  const end = (why: string, failure?: LvssyncError) => {
+    if (ended) return;
+    ended = true;
+    for (const c of closers) c(why, failure);
+  };
+  child.on('error', (e: NodeJS.ErrnoException) =>
+    end(
+      e.message,
+      new LvssyncError(
+        'E_SSH_CONNECT',
+        e.code === 'ENOENT'
+          ? `OpenSSH's ssh is not installed: install openssh-client, or set ssh.client: builtin`
+          : `cannot run ssh: ${e.message}`,
+        { cause: e },
+      ),
+    ),
+  );
+  child.on('close', (code) => {
+    const f = classifySshFailure(said, code, {
+      name: target.name,
+      host: target.host,
+      port: target.port,
+      user: config.ssh.user,
+      identity: config.ssh.agent && !config.ssh.identityFile ? undefined : config.ssh.identityFile,
+      knownHosts: config.ssh.knownHosts,
+    });
+    end(
+      code === null ? 'ssh was killed' : `ssh exited with status ${code}`,
+      new LvssyncError(f.code, f.message),
+    );
+  });
+  return {
+    input: child.stdin,
+    output: child.stdout,
+    errors: child.stderr,
+    onClose: (cb) => closers.push(cb),
+    close: () => {
+      // end of input: the agent rolls back what is open and exits, and ssh with it
+      child.stdin.end();
+      const t = setTimeout(() => child.kill('SIGTERM'), 5000);
+      t.unref();
+      child.once('close', () => clearTimeout(t));
+    },
+  };
+}
+
+/** The agent over the built-in client (ssh2): one connection, one exec channel. */
+async function builtinLink(config: Config, target: PeerTarget, connected?: () => void): Promise<AgentLink> {
+  const client = await connectSsh(config, target);
+  connected?.();
+  let channel: ClientChannel;
+  try {
+    channel = await new Promise<ClientChannel>((resolve, reject) => {
+      client.exec(shellQuote(config.push.agentCommand), (err, ch) => {
+        if (err)
+          reject(
+            new LvssyncError('E_SSH_CONNECT', `cannot start the agent on ${target.name}: ${err.message}`, {
+              cause: err,
+            }),
+          );
+        else resolve(ch);
+      });
+    });
+  } catch (e) {
+    client.end();
+    throw e;
+  }
+  return {
+    input: channel,
+    output: channel,
+    errors: channel.stderr,
+    onClose: (cb) => {
+      channel.on('close', () => cb('agent channel closed'));
+      client.on('close', () => cb('ssh connection closed'));
+      client.on('error', (e: Error) => cb(e.message));
+    },
+    close: () => {
+      try {
+        channel.end();
+      } catch {}
+      client.end();
+    },
+  };
+}
+
 /** An open agent session on a peer. */
 export class PeerSession {
   private nextId = 1;
@@ -129,36 +316,45 @@ export class PeerSession {
     { resolve: (v: unknown) => void; reject: (e: Error) => void; op: Op }
   >();
   private closed: LvssyncError | undefined;
+  /** Whether the agent has said anything: a link that ends before that never reached it. */
+  private heard = false;
   stderr = '';
 
   private constructor(
     readonly target: PeerTarget,
-    private readonly client: Client,
-    private readonly channel: ClientChannel,
+    private readonly link: AgentLink,
+    onFirstOutput?: () => void,
   ) {
     const split = new LineSplitter();
-    channel.setEncoding('utf8');
-    channel.on('data', (chunk: string) => {
+    link.output.setEncoding('utf8');
+    link.output.on('data', (chunk: string) => {
+      if (!this.heard) {
+        this.heard = true;
+        onFirstOutput?.();
+      }
       for (const line of split.push(chunk)) this.onLine(line);
     });
-    channel.stderr.on('data', (b: Buffer) => {
+    link.errors.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString('utf8')).slice(-8000);
     });
-    const lost = (why: string) => {
+    link.onClose((why, failure) => {
       if (this.closed) return;
-      this.closed = new LvssyncError(
-        'E_TRANSFER',
-        `connection to ${target.name} lost (${why})${this.stderr.trim() ? `: ${this.stderr.trim().split('\n').slice(-3).join(' / ')}` : ''}`,
-      );
+      this.closed =
+        !this.heard && failure
+          ? failure
+          : new LvssyncError(
+              'E_TRANSFER',
+              `connection to ${target.name} lost (${why})${this.stderr.trim() ? `: ${this.stderr.trim().split('\n').slice(-3).join(' / ')}` : ''}`,
+            );
       for (const p of this.pending.values()) p.reject(this.closed);
       this.pending.clear();
-    };
-    channel.on('close', () => lost('agent channel closed'));
-    client.on('close', () => lost('ssh connection closed'));
-    client.on('error', (e: Error) => lost(e.message));
+    });
   }
 
-  /** `connected`: called once the SSH handshake is done, before the agent has started. */
+  /**
+   * `connected`: called once the SSH handshake is done (OpenSSH: once the agent first answers, the
+   * handshake being inside ssh).
+   */
   static async open(
     config: Config,
     target: PeerTarget,
@@ -171,26 +367,9 @@ export class PeerSession {
      */
     pipeline?: (s: PeerSession) => void,
   ): Promise<PeerSession> {
-    const client = await connectSsh(config, target);
-    connected?.();
-    let channel: ClientChannel;
-    try {
-      channel = await new Promise<ClientChannel>((resolve, reject) => {
-        client.exec(shellQuote(config.push.agentCommand), (err, ch) => {
-          if (err)
-            reject(
-              new LvssyncError('E_SSH_CONNECT', `cannot start the agent on ${target.name}: ${err.message}`, {
-                cause: err,
-              }),
-            );
-          else resolve(ch);
-        });
-      });
-    } catch (e) {
-      client.end();
-      throw e;
-    }
-    const s = new PeerSession(target, client, channel);
+    const openssh = sshClientOf(config) === 'openssh';
+    const link = openssh ? openSshLink(config, target) : await builtinLink(config, target, connected);
+    const s = new PeerSession(target, link, openssh ? connected : undefined);
     // who this director takes for the primary travels with every hello (core/primary.ts)
     const claim = readClaim(config);
     const helloing = s.request({
@@ -245,7 +424,7 @@ export class PeerSession {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op: req.op });
-      this.channel.write(`${JSON.stringify({ id, ...req })}\n`);
+      this.link.input.write(`${JSON.stringify({ id, ...req })}\n`);
     });
   }
 
@@ -272,10 +451,7 @@ export class PeerSession {
   }
 
   close(): void {
-    try {
-      this.channel.end();
-    } catch {}
-    this.client.end();
+    this.link.close();
   }
 }
 

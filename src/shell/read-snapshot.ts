@@ -5,7 +5,7 @@
 // fs/promises, and a director's set is read in well under a second.
 import { lstatSync, readdirSync, readFileSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { type EvaluateOptions, evaluateKeepalived } from '../core/keepalived/evaluate.js';
+import { type EvaluateOptions, evaluateKeepalived, type IncludeRef } from '../core/keepalived/evaluate.js';
 import { FileMap, putFile, retainFiles, type Snapshot, type SnapshotFile } from '../core/snapshot.js';
 import { LvssyncError } from '../errors.js';
 import type { Workspace } from './workspace.js';
@@ -169,9 +169,15 @@ export async function readKeepalivedSnapshot(
   ws: Workspace,
   /** The directories includes may be read from (the managed ones); others are left unread. */
   inside?: (dir: string) => boolean,
-): Promise<void> {
+): Promise<Resolved | undefined> {
   await addDir(snapshot, root, path.posix.dirname(confPath), ws);
-  await resolveIncludes(snapshot, root, confPath, configId, ws, inside);
+  return resolveIncludes(snapshot, root, confPath, configId, ws, inside);
+}
+
+/** What a resolution found: the files keepalived reads and its include lines (known before any lint). */
+export interface Resolved {
+  files: readonly string[];
+  includes: readonly IncludeRef[];
 }
 
 /** Reads the directories keepalived's includes search that the snapshot has not listed yet. */
@@ -182,9 +188,9 @@ export async function resolveIncludes(
   configId: string | undefined,
   ws: Workspace,
   inside?: (dir: string) => boolean,
-): Promise<void> {
+): Promise<Resolved | undefined> {
   const opts: EvaluateOptions = configId === undefined ? { memory: ws } : { configId, memory: ws };
-  if (includesUnchanged(snapshot, confPath, configId, ws)) return;
+  if (includesUnchanged(snapshot, confPath, configId, ws)) return ws.resolved.get(snapshot);
   for (let round = 0; round < 16; round++) {
     const ev = evaluateKeepalived(snapshot, confPath, opts);
     const missing = ev.unknownDirs.filter((d) => !snapshot.dirs.has(d));
@@ -197,9 +203,12 @@ export async function resolveIncludes(
           dirsSize: snapshot.dirs.size,
           confPath,
           configId,
+          files: ev.files,
+          includes: ev.includes,
         });
+        return { files: ev.files, includes: ev.includes };
       }
-      return;
+      return undefined;
     }
     for (const d of missing) {
       // an include outside the managed directories is an error of its own: its tree is never read
@@ -207,6 +216,7 @@ export async function resolveIncludes(
       else await addDir(snapshot, root, d, ws);
     }
   }
+  return undefined;
 }
 
 /**

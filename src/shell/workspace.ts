@@ -4,16 +4,23 @@
 // validators'. Two owners never share one, and nothing of it lives in a module.
 
 import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import type { LocatedMark } from '../core/cross-check.js';
+import type { IncludeRef } from '../core/keepalived/evaluate.js';
 import { CheckMemory } from '../core/memory.js';
 import type { Snapshot } from '../core/snapshot.js';
+import { which } from './exec.js';
+import { readJsonFile, replaceCacheFile } from './fs-atomic.js';
 import { type FermRun, readKeepalivedVersion, type ToolRun } from './tools.js';
 
 /**
  * The last verdict of each real validator with the exact input it judged (every file's path, mode
  * and text, the config-id). Both also depend on the host (interfaces, resolvable names), so a verdict
  * is reused only for `ttlMs` (default 5 minutes): long enough for a burst of edits, short enough that
- * a changed host is noticed.
+ * a changed host is noticed. With a `file` (in the state directory) the verdicts outlive the process:
+ * a new agent or command after a daemon's idle release skips ferm when ferm's files did not change.
+ * A verdict is kept with the validator program's identity (path, size, mtime): an upgrade drops it.
  */
 export class ToolCache {
   /** The installed keepalived's version, asked once for this cache's owner. */
@@ -23,11 +30,13 @@ export class ToolCache {
     return this.version ?? undefined;
   }
 
-  private readonly entries = new Map<string, { key: string; at: number; run: FermRun | ToolRun }>();
+  private entries: Map<string, CachedVerdict> | undefined;
   private readonly digests = new Map<string, { text: string; sha: string }>();
   constructor(
     private readonly ttlMs = 300_000,
     private readonly now: () => number = Date.now,
+    /** Where the verdicts are kept between processes (none: this process only). */
+    private readonly file?: string,
   ) {}
 
   /** sha256 of a file's text, computed again only when the text changed (keyed by path). */
@@ -39,12 +48,61 @@ export class ToolCache {
     return sha;
   };
 
+  private load(): Map<string, CachedVerdict> {
+    if (this.entries) return this.entries;
+    this.entries = new Map();
+    const kept = this.file ? readJsonFile<Record<string, CachedVerdict>>(this.file) : undefined;
+    if (kept && typeof kept === 'object')
+      for (const [tool, e] of Object.entries(kept)) {
+        if (
+          e &&
+          typeof e.key === 'string' &&
+          typeof e.at === 'number' &&
+          e.run &&
+          e.program === programId(tool)
+        )
+          this.entries.set(tool, e);
+      }
+    return this.entries;
+  }
+
   async get<T extends FermRun | ToolRun>(tool: string, key: string, run: () => Promise<T>): Promise<T> {
-    const e = this.entries.get(tool);
-    if (e && e.key === key && this.now() - e.at < this.ttlMs) return { ...(e.run as T), cached: true };
+    const entries = this.load();
+    const e = entries.get(tool);
+    if (e && e.key === key && this.now() - e.at < this.ttlMs && this.now() >= e.at)
+      return { ...(e.run as T), cached: true };
     const r = await run();
-    this.entries.set(tool, { key, at: this.now(), run: r });
+    const { cached: _, ...verdict } = r;
+    entries.set(tool, { key, at: this.now(), run: verdict, program: programId(tool) });
+    if (this.file && r.available) {
+      try {
+        replaceCacheFile(this.file, JSON.stringify(Object.fromEntries(entries)));
+      } catch {}
+    }
     return r;
+  }
+}
+
+/** The validators' kept verdicts, in the state directory. */
+export const VERDICTS_FILE = 'verdicts.json';
+
+interface CachedVerdict {
+  key: string;
+  at: number;
+  run: FermRun | ToolRun;
+  /** The validator program's identity when it judged. */
+  program: string | undefined;
+}
+
+/** The installed program's path, size and mtime: a verdict of another build is not reused. */
+function programId(tool: string): string | undefined {
+  const bin = which(tool);
+  if (!bin) return undefined;
+  try {
+    const st = statSync(bin);
+    return `${bin}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
   }
 }
 
@@ -67,12 +125,26 @@ export class Workspace extends CheckMemory {
    */
   readonly resolved = new WeakMap<
     Snapshot,
-    { version: number; keysVersion: number; dirsSize: number; confPath: string; configId: string | undefined }
+    {
+      version: number;
+      keysVersion: number;
+      dirsSize: number;
+      confPath: string;
+      configId: string | undefined;
+      /** What keepalived reads and its include lines then (keepalived -t may start before the lints). */
+      files: readonly string[];
+      includes: readonly IncludeRef[];
+    }
   >();
   /** A set's renderings for each peer (by node name), kept with the set so that a re-check redoes only what changed. */
   readonly rendered = new WeakMap<Snapshot, Map<string, Snapshot>>();
   /** Each ferm run's marks with their ferm.conf locations (a reused verdict shares its marks array). */
   readonly located = new WeakMap<readonly unknown[], LocatedMark[]>();
+
+  /** A Workspace whose validator verdicts are kept in `stateDir` between processes. */
+  static kept(stateDir: string): Workspace {
+    return new Workspace(new ToolCache(undefined, undefined, path.join(stateDir, VERDICTS_FILE)));
+  }
 
   constructor(tools: ToolCache = new ToolCache()) {
     super();

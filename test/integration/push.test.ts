@@ -304,29 +304,70 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     }
   });
 
-  it('refuses an unknown host key (E_HOST_KEY, exit 4)', async () => {
-    const l = lab();
-    const kh = l.pathOn('lvs1', '/etc/lvssync/known_hosts');
-    const good = readFileSync(kh, 'utf8');
-    const own = readFileSync(path.join(l.hostDir('lvs1'), 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').split(
-      ' ',
-    );
-    writeFileSync(kh, `${ADDR.crossover.lvs2} ${own[0]} ${own[1]}\n`);
-    try {
-      const before = tree(l, 'lvs2');
-      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 51'));
-      const r = await lvssync(l, 'lvs1', 'push', '--yes');
-      expect(r.code).toBe(4);
-      expect(r.stderr).toMatch(/HOST KEY CHANGED: lvs2 presented ssh-ed25519 SHA256:/);
-      writeFileSync(kh, '');
-      const r2 = await lvssync(l, 'lvs1', 'push', '--yes');
-      expect(r2.code).toBe(4);
-      expect(r2.stderr).toMatch(/not pinned/);
-      expect(tree(l, 'lvs2')).toEqual(before);
-    } finally {
-      writeFileSync(kh, good);
-    }
-  });
+  // OpenSSH's ssh (the default) and the built-in client: the same refusals, codes and words
+  for (const client of ['openssh', 'builtin'] as const) {
+    it(`${client}: refuses a changed or unknown host key (E_HOST_KEY), a key lvs2 does not accept (E_SSH_AUTH), a port nobody answers on (E_SSH_CONNECT): exit 4, lvs2 untouched; then pushes`, async () => {
+      const l = lab();
+      const yaml = LVSSYNC_YAML.replace(
+        'connectTimeoutMs: 5000',
+        `connectTimeoutMs: 5000\n  client: ${client}`,
+      );
+      expect(yaml).not.toBe(LVSSYNC_YAML);
+      l.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', yaml);
+      const kh = l.pathOn('lvs1', '/etc/lvssync/known_hosts');
+      const good = readFileSync(kh, 'utf8');
+      const own = readFileSync(path.join(l.hostDir('lvs1'), 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').split(
+        ' ',
+      );
+      writeFileSync(kh, `${ADDR.crossover.lvs2} ${own[0]} ${own[1]}\n`);
+      try {
+        const before = tree(l, 'lvs2');
+        edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 51'));
+        const r = await lvssync(l, 'lvs1', 'push', '--yes');
+        expect(r.code).toBe(4);
+        expect(r.stderr).toMatch(/HOST KEY CHANGED: lvs2 presented ssh-ed25519 SHA256:/);
+        writeFileSync(kh, '');
+        const r2 = await lvssync(l, 'lvs1', 'push', '--yes');
+        expect(r2.code).toBe(4);
+        expect(r2.stderr).toMatch(/not pinned/);
+        writeFileSync(kh, good);
+        // a key lvs2's authorized_keys does not hold
+        await l.exec('lvs1', [
+          'sh',
+          '-c',
+          'rm -f /etc/lvssync/other_key*; ssh-keygen -q -t ed25519 -N "" -f /etc/lvssync/other_key',
+        ]);
+        l.writeFile(
+          'lvs1',
+          '/etc/lvssync/lvssync.yaml',
+          yaml.replace('/etc/lvssync/id_ed25519', '/etc/lvssync/other_key'),
+        );
+        const r3 = await lvssync(l, 'lvs1', 'push', '--yes');
+        expect(r3.code).toBe(4);
+        expect(r3.stderr).toMatch(
+          /lvs2 \(203\.0\.113\.252:22\) refused the key of root \(\/etc\/lvssync\/other_key\)/,
+        );
+        // nothing listens on port 2 of lvs2
+        l.writeFile(
+          'lvs1',
+          '/etc/lvssync/lvssync.yaml',
+          yaml.replace('router_id: LVS2', 'router_id: LVS2\n    port: 2'),
+        );
+        const r4 = await lvssync(l, 'lvs1', 'push', '--yes');
+        expect(r4.code).toBe(4);
+        expect(r4.stderr).toMatch(/cannot reach lvs2 at 203\.0\.113\.252:2: .*[Cc]onnection refused/);
+        expect(tree(l, 'lvs2')).toEqual(before);
+        // and with everything right, this client pushes
+        l.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', yaml);
+        const ok = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+        expect(JSON.parse(ok.stdout).result).toBe('pushed');
+        expect(l.readFile('lvs2', FWM)).toContain('weight 51');
+      } finally {
+        writeFileSync(kh, good);
+        l.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', LVSSYNC_YAML);
+      }
+    });
+  }
 
   it('stops on a file edited on lvs2 since lvssync wrote it (exit 6), and --force overwrites it with a backup', async () => {
     const l = lab();

@@ -88,6 +88,65 @@ describe('ToolCache', () => {
   });
 });
 
+describe('ToolCache kept in the state directory', () => {
+  let dir: string;
+  const pathBefore = process.env.PATH;
+  afterEach(() => {
+    process.env.PATH = pathBefore;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a new process (a new cache on the same file) reuses a verdict for the same input, the same program, within its lifetime', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'lvssync-verdicts-'));
+    // a validator program of the test's own: its identity (path, size, mtime) is part of the verdict
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    const prog = path.join(bin, 'lvssync-test-validator');
+    writeFileSync(prog, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    process.env.PATH = `${bin}:${pathBefore}`;
+    const file = path.join(dir, 'verdicts.json');
+    let now = 1_000_000;
+    let runs = 0;
+    const exec = async (): Promise<ToolRun> => ({
+      available: true,
+      diagnostics: [{ severity: 'error', code: 'T', file: '/f', line: 1, col: 1, message: `run ${++runs}` }],
+      durationMs: runs,
+    });
+    const fresh = () => new ToolCache(1000, () => now, file);
+    expect((await fresh().get('lvssync-test-validator', 'k1', exec)).durationMs).toBe(1);
+    const kept = await fresh().get('lvssync-test-validator', 'k1', exec);
+    expect(kept.cached).toBe(true);
+    expect(kept.diagnostics[0]!.message).toBe('run 1');
+    expect(runs).toBe(1);
+    // other input: run, and that verdict is the one kept
+    expect((await fresh().get('lvssync-test-validator', 'k2', exec)).durationMs).toBe(2);
+    expect((await fresh().get('lvssync-test-validator', 'k2', exec)).cached).toBe(true);
+    // the program changed (an upgrade): the verdict is not reused
+    utimesSync(prog, new Date(2_000_000_000_000), new Date(2_000_000_000_000));
+    expect((await fresh().get('lvssync-test-validator', 'k2', exec)).durationMs).toBe(3);
+    // its lifetime is over
+    now += 1001;
+    expect((await fresh().get('lvssync-test-validator', 'k2', exec)).durationMs).toBe(4);
+    // a clock set back is not "within the lifetime"
+    now -= 5000;
+    expect((await fresh().get('lvssync-test-validator', 'k2', exec)).durationMs).toBe(5);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    // a torn file is read as no verdicts
+    writeFileSync(file, '{"lvssync-test-vali');
+    expect((await fresh().get('lvssync-test-validator', 'k2', exec)).durationMs).toBe(6);
+  });
+
+  it('a run of a program that is not installed is not kept', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'lvssync-verdicts-'));
+    const file = path.join(dir, 'verdicts.json');
+    let runs = 0;
+    const missing = async (): Promise<ToolRun> => ({ available: false, diagnostics: [], durationMs: ++runs });
+    await new ToolCache(1000, Date.now, file).get('lvssync-no-such-validator', 'k', missing);
+    await new ToolCache(1000, Date.now, file).get('lvssync-no-such-validator', 'k', missing);
+    expect(runs).toBe(2);
+  });
+});
+
 describe('Store staging mirror', () => {
   let dir: string;
   afterEach(() => rmSync(dir, { recursive: true, force: true }));

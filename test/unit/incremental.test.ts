@@ -223,7 +223,9 @@ describe('a snapshot read again in place', () => {
       const snap = emptySnapshot();
       const ws = new Workspace();
       const read = async () => {
-        await rereadSnapshot(snap, ws, () => readKeepalivedSnapshot(snap, root, ROOT, undefined, ws));
+        await rereadSnapshot(snap, ws, async () => {
+          await readKeepalivedSnapshot(snap, root, ROOT, undefined, ws);
+        });
         return checkKeepalived(snap, ROOT, { memory: ws });
       };
       const fresh = async () => {
