@@ -211,9 +211,23 @@ function openSshLink(config: Config, target: PeerTarget): AgentLink {
   }
   if (config.ssh.agent && !process.env.SSH_AUTH_SOCK)
     throw new LvssyncError('E_SSH_AUTH', 'ssh.agent is on but SSH_AUTH_SOCK is not set');
+  const ssh = which('ssh');
+  if (!ssh)
+    throw new LvssyncError(
+      'E_SSH_CONNECT',
+      `OpenSSH's ssh is not installed: install openssh-client, or set ssh.client: builtin`,
+    );
+  // ssh ignores SIGTERM, SIGINT and SIGHUP (an ignored signal stays ignored across exec, and ssh
+  // keeps it so): systemctl stop or a Ctrl-C reaches lvssync, which finishes or ends the session
+  // itself, and not the connection under a push that is committing or reloading.
   const child: ChildProcessWithoutNullStreams = spawn(
-    which('ssh') ?? 'ssh',
-    openSshArgv(config, target, config.push.agentCommand),
+    'sh',
+    [
+      '-c',
+      'trap "" TERM INT HUP; exec "$0" "$@"',
+      ssh,
+      ...openSshArgv(config, target, config.push.agentCommand),
+    ],
     { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
   );
   let said = '';
@@ -228,17 +242,8 @@ function openSshLink(config: Config, target: PeerTarget): AgentLink {
     ended = true;
     for (const c of closers) c(why, failure);
   };
-  child.on('error', (e: NodeJS.ErrnoException) =>
-    end(
-      e.message,
-      new LvssyncError(
-        'E_SSH_CONNECT',
-        e.code === 'ENOENT'
-          ? `OpenSSH's ssh is not installed: install openssh-client, or set ssh.client: builtin`
-          : `cannot run ssh: ${e.message}`,
-        { cause: e },
-      ),
-    ),
+  child.on('error', (e: Error) =>
+    end(e.message, new LvssyncError('E_SSH_CONNECT', `cannot run ssh: ${e.message}`, { cause: e })),
   );
   child.on('close', (code) => {
     const f = classifySshFailure(said, code, {
@@ -262,7 +267,7 @@ function openSshLink(config: Config, target: PeerTarget): AgentLink {
     close: () => {
       // end of input: the agent rolls back what is open and exits, and ssh with it
       child.stdin.end();
-      const t = setTimeout(() => child.kill('SIGTERM'), 5000);
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
       t.unref();
       child.once('close', () => clearTimeout(t));
     },
