@@ -21,6 +21,16 @@ export class ManagedPaths {
     return [...this.roots.map((r) => `${r}/**`), ...this.extra];
   }
 
+  /**
+   * Whether `p` names a managed file by its text alone: a normalised absolute path inside a root or
+   * an extra path (what is on disk there is check()'s matter).
+   */
+  covers(p: string): boolean {
+    if (typeof p !== 'string' || !p.startsWith('/') || path.posix.normalize(p) !== p || p.includes('\0'))
+      return false;
+    return this.roots.some((r) => p.startsWith(`${r}/`)) || this.extra.includes(p);
+  }
+
   /** Throws E_PROTOCOL unless `p` is a plain absolute path inside a managed root or an extra path. */
   check(p: string): void {
     if (typeof p !== 'string' || !p.startsWith('/') || path.posix.normalize(p) !== p || p.includes('\0')) {
@@ -61,15 +71,6 @@ export class ManagedPaths {
           `refused path '${p}': it is a directory on this director, where the primary has a file; remove or rename it there`,
         );
       }
-    }
-  }
-
-  isManaged(p: string): boolean {
-    try {
-      this.check(p);
-      return true;
-    } catch {
-      return false;
     }
   }
 

@@ -70,7 +70,8 @@ export class StagingMirror {
       if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') return undefined;
       const [p, id] = e as [string, string];
       try {
-        if (!this.paths.isManaged(p)) continue;
+        // by the path alone: the staging tree's copies are lstat'ed here, the live files when written
+        if (!this.paths.covers(p)) continue;
         const st = lstatSync(path.join(this.root, p));
         if (st.isFile() && `${st.size}` === id.split(':')[1]) map.set(p, id);
         // a copy the map cannot vouch for (staged by a transaction that did not commit): dropped,
