@@ -23,6 +23,26 @@ const lvssync = () => [
 interface PushJson {
   result: string;
   timings: Record<string, number>;
+  /** The check here: its reading and lints. */
+  checkTimings?: Record<string, number>;
+  peers: { node: string; timings?: Record<string, number> }[];
+}
+
+/** One push's stages in one record: the push's, the check's here ("here ..."), lvs2's validation ("lvs2 ..."). */
+function stagesOf(j: PushJson): Record<string, number> {
+  return {
+    ...j.timings,
+    ...Object.fromEntries(Object.entries(j.checkTimings ?? {}).map(([k, v]) => [`here ${k}`, v])),
+    ...Object.fromEntries(
+      j.peers.flatMap((p) => Object.entries(p.timings ?? {}).map(([k, v]) => [`${p.node} ${k}`, v])),
+    ),
+  };
+}
+
+function medianStages(all: Record<string, number>[]): string {
+  return Object.keys(all[0] ?? {})
+    .map((k) => `${k} ${median(all.map((t) => t[k] ?? Number.NaN)).toFixed(0)}`)
+    .join(', ');
 }
 
 async function push(lab: Lab): Promise<PushJson> {
@@ -94,6 +114,7 @@ export async function benchPush(): Promise<boolean> {
 
     // one changed file, five times, with the command line (a new SSH connection and agent each time)
     const cold: number[] = [];
+    const coldStages: Record<string, number>[] = [];
     const coldWhole: number[] = [];
     const theirs: number[] = [];
     for (let i = 1; i <= 5; i++) {
@@ -104,6 +125,7 @@ export async function benchPush(): Promise<boolean> {
       const j = await push(lab);
       coldWhole.push(performance.now() - tc);
       cold.push(j.timings.committed ?? Number.NaN);
+      coldStages.push(stagesOf(j));
       lab.writeFile('lvs1', p, virtualServerFile(mark, i + 100), 0o644);
       theirs.push(await timed(lab, rsync));
     }
@@ -155,7 +177,7 @@ export async function benchPush(): Promise<boolean> {
       {
         name: 'full first push (validate both, commit, reload)',
         value: fmtMs(fullPush),
-        note: `stages ${JSON.stringify(first.timings)}`,
+        note: `stages ${medianStages([stagesOf(first)])}`,
       },
       { name: 'rsync -a --checksum, full copy (warm ControlMaster)', value: fmtMs(rsyncFull) },
       { name: 'ratio full: lvssync / rsync', value: `${(fullPush / rsyncFull).toFixed(2)}x` },
@@ -164,6 +186,11 @@ export async function benchPush(): Promise<boolean> {
         name: 'one changed file, lvssync push command (new session; median of 5), to committed',
         value: fmtMs(median(cold)),
         note: verdict(median(cold) < 1000, '< 1 s'),
+      },
+      {
+        name: '  stages (median ms from the push start; here: the check here, lvs2: its validation)',
+        value: '',
+        note: medianStages(coldStages),
       },
       {
         name: '  the whole command (node start to exit, reloads included)',

@@ -220,14 +220,10 @@ function openSshLink(config: Config, target: PeerTarget): AgentLink {
   // ssh ignores SIGTERM, SIGINT and SIGHUP (an ignored signal stays ignored across exec, and ssh
   // keeps it so): systemctl stop or a Ctrl-C reaches lvssync, which finishes or ends the session
   // itself, and not the connection under a push that is committing or reloading.
+  const argv = openSshArgv(config, target, config.push.agentCommand);
   const child: ChildProcessWithoutNullStreams = spawn(
     'sh',
-    [
-      '-c',
-      'trap "" TERM INT HUP; exec "$0" "$@"',
-      ssh,
-      ...openSshArgv(config, target, config.push.agentCommand),
-    ],
+    ['-c', 'trap "" TERM INT HUP; exec "$0" "$@"', ssh, ...argv],
     { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
   );
   let said = '';
@@ -482,10 +478,22 @@ export class PeerKeeper {
     return t.name === this.target.name && t.host === this.target.host && t.port === this.target.port;
   }
 
-  get(): Promise<PeerSession> {
-    if (this.session && !this.session.isClosed) return Promise.resolve(this.session);
+  /**
+   * The kept session, or a new one. `pipeline` is called once with it, before the promise resolves
+   * (a new session's: right behind its hello).
+   */
+  get(pipeline?: (s: PeerSession) => void): Promise<PeerSession> {
+    if (this.session && !this.session.isClosed) {
+      pipeline?.(this.session);
+      return Promise.resolve(this.session);
+    }
     this.session = undefined;
-    this.opening ??= PeerSession.open(this.config, this.target, this.primary).then(
+    if (this.opening)
+      return this.opening.then((s) => {
+        pipeline?.(s);
+        return s;
+      });
+    this.opening = PeerSession.open(this.config, this.target, this.primary, undefined, pipeline).then(
       (s) => {
         this.opening = undefined;
         this.session = s;

@@ -245,22 +245,30 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     for (const leg of legs) {
       const t = leg.target;
       say(`connecting to ${t.name} (${t.host}:${t.port})`);
-      leg.connecting = (leg.keeper ? leg.keeper.get() : PeerSession.open(config, t, self)).then(
+      // The questions go right behind the hello (written as the session opens, whatever this
+      // thread is busy with): the peer answers them while the set is checked here.
+      let asked: Promise<RemoteFile[]> | undefined;
+      const ask = (s: PeerSession) => {
+        asked = s.manifest();
+        void asked.catch(() => undefined);
+        leg.loaded = s.request({ op: 'loaded' });
+        void leg.loaded.catch(() => undefined);
+        if (speculate) {
+          leg.txOpen = true;
+          leg.begun = s.request({ op: 'begin', txid });
+          void leg.begun.catch(() => undefined);
+        }
+      };
+      leg.connecting = (
+        leg.keeper ? leg.keeper.get(ask) : PeerSession.open(config, t, self, undefined, ask)
+      ).then(
         (s) => ({ session: s }),
         (error: unknown) => ({ error }),
       );
       leg.manifest = leg.connecting.then(async (c) => {
         if ('error' in c) return c;
         leg.session = c.session;
-        const m = c.session.manifest();
-        leg.loaded = c.session.request({ op: 'loaded' });
-        void leg.loaded.catch(() => undefined);
-        if (speculate) {
-          leg.txOpen = true;
-          leg.begun = c.session.request({ op: 'begin', txid });
-          void leg.begun.catch(() => undefined);
-        }
-        return m.then(
+        return asked!.then(
           (files) => ({ files }),
           (error: unknown) => ({ error }),
         );
