@@ -317,7 +317,7 @@ class Agent {
         return { ok, diagnostics: r.diagnostics, timings };
       }
       case 'commit': {
-        const r = this.store.commit(this.need(req.txid));
+        const r = await this.store.commit(this.need(req.txid));
         // if this agent dies before the push is finished (kill -9, out of memory), the watcher puts
         // the files back and reloads them at once, not when the next session happens to start
         this.startWatcher(req.txid);

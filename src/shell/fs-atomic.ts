@@ -18,14 +18,19 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 
-/** Writes data to a temporary file beside `target`, fsync'ed, with mode and owner; returns its path. */
+/**
+ * Writes data to a temporary file beside `target`, fsync'ed (unless `sync` is false: the caller
+ * syncs it, syncAll), with mode and owner; returns its path.
+ */
 export function writeTemp(
   target: string,
   data: Buffer,
   mode: number,
   owner?: { uid: number; gid: number },
+  sync = true,
 ): string {
   const tmp = path.join(
     path.dirname(target),
@@ -36,7 +41,7 @@ export function writeTemp(
     try {
       let off = 0;
       while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-      fsyncSync(fd);
+      if (sync) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -48,6 +53,26 @@ export function writeTemp(
     throw e;
   }
   return tmp;
+}
+
+/**
+ * Makes the files durable, several at a time on the thread pool: the filesystem's journal takes
+ * side-by-side fsyncs in one commit, where one after the other each waits for its own (1,000 new
+ * files: about half the time here).
+ */
+export async function syncAll(paths: readonly string[], concurrency = 16): Promise<void> {
+  let next = 0;
+  const one = async (): Promise<void> => {
+    while (next < paths.length) {
+      const fh = await open(paths[next++]!, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, one));
 }
 
 /** Whether `p` is a regular file with exactly these bytes and this mode. */

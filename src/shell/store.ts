@@ -24,7 +24,7 @@ import type { Config } from '../core/config.js';
 import type { RemoteFile } from '../core/plan.js';
 import type { HistoryEntry, ReloadResult } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
-import { fsyncDir, replaceCacheFile, sameFile, writeTemp } from './fs-atomic.js';
+import { fsyncDir, replaceCacheFile, sameFile, syncAll, writeTemp } from './fs-atomic.js';
 import { Checksums, sha256Hex, WrittenDigests } from './store/checksums.js';
 import { History } from './store/history.js';
 import { checkTxid, type Journal, TxRecords } from './store/journal.js';
@@ -283,7 +283,7 @@ export class Store {
    * Backs up every file the transaction touches, then replaces them atomically. The journal written
    * before the first rename lets a rollback (abort, the next agent start) restore the backup.
    */
-  commit(txid: string): { version: string; paths: string[] } {
+  async commit(txid: string): Promise<{ version: string; paths: string[] }> {
     this.lastWalk = undefined;
     const t = this.tx(txid);
     const stage = this.stagingRoot(txid);
@@ -297,23 +297,30 @@ export class Store {
     }
     const j: Journal = { txid, version, state: 'committing', reloaded: [], paths, written };
     this.saveJournal(j);
-    // Write every new file next to its target first (the slow part), then rename them all.
-    const temps: [string, string][] = [];
+    // Write every new file next to its target first, all of them durable (the slow part), then
+    // rename them all. A failure before the renames leaves the live files untouched and no
+    // temporary file behind.
+    const made = new Set<string>();
+    const temps: string[] = [];
     try {
       for (const p of t.puts) {
         const src = path.join(stage, p);
         const st = statSync(src);
         // a directory the peer lacks (a new conf.d/, ferm.d/) is made, inside a managed root only
-        mkdirSync(path.dirname(p), { recursive: true, mode: 0o755 });
+        const dir = path.dirname(p);
+        if (!made.has(dir)) {
+          mkdirSync(dir, { recursive: true, mode: 0o755 });
+          made.add(dir);
+        }
         this.check(p);
-        temps.push([writeTemp(p, readFileSync(src), st.mode & 0o7777, ownerOf(p)), p]);
+        temps.push(writeTemp(p, readFileSync(src), st.mode & 0o7777, ownerOf(p), false));
       }
+      await syncAll(temps);
     } catch (e) {
-      // nothing was renamed yet: the live files are untouched; no temporary file stays
-      for (const [tmp] of temps) rmSync(tmp, { force: true });
+      for (const tmp of temps) rmSync(tmp, { force: true });
       throw e;
     }
-    for (const [tmp, p] of temps) renameSync(tmp, p);
+    for (const [i, tmp] of temps.entries()) renameSync(tmp, t.puts[i]!);
     for (const p of t.removes) rmSync(p, { force: true });
     for (const d of new Set(paths.map((p) => path.dirname(p)))) fsyncDir(d);
     j.state = 'committed';

@@ -170,7 +170,7 @@ describe('Store staging mirror', () => {
     readFileSync(path.join(store.stagingRoot(txid), dir, p), 'utf8');
   const live = (p: string) => path.join(dir, p);
 
-  it('stages a copy of every managed file, then copies again only what changed', () => {
+  it('stages a copy of every managed file, then copies again only what changed', async () => {
     const store = setup();
     // what changed in the staging tree since the agent last read it (all: read it in full)
     const changes = () => {
@@ -191,7 +191,7 @@ describe('Store staging mirror', () => {
       all: false,
       paths: [live('etc/keepalived/conf.d/fwm-1.conf'), live('etc/keepalived/conf.d/fwm-4.conf')],
     });
-    store.commit(t1);
+    await store.commit(t1);
     expect(readFileSync(live('etc/keepalived/conf.d/fwm-1.conf'), 'utf8')).toBe('! one\n');
     const untouched = statSync(path.join(tree, 'conf.d/fwm-2.conf')).ino;
 
@@ -234,7 +234,7 @@ describe('Store staging mirror', () => {
     expect(changes().all).toBe(true);
   });
 
-  it('keeps the staging mirror for the next session, and builds it anew after a transaction that stopped half-way', () => {
+  it('keeps the staging mirror for the next session, and builds it anew after a transaction that stopped half-way', async () => {
     const store = setup();
     const { config } = validateConfig({
       nodes: { lvs1: { address: '192.0.2.1' }, lvs2: { address: '192.0.2.2' } },
@@ -244,7 +244,7 @@ describe('Store staging mirror', () => {
     const t1 = 'bbbbbbbb01';
     store.begin(t1);
     store.put(t1, fwm(1), 0o644, Buffer.from('! one\n'));
-    store.commit(t1);
+    await store.commit(t1);
     const tree = path.join(store.stagingRoot(t1), dir, 'etc/keepalived/conf.d');
     const ino = statSync(path.join(tree, 'fwm-2.conf')).ino;
 
@@ -256,7 +256,7 @@ describe('Store staging mirror', () => {
     expect(b.takeStagedChanges().all).toBe(true);
     // it pushes; the first session's map is now stale and it takes the kept one instead
     b.put(t2, fwm(3), 0o644, Buffer.from('! three\n'));
-    b.commit(t2);
+    await b.commit(t2);
     const t3 = 'bbbbbbbb03';
     store.takeStagedChanges();
     store.begin(t3);
