@@ -5,9 +5,9 @@ import type { Command as CommandType } from 'commander';
 import { EXIT, isLvssyncError } from './errors.js';
 import type { Io } from './io.js';
 
-/** Set by the package build (esbuild's define); else the source tree's, equal to package.json's. */
-declare const LVSSYNC_VERSION: string | undefined;
-export const VERSION = typeof LVSSYNC_VERSION === 'string' ? LVSSYNC_VERSION : '0.1.0';
+import { VERSION } from './version.js';
+
+export { VERSION };
 
 /**
  * `lvssync agent [--config FILE] [--node NAME]`, as sshd runs it for every push and audit: read

@@ -10,6 +10,7 @@ import type { LocatedMark } from '../core/cross-check.js';
 import type { IncludeRef } from '../core/keepalived/evaluate.js';
 import { CheckMemory } from '../core/memory.js';
 import type { Snapshot } from '../core/snapshot.js';
+import { VERSION } from '../version.js';
 import { which } from './exec.js';
 import { readJsonFile, replaceCacheFile } from './fs-atomic.js';
 import { type FermRun, readKeepalivedVersion, type ToolRun } from './tools.js';
@@ -20,7 +21,8 @@ import { type FermRun, readKeepalivedVersion, type ToolRun } from './tools.js';
  * is reused only for `ttlMs` (default 5 minutes): long enough for a burst of edits, short enough that
  * a changed host is noticed. With a `file` (in the state directory) the verdicts outlive the process:
  * a new agent or command after a daemon's idle release skips ferm when ferm's files did not change.
- * A verdict is kept with the validator program's identity (path, size, mtime): an upgrade drops it.
+ * A verdict is kept with the validator program's identity (path, size, mtime) and lvssync's version:
+ * an upgrade of either drops it.
  */
 export class ToolCache {
   /** The installed keepalived's version, asked once for this cache's owner. */
@@ -59,6 +61,7 @@ export class ToolCache {
           typeof e.key === 'string' &&
           typeof e.at === 'number' &&
           e.run &&
+          e.by === VERSION &&
           e.program === programId(tool)
         )
           this.entries.set(tool, e);
@@ -73,7 +76,7 @@ export class ToolCache {
       return { ...(e.run as T), cached: true };
     const r = await run();
     const { cached: _, ...verdict } = r;
-    entries.set(tool, { key, at: this.now(), run: verdict, program: programId(tool) });
+    entries.set(tool, { key, at: this.now(), run: verdict, program: programId(tool), by: VERSION });
     if (this.file && r.available) {
       try {
         replaceCacheFile(this.file, JSON.stringify(Object.fromEntries(entries)));
@@ -92,6 +95,8 @@ interface CachedVerdict {
   run: FermRun | ToolRun;
   /** The validator program's identity when it judged. */
   program: string | undefined;
+  /** The lvssync that asked (another runs the validators its own way). */
+  by: string;
 }
 
 /** The installed program's path, size and mtime: a verdict of another build is not reused. */

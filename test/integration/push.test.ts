@@ -111,6 +111,27 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     expect(() => l.readFile('lvs2', '/etc/keepalived/conf.d/fwm-200.conf')).toThrow();
   });
 
+  it("a new agent runs ferm --noexec only when ferm's files changed: the verdicts outlive the processes (verdicts.json)", async () => {
+    const l = lab();
+    const push = async () => {
+      const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      const j = JSON.parse(r.stdout);
+      expect(j.result).toBe('pushed');
+      return j.peers[0].timings as Record<string, number>;
+    };
+    edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 210);\n`);
+    edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 56'));
+    expect((await push()).ferm).toBeGreaterThan(0);
+    expect(existsSync(l.pathOn('lvs2', '/var/lib/lvssync/verdicts.json'))).toBe(true);
+    // another command, another agent, the same ferm files: ferm's verdict is the one kept
+    edit(l, 'lvs1', FWM, (s) => s.replace(/weight 56/g, 'weight 57'));
+    expect((await push()).ferm).toBe(0);
+    // ferm's files changed: ferm runs
+    edit(l, 'lvs1', FERM, (s) => s.replace('&LVS_MARK(198.51.100.100, 210);\n', ''));
+    expect((await push()).ferm).toBeGreaterThan(0);
+    expect(l.readFile('lvs2', FWM)).toContain('weight 57');
+  });
+
   it('never sends an invalid set: exit 1, the error at file:line, lvs2 untouched', async () => {
     const l = lab();
     const before = tree(l, 'lvs2');
@@ -320,16 +341,19 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
         ' ',
       );
       writeFileSync(kh, `${ADDR.crossover.lvs2} ${own[0]} ${own[1]}\n`);
+      /** A push with this lvssync.yaml on lvs1 is refused: exit 4, with these words. */
+      const refused = async (text: string, words: RegExp) => {
+        l.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', text);
+        const r = await lvssync(l, 'lvs1', 'push', '--yes');
+        expect(r.code).toBe(4);
+        expect(r.stderr).toMatch(words);
+      };
       try {
         const before = tree(l, 'lvs2');
         edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 51'));
-        const r = await lvssync(l, 'lvs1', 'push', '--yes');
-        expect(r.code).toBe(4);
-        expect(r.stderr).toMatch(/HOST KEY CHANGED: lvs2 presented ssh-ed25519 SHA256:/);
+        await refused(yaml, /HOST KEY CHANGED: lvs2 presented ssh-ed25519 SHA256:/);
         writeFileSync(kh, '');
-        const r2 = await lvssync(l, 'lvs1', 'push', '--yes');
-        expect(r2.code).toBe(4);
-        expect(r2.stderr).toMatch(/not pinned/);
+        await refused(yaml, /not pinned/);
         writeFileSync(kh, good);
         // a key lvs2's authorized_keys does not hold
         await l.exec('lvs1', [
@@ -337,25 +361,13 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
           '-c',
           'rm -f /etc/lvssync/other_key*; ssh-keygen -q -t ed25519 -N "" -f /etc/lvssync/other_key',
         ]);
-        l.writeFile(
-          'lvs1',
-          '/etc/lvssync/lvssync.yaml',
+        await refused(
           yaml.replace('/etc/lvssync/id_ed25519', '/etc/lvssync/other_key'),
-        );
-        const r3 = await lvssync(l, 'lvs1', 'push', '--yes');
-        expect(r3.code).toBe(4);
-        expect(r3.stderr).toMatch(
           /lvs2 \(203\.0\.113\.252:22\) refused the key of root \(\/etc\/lvssync\/other_key\)/,
         );
         // nothing listens on port 2 of lvs2
-        l.writeFile(
-          'lvs1',
-          '/etc/lvssync/lvssync.yaml',
+        await refused(
           yaml.replace('router_id: LVS2', 'router_id: LVS2\n    port: 2'),
-        );
-        const r4 = await lvssync(l, 'lvs1', 'push', '--yes');
-        expect(r4.code).toBe(4);
-        expect(r4.stderr).toMatch(
           /cannot reach lvs2 at 203\.0\.113\.252:2: .*(Connection refused|ECONNREFUSED)/,
         );
         expect(tree(l, 'lvs2')).toEqual(before);

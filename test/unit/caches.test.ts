@@ -134,6 +134,12 @@ describe('ToolCache kept in the state directory', () => {
     // a torn file is read as no verdicts
     writeFileSync(file, '{"lvssync-test-vali');
     expect((await fresh().get('lvssync-test-validator', 'k2', exec)).durationMs).toBe(6);
+    expect((await fresh().get('lvssync-test-validator', 'k2', exec)).cached).toBe(true);
+    // a verdict another lvssync version asked for is not reused
+    const kept2 = JSON.parse(readFileSync(file, 'utf8'));
+    kept2['lvssync-test-validator'].by = '0.0.1';
+    writeFileSync(file, JSON.stringify(kept2));
+    expect((await fresh().get('lvssync-test-validator', 'k2', exec)).durationMs).toBe(7);
   });
 
   it('a run of a program that is not installed is not kept', async () => {
