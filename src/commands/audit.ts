@@ -8,7 +8,7 @@ import { EXIT, LvssyncError } from '../errors.js';
 import type { Io } from '../io.js';
 import type { DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
-import { PeerSession, peersOf } from '../shell/peer.js';
+import { PeerKeeper, peersOf } from '../shell/peer.js';
 
 // Only the configuration and the SSH client are loaded before the audit starts: the connections to
 // the peers are opened first, and the rest of the audit loads during its handshake.
@@ -95,6 +95,8 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   }));
   const there = new Map<string, string[]>();
   let local: DirectorCheck | undefined;
+  // one session per director for all of it: the dry run's, then who holds what there
+  const keepers = new Map(targets.map((t) => [t.name, new PeerKeeper(config, t, me)]));
   try {
     // what a push would do (its own check of the set here included), then who holds what where
     const r = await runPush({
@@ -102,6 +104,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
       self: me,
       dryRun: true,
       external: false,
+      keepers: (t) => keepers.get(t.name),
       ...(opts.peer ? { peer: opts.peer } : {}),
       ...(configPath ? { configPath } : {}),
     });
@@ -125,19 +128,17 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
       targets
         .filter((_, i) => peers[i]!.sync !== 'peer unreachable')
         .map(async (t) => {
-          const s = await PeerSession.open(config, t, me);
-          try {
-            there.set(t.name, Object.values(await s.request({ op: 'addresses' })).flat());
-            for (const x of await s.request({ op: 'services' })) services.push({ ...x, host: t.name });
-          } finally {
-            s.close();
-          }
+          const s = await keepers.get(t.name)!.get();
+          there.set(t.name, Object.values(await s.request({ op: 'addresses' })).flat());
+          for (const x of await s.request({ op: 'services' })) services.push({ ...x, host: t.name });
         }),
     );
   } catch (e) {
     for (const ps of peers)
       if (ps.sync !== 'peer unreachable')
         Object.assign(ps, { sync: 'peer unreachable', error: (e as Error).message });
+  } finally {
+    for (const k of keepers.values()) k.close();
   }
   const RANK: Sync[] = ['in sync', 'changes pending', 'drift', 'peer unreachable'];
   const sync = peers.reduce<Sync>((w, p) => (RANK.indexOf(p.sync) > RANK.indexOf(w) ? p.sync : w), 'in sync');

@@ -253,9 +253,14 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
 
   it('status: in sync, then changes pending, then peer unreachable', async () => {
     const l = lab();
+    const sessions = () =>
+      (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey/g) ?? []).length;
+    const before = sessions();
     const s1 = await lvssync(l, 'lvs1', 'status', '--json');
     expect(JSON.parse(s1.stdout).sync).toBe('in sync');
     expect(s1.code).toBe(0);
+    // one SSH session to lvs2 for all of it (the dry run, the addresses, the services)
+    expect(sessions() - before).toBe(1);
     l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 51'));
     const s2 = JSON.parse((await lvssync(l, 'lvs1', 'status', '--json')).stdout);
     expect(s2.sync).toBe('changes pending');
