@@ -237,9 +237,11 @@ class Agent {
         const files = this.store.manifest();
         const prev = this.sentManifest;
         this.sentManifest = { id: (prev?.id ?? 0) + 1, files: new Map(files.map((f) => [f.path, f])) };
+        const gone = this.store.gone(this.sentManifest.files);
+        const extra = gone.length ? { gone } : {};
         if (prev && req.since === prev.id)
-          return { id: this.sentManifest.id, base: prev.id, ...manifestDelta(prev.files, files) };
-        return { id: this.sentManifest.id, files };
+          return { id: this.sentManifest.id, base: prev.id, ...manifestDelta(prev.files, files), ...extra };
+        return { id: this.sentManifest.id, files, ...extra };
       }
       case 'read':
         return this.store.read(req.path);

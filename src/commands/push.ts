@@ -150,7 +150,7 @@ export function formatPlan(report: PushReport, self: string): string {
         // three-way: what each side did since lvssync last synced the file there
         const synced = `last synced to ${node.node}`;
         out.push(
-          `  CONFLICT ${c.path}: edited on ${node.node} since lvssync last synced it there; both sides changed it:`,
+          `  CONFLICT ${c.path}: ${before === null ? 'deleted' : 'edited'} on ${node.node} since lvssync last synced it there; both sides changed it:`,
           diffRedacted(c.path, base, before, { before: synced, after: `${node.node} now` }, salt).trimEnd(),
           diffRedacted(
             c.path,
@@ -176,7 +176,7 @@ export function formatPlan(report: PushReport, self: string): string {
     for (const k of plan.conflicts) {
       if (node.base.has(k.path)) continue;
       out.push(
-        `  CONFLICT ${k.path}: changed on ${node.node} since lvssync wrote it (written ${k.written.slice(0, 12)}, now ${k.peer.slice(0, 12)}, primary wants ${k.wanted?.slice(0, 12) ?? 'it deleted'}); keep ${node.node}'s: lvssync take ${node.node} ${k.path}; keep ${self}'s: lvssync push --force`,
+        `  CONFLICT ${k.path}: ${k.peer === null ? 'deleted' : 'changed'} on ${node.node} since lvssync wrote it (written ${k.written.slice(0, 12)}, now ${k.peer?.slice(0, 12) ?? 'absent'}, primary wants ${k.wanted?.slice(0, 12) ?? 'it deleted'}); keep ${node.node}'s: lvssync take ${node.node} ${k.path}; keep ${self}'s: lvssync push --force`,
       );
     }
   }

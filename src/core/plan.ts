@@ -1,6 +1,6 @@
 // Plans a push with rsync semantics: from what the peer must have (the rendered set) and what it has
 // (the agent's manifest), the files to add, update, chmod and delete, and the conflicts: peer files
-// changed since lvssync last wrote them. Pure (the order of the apply is apply-plan.ts's).
+// changed (or deleted) since lvssync last wrote them. Pure (the order of the apply is apply-plan.ts's).
 
 import { createHash } from 'node:crypto';
 import picomatch from 'picomatch';
@@ -30,8 +30,11 @@ export type Change =
 
 export interface Conflict {
   path: string;
-  /** What the peer has now, what lvssync last wrote, what the primary wants (sha256, or null). */
-  peer: string;
+  /**
+   * What the peer has now (null: deleted there since lvssync wrote it), what lvssync last wrote,
+   * what the primary wants (sha256, or null).
+   */
+  peer: string | null;
   written: string;
   wanted: string | null;
 }
@@ -56,7 +59,17 @@ export function planPush(
   managed: readonly string[],
   /** sha256 of a file's text (a caller that keeps digests between plans passes its own). */
   digest: (path: string, text: string) => string = (_p, text) => sha256(text),
+  /**
+   * Files lvssync wrote on the peer that were deleted there since (the manifest's gone), and the
+   * paths the primary itself last synced: a deletion there of a file the primary still syncs is a
+   * conflict, like an edit (one of a file the primary stopped syncing since is not).
+   */
+  deleted: { gone: readonly { path: string; written: string }[]; synced: ReadonlySet<string> } = {
+    gone: [],
+    synced: new Set(),
+  },
 ): Plan {
+  const gone = new Map(deleted.gone.map((g) => [g.path, g.written]));
   const have = new Map(remote.map((r) => [r.path, r]));
   const want = new Map(desired.map((d) => [d.path, d]));
   const isManaged = picomatch([...managed], { dot: false, posix: true });
@@ -68,6 +81,9 @@ export function planPush(
     const r = have.get(d.path);
     const sum = digest(d.path, d.text);
     if (!r) {
+      const written = gone.get(d.path);
+      if (written !== undefined && deleted.synced.has(d.path))
+        conflicts.push({ path: d.path, peer: null, written, wanted: sum });
       changes.push({ kind: 'add', path: d.path, mode: perm(d.mode), text: d.text, sha256: sum });
       continue;
     }

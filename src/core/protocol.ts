@@ -235,6 +235,11 @@ export interface ManifestAnswer {
   id?: number;
   base?: number;
   removed?: string[];
+  /**
+   * Files lvssync wrote there that are no longer there (deleted by hand since), each with what
+   * lvssync wrote: always whole, never a difference.
+   */
+  gone?: { path: string; written: string }[];
 }
 
 const sameEntry = (a: RemoteFile, b: RemoteFile) =>

@@ -448,8 +448,12 @@ export class PeerSession {
       return this.manifest();
     }
     this.known = r.id === undefined ? undefined : { id: r.id, files };
+    this.gone = r.gone ?? [];
     return [...files.values()];
   }
+
+  /** With the last manifest: files lvssync wrote there that were deleted since. */
+  gone: readonly { path: string; written: string }[] = [];
 
   close(): void {
     this.link.close();

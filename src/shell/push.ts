@@ -5,7 +5,7 @@
 // Composition of shell modules; decisions come from the core (render, plan, apply-plan).
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { canonicalIP } from '../core/address.js';
@@ -356,6 +356,18 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
 
     // 3. Ask each peer what it has, and plan. A peer that cannot be asked does not hold up the others.
     const reachable: Leg[] = [];
+    /** What this director last synced (written.json): a deletion there of one of these is a conflict. */
+    let synced: Set<string> | undefined;
+    const syncedHere = () => {
+      if (!synced) {
+        try {
+          synced = new Set(Object.keys(new Store(config).lastWritten()));
+        } catch {
+          synced = new Set();
+        }
+      }
+      return synced;
+    };
     for (const leg of legs) {
       const m = await leg.manifest!;
       if ('error' in m) {
@@ -396,6 +408,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         m.files.filter((r) => !isEditorTemp(r.path)),
         managedGlobs(config, local),
         ws.tools.digest,
+        { gone: session.gone, synced: syncedHere() },
       );
       leg.node.plan = plan;
       // its current text of what changes (for the report's diffs): asked now, awaited before
@@ -1187,10 +1200,20 @@ function recordBaseHere(config: Config, desired: readonly DesiredFile[], ws: Wor
     const known = store.lastWritten();
     const sums = new Map(desired.map((d) => [d.path, ws.tools.digest(d.path, d.text)]));
     const changed = desired.filter((d) => known[d.path] !== sums.get(d.path));
-    if (!changed.length) return;
+    // a file no longer in the set (deleted here) is no longer one lvssync synced from here
+    const managed = (p: string) => {
+      try {
+        store.check(p);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const dropped = Object.keys(known).filter((p) => !sums.has(p) && !existsSync(p) && managed(p));
+    if (!changed.length && !dropped.length) return;
     const paths = changed.map((d) => d.path);
-    store.recordWritten(paths, Object.fromEntries(paths.map((p) => [p, sums.get(p)!])));
-    store.recordBase(paths, new Map(changed.map((d) => [d.path, d.text])));
+    store.recordWritten([...paths, ...dropped], Object.fromEntries(paths.map((p) => [p, sums.get(p)!])));
+    store.recordBase([...paths, ...dropped], new Map(changed.map((d) => [d.path, d.text])));
   } catch {
     // a record for later: the push itself is done
   }

@@ -384,6 +384,14 @@ export class Store {
     }
   }
 
+  /** The managed files lvssync wrote here that are not here any more (`present`: what is). */
+  gone(present: ReadonlyMap<string, unknown>): { path: string; written: string }[] {
+    return Object.entries(this.writtenDigests.read())
+      .filter(([p]) => !present.has(p) && this.paths.covers(p))
+      .map(([p, written]) => ({ path: p, written }))
+      .sort((a, b) => (a.path < b.path ? -1 : 1));
+  }
+
   /** sha256 of what lvssync last wrote (or pushed from) each path here: written.json. */
   lastWritten(): Record<string, string> {
     return this.writtenDigests.read();

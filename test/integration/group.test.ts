@@ -2,7 +2,7 @@
 // with its own rendering, in the order of the VRRP instances they hold; a failure on one undoes the
 // ones changed before it; a director that is down does not hold up the others and is brought up to
 // date when it returns; a split brain across the three is seen.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ADDR, type Director, type Lab, type ProcRecord } from '../../scripts/lab/lab.js';
@@ -245,12 +245,16 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
 
   it('handover while the old primary is down; back, its edits are shown three-way and overwritten by nobody silently', async () => {
     const l = lab();
-    // in step (the reset left the files so: the push reloads), what lvssync synced recorded on lvs1
-    expect(JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout).result).toBe('reloaded');
+    // in step, what lvssync synced recorded on lvs1 (a note file of lvs1's reaches every director)
+    const NOTE = '/etc/keepalived/conf.d/zz-note.conf';
+    l.writeFile('lvs1', NOTE, '# kept on every director\n', 0o644);
+    expect(JSON.parse((await lvssync(l, 'lvs1', 'push', '--yes', '--json')).stdout).result).toBe('pushed');
+    for (const d of l.directors) expect(existsSync(l.pathOn(d, NOTE))).toBe(true);
     await sshd(l, 'lvs1', false);
     try {
-      // lvs1 is edited while it cannot be reached
+      // lvs1 is edited while it cannot be reached: one file changed, one deleted
       edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 58'));
+      rmSync(l.pathOn('lvs1', NOTE));
       const refused = await lvssync(l, 'lvs2', 'primary', 'lvs2');
       expect(refused.code).toBe(4);
       expect(refused.stderr).toMatch(/lvs1, the primary, cannot be asked/);
@@ -286,6 +290,10 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
     expect(diff.stdout).toMatch(/-\s+weight 50\n\+\s+weight 58/);
     expect(diff.stdout).toMatch(/-\s+weight 50\n\+\s+weight 60/);
     expect(diff.stdout).toContain('lvssync take lvs1 /etc/keepalived/conf.d/fwm-100.conf');
+    // the file deleted there is a conflict too, not silently made again
+    expect(diff.stdout).toMatch(
+      /CONFLICT \/etc\/keepalived\/conf\.d\/zz-note\.conf: deleted on lvs1 since lvssync/,
+    );
     const blocked = await lvssync(l, 'lvs2', 'push', '--yes');
     expect(blocked.code).toBe(6);
     expect(l.readFile('lvs1', FWM)).toContain('weight 58');
@@ -293,10 +301,20 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
     const take = await lvssync(l, 'lvs2', 'take', 'lvs1');
     expect(take.code, take.stdout + take.stderr).toBe(0);
     expect(take.stdout).toContain(`took ${FWM} (lvs1's version)`);
+    // the file lvs1 deleted: taken as deleted
+    expect(take.stdout).toContain(`removed ${NOTE} (lvs1's version)`);
+    expect(existsSync(l.pathOn('lvs2', NOTE))).toBe(false);
     expect(l.readFile('lvs2', FWM)).toContain('weight 58');
     const after = await lvssync(l, 'lvs2', 'push', '--yes', '--json');
     expect(JSON.parse(after.stdout).result).toBe('pushed');
     for (const d of l.directors) expect(l.readFile(d, FWM)).toContain('weight 58');
+    for (const d of l.directors) expect(existsSync(l.pathOn(d, NOTE))).toBe(false);
+    // made again later on the primary, it is simply pushed: that deletion was agreed
+    l.writeFile('lvs2', NOTE, '# back again\n', 0o644);
+    const again = JSON.parse((await lvssync(l, 'lvs2', 'push', '--yes', '--json')).stdout);
+    expect(again.result).toBe('pushed');
+    expect(again.peers.flatMap((p: { conflicts: unknown[] }) => p.conflicts)).toEqual([]);
+    for (const d of l.directors) expect(l.readFile(d, NOTE)).toBe('# back again\n');
     expect(l.readFile('lvs1', KA)).toContain('router_id LVS1');
     // lvs2's own version is in its history (reason take)
     const hist = l.pathOn('lvs2', '/var/lib/lvssync/history');

@@ -66,3 +66,26 @@ describe('planPush', () => {
     expect(plan.conflicts).toEqual([]);
   });
 });
+
+describe('planPush: files deleted on the peer since lvssync wrote them', () => {
+  const A = '/etc/keepalived/conf.d/a.conf';
+  const want = [{ path: A, text: 'a', mode: 0o644 }];
+  const gone = [{ path: A, written: sha256('a') }];
+
+  it('one the primary still syncs is a conflict (made again only with --force or taken as deleted)', () => {
+    const plan = planPush(want, [], MANAGED, undefined, { gone, synced: new Set([A]) });
+    expect(plan.conflicts).toEqual([{ path: A, peer: null, written: sha256('a'), wanted: sha256('a') }]);
+    expect(plan.changes.map((c) => `${c.kind} ${c.path}`)).toEqual([`add ${A}`]);
+  });
+
+  it('one the primary stopped syncing since (the deletion was agreed) is simply added again', () => {
+    const plan = planPush(want, [], MANAGED, undefined, { gone, synced: new Set() });
+    expect(plan.conflicts).toEqual([]);
+    expect(plan.changes.map((c) => `${c.kind} ${c.path}`)).toEqual([`add ${A}`]);
+  });
+
+  it('one the primary does not want either: nothing to do', () => {
+    const plan = planPush([], [], MANAGED, undefined, { gone, synced: new Set([A]) });
+    expect(plan).toEqual({ changes: [], unchanged: [], conflicts: [] });
+  });
+});
