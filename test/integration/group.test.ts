@@ -204,14 +204,20 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
       // back: no new edit, the daemon's retry brings it up to date
       await l.restoreCrossover(['lvs3']);
       await until('lvs3 to catch up', () => l.readFile('lvs3', FWM).includes('weight 52'), 60_000);
-      await until('the daemon in sync again', () => health(l) === 'in-sync', 60_000);
+      // (a retry that fails once more, e.g. while VRRP settles after the link is back, waits out the
+      // backoff, 60 s at most, before the next one)
+      await until('the daemon in sync again', () => health(l) === 'in-sync', 130_000).catch((e: Error) => {
+        // what the daemon did meanwhile, for whoever reads the failure
+        const log = readFileSync(l.logFile('lvs1', 'watch'), 'utf8').trim().split('\n').slice(-12);
+        throw new Error(`${e.message}; health ${health(l)}; the daemon's last lines:\n${log.join('\n')}`);
+      });
       expect(tree(l, 'lvs3')).toEqual(renderedFor(l, 'lvs3'));
     } finally {
       await l.restoreCrossover(['lvs3']);
       if (daemon) await l.killProc(daemon);
       await l.waitForVipHolder(30_000);
     }
-  }, 150_000);
+  }, 260_000);
 
   it('split brain across three: status and the audit name every holder', async () => {
     const l = lab();
