@@ -234,10 +234,9 @@ class Agent {
       case 'manifest': {
         // A session that has the previous manifest gets only what changed since (1,000 entries
         // for one edited file otherwise).
-        const files = this.store.manifest();
+        const { files, gone } = this.store.manifestWithTimes();
         const prev = this.sentManifest;
         this.sentManifest = { id: (prev?.id ?? 0) + 1, files: new Map(files.map((f) => [f.path, f])) };
-        const gone = this.store.gone(this.sentManifest.files);
         const extra = gone.length ? { gone } : {};
         if (prev && req.since === prev.id)
           return { id: this.sentManifest.id, base: prev.id, ...manifestDelta(prev.files, files), ...extra };

@@ -1201,15 +1201,7 @@ function recordBaseHere(config: Config, desired: readonly DesiredFile[], ws: Wor
     const sums = new Map(desired.map((d) => [d.path, ws.tools.digest(d.path, d.text)]));
     const changed = desired.filter((d) => known[d.path] !== sums.get(d.path));
     // a file no longer in the set (deleted here) is no longer one lvssync synced from here
-    const managed = (p: string) => {
-      try {
-        store.check(p);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    const dropped = Object.keys(known).filter((p) => !sums.has(p) && !existsSync(p) && managed(p));
+    const dropped = Object.keys(known).filter((p) => !sums.has(p) && store.covers(p) && !existsSync(p));
     if (!changed.length && !dropped.length) return;
     const paths = changed.map((d) => d.path);
     store.recordWritten([...paths, ...dropped], Object.fromEntries(paths.map((p) => [p, sums.get(p)!])));

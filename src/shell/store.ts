@@ -103,8 +103,15 @@ export class Store {
     return this.manifestWithTimes(base).files;
   }
 
-  /** manifest(), with each file's mtime (ms) as the same walk saw it (the audit's pending-reload check). */
-  manifestWithTimes(base = ''): { files: RemoteFile[]; mtimes: Map<string, number> } {
+  /**
+   * manifest(), with each file's mtime (ms) as the same walk saw it (the audit's pending-reload
+   * check), and the managed files lvssync wrote here that are not here any more (`gone`).
+   */
+  manifestWithTimes(base = ''): {
+    files: RemoteFile[];
+    mtimes: Map<string, number>;
+    gone: { path: string; written: string }[];
+  } {
     const out: RemoteFile[] = [];
     const mtimes = new Map<string, number>();
     const ids = new Map<string, { id: string; mode: number }>();
@@ -133,7 +140,16 @@ export class Store {
       this.lastWalk = { at: Date.now(), ids };
       this.checksums.save(ids);
     }
-    return { files: out, mtimes };
+    const gone = Object.entries(written)
+      .filter(([p]) => !mtimes.has(p) && this.paths.covers(p))
+      .map(([p, w]) => ({ path: p, written: w }))
+      .sort((a, b) => (a.path < b.path ? -1 : 1));
+    return { files: out, mtimes, gone };
+  }
+
+  /** Whether `p` names a managed file by its text alone (check() also looks at what is on disk). */
+  covers(p: string): boolean {
+    return this.paths.covers(p);
   }
 
   read(p: string): { exists: boolean; text: string; mode: number } {
@@ -382,14 +398,6 @@ export class Store {
         replaceCacheFile(to, data);
       }
     }
-  }
-
-  /** The managed files lvssync wrote here that are not here any more (`present`: what is). */
-  gone(present: ReadonlyMap<string, unknown>): { path: string; written: string }[] {
-    return Object.entries(this.writtenDigests.read())
-      .filter(([p]) => !present.has(p) && this.paths.covers(p))
-      .map(([p, written]) => ({ path: p, written }))
-      .sort((a, b) => (a.path < b.path ? -1 : 1));
   }
 
   /** sha256 of what lvssync last wrote (or pushed from) each path here: written.json. */

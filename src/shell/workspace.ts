@@ -78,8 +78,10 @@ export class ToolCache {
     const { cached: _, ...verdict } = r;
     entries.set(tool, { key, at: this.now(), run: verdict, program: programId(tool), by: VERSION });
     if (this.file && r.available) {
+      // a run of a program that is not installed is this process's only
+      const kept = [...entries].filter(([, v]) => v.run.available);
       try {
-        replaceCacheFile(this.file, JSON.stringify(Object.fromEntries(entries)));
+        replaceCacheFile(this.file, JSON.stringify(Object.fromEntries(kept)));
       } catch {}
     }
     return r;

@@ -150,6 +150,13 @@ describe('ToolCache kept in the state directory', () => {
     await new ToolCache(1000, Date.now, file).get('lvssync-no-such-validator', 'k', missing);
     await new ToolCache(1000, Date.now, file).get('lvssync-no-such-validator', 'k', missing);
     expect(runs).toBe(2);
+    // nor when another validator's verdict is written beside it
+    const both = new ToolCache(1000, Date.now, file);
+    await both.get('lvssync-no-such-validator', 'k', missing);
+    await both.get('sh', 'k', async () => ({ available: true, diagnostics: [], durationMs: 1 }));
+    expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')))).toEqual(['sh']);
+    await new ToolCache(1000, Date.now, file).get('lvssync-no-such-validator', 'k', missing);
+    expect(runs).toBe(4);
   });
 });
 
