@@ -24,12 +24,16 @@ import {
 import { type Config, daemonWriteDirs } from '../core/config.js';
 import { DAEMON_SOCKET, type DaemonReply, type DaemonRequest } from '../core/daemon-socket.js';
 import {
+  type AnswerWatch,
+  afterProbes,
   afterPush,
   classifyPush,
   type HealthState,
+  PROBE_EVERY_MS,
   STARTING,
   type Verdict,
   type WatchHealth,
+  watchForAnswer,
 } from '../core/health.js';
 import { globBase } from '../core/snapshot.js';
 import {
@@ -49,6 +53,7 @@ import { serveDaemonSocket } from '../shell/daemon-socket.js';
 import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
 import { sdNotify } from '../shell/sd-notify.js';
+import { sshAnswers } from '../shell/ssh-probe.js';
 
 /** chokidar keeps one change event per file in 50 ms: the quiet window must be at least that. */
 const MIN_QUIET_MS = 50;
@@ -67,6 +72,11 @@ export interface WatchOptions {
 export type { WatchHealth };
 
 const peerNames = (r: PushSummary) => r.peers.map((p) => p.node);
+/** The directors a push lost: those it could not reach, else (a link lost on the way) all it spoke to. */
+const notReachedOf = (r: PushSummary) => {
+  const unreachable = r.peers.filter((p) => p.unreachable).map((p) => p.node);
+  return unreachable.length ? unreachable : peerNames(r);
+};
 
 const RETRY_MESSAGE: Readonly<Record<Extract<Verdict, { kind: 'retry' }>['reason'], string>> = {
   'peer-down': 'peer unreachable',
@@ -225,6 +235,8 @@ export interface DaemonDeps {
   notifyReady(): Promise<{ error?: string }>;
   /** The local socket `lvssync push` asks (core/daemon-socket.ts); resolves to its closer. */
   serve(stateDir: string, handle: (req: DaemonRequest) => Promise<DaemonReply>): Promise<() => void>;
+  /** Whether an SSH server answers at host:port within timeoutMs (its banner; no login). */
+  probe(host: string, port: number, timeoutMs: number): Promise<boolean>;
 }
 
 /**
@@ -331,6 +343,9 @@ export class WatchDaemon {
   private isRelevant: (p: string) => boolean = () => false;
   private timer: Timer | undefined;
   private retryTimer: Timer | undefined;
+  /** While a retry waits: the unreachable directors probed until they answer again (core/health.ts). */
+  private answerWatch: AnswerWatch | undefined;
+  private probeTimer: Timer | undefined;
   private stopping = false;
   private pushing: Promise<void> | undefined;
   private healthState: HealthState = STARTING;
@@ -541,8 +556,7 @@ export class WatchDaemon {
     const result = new Promise<PushSummary | Error>((resolve) => this.askers.push(resolve));
     if (!this.pushing) {
       // a push now, as after a retry's delay: the quiet window and any backoff are over
-      if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
-      this.retryTimer = undefined;
+      this.clearRetry();
       this.state = onEvent(this.state, this.clock.now() - this.timing.maxMs);
       this.schedule(0);
     }
@@ -568,8 +582,7 @@ export class WatchDaemon {
         this.state = onPushDone(this.state, this.clock.now(), abandoned);
         // `lvssync push` asked during this push: the next one starts now, whatever the windows
         if (this.askers.length && !this.stopping) {
-          if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
-          this.retryTimer = undefined;
+          this.clearRetry();
           this.state = onEvent(this.state, this.clock.now() - this.timing.maxMs);
           this.schedule(0);
         } else if (this.state.kind === 'waiting' && !this.stopping && !this.retryTimer) this.schedule();
@@ -643,6 +656,9 @@ export class WatchDaemon {
     this.apply(
       verdict.kind === 'retry' ? log.child({ peers: peerNames(report), err: report.error?.message }) : log,
       verdict,
+      verdict.kind === 'retry' && (verdict.reason === 'peer-down' || verdict.reason === 'interrupted')
+        ? notReachedOf(report)
+        : [],
     );
     return false;
   }
@@ -736,7 +752,7 @@ export class WatchDaemon {
   }
 
   /** The health a push's verdict gives, and a retry with backoff when it asks for one. */
-  private apply(log: Logger, verdict: Verdict): void {
+  private apply(log: Logger, verdict: Verdict, notReached: readonly string[] = []): void {
     const next = afterPush(this.healthState, verdict, this.once);
     this.healthState = next.state;
     if (verdict.kind === 'retry') {
@@ -746,14 +762,54 @@ export class WatchDaemon {
     }
     this.writeStatus();
     if (next.retryInMs === undefined) return;
-    this.retryTimer = this.clock.setTimeout(() => {
-      this.retryTimer = undefined;
-      this.state = onEvent(
-        this.state.kind === 'pushing' ? IDLE : this.state,
-        this.clock.now() - this.timing.maxMs,
-      );
-      this.schedule(0);
-    }, next.retryInMs);
+    this.clearRetry();
+    this.retryTimer = this.clock.setTimeout(() => this.retryNow(), next.retryInMs);
+    this.answerWatch = watchForAnswer(notReached, next.retryInMs);
+    // the first round at once: a director that answers now did not fail for its link
+    if (this.answerWatch) this.probeTimer = this.clock.setTimeout(() => void this.probe(), 0);
+  }
+
+  /** The retry's moment has come (its delay is over, or a director it waits for answers again). */
+  private retryNow(): void {
+    this.clearRetry();
+    this.state = onEvent(
+      this.state.kind === 'pushing' ? IDLE : this.state,
+      this.clock.now() - this.timing.maxMs,
+    );
+    this.schedule(0);
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
+    if (this.probeTimer) this.clock.clearTimeout(this.probeTimer);
+    this.retryTimer = this.probeTimer = this.answerWatch = undefined;
+  }
+
+  /** One round of probes of the directors a waiting retry could not reach. */
+  private async probe(): Promise<void> {
+    this.probeTimer = undefined;
+    const w = this.answerWatch;
+    if (!w || this.stopping) return;
+    const timeoutMs = Math.min(this.config.ssh.connectTimeoutMs, PROBE_EVERY_MS - 500);
+    const answers = await Promise.all(
+      w.nodes.map(async (n) => {
+        const node = this.config.nodes[n];
+        const ok = node
+          ? await this.deps.probe(node.address, node.port, timeoutMs).catch(() => false)
+          : false;
+        return [n, ok] as const;
+      }),
+    );
+    // (a push, a stop or another failure since the round began has its own watch, or none)
+    if (this.answerWatch !== w || !this.retryTimer) return;
+    const r = afterProbes(w, new Map(answers));
+    if (r.retry) {
+      this.log.info({ peers: r.retry.back }, 'peer answers again: retrying now');
+      this.retryNow();
+      return;
+    }
+    this.answerWatch = r.watch;
+    if (r.watch) this.probeTimer = this.clock.setTimeout(() => void this.probe(), PROBE_EVERY_MS);
   }
 
   private setHealth(h: WatchHealth): void {
@@ -872,7 +928,7 @@ export class WatchDaemon {
     this.log.info({ signal, pushing: Boolean(this.pushing) }, 'stopping');
     this.checkGate();
     if (this.timer) this.clock.clearTimeout(this.timer);
-    if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
+    this.clearRetry();
     if (this.idleTimer) this.clock.clearTimeout(this.idleTimer);
     if (this.auditTimer) this.clock.clearTimeout(this.auditTimer);
     this.auditGeneration++;
@@ -927,4 +983,5 @@ const processDeps: DaemonDeps = {
   },
   notifyReady: () => sdNotify([`--pid=${process.pid}`, '--ready', '--status=watching']),
   serve: (stateDir, handle) => serveDaemonSocket(path.join(stateDir, DAEMON_SOCKET), handle),
+  probe: sshAnswers,
 };

@@ -111,3 +111,43 @@ export function afterPush(
     }
   }
 }
+
+/**
+ * While a retry waits out a long backoff, the directors that could not be reached are asked at once,
+ * then every PROBE_EVERY_MS, whether their SSH server answers (its banner, no login): one that was
+ * silent and answers again is pushed to at once, not at the end of a backoff of up to a minute.
+ */
+export const PROBE_EVERY_MS = 2000;
+/** A backoff this short is simply waited out. */
+export const PROBE_MIN_RETRY_MS = 2 * PROBE_EVERY_MS;
+
+export interface AnswerWatch {
+  /** The directors the push could not reach. */
+  nodes: readonly string[];
+  /** Those a probe found silent since the push. */
+  silent: readonly string[];
+}
+
+/** The watch to keep after a push that will be retried in `retryInMs` (none: the timer alone). */
+export function watchForAnswer(nodes: readonly string[], retryInMs: number): AnswerWatch | undefined {
+  if (nodes.length === 0 || retryInMs < PROBE_MIN_RETRY_MS) return undefined;
+  return { nodes: [...nodes], silent: [] };
+}
+
+/**
+ * One round of probes: `retry` when every director answers and one of them had been silent (it came
+ * back); the watch ends when all answer (a director that answered all along failed for another reason,
+ * which its backoff governs: probing it again would only fill its sshd log).
+ */
+export function afterProbes(
+  w: AnswerWatch,
+  answers: ReadonlyMap<string, boolean>,
+): { watch?: AnswerWatch; retry?: { back: string[] } } {
+  const silent = new Set(w.silent);
+  for (const n of w.nodes) if (answers.get(n) !== true) silent.add(n);
+  if (w.nodes.every((n) => answers.get(n) === true)) {
+    const back = w.nodes.filter((n) => silent.has(n));
+    return back.length ? { retry: { back } } : {};
+  }
+  return { watch: { nodes: w.nodes, silent: [...silent] } };
+}

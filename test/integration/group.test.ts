@@ -201,9 +201,20 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
       expect(st.stdout).toMatch(/lvs1 -> lvs2: IN SYNC/);
       expect(st.stdout).toMatch(/lvs1 -> lvs3: PEER UNREACHABLE/);
       expect(st.stdout).toMatch(/\(lvs3 not asked\)/);
-      // back: no new edit, the daemon's retry brings it up to date
+      // a backoff of 8 s or more: the daemon probes lvs3's sshd meanwhile
+      const daemonLog = () => readFileSync(l.logFile('lvs1', 'watch'), 'utf8');
+      const retries = () =>
+        daemonLog()
+          .split('\n')
+          .filter((x) => x.includes('"peer unreachable, will retry"'))
+          .map((x) => (JSON.parse(x) as { retryInMs: number }).retryInMs);
+      await until('a retry 8 s or more away', () => retries().some((ms) => ms >= 8000), 60_000);
+      // (its first probe, at the failure, has found lvs3 silent: it times out in 1.5 s)
+      await new Promise((r) => setTimeout(r, 2000));
+      // back: no new edit; a probe finds lvs3 answering, and the daemon pushes before its backoff ends
       await l.restoreCrossover(['lvs3']);
       await until('lvs3 to catch up', () => l.readFile('lvs3', FWM).includes('weight 52'), 60_000);
+      expect(daemonLog()).toMatch(/"peers":\["lvs3"\],"msg":"peer answers again: retrying now"/);
       // (a retry that fails once more, e.g. while VRRP settles after the link is back, waits out the
       // backoff, 60 s at most, before the next one)
       await until('the daemon in sync again', () => health(l) === 'in-sync', 130_000).catch((e: Error) => {

@@ -2,12 +2,15 @@
 // delays a run of failures gives; and the one place a push's error code becomes its result.
 import { describe, expect, it } from 'vitest';
 import {
+  afterProbes,
   afterPush,
   classifyPush,
   type HealthState,
+  PROBE_MIN_RETRY_MS,
   RETRY_MAX_MS,
   RETRY_MIN_MS,
   STARTING,
+  watchForAnswer,
 } from '../../src/core/health.js';
 import { resultOfError } from '../../src/core/worker-ipc.js';
 
@@ -91,5 +94,39 @@ describe('afterPush', () => {
   it('watch --once reports instead of retrying', () => {
     const next = afterPush(STARTING, classifyPush({ result: 'service-down' }), true);
     expect(next).toEqual({ state: { health: 'service-down', retryMs: 0 } });
+  });
+});
+
+describe('watching for an unreachable director to answer again', () => {
+  const answers = (o: Record<string, boolean>) => new Map(Object.entries(o));
+
+  it('is kept only for a backoff long enough to be worth cutting short', () => {
+    expect(watchForAnswer(['lvs2'], PROBE_MIN_RETRY_MS - 1)).toBeUndefined();
+    expect(watchForAnswer([], 60_000)).toBeUndefined();
+    expect(watchForAnswer(['lvs2'], PROBE_MIN_RETRY_MS)).toEqual({ nodes: ['lvs2'], silent: [] });
+  });
+
+  it('retries once every director answers after one of them was silent', () => {
+    let w = watchForAnswer(['lvs2', 'lvs3'], 16_000)!;
+    let r = afterProbes(w, answers({ lvs2: false, lvs3: true }));
+    expect(r.retry).toBeUndefined();
+    w = r.watch!;
+    expect(w.silent).toEqual(['lvs2']);
+    r = afterProbes(w, answers({ lvs2: true, lvs3: false }));
+    expect(r.retry).toBeUndefined();
+    w = r.watch!;
+    expect(w.silent).toEqual(['lvs2', 'lvs3']);
+    r = afterProbes(w, answers({ lvs2: true, lvs3: true }));
+    expect(r).toEqual({ retry: { back: ['lvs2', 'lvs3'] } });
+  });
+
+  it('ends without a retry when every director answered from the first round (its failure was not the link)', () => {
+    const w = watchForAnswer(['lvs2'], 16_000)!;
+    expect(afterProbes(w, answers({ lvs2: true }))).toEqual({});
+  });
+
+  it('a director with no answer at all (not in the map) counts as silent', () => {
+    const w = watchForAnswer(['lvs2'], 16_000)!;
+    expect(afterProbes(w, answers({})).watch?.silent).toEqual(['lvs2']);
   });
 });

@@ -14,7 +14,7 @@ import type {
 import { WatchDaemon } from '../../src/commands/watch.js';
 import { type Config, validateConfig } from '../../src/core/config.js';
 import type { DaemonReply, DaemonRequest } from '../../src/core/daemon-socket.js';
-import { RETRY_MIN_MS } from '../../src/core/health.js';
+import { PROBE_EVERY_MS, RETRY_MIN_MS } from '../../src/core/health.js';
 import type { PushSummary, WatchInput, WorkerJob } from '../../src/core/worker-ipc.js';
 
 const CONF_D = '/etc/keepalived/conf.d';
@@ -108,6 +108,8 @@ function setup(opts: { early?: boolean } = {}) {
   });
   let configs = 0;
   let ask: ((req: DaemonRequest) => Promise<DaemonReply>) | undefined;
+  /** Whether lvs2's SSH server answers a probe, and the probes made. */
+  const peer = { answers: false, probes: [] as string[] };
   const deps: DaemonDeps = {
     clock,
     watchFiles: async (_dirs, onEvent) => {
@@ -130,6 +132,10 @@ function setup(opts: { early?: boolean } = {}) {
       return () => {
         ask = undefined;
       };
+    },
+    probe: async (host, port) => {
+      peer.probes.push(`${host}:${port}`);
+      return peer.answers;
     },
   };
   const sink = new Writable({
@@ -160,6 +166,7 @@ function setup(opts: { early?: boolean } = {}) {
     served: () => ask !== undefined,
     worker: () => worker!,
     edit: (name = 'a.conf') => emit('change', `${CONF_D}/${name}`),
+    peer,
   };
 }
 
@@ -207,6 +214,55 @@ describe('the watch daemon, with a manual clock and fake watcher and worker', ()
     expect(
       d.logLines.filter((l) => l.msg === 'peer unreachable, will retry').map((l) => l.retryInMs),
     ).toEqual([1000, 2000]);
+  });
+
+  /** Five failed pushes to an unreachable lvs2: the next retry waits 8 s (1, 2, 4 and 8 s of backoff). */
+  async function downFor8s(d: ReturnType<typeof setup>): Promise<void> {
+    const down: Answer = {
+      result: 'unreachable',
+      peers: [{ node: 'lvs2', unreachable: 'no route to host', changes: [], conflicts: [] }],
+      error: { code: 'E_SSH_CONNECT', message: 'no route' },
+    };
+    await d.clock.advance(400); // the converge at start
+    d.worker().answers.push(down, down, down, down);
+    d.edit();
+    await d.clock.advance(300 + 1000 + 2000 + 4000);
+    expect(d.worker().pushes()).toBe(5);
+    expect(d.daemon.currentHealth).toEqual({ health: 'peer-down', retryMs: 8 * RETRY_MIN_MS });
+  }
+
+  it('a director that answers again while a long backoff runs is pushed to at once', async () => {
+    const d = setup();
+    await downFor8s(d);
+    // silent at the failure, and 2 s later
+    const before = d.peer.probes.length;
+    await d.clock.advance(PROBE_EVERY_MS);
+    expect(d.peer.probes.slice(before)).toEqual(['192.0.2.2:22']);
+    d.peer.answers = true;
+    await d.clock.advance(PROBE_EVERY_MS);
+    expect(d.worker().pushes()).toBe(6); // 4 s before its backoff would have ended
+    expect(d.daemon.currentHealth).toEqual({ health: 'in-sync', retryMs: 0 });
+    expect(
+      d.logLines.filter((l) => l.msg === 'peer answers again: retrying now').map((l) => l.peers),
+    ).toEqual([['lvs2']]);
+    // in sync: nothing is probed any more
+    const after = d.peer.probes.length;
+    await d.clock.advance(60_000);
+    expect(d.peer.probes.length).toBe(after);
+    expect(d.worker().pushes()).toBe(6);
+  });
+
+  it('a director whose SSH server answered all along is not probed again: its backoff is waited out', async () => {
+    const d = setup();
+    d.peer.answers = true;
+    await downFor8s(d);
+    // each failed push's first probe found it answering
+    expect(d.peer.probes.length).toBe(2); // after the pushes that waited 4 s and 8 s
+    await d.clock.advance(8 * RETRY_MIN_MS - 1);
+    expect(d.peer.probes.length).toBe(2);
+    expect(d.worker().pushes()).toBe(5);
+    await d.clock.advance(1);
+    expect(d.worker().pushes()).toBe(6);
   });
 
   it('an invalid set waits for the next edit; a crashed worker is retried', async () => {
