@@ -97,46 +97,79 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
   let local: DirectorCheck | undefined;
   // one session per director for all of it: the dry run's, then who holds what there
   const keepers = new Map(targets.map((t) => [t.name, new PeerKeeper(config, t, me)]));
+  const leader = readClaim(config).primary;
+  /** Not the primary: this director's files against what the primary would push to it. */
+  const following = leader !== me && config.nodes[leader] !== undefined;
+  /** The directors a push from here could ask (the primary's dry run). */
+  const asked = new Set<string>();
   try {
-    // what a push would do (its own check of the set here included), then who holds what where
-    const r = await runPush({
-      config,
-      self: me,
-      dryRun: true,
-      external: false,
-      keepers: (t) => keepers.get(t.name),
-      ...(opts.peer ? { peer: opts.peer } : {}),
-      ...(configPath ? { configPath } : {}),
-    });
-    local = r.local;
-    for (const [i, np] of r.peers.entries()) {
-      const ps = peers[i]!;
-      // what the peer said (a rollback it cannot finish, a refused key) is the operator's next step
-      if (np.unreachable) Object.assign(ps, { sync: 'peer unreachable', error: np.unreachable.message });
-      // busy: the daemon (or a person) is pushing right now, changes are on their way
-      else if (r.result === 'busy') ps.sync = 'changes pending';
-      else if (np.plan) {
-        ps.pendingChanges = np.plan.changes.length;
-        if (np.plan.conflicts.length) ps.sync = 'drift';
-        else if (ps.pendingChanges > 0 || r.result === 'invalid-here') ps.sync = 'changes pending';
+    if (following) {
+      peers.splice(0, peers.length, { node: me, sync: 'in sync', pendingChanges: 0 });
+      const ps = peers[0]!;
+      const keeper = keepers.get(leader) ?? new PeerKeeper(config, peersOf(config, me, leader)[0]!, me);
+      keepers.set(leader, keeper);
+      const { planFromPrimary } = await import('../shell/follower.js');
+      try {
+        local = await checkSelf(config, me, false);
+        const plan = await planFromPrimary(config, me, await keeper.get(), local);
+        ps.pendingChanges = plan.changes.length;
+        if (plan.conflicts.length) ps.sync = 'drift';
+        else if (plan.changes.length) ps.sync = 'changes pending';
+      } catch (e) {
+        Object.assign(ps, { sync: 'peer unreachable', error: (e as Error).message });
+      }
+    } else {
+      try {
+        // what a push would do (its own check of the set here included)
+        const r = await runPush({
+          config,
+          self: me,
+          dryRun: true,
+          external: false,
+          keepers: (t) => keepers.get(t.name),
+          ...(opts.peer ? { peer: opts.peer } : {}),
+          ...(configPath ? { configPath } : {}),
+        });
+        local = r.local;
+        for (const [i, np] of r.peers.entries()) {
+          const ps = peers[i]!;
+          // what the peer said (a rollback it cannot finish, a refused key) is the operator's next step
+          if (np.unreachable) Object.assign(ps, { sync: 'peer unreachable', error: np.unreachable.message });
+          // busy: the daemon (or a person) is pushing right now, changes are on their way
+          else if (r.result === 'busy') ps.sync = 'changes pending';
+          else if (np.plan) {
+            ps.pendingChanges = np.plan.changes.length;
+            if (np.plan.conflicts.length) ps.sync = 'drift';
+            else if (ps.pendingChanges > 0 || r.result === 'invalid-here') ps.sync = 'changes pending';
+          }
+        }
+        // an error of the whole push (not a director that could not be asked, each said above)
+        if (r.error && r.result !== 'conflict' && r.result !== 'busy' && !r.peers.every((p) => p.unreachable))
+          throw r.error;
+        for (const [i, t] of targets.entries()) if (peers[i]!.sync !== 'peer unreachable') asked.add(t.name);
+      } catch (e) {
+        for (const ps of peers)
+          if (ps.sync !== 'peer unreachable')
+            Object.assign(ps, { sync: 'peer unreachable', error: (e as Error).message });
       }
     }
-    // an error of the whole push (not a director that could not be asked, each said above)
-    if (r.error && r.result !== 'conflict' && r.result !== 'busy' && !r.peers.every((p) => p.unreachable))
-      throw r.error;
+    // who holds what, and which services run, on every other director that answers
     await Promise.all(
       targets
-        .filter((_, i) => peers[i]!.sync !== 'peer unreachable')
+        .filter((t) => following || asked.has(t.name))
         .map(async (t) => {
-          const s = await keepers.get(t.name)!.get();
-          there.set(t.name, Object.values(await s.request({ op: 'addresses' })).flat());
-          for (const x of await s.request({ op: 'services' })) services.push({ ...x, host: t.name });
+          try {
+            const s = await keepers.get(t.name)!.get();
+            const addresses = Object.values(await s.request({ op: 'addresses' })).flat();
+            for (const x of await s.request({ op: 'services' })) services.push({ ...x, host: t.name });
+            there.set(t.name, addresses);
+          } catch (e) {
+            const ps = peers.find((p) => p.node === t.name);
+            if (ps && ps.sync !== 'peer unreachable')
+              Object.assign(ps, { sync: 'peer unreachable', error: (e as Error).message });
+          }
         }),
     );
-  } catch (e) {
-    for (const ps of peers)
-      if (ps.sync !== 'peer unreachable')
-        Object.assign(ps, { sync: 'peer unreachable', error: (e as Error).message });
   } finally {
     for (const k of keepers.values()) k.close();
   }
@@ -184,7 +217,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
         }
       : undefined,
   };
-  const unasked = peers.filter((p) => p.sync === 'peer unreachable').map((p) => p.node);
+  const unasked = targets.filter((t) => !there.has(t.name)).map((t) => t.name);
   if (opts.json) {
     io.stdout(`${JSON.stringify(status)}\n`);
   } else {
@@ -199,7 +232,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
         ),
       ...peers.map(
         (p) =>
-          `cluster ${config.cluster}: ${me} -> ${p.node}: ${p.sync.toUpperCase()}${p.pendingChanges ? ` (${p.pendingChanges} change(s) to push)` : ''}${p.error ? `: ${p.error}` : ''}`,
+          `cluster ${config.cluster}: ${following ? `${leader} -> ${me} (this director)` : `${me} -> ${p.node}`}: ${p.sync.toUpperCase()}${p.pendingChanges ? ` (${p.pendingChanges} change(s) ${following ? `${leader} would push` : 'to push'})` : ''}${p.error ? `: ${p.error}` : ''}`,
       ),
       `primary:    ${describeClaim(claim)}${claim.primary === me ? ' (this director)' : `: edit there; ${me} follows it`}`,
       `daemon:     ${watch ? `${daemonAlive ? 'running' : 'NOT running'}, ${watch.health}` : 'never ran here'}`,

@@ -273,4 +273,34 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
     expect(s3.stdout).toMatch(/VIP 198\.51\.100\.250 +on (lvs1|NOBODY)/);
     expect(s3.code).toBe(1);
   }, 60_000);
+
+  it('status on a director that is not the primary: its files against what the primary would push to it', async () => {
+    const l = lab();
+    l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 51'));
+    expect((await lvssync(l, 'lvs1', 'push', '--yes')).code).toBe(0);
+    // lvs2's keepalived.conf says router_id LVS2, lvs1's LVS1: the rendering is what counts
+    const s1 = await lvssync(l, 'lvs2', 'status');
+    expect(s1.stdout).toMatch(/lvs1 -> lvs2 \(this director\): IN SYNC/);
+    expect(s1.stdout).not.toMatch(/lvs2 -> lvs1/);
+    expect(s1.stdout).toMatch(/primary: +lvs1.*: edit there; lvs2 follows it/);
+    expect(s1.code).toBe(0);
+    // an edit on the primary not pushed yet
+    l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 51', 'weight 52'));
+    const s2 = await lvssync(l, 'lvs2', 'status', '--json');
+    const j2 = JSON.parse(s2.stdout);
+    expect(j2.sync).toBe('changes pending');
+    expect(j2.peers).toEqual([{ node: 'lvs2', sync: 'changes pending', pendingChanges: 1 }]);
+    expect(s2.code).toBe(1);
+    // and a hand edit here, which the next push would refuse as a conflict
+    l.writeFile('lvs2', FWM, l.readFile('lvs2', FWM).replace('weight 51', 'weight 49'));
+    const s3 = await lvssync(l, 'lvs2', 'status');
+    expect(s3.stdout).toMatch(/lvs1 -> lvs2 \(this director\): DRIFT/);
+    // lvs1's own view says the same of lvs2
+    expect((await lvssync(l, 'lvs1', 'status')).stdout).toMatch(/lvs1 -> lvs2: DRIFT/);
+    // the primary cannot be asked
+    await l.cutCrossover();
+    const s4 = await lvssync(l, 'lvs2', 'status');
+    expect(s4.stdout).toMatch(/lvs1 -> lvs2 \(this director\): PEER UNREACHABLE/);
+    expect(s4.code).toBe(1);
+  }, 60_000);
 });
