@@ -3,7 +3,7 @@
 // program does not exist and E_TOOL_FAILED when it cannot be started or times out.
 
 import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { LvssyncError } from '../errors.js';
 
 export interface ExecResult {
@@ -67,28 +67,20 @@ export function execTool(argv: readonly string[], opts: ExecOptions = {}): Promi
   });
 }
 
-/** Programs found, by PATH and name (a missing one is looked for again next time). */
-const found = new Map<string, string>();
-
 /**
- * Finds a program on PATH (and the sbin directories, which a non-root PATH may lack). Synchronous on
+ * Finds a program on PATH (and the sbin directories, which a non-root PATH may lack), each time: a few
+ * access() calls, and a program installed or moved since is found where it is now. Synchronous on
  * purpose: a tool started "at once" (keepalived -t beside lvssync's own reading) must not wait for
  * the reading to give the event loop back before it can even be found.
  */
 export function which(name: string): string | undefined {
-  const key = `${process.env.PATH ?? ''}\0${name}`;
-  const known = found.get(key);
-  if (known !== undefined && existsSync(known)) return known;
   const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/local/sbin'];
-  let hit: string | undefined;
   for (const d of dirs) {
     if (!d) continue;
     try {
       accessSync(`${d}/${name}`, constants.X_OK);
-      hit = `${d}/${name}`;
-      break;
+      return `${d}/${name}`;
     } catch {}
   }
-  if (hit !== undefined) found.set(key, hit);
-  return hit;
+  return undefined;
 }
