@@ -113,6 +113,9 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
   const req = (id: number, o: object) => JSON.stringify({ id, ...o });
   const hello = req(1, { op: 'hello', version: PROTOCOL_VERSION, primary: 'lvs1' });
   const b64 = (s: string) => Buffer.from(s).toString('base64');
+  /** A well-formed put of `text` (mode 0644). */
+  const put = (id: number, txid: string, p: string, text: string) =>
+    req(id, { op: 'put', txid, path: p, mode: 0o644, data: b64(text) });
 
   it('validation never runs a ferm command the primary sent (backticks, command includes, @hook)', async () => {
     const pwned = path.join(dir, 'pwned');
@@ -121,7 +124,7 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     const r = await session([
       hello,
       req(2, { op: 'begin', txid }),
-      req(3, { op: 'put', txid, path: FERM(), mode: 0o644, data: b64(ferm) }),
+      put(3, txid, FERM(), ferm),
       req(4, { op: 'validate', txid }),
       req(5, { op: 'abort', txid, reload: false }),
     ]);
@@ -138,13 +141,12 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     const r = await session([
       hello,
       req(2, { op: 'begin', txid }),
-      req(3, {
-        op: 'put',
+      put(
+        3,
         txid,
-        path: path.join(dir, 'etc/keepalived/conf.d/zz.conf'),
-        mode: 0o644,
-        data: b64(`include ${dir}/etc/lvssync/id_ed25519\n`),
-      }),
+        path.join(dir, 'etc/keepalived/conf.d/zz.conf'),
+        `include ${dir}/etc/lvssync/id_ed25519\n`,
+      ),
       req(4, { op: 'validate', txid }),
       req(5, { op: 'read', path: path.join(dir, 'etc/lvssync/id_ed25519') }),
       req(6, { op: 'abort', txid, reload: false }),
@@ -192,13 +194,7 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     const lines = [
       hello,
       req(2, { op: 'begin', txid }),
-      req(3, {
-        op: 'put',
-        txid,
-        path: FERM(),
-        mode: 0o644,
-        data: b64('table filter chain INPUT policy ACCEPT;\n# x\n'),
-      }),
+      put(3, txid, FERM(), 'table filter chain INPUT policy ACCEPT;\n# x\n'),
       req(4, { op: 'validate', txid }),
       req(5, { op: 'commit', txid }),
     ];
@@ -311,14 +307,8 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
       const r = await session([
         hello,
         req(2, { op: 'begin', txid }),
-        req(3, {
-          op: 'put',
-          txid,
-          path: path.join(conf, 'small.conf'),
-          mode: 0o644,
-          data: b64('! small, new\n'),
-        }),
-        req(4, { op: 'put', txid, path: path.join(conf, 'big.conf'), mode: 0o644, data: b64(big) }),
+        put(3, txid, path.join(conf, 'small.conf'), '! small, new\n'),
+        put(4, txid, path.join(conf, 'big.conf'), big),
         req(5, { op: 'validate', txid }),
         req(6, { op: 'commit', txid }),
       ]);
@@ -347,7 +337,7 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
       const r = await session([
         hello,
         req(2, { op: 'begin', txid }),
-        req(3, { op: 'put', txid, path: p, mode: 0o644, data: b64('x') }),
+        put(3, txid, p, 'x'),
         req(4, { op: 'abort', txid, reload: false }),
       ]);
       expect(r.answers.find((a) => a.id === 3)?.error).toMatchObject({
@@ -372,8 +362,8 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     const r = await session([
       hello,
       req(2, { op: 'begin', txid }),
-      req(3, { op: 'put', txid, path: path.join(fermd, 'web.ferm'), mode: 0o644, data: b64('# web\n') }),
-      req(4, { op: 'put', txid, path: odd, mode: 0o644, data: b64('! odd name\n') }),
+      put(3, txid, path.join(fermd, 'web.ferm'), '# web\n'),
+      put(4, txid, odd, '! odd name\n'),
       req(5, { op: 'validate', txid }),
       req(6, { op: 'commit', txid }),
       req(7, { op: 'finish', txid }),
@@ -421,13 +411,7 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
       [
         hello,
         req(2, { op: 'begin', txid }),
-        req(3, {
-          op: 'put',
-          txid,
-          path: path.join(dir, 'etc/keepalived/conf.d/evil.conf'),
-          mode: 0o644,
-          data: b64(evil),
-        }),
+        put(3, txid, path.join(dir, 'etc/keepalived/conf.d/evil.conf'), evil),
         req(4, { op: 'validate', txid }),
         req(5, { op: 'abort', txid, reload: false }),
       ],

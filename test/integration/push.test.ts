@@ -27,6 +27,35 @@ import {
 const unavailable = labUnavailable();
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
 
+/**
+ * Waits up to `ms` for lvs2's files to be `before` again (and, with `closed`, its transaction
+ * finished: no journal), then asserts it.
+ */
+async function expectRestored(
+  l: Lab,
+  before: Record<string, string>,
+  ms: number,
+  closed = false,
+): Promise<void> {
+  const journal = l.pathOn('lvs2', '/var/lib/lvssync/journal.json');
+  const done = () =>
+    (!closed || !existsSync(journal)) && JSON.stringify(tree(l, 'lvs2')) === JSON.stringify(before);
+  for (const until = Date.now() + ms; Date.now() < until && !done(); )
+    await new Promise((res) => setTimeout(res, 100));
+  if (closed) expect(existsSync(journal)).toBe(false);
+  expect(tree(l, 'lvs2')).toEqual(before);
+}
+
+/** lvs2's live filter table. */
+async function filterRules(l: Lab): Promise<string> {
+  const r = await l.exec('lvs2', [
+    'sh',
+    '-c',
+    'iptables-legacy-save -t filter 2>/dev/null || iptables-save -t filter',
+  ]);
+  return r.stdout;
+}
+
 describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
   const lab = useLab('tpush');
 
@@ -635,15 +664,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       expect(r.code).toBe(5);
       expect(JSON.parse(r.stdout).result).toBe('interrupted');
       // no new session: the watcher the agent left restores the files by itself
-      const back = Date.now() + 20_000;
-      while (
-        Date.now() < back &&
-        (existsSync(l.pathOn('lvs2', '/var/lib/lvssync/journal.json')) ||
-          JSON.stringify(tree(l, 'lvs2')) !== JSON.stringify(before))
-      )
-        await new Promise((res) => setTimeout(res, 100));
-      expect(existsSync(l.pathOn('lvs2', '/var/lib/lvssync/journal.json'))).toBe(false);
-      expect(tree(l, 'lvs2')).toEqual(before);
+      await expectRestored(l, before, 20_000, true);
       expect(l.proc('lvs2', 'keepalived')).toBeDefined();
     } finally {
       writeFileSync(reloadScript, good);
@@ -674,15 +695,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
         const r = await push;
         expect(r.code).toBe(5);
       });
-      const until = Date.now() + 20_000;
-      while (
-        Date.now() < until &&
-        (existsSync(l.pathOn('lvs2', '/var/lib/lvssync/journal.json')) ||
-          JSON.stringify(tree(l, 'lvs2')) !== JSON.stringify(before))
-      ) {
-        await new Promise((res) => setTimeout(res, 200));
-      }
-      expect(tree(l, 'lvs2')).toEqual(before);
+      await expectRestored(l, before, 20_000, true);
       expect(await l.iptablesSave('lvs2')).not.toMatch(/0x258/);
       expect(l.proc('lvs2', 'keepalived')).toBeDefined();
     } finally {
@@ -723,16 +736,8 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     expect(j.result).toBe('rolled-back');
     expect(JSON.stringify(j.steps)).toMatch(/no new SSH connection/);
     // the open connection still works, so the push's own rollback restores lvs2
-    const until = Date.now() + 20_000;
-    while (Date.now() < until && JSON.stringify(tree(l, 'lvs2')) !== JSON.stringify(before))
-      await new Promise((res) => setTimeout(res, 250));
-    expect(tree(l, 'lvs2')).toEqual(before);
-    const filter = await l.exec('lvs2', [
-      'sh',
-      '-c',
-      'iptables-legacy-save -t filter 2>/dev/null || iptables-save -t filter',
-    ]);
-    expect(filter.stdout).not.toMatch(/--dport 22 -j DROP/);
+    await expectRestored(l, before, 20_000);
+    expect(await filterRules(l)).not.toMatch(/--dport 22 -j DROP/);
   }, 60_000);
 
   it('the ferm guard restores lvs2 by itself when a new firewall cuts the primary off entirely', async () => {
@@ -747,19 +752,11 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     );
     const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
     expect(r.code).not.toBe(0);
-    const until = Date.now() + 40_000;
-    while (Date.now() < until && JSON.stringify(tree(l, 'lvs2')) !== JSON.stringify(before))
-      await new Promise((res) => setTimeout(res, 250));
-    expect(tree(l, 'lvs2')).toEqual(before);
+    await expectRestored(l, before, 40_000);
     const state = l.pathOn('lvs2', '/var/lib/lvssync');
     const confirms = readdirSync(state).filter((f) => f.startsWith('confirm-'));
     expect(confirms.map((f) => readFileSync(path.join(state, f), 'utf8'))).toContain('reverted by guard\n');
-    const filter = await l.exec('lvs2', [
-      'sh',
-      '-c',
-      'iptables-legacy-save -t filter 2>/dev/null || iptables-save -t filter',
-    ]);
-    expect(filter.stdout).not.toMatch(/--dport 22 -j DROP/);
+    expect(await filterRules(l)).not.toMatch(/--dport 22 -j DROP/);
   }, 90_000);
 });
 
