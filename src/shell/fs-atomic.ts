@@ -8,18 +8,21 @@ import {
   chownSync,
   closeSync,
   fsyncSync,
+  linkSync,
   lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   unlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
+import { execTool } from './exec.js';
 
 /**
  * Writes data to a temporary file beside `target`, fsync'ed (unless `sync` is false: the caller
@@ -32,10 +35,7 @@ export function writeTemp(
   owner?: { uid: number; gid: number },
   sync = true,
 ): string {
-  const tmp = path.join(
-    path.dirname(target),
-    `.${path.basename(target)}.lvssync-tmp-${randomBytes(4).toString('hex')}`,
-  );
+  const tmp = tempBeside(target);
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     try {
@@ -55,12 +55,73 @@ export function writeTemp(
   return tmp;
 }
 
+const tempBeside = (target: string) =>
+  path.join(path.dirname(target), `.${path.basename(target)}.lvssync-tmp-${randomBytes(4).toString('hex')}`);
+
 /**
- * Makes the files durable, several at a time on the thread pool: the filesystem's journal takes
- * side-by-side fsyncs in one commit, where one after the other each waits for its own (1,000 new
- * files: about half the time here).
+ * A temporary beside `target` that is `staged` itself, a second name for the same file (no copy of
+ * its data: making 1,000 new files here costs 25 ms linked, 740 ms copied), with mode and owner; its
+ * data is not synced (syncAll). Undefined when the two are not on one file system: the caller copies
+ * (writeTemp). Whoever writes `staged` afterwards must make a new file there, never write in place:
+ * the staging mirror always unlinks before it writes.
+ */
+export function linkTemp(
+  target: string,
+  staged: string,
+  mode: number,
+  owner?: { uid: number; gid: number },
+): string | undefined {
+  const tmp = tempBeside(target);
+  try {
+    linkSync(staged, tmp);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // another file system, or one without hard links
+    if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'ENOTSUP') return undefined;
+    throw e;
+  }
+  try {
+    if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
+    chmodSync(tmp, mode);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  return tmp;
+}
+
+/** From this many files on, one syncfs per file system instead of an fsync each (see syncAll). */
+export const SYNCFS_FROM = 16;
+
+/**
+ * Makes the files durable. Many files: one syncfs(2) of each file system they are on (coreutils'
+ * `sync -f`; 1,000 new files: 30-45 ms here, against 300-500 for an fsync each; like git's batched
+ * fsync); should it fail, or for a few files, an fsync each, several at a time on the thread pool
+ * (the journal takes side-by-side fsyncs in one commit).
  */
 export async function syncAll(paths: readonly string[], concurrency = 16): Promise<void> {
+  if (paths.length >= SYNCFS_FROM && (await syncFileSystems(paths))) return;
+  await fsyncEach(paths, concurrency);
+}
+
+/** syncfs of the file systems `paths` are on; false when it could not be done (then fsync each). */
+export async function syncFileSystems(paths: readonly string[]): Promise<boolean> {
+  const byDevice = new Map<number, string>();
+  try {
+    for (const p of paths) {
+      const dev = statSync(p).dev;
+      if (!byDevice.has(dev)) byDevice.set(dev, p);
+    }
+    const runs = await Promise.all(
+      [...byDevice.values()].map((p) => execTool(['sync', '-f', p], { timeoutMs: 120_000 })),
+    );
+    return runs.every((r) => r.code === 0);
+  } catch {
+    return false;
+  }
+}
+
+async function fsyncEach(paths: readonly string[], concurrency: number): Promise<void> {
   let next = 0;
   const one = async (): Promise<void> => {
     while (next < paths.length) {

@@ -24,7 +24,7 @@ import type { Config } from '../core/config.js';
 import type { RemoteFile } from '../core/plan.js';
 import type { HistoryEntry, ReloadResult } from '../core/protocol.js';
 import { LvssyncError } from '../errors.js';
-import { fsyncDir, replaceCacheFile, sameFile, syncAll, writeTemp } from './fs-atomic.js';
+import { fsyncDir, linkTemp, replaceCacheFile, sameFile, syncAll, writeTemp } from './fs-atomic.js';
 import { Checksums, sha256Hex, WrittenDigests } from './store/checksums.js';
 import { History } from './store/history.js';
 import { checkTxid, type Journal, TxRecords } from './store/journal.js';
@@ -329,7 +329,10 @@ export class Store {
           made.add(dir);
         }
         this.check(p);
-        temps.push(writeTemp(p, readFileSync(src), st.mode & 0o7777, ownerOf(p), false));
+        // the staged file itself under a second name when it can be (one file system), else a copy
+        const owner = ownerOf(p);
+        const mode = st.mode & 0o7777;
+        temps.push(linkTemp(p, src, mode, owner) ?? writeTemp(p, readFileSync(src), mode, owner, false));
       }
       await syncAll(temps);
     } catch (e) {

@@ -10,6 +10,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -378,6 +379,48 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     expect(existsSync(leftover)).toBe(false);
     rmSync(odd, { force: true });
     rmSync(fermd, { recursive: true, force: true });
+  });
+
+  it('a committed file is its staged copy under a second name; no later transaction, applied or not, writes through it', async () => {
+    const live = path.join(dir, 'etc/keepalived/conf.d/linked.conf');
+    const staged = path.join(dir, 'state/staging/tree', live);
+    const commit = (txid: string, text: string) => [
+      hello,
+      req(2, { op: 'begin', txid }),
+      put(3, txid, live, text),
+      req(4, { op: 'validate', txid }),
+      req(5, { op: 'commit', txid }),
+      req(6, { op: 'finish', txid }),
+    ];
+    try {
+      const r = await session(commit('d1d1d1d1d1d1d1d1', '! one\n'));
+      expect(r.answers.find((a) => a.id === 6)?.ok).toBe(true);
+      // one file system here: the commit linked the staged file, it did not copy it
+      expect(statSync(live).ino).toBe(statSync(staged).ino);
+      expect(statSync(live).nlink).toBe(2);
+      // a transaction that stages another version and is aborted leaves the live file alone
+      const txid = 'd2d2d2d2d2d2d2d2';
+      const aborted = await session([
+        hello,
+        req(2, { op: 'begin', txid }),
+        put(3, txid, live, '! two, never applied\n'),
+        req(4, { op: 'abort', txid, reload: false }),
+      ]);
+      expect(aborted.answers.find((a) => a.id === 4)?.ok).toBe(true);
+      expect(readFileSync(live, 'utf8')).toBe('! one\n');
+      // an edit in place on the director (as nano writes), then a push of the next version
+      writeFileSync(live, '! edited here\n');
+      await session(commit('d3d3d3d3d3d3d3d3', '! three\n'));
+      expect(readFileSync(live, 'utf8')).toBe('! three\n');
+      // the history kept the hand edit that push replaced, as it was
+      const versions = (await session([hello, req(2, { op: 'history' })])).answers[1]?.result?.versions as {
+        version: string;
+        paths: string[];
+      }[];
+      expect(versions.at(-1)?.paths).toContain(live);
+    } finally {
+      rmSync(live, { force: true });
+    }
   });
 
   it('a transaction stages at most its documented number of files (E_PROTOCOL past it)', async () => {
