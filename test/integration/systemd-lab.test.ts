@@ -128,6 +128,11 @@ describe.skipIf(unavailable !== undefined)('the Debian package on booted Debian 
     expect(push.code, push.stdout).toBe(0);
     expect(lab.readFile('lvs2', FWM)).toContain('weight 51');
     expect(lab.readFile('lvs2', '/etc/keepalived/keepalived.conf')).toMatch(/router_id LVS2/);
+    // one root file system: the committed file is the staged one under a second name, not a copy
+    const links = await sh('lvs2', `stat -c '%h %i' ${FWM} /var/lib/lvssync/staging/tree${FWM}`);
+    const [live, staged] = links.stdout.trim().split('\n');
+    expect(live).toMatch(/^2 /);
+    expect(staged).toBe(live);
     const after = (await lab.journal('lvs2', 'keepalived'))
       .split('\n')
       .filter((l) => /Reload complete|Reloading/.test(l)).length;
