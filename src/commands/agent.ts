@@ -86,6 +86,8 @@ class Agent {
   private workspace: Workspace | undefined;
   /** The staged set as the last validation read it, per staging root (read again in place). */
   private staged: { root: string; snapshot: Snapshot; complete: boolean } | undefined;
+  /** The staged copy being read ahead of the validation (begin starts it). */
+  private readAhead: Promise<unknown> | undefined;
   /** The check of the open transaction's staged set, once it validated: what a reload may load. */
   private validated: { txid: string; check: DirectorCheck } | undefined;
   /** Transactions whose ferm guard runs (one each). */
@@ -276,9 +278,24 @@ class Agent {
         void import('../shell/check-director.js');
         if (!this.release) this.release = await withLock(this.store.stateDir, 'agent');
         if (this.store.journal()) await this.recover();
+        await this.readAhead;
         this.tx = req.txid;
         this.finished = false;
-        return { staging: this.store.begin(req.txid) };
+        const staging = this.store.begin(req.txid);
+        // the staged copy (this director's set until the puts come) is read while the primary plans
+        // and uploads: the validation then reads again only what this push stages
+        const root = this.store.stagingRoot(req.txid);
+        this.readAhead = this.readStaged(root, async (staged, changed, workspace) => {
+          const { readDirectorSet } = await import('../shell/check-director.js');
+          await readDirectorSet({
+            ...this.directorOptions(),
+            root,
+            snapshot: staged.snapshot,
+            ...(changed ? { changed } : {}),
+            workspace,
+          });
+        }).catch(() => undefined);
+        return { staging };
       }
       case 'put':
         return {
@@ -289,27 +306,19 @@ class Agent {
       case 'validate': {
         const t0 = performance.now();
         const root = this.store.stagingRoot(this.need(req.txid));
-        const { checkDirector } = await import('../shell/check-director.js');
-        const workspace = await this.ensureWorkspace();
-        // The staged set as the last validation read it, updated with what was staged since (the
-        // Store knows); read in full the first time, and after a validation that did not finish.
-        const changes = this.store.takeStagedChanges();
-        const known = this.staged?.root === root && this.staged.complete && !changes.all;
-        if (!known) {
-          const { emptySnapshot } = await import('../core/snapshot.js');
-          this.staged = { root, snapshot: emptySnapshot(), complete: false };
-        }
-        const staged = this.staged!;
-        staged.complete = false;
-        const r = await checkDirector({
-          ...this.directorOptions(),
-          root,
-          snapshot: staged.snapshot,
-          ...(known ? { changed: changes.paths } : {}),
-          workspace,
-          keepalivedDirs: this.store.roots,
+        await this.readAhead;
+        this.readAhead = undefined;
+        const r = await this.readStaged(root, async (staged, changed, workspace) => {
+          const { checkDirector } = await import('../shell/check-director.js');
+          return checkDirector({
+            ...this.directorOptions(),
+            root,
+            snapshot: staged.snapshot,
+            ...(changed ? { changed } : {}),
+            workspace,
+            keepalivedDirs: this.store.roots,
+          });
         });
-        staged.complete = true;
         const ok = !r.diagnostics.some((d) => d.severity === 'error');
         this.validated = ok ? { txid: req.txid, check: r } : undefined;
         const timings: Record<string, number> = { ...r.timings, done: performance.now() - t0 };
@@ -406,6 +415,8 @@ class Agent {
         return { done: true };
       }
       case 'abort':
+        // (a reading ahead of the validation is over before the staged files go)
+        await this.readAhead;
         return this.abort(this.need(req.txid), req.reload);
       case 'audit':
         return gatherHere(this.config, { texts: req.texts !== false });
@@ -426,6 +437,33 @@ class Agent {
       default:
         throw new LvssyncError('E_PROTOCOL', `unknown op '${(req as { op: string }).op}'`);
     }
+  }
+
+  /**
+   * The staged set as the last reading left it, updated with what was staged since (the Store knows),
+   * read in full the first time and after a reading that did not finish, by `use`: the validation, or
+   * a reading alone (ahead of it).
+   */
+  private async readStaged<T>(
+    root: string,
+    use: (
+      staged: NonNullable<Agent['staged']>,
+      changed: readonly string[] | undefined,
+      workspace: Workspace,
+    ) => Promise<T>,
+  ): Promise<T> {
+    const workspace = await this.ensureWorkspace();
+    const changes = this.store.takeStagedChanges();
+    const known = this.staged?.root === root && this.staged.complete && !changes.all;
+    if (!known) {
+      const { emptySnapshot } = await import('../core/snapshot.js');
+      this.staged = { root, snapshot: emptySnapshot(), complete: false };
+    }
+    const staged = this.staged!;
+    staged.complete = false;
+    const r = await use(staged, known ? changes.paths : undefined, workspace);
+    staged.complete = true;
+    return r;
   }
 
   private async ensureWorkspace(): Promise<Workspace> {

@@ -149,6 +149,57 @@ function withheld(d: Diagnostic, managed: ManagedPaths): Diagnostic {
   };
 }
 
+/**
+ * Reads the set under `root` into `snapshot`, as checkDirector does first: in full, or with `changed`
+ * only those paths again. `fermRead` is called once ferm's files are read (ferm may start then).
+ * Nothing is judged and nothing is run: the agent reads its staged copy ahead of a validation.
+ */
+export async function readDirectorSet(
+  opts: Pick<
+    DirectorCheckOptions,
+    'root' | 'keepalivedPath' | 'fermPath' | 'configId' | 'extra' | 'changed' | 'boundary'
+  > & { snapshot: Snapshot; workspace: Workspace },
+  fermRead: () => void = () => {},
+): Promise<Resolved | undefined> {
+  const { snapshot, workspace: ws } = opts;
+  const managed = opts.boundary?.managed;
+  const inside = managed
+    ? (d: string) => managed.roots.some((r) => d === r || d.startsWith(`${r}/`))
+    : undefined;
+  if (opts.changed) {
+    // only what a full reading would hold: the set's files and what the listed directories hold
+    const dirs = [...snapshot.dirs];
+    const held = opts.changed.filter(
+      (p) =>
+        snapshot.files.has(p) ||
+        p === opts.keepalivedPath ||
+        p === opts.fermPath ||
+        opts.extra?.includes(p) ||
+        dirs.some((d) => p.startsWith(`${d}/`)),
+    );
+    await updateSnapshot(snapshot, opts.root, held, ws);
+    return resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, ws, inside);
+  }
+  let resolved: Resolved | undefined;
+  const fermDir = path.posix.dirname(opts.fermPath);
+  await rereadSnapshot(snapshot, ws, async () => {
+    // ferm's files first: ferm starts while keepalived's set is read
+    await addDir(snapshot, opts.root, fermDir, ws);
+    await addFile(snapshot, opts.root, opts.fermPath, ws);
+    fermRead();
+    for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, ws);
+    resolved = await readKeepalivedSnapshot(
+      snapshot,
+      opts.root,
+      opts.keepalivedPath,
+      opts.configId,
+      ws,
+      inside,
+    );
+  });
+  return resolved;
+}
+
 export async function checkDirector(opts: DirectorCheckOptions): Promise<DirectorCheck> {
   // an untrusted set's includes are checked first: keepalived -t then never starts early
   const early =
@@ -170,10 +221,6 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   const snapshot = opts.snapshot ?? emptySnapshot();
   const ws = opts.workspace ?? new Workspace();
   const fermDir = path.posix.dirname(opts.fermPath);
-  const managed = opts.boundary?.managed;
-  const inside = managed
-    ? (d: string) => managed.roots.some((r) => d === r || d.startsWith(`${r}/`))
-    : undefined;
   // ferm runs as soon as its files are read (they are read first, and are few): it takes about as
   // long as keepalived -t, and waiting for keepalived's set to be parsed made it the last to finish.
   const tools = ws.tools;
@@ -199,7 +246,6 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     fermRun = tools.get('ferm', inputKey([opts.fermPath], files, tools.digest), run);
     void fermRun.catch(() => undefined);
   };
-  let resolved: Resolved | undefined;
   // keepalived -t reads what the includes name: never an include outside the managed paths
   const startKeepalivedTest = (
     kaPaths: readonly string[],
@@ -220,36 +266,12 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
     void r.catch(() => undefined);
     return r;
   };
-  if (opts.snapshot && opts.changed) {
-    // only what a full reading would hold: the set's files and what the listed directories hold
-    const dirs = [...snapshot.dirs];
-    const held = opts.changed.filter(
-      (p) =>
-        snapshot.files.has(p) ||
-        p === opts.keepalivedPath ||
-        p === opts.fermPath ||
-        opts.extra?.includes(p) ||
-        dirs.some((d) => p.startsWith(`${d}/`)),
-    );
-    await updateSnapshot(snapshot, opts.root, held, ws);
-    resolved = await resolveIncludes(snapshot, opts.root, opts.keepalivedPath, opts.configId, ws, inside);
-  } else {
-    await rereadSnapshot(snapshot, ws, async () => {
-      // ferm's files first: ferm starts while keepalived's set is read
-      await addDir(snapshot, opts.root, fermDir, ws);
-      await addFile(snapshot, opts.root, opts.fermPath, ws);
-      startFerm();
-      for (const e of opts.extra ?? []) await addFile(snapshot, opts.root, e, ws);
-      resolved = await readKeepalivedSnapshot(
-        snapshot,
-        opts.root,
-        opts.keepalivedPath,
-        opts.configId,
-        ws,
-        inside,
-      );
-    });
-  }
+  const { changed, ...rest } = opts;
+  // (`changed` speaks of a snapshot kept from before: a new one is read in full)
+  const resolved = await readDirectorSet(
+    { ...rest, ...(opts.snapshot && changed ? { changed } : {}), snapshot, workspace: ws },
+    startFerm,
+  );
   const timings: Record<string, number> = { read: performance.now() - t0 };
   // What keepalived reads is known once the set is read: its keepalived -t runs beside the lints
   // (an include reaching outside the managed paths still keeps it from ever starting).
