@@ -294,8 +294,13 @@ export async function benchWatch(): Promise<boolean> {
         for (const [k, v] of Object.entries(t))
           stages.set(`${node} ${k}`, [...(stages.get(`${node} ${k}`) ?? []), v]);
     }
-    // idle: no change; the session and caches released
-    await new Promise((r) => setTimeout(r, (idleRelease + 3) * 1000));
+    // idle: no change; measured once the daemon has let the session and caches go (after the last
+    // push's reloads and its --idle-release), and settled from it
+    const released = () => (log().match(/"msg":"idle: peer session closed, caches dropped"/g) ?? []).length;
+    const before = released();
+    for (const t = Date.now() + 60_000; released() === before && Date.now() < t; )
+      await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 3000));
     const a = treeStat(daemon.pid);
     await new Promise((r) => setTimeout(r, 10_000));
     const b = treeStat(daemon.pid);

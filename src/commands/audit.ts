@@ -109,8 +109,9 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
       const keeper = keepers.get(leader) ?? new PeerKeeper(config, peersOf(config, me, leader)[0]!, me);
       keepers.set(leader, keeper);
       const { planFromPrimary } = await import('../shell/follower.js');
+      // (this director's own set: what the primary's files are compared with, and its VIPs)
+      local = await checkSelf(config, me, false);
       try {
-        local = await checkSelf(config, me, false);
         const plan = await planFromPrimary(config, me, await keeper.get(), local);
         ps.pendingChanges = plan.changes.length;
         if (plan.conflicts.length) ps.sync = 'drift';
