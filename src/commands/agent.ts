@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Boundary } from '../core/boundary.js';
-import type { Config } from '../core/config.js';
+import { AGENT_HEARTBEAT_MS, type Config } from '../core/config.js';
 import type { RemoteFile } from '../core/plan.js';
 import { compareClaims, describeClaim } from '../core/primary.js';
 import {
@@ -136,11 +136,18 @@ class Agent {
       const pump = async () => {
         if (busy) return;
         busy = true;
-        while (queue.length > 0) {
-          await this.handle(queue.shift()!);
-          // An answer larger than the pipe (a manifest) leaves only once the event loop runs: let it
-          // go before the next request, which may keep this thread busy (staging a tree).
-          await drained();
+        // while it works, the agent says it is alive: the primary gives up on one that falls silent
+        // (stopped, stuck) after ssh.agentTimeoutMs, not never
+        const alive = setInterval(() => this.send({ alive: true }), AGENT_HEARTBEAT_MS);
+        try {
+          while (queue.length > 0) {
+            await this.handle(queue.shift()!);
+            // An answer larger than the pipe (a manifest) leaves only once the event loop runs: let it
+            // go before the next request, which may keep this thread busy (staging a tree).
+            await drained();
+          }
+        } finally {
+          clearInterval(alive);
         }
         busy = false;
         if (ended) await this.close().then(() => resolve(0));

@@ -32,6 +32,9 @@ export interface ServiceConfig {
   status?: string[];
 }
 
+/** How often an agent at work says it is alive (ssh.agentTimeoutMs is at least twice this). */
+export const AGENT_HEARTBEAT_MS = 2000;
+
 export interface Config {
   cluster: string;
   primary: string;
@@ -42,6 +45,13 @@ export interface Config {
     agent: boolean;
     knownHosts: string;
     connectTimeoutMs: number;
+    /**
+     * How long a director's agent may go without a word while a request of the push is open (it says
+     * it is alive every 2 s while it works): past it the session is closed, the push fails there, and
+     * the agent rolls back what it had open when it notices. A stopped or stuck agent never holds a
+     * push (and the daemon) for ever.
+     */
+    agentTimeoutMs: number;
     /**
      * The SSH client: OpenSSH's `ssh` (a process of its own: its handshake goes on while this one
      * checks the set) or the one built into lvssync; unset: OpenSSH when `ssh` is installed.
@@ -99,7 +109,13 @@ export const DEFAULTS: Config = {
   cluster: 'lvs',
   primary: 'lvs1',
   nodes: {},
-  ssh: { user: 'root', agent: false, knownHosts: '/etc/lvssync/known_hosts', connectTimeoutMs: 10_000 },
+  ssh: {
+    user: 'root',
+    agent: false,
+    knownHosts: '/etc/lvssync/known_hosts',
+    connectTimeoutMs: 10_000,
+    agentTimeoutMs: 30_000,
+  },
   files: { keepalived: '/etc/keepalived/keepalived.conf', ferm: '/etc/ferm/ferm.conf', extra: [] },
   services: [
     {
@@ -272,7 +288,7 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
     else {
       unknownKeys(
         raw.ssh,
-        ['user', 'identityFile', 'agent', 'knownHosts', 'connectTimeoutMs', 'client'],
+        ['user', 'identityFile', 'agent', 'knownHosts', 'connectTimeoutMs', 'agentTimeoutMs', 'client'],
         'ssh',
         problems,
       );
@@ -300,6 +316,14 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
         100,
         600_000,
         c.ssh.connectTimeoutMs,
+      );
+      c.ssh.agentTimeoutMs = int(
+        raw.ssh.agentTimeoutMs,
+        'ssh.agentTimeoutMs',
+        problems,
+        AGENT_HEARTBEAT_MS * 2,
+        3_600_000,
+        c.ssh.agentTimeoutMs,
       );
     }
   }

@@ -10,7 +10,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
-import type { Config } from '../core/config.js';
+import { type Config, DEFAULTS } from '../core/config.js';
 import {
   fingerprint,
   keyTypeOf,
@@ -320,11 +320,15 @@ export class PeerSession {
   /** Whether the agent has said anything: a link that ends before that never reached it. */
   private heard = false;
   stderr = '';
+  /** Armed while a request is open: the agent's silence past agentTimeoutMs closes the session. */
+  private silence: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly target: PeerTarget,
     private readonly link: AgentLink,
     onFirstOutput?: () => void,
+    /** ssh.agentTimeoutMs (an agent at work says it is alive every AGENT_HEARTBEAT_MS). */
+    private readonly silenceMs = DEFAULTS.ssh.agentTimeoutMs,
   ) {
     const split = new LineSplitter();
     link.output.setEncoding('utf8');
@@ -334,6 +338,7 @@ export class PeerSession {
         onFirstOutput?.();
       }
       for (const line of split.push(chunk)) this.onLine(line);
+      this.watch();
     });
     link.errors.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString('utf8')).slice(-8000);
@@ -349,7 +354,29 @@ export class PeerSession {
             );
       for (const p of this.pending.values()) p.reject(this.closed);
       this.pending.clear();
+      this.watch();
     });
+  }
+
+  /** (Re)arms the silence watch while requests are open; disarms it when none is. */
+  private watch(): void {
+    if (this.silence) clearTimeout(this.silence);
+    this.silence = undefined;
+    // (before the agent's first word, the SSH client's own timeouts govern: an unreachable
+    // director stays unreachable, not a session lost)
+    if (this.pending.size === 0 || this.closed || !this.heard) return;
+    this.silence = setTimeout(() => {
+      const ops = [...new Set([...this.pending.values()].map((p) => p.op))].join(', ');
+      const why = new LvssyncError(
+        'E_TRANSFER',
+        `${this.target.name}'s agent has not answered (${ops}) nor said it is alive for ${Math.round(this.silenceMs / 1000)} s: it may be stopped or stuck; the session is closed, and ${this.target.name} rolls back what it had open when its agent notices`,
+      );
+      this.closed = why;
+      for (const p of this.pending.values()) p.reject(why);
+      this.pending.clear();
+      this.link.close();
+    }, this.silenceMs);
+    this.silence.unref();
   }
 
   /**
@@ -370,7 +397,7 @@ export class PeerSession {
   ): Promise<PeerSession> {
     const openssh = sshClientOf(config) === 'openssh';
     const link = openssh ? openSshLink(config, target) : await builtinLink(config, target, connected);
-    const s = new PeerSession(target, link, openssh ? connected : undefined);
+    const s = new PeerSession(target, link, openssh ? connected : undefined, config.ssh.agentTimeoutMs);
     // who this director takes for the primary travels with every hello (core/primary.ts)
     const claim = readClaim(config);
     const helloing = s.request({
@@ -426,6 +453,7 @@ export class PeerSession {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op: req.op });
       this.link.input.write(`${JSON.stringify({ id, ...req })}\n`);
+      if (this.pending.size === 1) this.watch();
     });
   }
 
@@ -456,6 +484,8 @@ export class PeerSession {
   gone: readonly { path: string; written: string }[] = [];
 
   close(): void {
+    if (this.silence) clearTimeout(this.silence);
+    this.silence = undefined;
     this.link.close();
   }
 }

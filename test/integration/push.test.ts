@@ -2,7 +2,16 @@
 // keepalived -t, ferm and iptables on both sides. Every failure path must leave lvs2 byte-identical
 // to before and running.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -44,6 +53,30 @@ async function expectRestored(
     await new Promise((res) => setTimeout(res, 100));
   if (closed) expect(existsSync(journal)).toBe(false);
   expect(tree(l, 'lvs2')).toEqual(before);
+}
+
+/**
+ * The agents serving a push on lvs2 of this lab (in its network namespace; not their transaction
+ * watchers or ferm guards), by pid.
+ */
+function pushAgents(l: Lab): number[] {
+  const ns = readlinkSync(`/proc/${l.state.holders.lvs2}/ns/net`);
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        return (
+          cmd.includes('agent') &&
+          !cmd.includes('--watch-tx') &&
+          !cmd.includes('--guard') &&
+          readlinkSync(`/proc/${p}/ns/net`) === ns
+        );
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 /** lvs2's live filter table. */
@@ -647,19 +680,9 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       const until = Date.now() + 20_000;
       while (!existsSync(l.pathOn('lvs2', '/run/ka-reloading')) && Date.now() < until)
         await new Promise((res) => setTimeout(res, 10));
-      // the agent serving this push, on lvs2 (the process whose parent is lvs2's sshd session)
-      const agents = readdirSync('/proc')
-        .filter((p) => /^\d+$/.test(p))
-        .filter((p) => {
-          try {
-            const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-            return cmd.includes('agent') && !cmd.includes('--watch-tx') && !cmd.includes('--guard');
-          } catch {
-            return false;
-          }
-        });
+      const agents = pushAgents(l);
       expect(agents.length).toBeGreaterThan(0);
-      for (const p of agents) process.kill(Number(p), 'SIGKILL');
+      for (const p of agents) process.kill(p, 'SIGKILL');
       const r = await push;
       expect(r.code).toBe(5);
       expect(JSON.parse(r.stdout).result).toBe('interrupted');
@@ -668,6 +691,48 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       expect(l.proc('lvs2', 'keepalived')).toBeDefined();
     } finally {
       writeFileSync(reloadScript, good);
+    }
+  });
+
+  it('an agent stopped during its keepalived reload (SIGSTOP: the connection stays up) is given up after ssh.agentTimeoutMs; once it runs again it rolls back', async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
+    const good = readFileSync(reloadScript, 'utf8');
+    writeFileSync(reloadScript, `touch /run/ka-reloading; sleep 3\n${good}`);
+    rmSync(l.pathOn('lvs2', '/run/ka-reloading'), { force: true });
+    const yaml = LVSSYNC_YAML.replace(
+      'connectTimeoutMs: 5000',
+      'connectTimeoutMs: 5000\n  agentTimeoutMs: 5000',
+    );
+    expect(yaml).not.toBe(LVSSYNC_YAML);
+    l.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', yaml);
+    let stopped: number[] = [];
+    try {
+      edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 68'));
+      const t0 = Date.now();
+      const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      const until = Date.now() + 20_000;
+      while (!existsSync(l.pathOn('lvs2', '/run/ka-reloading')) && Date.now() < until)
+        await new Promise((res) => setTimeout(res, 10));
+      stopped = pushAgents(l);
+      expect(stopped.length).toBeGreaterThan(0);
+      for (const p of stopped) process.kill(p, 'SIGSTOP');
+      const r = await push;
+      // given up after its silence, not held for ever (the sshd and the TCP connection still answer)
+      expect(Date.now() - t0).toBeLessThan(20_000);
+      expect(r.code).toBe(5);
+      const j = JSON.parse(r.stdout);
+      expect(j.result).toBe('interrupted');
+      expect(r.stdout).toMatch(/agent has not answered \(reload\) nor said it is alive for 5 s/);
+      // it runs again, finds the primary gone and puts lvs2's files back
+      for (const p of stopped.splice(0)) process.kill(p, 'SIGCONT');
+      await expectRestored(l, before, 30_000, true);
+      expect(l.proc('lvs2', 'keepalived')).toBeDefined();
+    } finally {
+      for (const p of stopped) process.kill(p, 'SIGCONT');
+      writeFileSync(reloadScript, good);
+      l.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', LVSSYNC_YAML);
     }
   });
 
