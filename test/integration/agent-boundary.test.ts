@@ -78,7 +78,7 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     lines: string[],
     raw = '',
     config = cfg,
-  ): Promise<{ answers: Answer[]; code: number | null; stderr: string }> {
+  ): Promise<{ answers: Answer[]; alive: number; code: number | null; stderr: string }> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [MAIN, 'agent', '--config', config, '--node', 'lvs2'], {
         stdio: ['pipe', 'pipe', 'pipe'],
@@ -97,11 +97,14 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
       }, 60_000);
       child.on('close', (code) => {
         clearTimeout(timer);
+        const lines = out
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Answer | { alive: true });
         resolve({
-          answers: out
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => JSON.parse(l) as Answer),
+          // what an agent at work says every 2 s is not an answer
+          answers: lines.filter((a): a is Answer => !('alive' in a)),
+          alive: lines.length - lines.filter((a) => !('alive' in a)).length,
           code,
           stderr: err,
         });
@@ -443,6 +446,8 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     expect(refused.map((a) => a.id)).toEqual([10 + MAX_TX_FILES]);
     expect(refused[0]?.error?.message).toMatch(/at most 20000 files/);
     expect(r.answers.find((a) => a.id === 5)?.ok).toBe(true);
+    // staging 20,000 files takes seconds: meanwhile the agent said it was alive
+    expect(r.alive).toBeGreaterThan(0);
   }, 120_000);
 
   it('a director that lists the programs keepalived may run refuses a set that runs another, before anything runs', async () => {
