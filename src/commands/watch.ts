@@ -18,6 +18,7 @@ import {
   isEditorTemp,
   onEvent,
   onPushDone,
+  onRetry,
   startEarly,
   startIfDue,
 } from '../core/coalesce.js';
@@ -772,10 +773,7 @@ export class WatchDaemon {
   /** The retry's moment has come (its delay is over, or a director it waits for answers again). */
   private retryNow(): void {
     this.clearRetry();
-    this.state = onEvent(
-      this.state.kind === 'pushing' ? IDLE : this.state,
-      this.clock.now() - this.timing.maxMs,
-    );
+    this.state = onRetry(this.state, this.clock.now(), this.timing);
     this.schedule(0);
   }
 

@@ -39,6 +39,19 @@ export function onEvent(s: CoalesceState, now: number): CoalesceState {
   }
 }
 
+/**
+ * A retry's moment has come (its backoff is over, or a director answers again): a push is due now,
+ * unless edits came since the push that failed: their burst keeps its quiet window (a retry never
+ * pushes a save sooner than its window allows), and its push is the retry.
+ */
+export function onRetry(s: CoalesceState, now: number, o: CoalesceOptions): CoalesceState {
+  if (s.kind === 'waiting') return s;
+  // (a push under way: the one after it is the retry)
+  if (s.kind === 'pushing') return { ...s, dirty: true, first: s.first ?? now, last: s.last ?? now };
+  const due = now - o.maxMs;
+  return { kind: 'waiting', first: due, last: due };
+}
+
 /** Starts an early (gated) push for the event that just came, when it is the first of a burst. */
 export function startEarly(s: CoalesceState): { state: CoalesceState; start: boolean } {
   if (s.kind !== 'waiting' || s.first !== s.last) return { state: s, start: false };

@@ -7,6 +7,7 @@ import {
   isEditorTemp,
   onEvent,
   onPushDone,
+  onRetry,
   startEarly,
   startIfDue,
 } from '../../src/core/coalesce.js';
@@ -24,6 +25,16 @@ describe('coalescing', () => {
     const r = startIfDue(s, 2000, O);
     expect(r.start).toBe(true);
     expect(r.state).toEqual({ kind: 'pushing', dirty: false });
+  });
+
+  it('a retry is due at once, but never cuts short the quiet window of edits made since the failure', () => {
+    expect(dueAt(onRetry(IDLE, 5000, O), O)).toBeLessThanOrEqual(5000);
+    const since = onEvent(IDLE, 4900); // saved 100 ms before the retry's moment
+    expect(onRetry(since, 5000, O)).toBe(since);
+    expect(dueAt(onRetry(since, 5000, O), O)).toBe(5100);
+    // a push under way: the one after it is the retry
+    const busy: CoalesceState = { kind: 'pushing', dirty: false };
+    expect(onPushDone(onRetry(busy, 5000, O), 5200)).toEqual({ kind: 'waiting', first: 5200, last: 5200 });
   });
 
   it('events during a push lead to exactly one more push', () => {

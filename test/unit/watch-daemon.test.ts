@@ -265,6 +265,24 @@ describe('the watch daemon, with a manual clock and fake watcher and worker', ()
     expect(d.worker().pushes()).toBe(6);
   });
 
+  it("a retry never pushes a save made just before it sooner than the save's quiet window", async () => {
+    const d = setup();
+    await d.clock.advance(400); // the converge at start
+    d.worker().answers.push({ result: 'busy', error: { code: 'E_LOCKED', message: 'locked' } });
+    d.edit();
+    await d.clock.advance(300);
+    expect(d.worker().pushes()).toBe(2); // busy: retried in 1 s
+    await d.clock.advance(RETRY_MIN_MS - 100);
+    d.edit(); // 100 ms before the retry
+    await d.clock.advance(100);
+    expect(d.worker().pushes()).toBe(2);
+    await d.clock.advance(199);
+    expect(d.worker().pushes()).toBe(2);
+    await d.clock.advance(1); // its quiet window (300 ms) is over
+    expect(d.worker().pushes()).toBe(3);
+    expect(d.daemon.currentHealth.health).toBe('in-sync');
+  });
+
   it('an invalid set waits for the next edit; a crashed worker is retried', async () => {
     const d = setup();
     await d.clock.advance(400); // the converge at start
