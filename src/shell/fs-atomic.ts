@@ -45,14 +45,19 @@ export function writeTemp(
     } finally {
       closeSync(fd);
     }
-    if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
-    chmodSync(tmp, mode);
+    ownAndMode(tmp, mode, owner);
   } catch (e) {
     // a full disk (or any failure) leaves no temporary file behind
     rmSync(tmp, { force: true });
     throw e;
   }
   return tmp;
+}
+
+/** Gives a temporary its owner (as root) and mode. */
+function ownAndMode(tmp: string, mode: number, owner?: { uid: number; gid: number }): void {
+  if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
+  chmodSync(tmp, mode);
 }
 
 const tempBeside = (target: string) =>
@@ -81,8 +86,7 @@ export function linkTemp(
     throw e;
   }
   try {
-    if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
-    chmodSync(tmp, mode);
+    ownAndMode(tmp, mode, owner);
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;

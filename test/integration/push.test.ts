@@ -79,6 +79,25 @@ function pushAgents(l: Lab): number[] {
     .map(Number);
 }
 
+/**
+ * lvs2's keepalived reload made slow (3 s) and marked when it starts: `reloading()` waits for the
+ * mark; `restore()` puts the lab's script back.
+ */
+function slowReloadOnLvs2(l: Lab): { reloading: () => Promise<void>; restore: () => void } {
+  const script = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
+  const good = readFileSync(script, 'utf8');
+  writeFileSync(script, `touch /run/ka-reloading; sleep 3\n${good}`);
+  const mark = l.pathOn('lvs2', '/run/ka-reloading');
+  rmSync(mark, { force: true });
+  return {
+    reloading: async () => {
+      for (const until = Date.now() + 20_000; !existsSync(mark) && Date.now() < until; )
+        await new Promise((res) => setTimeout(res, 10));
+    },
+    restore: () => writeFileSync(script, good),
+  };
+}
+
 /** lvs2's live filter table. */
 async function filterRules(l: Lab): Promise<string> {
   const r = await l.exec('lvs2', [
@@ -670,16 +689,11 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
   it('kill -9 of the agent on lvs2 during its keepalived reload: lvs2 is restored at once, without a new connection', async () => {
     const l = lab();
     const before = tree(l, 'lvs2');
-    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
-    const good = readFileSync(reloadScript, 'utf8');
-    writeFileSync(reloadScript, `touch /run/ka-reloading; sleep 3\n${good}`);
-    rmSync(l.pathOn('lvs2', '/run/ka-reloading'), { force: true });
+    const slow = slowReloadOnLvs2(l);
     try {
       edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 67'));
       const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
-      const until = Date.now() + 20_000;
-      while (!existsSync(l.pathOn('lvs2', '/run/ka-reloading')) && Date.now() < until)
-        await new Promise((res) => setTimeout(res, 10));
+      await slow.reloading();
       const agents = pushAgents(l);
       expect(agents.length).toBeGreaterThan(0);
       for (const p of agents) process.kill(p, 'SIGKILL');
@@ -690,17 +704,14 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       await expectRestored(l, before, 20_000, true);
       expect(l.proc('lvs2', 'keepalived')).toBeDefined();
     } finally {
-      writeFileSync(reloadScript, good);
+      slow.restore();
     }
   });
 
   it('an agent stopped during its keepalived reload (SIGSTOP: the connection stays up) is given up after ssh.agentTimeoutMs; once it runs again it rolls back', async () => {
     const l = lab();
     const before = tree(l, 'lvs2');
-    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
-    const good = readFileSync(reloadScript, 'utf8');
-    writeFileSync(reloadScript, `touch /run/ka-reloading; sleep 3\n${good}`);
-    rmSync(l.pathOn('lvs2', '/run/ka-reloading'), { force: true });
+    const slow = slowReloadOnLvs2(l);
     const yaml = LVSSYNC_YAML.replace(
       'connectTimeoutMs: 5000',
       'connectTimeoutMs: 5000\n  agentTimeoutMs: 5000',
@@ -712,9 +723,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 68'));
       const t0 = Date.now();
       const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
-      const until = Date.now() + 20_000;
-      while (!existsSync(l.pathOn('lvs2', '/run/ka-reloading')) && Date.now() < until)
-        await new Promise((res) => setTimeout(res, 10));
+      await slow.reloading();
       stopped = pushAgents(l);
       expect(stopped.length).toBeGreaterThan(0);
       for (const p of stopped) process.kill(p, 'SIGSTOP');
@@ -731,7 +740,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       expect(l.proc('lvs2', 'keepalived')).toBeDefined();
     } finally {
       for (const p of stopped) process.kill(p, 'SIGCONT');
-      writeFileSync(reloadScript, good);
+      slow.restore();
       l.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', LVSSYNC_YAML);
     }
   });
