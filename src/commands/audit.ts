@@ -81,6 +81,9 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
     path.join(config.stateDir, 'watch-status.json'),
   );
   const daemonAlive = watch?.pid && existsSync(`/proc/${watch.pid}`);
+  const { lockHolder } = await import('../shell/lock.js');
+  // a push (the daemon's or a person's) or a rollback under way here: what follows may change at once
+  const holder = lockHolder(config.stateDir);
   const audit = latestReport(config);
   const here = Object.values(await readAddresses()).flat();
   const services: (ServiceState & { host: string })[] = (await readServiceStates(config)).map((x) => ({
@@ -209,6 +212,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
       ? { running: Boolean(daemonAlive), health: watch.health, lastPush: watch.lastPush }
       : undefined,
     lastPush,
+    ...(holder ? { underWay: { who: holder.who, pid: holder.pid, since: holder.since } } : {}),
     vips: holders,
     lastAudit: audit
       ? {
@@ -237,6 +241,7 @@ export async function runStatusCommand(opts: StatusOptions, io: Io): Promise<num
       ),
       `primary:    ${describeClaim(claim)}${claim.primary === me ? ' (this director)' : `: edit there; ${me} follows it`}`,
       `daemon:     ${watch ? `${daemonAlive ? 'running' : 'NOT running'}, ${watch.health}` : 'never ran here'}`,
+      ...(holder ? [`under way:  ${holder.who} (pid ${holder.pid}) since ${holder.since}`] : []),
       `last push:  ${lastPush ? `${lastPush.time} ${lastPush.result}${lastPush.error ? `: ${lastPush.error.message}` : ''}` : 'none'}`,
       ...holders.map(
         (h) =>

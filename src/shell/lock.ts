@@ -7,7 +7,7 @@ import path from 'node:path';
 import { LvssyncError } from '../errors.js';
 import { liveStart } from './proc.js';
 
-interface Owner {
+export interface Owner {
   pid: number;
   start: string;
   who: string;
@@ -63,5 +63,15 @@ export async function withLock(stateDir: string, who: string, waitMs = 0): Promi
       );
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Who holds the lock now (a live owner), if anyone: what status says of a run under way. */
+export function lockHolder(stateDir: string): Owner | undefined {
+  try {
+    const owner = JSON.parse(readFileSync(path.join(stateDir, 'lock'), 'utf8')) as Owner;
+    return liveStart(owner.pid) === owner.start ? owner : undefined;
+  } catch {
+    return undefined;
   }
 }

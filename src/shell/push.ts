@@ -234,7 +234,9 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         'E_NOT_PRIMARY',
         `${self} is not the primary: ${describeClaim(claim)} is, and pushes from there; edit there, or take the role with lvssync primary ${self}`,
       );
-    release = await withLock(config.stateDir, opts.dryRun ? 'diff' : 'push', 2000);
+    // A dry run (diff, status) only reads, here and on the peers: it answers while a push runs,
+    // which may change what it says at once, as with any look at a live system.
+    if (!opts.dryRun) release = await withLock(config.stateDir, 'push', 2000);
     // 1. The set here must be valid: an invalid set never leaves this host.
     // Connecting to the peers while the set is checked here saves a round of waiting; nothing is
     // sent to them before the check has passed.

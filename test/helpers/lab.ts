@@ -166,3 +166,26 @@ export function internalConfig(lab: Lab): string {
   lab.writeFile('lvs1', cfg, yaml);
   return cfg;
 }
+
+/**
+ * A director's keepalived reload made slow (3 s) and marked when it starts: `reloading()` waits for
+ * the mark; `restore()` puts the lab's script back.
+ */
+export function slowKeepalivedReload(
+  l: Lab,
+  host: Director,
+): { reloading: () => Promise<void>; restore: () => void } {
+  const script = l.pathOn(host, '/etc/lvssync/lab/keepalived-reload');
+  const good = readFileSync(script, 'utf8');
+  writeFileSync(script, `touch /run/ka-reloading; sleep 3\n${good}`);
+  const mark = l.pathOn(host, '/run/ka-reloading');
+  rmSync(mark, { force: true });
+  return {
+    reloading: async () => {
+      for (const until = Date.now() + 20_000; !existsSync(mark) && Date.now() < until; )
+        await new Promise((res) => setTimeout(res, 10));
+      if (!existsSync(mark)) throw new Error(`${host}'s keepalived reload did not start within 20 s`);
+    },
+    restore: () => writeFileSync(script, good),
+  };
+}

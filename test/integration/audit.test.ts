@@ -11,6 +11,7 @@ import {
   lvssync,
   MAIN,
   resetDirectors,
+  slowKeepalivedReload,
   useLab,
 } from '../helpers/lab.js';
 
@@ -272,6 +273,34 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
     expect(s3.stdout).toContain('PEER UNREACHABLE');
     expect(s3.stdout).toMatch(/VIP 198\.51\.100\.250 +on (lvs1|NOBODY)/);
     expect(s3.code).toBe(1);
+  }, 60_000);
+
+  it('status answers while a push is under way: each director as it is, and the push named', async () => {
+    const l = lab();
+    // lvs2's keepalived reload, after its commit, takes 3 s: the push holds lvs1's lock meanwhile
+    const slow = slowKeepalivedReload(l, 'lvs2');
+    try {
+      l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 51'));
+      let pushed = false;
+      const push = lvssync(l, 'lvs1', 'push', '--yes').finally(() => {
+        pushed = true;
+      });
+      await slow.reloading();
+      const st = await lvssync(l, 'lvs1', 'status', '--json');
+      expect(pushed).toBe(false); // answered while the push still ran
+      const j = JSON.parse(st.stdout);
+      // not 'changes pending' for want of the push's lock: lvs2 has the set
+      expect(j.peers).toEqual([{ node: 'lvs2', sync: 'in sync', pendingChanges: 0 }]);
+      expect(j.underWay).toMatchObject({ who: 'push', pid: expect.any(Number) });
+      const text = await lvssync(l, 'lvs1', 'status');
+      if (!pushed) expect(text.stdout).toMatch(/^under way: +push \(pid \d+\) since /m);
+      expect((await push).code).toBe(0);
+      const after = await lvssync(l, 'lvs1', 'status');
+      expect(after.stdout).toMatch(/lvs1 -> lvs2: IN SYNC/);
+      expect(after.stdout).not.toMatch(/under way/);
+    } finally {
+      slow.restore();
+    }
   }, 60_000);
 
   it('status on a director that is not the primary: its files against what the primary would push to it', async () => {

@@ -28,6 +28,7 @@ import {
   lvssync,
   reloadsOf,
   resetDirectors,
+  slowKeepalivedReload,
   tree,
   useLab,
   writeUnrecoverableJournal,
@@ -77,25 +78,6 @@ function pushAgents(l: Lab): number[] {
       }
     })
     .map(Number);
-}
-
-/**
- * lvs2's keepalived reload made slow (3 s) and marked when it starts: `reloading()` waits for the
- * mark; `restore()` puts the lab's script back.
- */
-function slowReloadOnLvs2(l: Lab): { reloading: () => Promise<void>; restore: () => void } {
-  const script = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
-  const good = readFileSync(script, 'utf8');
-  writeFileSync(script, `touch /run/ka-reloading; sleep 3\n${good}`);
-  const mark = l.pathOn('lvs2', '/run/ka-reloading');
-  rmSync(mark, { force: true });
-  return {
-    reloading: async () => {
-      for (const until = Date.now() + 20_000; !existsSync(mark) && Date.now() < until; )
-        await new Promise((res) => setTimeout(res, 10));
-    },
-    restore: () => writeFileSync(script, good),
-  };
 }
 
 /** lvs2's live filter table. */
@@ -689,7 +671,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
   it('kill -9 of the agent on lvs2 during its keepalived reload: lvs2 is restored at once, without a new connection', async () => {
     const l = lab();
     const before = tree(l, 'lvs2');
-    const slow = slowReloadOnLvs2(l);
+    const slow = slowKeepalivedReload(l, 'lvs2');
     try {
       edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 67'));
       const push = lvssync(l, 'lvs1', 'push', '--yes', '--json');
@@ -711,7 +693,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
   it('an agent stopped during its keepalived reload (SIGSTOP: the connection stays up) is given up after ssh.agentTimeoutMs; once it runs again it rolls back', async () => {
     const l = lab();
     const before = tree(l, 'lvs2');
-    const slow = slowReloadOnLvs2(l);
+    const slow = slowKeepalivedReload(l, 'lvs2');
     const yaml = LVSSYNC_YAML.replace(
       'connectTimeoutMs: 5000',
       'connectTimeoutMs: 5000\n  agentTimeoutMs: 5000',
