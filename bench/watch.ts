@@ -207,6 +207,59 @@ prefix kad {
   }
 }
 
+/**
+ * What any save after the idle release pays before lvssync's own work, without a connection kept
+ * while idle: a new SSH connection and a node process on lvs2 (the agent), then `keepalived -t` of
+ * the set there (which cannot start before the set has arrived). And what keeping the connection
+ * would cost the idle daemon: the RSS of an OpenSSH master connection.
+ */
+async function coldFloor(
+  lab: Lab,
+): Promise<{ sshNodeMs: number; keepalivedTestMs: number; masterRssKiB: number }> {
+  const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
+  const base = [
+    'ssh',
+    '-i',
+    `${ssh}/id_ed25519`,
+    '-o',
+    `UserKnownHostsFile=${ssh}/known_hosts`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+  ];
+  const to = `root@${ADDR.crossover.lvs2}`;
+  const timed = async (host: 'lvs1' | 'lvs2', argv: string[]) => {
+    const t0 = performance.now();
+    await lab.exec(host, argv, { allowFail: true, timeoutMs: 60_000 });
+    return performance.now() - t0;
+  };
+  const sshNode: number[] = [];
+  for (let i = 0; i < 5; i++) sshNode.push(await timed('lvs1', [...base, to, 'node', '-e', '0']));
+  const kt: number[] = [];
+  for (let i = 0; i < 3; i++)
+    kt.push(await timed('lvs2', ['keepalived', '-t', '-l', '-n', '-f', '/etc/keepalived/keepalived.conf']));
+  const ctl = path.join(lab.dir, 'bench-master.sock');
+  rmSync(ctl, { force: true });
+  const master = lab.spawnOn('lvs1', 'ssh-master', [...base, '-M', '-N', '-S', ctl, to]);
+  let masterRssKiB = Number.NaN;
+  try {
+    for (const t = Date.now() + 10_000; Date.now() < t; ) {
+      if ((await lab.exec('lvs1', [...base, '-S', ctl, '-O', 'check', to], { allowFail: true })).code === 0)
+        break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // one session through it, as a push would make, then idle again
+    await lab.exec('lvs1', [...base, '-S', ctl, to, 'true'], { allowFail: true });
+    await new Promise((r) => setTimeout(r, 1000));
+    masterRssKiB = treeStat(master.pid).rssKiB;
+  } finally {
+    await lab.killProc(master);
+    rmSync(ctl, { force: true });
+  }
+  return { sshNodeMs: percentile(sshNode, 50), keepalivedTestMs: percentile(kt, 50), masterRssKiB };
+}
+
 export async function benchWatch(): Promise<boolean> {
   const tools: Record<string, boolean> = {};
   for (const tool of ['lsyncd', 'csync2']) {
@@ -306,6 +359,7 @@ export async function benchWatch(): Promise<boolean> {
     const b = treeStat(daemon.pid);
     await lab.killProc(daemon);
 
+    const floor = await coldFloor(lab);
     const lsyncd0 = tools.lsyncd ? await measureLsyncd(lab, 0, 40, 'delay0') : [];
     const csync2 = tools.csync2 ? await measureCsync2(lab, 40) : [];
     const lsyncdDefault = lsyncd0.length ? await measureLsyncd(lab, undefined, 3, 'default') : [];
@@ -365,6 +419,34 @@ export async function benchWatch(): Promise<boolean> {
           note: verdict(rssOk, '< 60 MiB'),
         },
         { name: 'idle daemon CPU over 10 s', value: `${b.ticks - a.ticks} ticks`, note: verdict(cpuOk, '0') },
+      ],
+    );
+    const floorMs = floor.sshNodeMs + floor.keepalivedTestMs;
+    const withMaster = b.rssKiB + floor.masterRssKiB;
+    printTable(
+      'watch: the floor of the first save after the idle release (measured in this run, on lvs2 from lvs1)',
+      [
+        {
+          name: 'a new SSH connection running `node -e 0` there (median of 5)',
+          value: fmtMs(floor.sshNodeMs),
+        },
+        { name: '`keepalived -t` of the set there (median of 3)', value: fmtMs(floor.keepalivedTestMs) },
+        {
+          name: 'floor without a kept connection: both, one after the other',
+          value: fmtMs(floorMs),
+          note: lsyncd0.length
+            ? `${floorMs > l50 ? 'above' : 'not above'} lsyncd delay 0 p50 ${fmtMs(l50)}`
+            : '',
+        },
+        {
+          name: 'a kept OpenSSH master connection to lvs2 (its RSS)',
+          value: `${(floor.masterRssKiB / 1024).toFixed(1)} MiB`,
+        },
+        {
+          name: 'the idle daemon with that connection kept',
+          value: `${(withMaster / 1024).toFixed(1)} MiB`,
+          note: `${withMaster < 60 * 1024 ? 'within' : 'over'} the 60 MiB idle budget`,
+        },
       ],
     );
     printTable(

@@ -797,9 +797,13 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       return undefined;
     };
     for (const [i, step] of applyPlan.steps.entries()) {
+      // each director's part of the apply, for --json's timings: its reload phase is applied - start
+      // (or - committed, when it commits)
+      mark(`${step.node} start`);
       if (step.primary) {
         const stopped = await reloadHere(step.services);
         if (stopped) return stopped;
+        mark(`${step.node} applied`);
         continue;
       }
       const leg = byName.get(step.node)!;
@@ -819,6 +823,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
           committedOn.add(step.node);
           committedAny = true;
           mark('committed');
+          mark(`${step.node} committed`);
         },
       });
       if (!r.ok && r.superseded) return await supersede(step.node, r.service, r.superseded);
@@ -840,6 +845,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         );
         return report;
       }
+      mark(`${step.node} applied`);
     }
     await close();
     report.result = partial(anyCommit ? 'pushed' : 'reloaded');
