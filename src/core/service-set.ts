@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import picomatch from 'picomatch';
 import type { Config } from './config.js';
 
 /** path -> sha256 of the file's bytes, for every file of one service's set. */
@@ -28,6 +29,33 @@ export function serviceGlobs(config: Config, service: string, includePatterns: r
   const ferm = [`${path.posix.dirname(config.files.ferm)}/**`];
   const own = service === 'keepalived' ? keepalived : service === 'ferm' ? ferm : [...keepalived, ...ferm];
   return [...new Set([...own, ...config.files.extra])];
+}
+
+/** A service as a push's reload decision sees it on one director. */
+export interface ReloadCandidate {
+  name: string;
+  /** The globs of the files it reads in the set being pushed (serviceGlobs). */
+  globs: readonly string[];
+  /** setDigest of its files in that set (asked only when no changed path is among them). */
+  digest: () => string;
+  /** The digest it last loaded through lvssync there, if that is known. */
+  loaded?: string;
+}
+
+/**
+ * The services a director reloads after a push (as Ansible's handlers: those whose files changed):
+ * each one whose files the push changes there (a path changed, added or removed among the globs it
+ * reads), and each one that did not last load this very set through lvssync (no record of it, or
+ * another set's digest). A reload by a rollback is not recorded, so a record may name a set the
+ * service no longer runs: the changed paths alone decide for those.
+ */
+export function servicesToReload(services: readonly ReloadCandidate[], changed: readonly string[]): string[] {
+  return services
+    .filter((s) => {
+      const reads = picomatch([...s.globs], { dot: true, posix: true });
+      return changed.some((p) => reads(p)) || s.loaded !== s.digest();
+    })
+    .map((s) => s.name);
 }
 
 /** One digest for a whole set (its paths and contents). */

@@ -30,7 +30,13 @@ import type {
   VerifyResult,
 } from '../core/protocol.js';
 import { renderForNode, renderTargetOf } from '../core/render.js';
-import { describeChangedDuring, setDigest } from '../core/service-set.js';
+import {
+  describeChangedDuring,
+  type ReloadCandidate,
+  serviceGlobs,
+  servicesToReload,
+  setDigest,
+} from '../core/service-set.js';
 import { emptySnapshot, putFile, retainFiles, type Snapshot } from '../core/snapshot.js';
 import { type PushResult, resultOfError, type Step } from '../core/worker-ipc.js';
 import { LvssyncError } from '../errors.js';
@@ -464,30 +470,44 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       return report;
     }
     const services = config.services.map((x) => x.name);
-    // What each director's services last loaded matters where nothing is committed: a director whose
-    // files change reloads everything anyway (a digest of the whole set is not free at 1,000 files).
+    /** Each service of a set, as servicesToReload weighs it against what it last loaded. */
+    const candidates = (
+      set: { snapshot: Snapshot; evaluation: DirectorCheck['evaluation']; model: DirectorCheck['model'] },
+      loaded: Record<string, { digest: string } | undefined>,
+    ): ReloadCandidate[] =>
+      services.map((name) => {
+        const globs = serviceGlobs(
+          config,
+          name,
+          set.evaluation.includes.map((i) => i.pattern),
+        );
+        const had = loaded[name]?.digest;
+        return {
+          name,
+          globs,
+          digest: () => setDigest(guardFor(config, name, set).validated),
+          ...(had ? { loaded: had } : {}),
+        };
+      });
+    // Each director reloads the services whose files this push changes there, and those that did
+    // not last load this set (a reload that did not happen, a file put back by hand).
     for (const leg of reachable) {
-      if (leg.node.plan!.changes.length) {
-        leg.work = 'commit';
-        continue;
-      }
       const there = (await leg.loaded?.catch(() => undefined)) ?? {};
       const peerSet = {
         snapshot: leg.renderedSnap!,
         evaluation: leg.peerCheck!.evaluation,
         model: leg.peerCheck!.model,
       };
-      leg.pending = services.filter(
-        (n) => there[n]?.digest !== setDigest(guardFor(config, n, peerSet).validated),
+      const changes = leg.node.plan!.changes;
+      leg.pending = servicesToReload(
+        candidates(peerSet, there),
+        changes.map((c) => c.path),
       );
-      leg.work = leg.pending.length ? 'reload' : 'none';
+      leg.work = changes.length ? 'commit' : leg.pending.length ? 'reload' : 'none';
     }
     const anyCommit = reachable.some((l) => l.work === 'commit');
-    /** This director's services that did not load its files as they are (a file put back by hand, a reload that did not happen). */
-    const here = anyCommit ? {} : readLoaded(config.stateDir);
-    const selfPending = anyCommit
-      ? []
-      : services.filter((n) => here[n]?.digest !== setDigest(guardFor(config, n, local).validated));
+    /** This director's services that did not load its files as they are (its edits, a reload that did not happen). */
+    const selfPending = servicesToReload(candidates(local, readLoaded(config.stateDir)), []);
     /** Services not running on any director: a push neither commits nor reloads while one is down. */
     const down = async (): Promise<boolean> => {
       const [mine, ...theirs] = await Promise.all([
@@ -509,8 +529,8 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       );
       return true;
     };
-    /** What the primary reloads: everything after a commit anywhere, else what it owes. */
-    const selfServices = anyCommit ? services : selfPending;
+    /** What the primary reloads: what did not load its set as it is (its own edits, mostly). */
+    const selfServices = selfPending;
     if (!anyCommit) {
       if (!(await settle())) return report;
       if (await down()) return report;
@@ -681,7 +701,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
         primary: false,
         addresses: Object.values(a).flat(),
         commit: leg.work === 'commit',
-        services: leg.work === 'commit' ? services : leg.pending,
+        services: leg.pending,
       });
     });
     // lvssync.yaml's order breaks ties

@@ -301,6 +301,73 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     }
   });
 
+  it('reloads what a push changes: keepalived alone for a conf.d edit, ferm alone for its file, and after a rollback on lvs2 what changed back there', async () => {
+    const l = lab();
+    const push = async () => {
+      const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      return {
+        code: r.code,
+        j: JSON.parse(r.stdout) as { result: string; steps: { host: string; step: string }[] },
+      };
+    };
+    const reloads = (j: { steps: { host: string; step: string }[] }, host?: string) =>
+      j.steps
+        .filter((s) => s.step.startsWith('reload') && (!host || s.host === host))
+        .map((s) => `${s.host} ${s.step}`)
+        .sort();
+    const sessions = () =>
+      (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey/g) ?? []).length;
+    // the first push: no director knows yet what its services loaded, so each reloads both
+    edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 71'));
+    const first = await push();
+    expect(first.code).toBe(0);
+    expect(reloads(first.j)).toEqual([
+      'lvs1 reload ferm',
+      'lvs1 reload keepalived',
+      'lvs2 reload ferm',
+      'lvs2 reload keepalived',
+    ]);
+    // a conf.d edit: keepalived alone on both, and no second SSH connection for ferm's guard
+    edit(l, 'lvs1', FWM, (s) => s.replace(/weight 71/g, 'weight 72'));
+    let before = sessions();
+    const ka = await push();
+    expect(ka.code).toBe(0);
+    expect(reloads(ka.j)).toEqual(['lvs1 reload keepalived', 'lvs2 reload keepalived']);
+    expect(sessions() - before).toBe(1);
+    // a new mark in ferm.conf: ferm alone, with its guard's connection, live on both
+    edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 201);\n`);
+    before = sessions();
+    const fm = await push();
+    expect(fm.code).toBe(0);
+    expect(reloads(fm.j)).toEqual(['lvs1 reload ferm', 'lvs2 reload ferm']);
+    expect(sessions() - before).toBe(2);
+    for (const d of DIRECTORS) expect(await l.iptablesSave(d)).toMatch(/0xc9\/0xffffffff/);
+    // lvs2 reloads ferm with a new mark, then its keepalived fails once: lvs2 rolls back, both of its
+    // services reloaded with its previous files (ferm had loaded the new set a moment before)
+    const script = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
+    const good = readFileSync(script, 'utf8');
+    writeFileSync(
+      script,
+      `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
+    );
+    try {
+      edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 202);\n`);
+      edit(l, 'lvs1', FWM, (s) => s.replace(/weight 72/g, 'weight 73'));
+      const failed = await push();
+      expect(failed.code).toBe(5);
+      expect(failed.j.result).toBe('rolled-back');
+      expect(await l.iptablesSave('lvs2')).not.toMatch(/0xca\//);
+      // the same set again: ferm reloads on lvs2 too (its files changed back there), and runs the mark
+      const again = await push();
+      expect(again.code).toBe(0);
+      expect(reloads(again.j, 'lvs2')).toEqual(['lvs2 reload ferm', 'lvs2 reload keepalived']);
+      expect(await l.iptablesSave('lvs2')).toMatch(/0xca\/0xffffffff/);
+    } finally {
+      writeFileSync(script, good);
+      rmSync(l.pathOn('lvs2', '/run/failed-once'), { force: true });
+    }
+  }, 120_000);
+
   it('rollback is staged and validated on lvs2 first, and undoes itself when a reload fails', async () => {
     const l = lab();
     edit(l, 'lvs1', FWM, (s) => s.replace('weight 50', 'weight 61'));

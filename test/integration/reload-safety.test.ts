@@ -118,7 +118,9 @@ describe.skipIf(unavailable !== undefined)('reload safety (lab)', () => {
     );
     rmSync(l.pathOn('lvs1', '/run/ferm-reloading'), { force: true });
     const keepalived = l.proc('lvs1', 'keepalived')!;
+    // an edit of both services' files (a push reloads what it changes: here ferm, then keepalived)
     l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 61'));
+    l.writeFile('lvs1', FERM, `${l.readFile('lvs1', FERM)}# weight 61 on fwmark 100\n`);
     await until('the primary’s ferm reload to start', () =>
       existsSync(l.pathOn('lvs1', '/run/ferm-reloading')),
     );

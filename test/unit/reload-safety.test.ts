@@ -8,7 +8,13 @@ import { diag } from '../../src/core/diagnostic.js';
 import { evaluateKeepalived } from '../../src/core/keepalived/evaluate.js';
 import { checkVersions, compareVersions, versionedKeywords } from '../../src/core/keepalived/lint.js';
 import { buildModel } from '../../src/core/keepalived/model.js';
-import { diffReadings, diffSets, serviceGlobs, setDigest } from '../../src/core/service-set.js';
+import {
+  diffReadings,
+  diffSets,
+  serviceGlobs,
+  servicesToReload,
+  setDigest,
+} from '../../src/core/service-set.js';
 import { snapshotOf } from '../../src/core/snapshot.js';
 
 const KA = '/etc/keepalived/keepalived.conf';
@@ -31,6 +37,35 @@ describe('service sets', () => {
       '/etc/ferm/**',
       '/etc/keepalived/notify.sh',
     ]);
+  });
+
+  it('a push reloads the services whose files it changes, and those that did not load this set', () => {
+    const ka = serviceGlobs(config, 'keepalived', ['/etc/keepalived/conf.d/*.conf']);
+    const ferm = serviceGlobs(config, 'ferm', []);
+    let asked = 0;
+    const digest = (d: string) => () => {
+      asked++;
+      return d;
+    };
+    /** Both services as they last loaded the set being pushed (the digests agree). */
+    const both = (had: { ka?: string; ferm?: string } = { ka: 'k', ferm: 'f' }) => [
+      { name: 'ferm', globs: ferm, digest: digest('f'), ...(had.ferm ? { loaded: had.ferm } : {}) },
+      { name: 'keepalived', globs: ka, digest: digest('k'), ...(had.ka ? { loaded: had.ka } : {}) },
+    ];
+    // a conf.d file: keepalived only; a file removed from an included directory counts as well
+    expect(servicesToReload(both(), ['/etc/keepalived/conf.d/fwm-7.conf'])).toEqual(['keepalived']);
+    // ferm's directory, at any depth (a hidden file too); a script both read: both
+    expect(servicesToReload(both(), ['/etc/ferm/ferm.d/.marks'])).toEqual(['ferm']);
+    expect(servicesToReload(both(), ['/etc/keepalived/notify.sh'])).toEqual(['ferm', 'keepalived']);
+    // a file neither reads (not included): a commit, no reload
+    expect(servicesToReload(both(), ['/etc/keepalived/README'])).toEqual([]);
+    // nothing changed there, but a service never loaded this set (no record, another digest)
+    expect(servicesToReload(both({ ka: 'k' }), [])).toEqual(['ferm']);
+    expect(servicesToReload(both({ ka: 'old', ferm: 'f' }), [])).toEqual(['keepalived']);
+    // the digest is worked out only for a service none of whose files changed
+    asked = 0;
+    servicesToReload(both(), ['/etc/keepalived/conf.d/fwm-7.conf']);
+    expect(asked).toBe(1);
   });
 
   it('compares by content: changed, added and gone paths; the digest does not depend on order', () => {
