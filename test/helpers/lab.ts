@@ -189,3 +189,22 @@ export function slowKeepalivedReload(
     restore: () => writeFileSync(script, good),
   };
 }
+
+/**
+ * A director's next keepalived reload fails (only that one: the rollback's reload after it works);
+ * `restore()` puts the lab's script back.
+ */
+export function failKeepalivedReloadOnce(l: Lab, host: Director): { restore: () => void } {
+  const script = l.pathOn(host, '/etc/lvssync/lab/keepalived-reload');
+  const good = readFileSync(script, 'utf8');
+  writeFileSync(
+    script,
+    `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
+  );
+  return {
+    restore: () => {
+      writeFileSync(script, good);
+      rmSync(l.pathOn(host, '/run/failed-once'), { force: true });
+    },
+  };
+}

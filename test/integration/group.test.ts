@@ -10,6 +10,7 @@ import { renderForNode } from '../../src/core/render.js';
 import {
   edit,
   FWM,
+  failKeepalivedReloadOnce,
   internalConfig,
   KA,
   labUnavailable,
@@ -142,12 +143,7 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
     expect(await l.waitForVipHolder()).toBe('lvs1');
     const before = { second: tree(l, second), third: tree(l, third), lvs1: tree(l, 'lvs1') };
     const reloads = { lvs1: await reloadsOf(l, 'lvs1'), second: await reloadsOf(l, second) };
-    const good = l.readFile(third, '/etc/lvssync/lab/keepalived-reload');
-    l.writeFile(
-      third,
-      '/etc/lvssync/lab/keepalived-reload',
-      `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
-    );
+    const failing = failKeepalivedReloadOnce(l, third);
     try {
       edit(l, 'lvs1', FWM, (s) => s.replace(/weight 50/g, 'weight 61'));
       const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
@@ -179,8 +175,7 @@ describe.skipIf(unavailable !== undefined)('three directors (lab)', () => {
       expect(steps.some((s: string) => s.startsWith('lvs1 '))).toBe(false);
       for (const d of l.directors) expect(l.proc(d, 'keepalived')).toBeDefined();
     } finally {
-      l.writeFile(third, '/etc/lvssync/lab/keepalived-reload', good);
-      await l.exec(third, ['rm', '-f', '/run/failed-once']);
+      failing.restore();
     }
   }, 120_000);
 

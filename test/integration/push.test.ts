@@ -23,6 +23,7 @@ import {
   edit,
   FERM,
   FWM,
+  failKeepalivedReloadOnce,
   KA,
   labUnavailable,
   lvssync,
@@ -266,13 +267,8 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
   it('rolls lvs2 back when its reload fails, and leaves lvs1 alone', async () => {
     const l = lab();
     const before = tree(l, 'lvs2');
-    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
-    const good = readFileSync(reloadScript, 'utf8');
     // fail the first reload only (the one after the commit); the rollback's reload succeeds
-    writeFileSync(
-      reloadScript,
-      `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
-    );
+    const failing = failKeepalivedReloadOnce(l, 'lvs2');
     try {
       edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 300);\n`);
       l.writeFile(
@@ -296,8 +292,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       expect(await reloadsOf(l, 'lvs1')).toBe(lvs1Reloads);
       expect(l.proc('lvs2', 'keepalived')).toBeDefined();
     } finally {
-      writeFileSync(reloadScript, good);
-      rmSync(l.pathOn('lvs2', '/run/failed-once'), { force: true });
+      failing.restore();
     }
   });
 
@@ -344,12 +339,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     for (const d of DIRECTORS) expect(await l.iptablesSave(d)).toMatch(/0xc9\/0xffffffff/);
     // lvs2 reloads ferm with a new mark, then its keepalived fails once: lvs2 rolls back, both of its
     // services reloaded with its previous files (ferm had loaded the new set a moment before)
-    const script = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
-    const good = readFileSync(script, 'utf8');
-    writeFileSync(
-      script,
-      `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
-    );
+    const failing = failKeepalivedReloadOnce(l, 'lvs2');
     try {
       edit(l, 'lvs1', FERM, (s) => `${s}&LVS_MARK(198.51.100.100, 202);\n`);
       edit(l, 'lvs1', FWM, (s) => s.replace(/weight 72/g, 'weight 73'));
@@ -363,8 +353,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       expect(reloads(again.j, 'lvs2')).toEqual(['lvs2 reload ferm', 'lvs2 reload keepalived']);
       expect(await l.iptablesSave('lvs2')).toMatch(/0xca\/0xffffffff/);
     } finally {
-      writeFileSync(script, good);
-      rmSync(l.pathOn('lvs2', '/run/failed-once'), { force: true });
+      failing.restore();
     }
   }, 120_000);
 
@@ -393,12 +382,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     expect(tree(l, 'lvs2')).toEqual(pushed);
     writeFileSync(kept, keptText);
     // 2. a reload that fails after the rollback's commit: lvs2 goes back to what it ran before it
-    const reloadScript = l.pathOn('lvs2', '/etc/lvssync/lab/keepalived-reload');
-    const good = readFileSync(reloadScript, 'utf8');
-    writeFileSync(
-      reloadScript,
-      `if [ ! -e /run/failed-once ]; then touch /run/failed-once; echo "simulated reload failure" >&2; exit 1; fi\n${good}`,
-    );
+    const failing = failKeepalivedReloadOnce(l, 'lvs2');
     try {
       const failed = await lvssync(l, 'lvs1', 'rollback', '--json');
       const jf = JSON.parse(failed.stdout);
@@ -410,8 +394,7 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       expect(tree(l, 'lvs2')).toEqual(pushed);
       expect(l.proc('lvs2', 'keepalived')).toBeDefined();
     } finally {
-      writeFileSync(reloadScript, good);
-      rmSync(l.pathOn('lvs2', '/run/failed-once'), { force: true });
+      failing.restore();
     }
     // 3. and then it goes through: lvs2 back on weight 50, what it replaced kept as a 'restore' version
     const ok = await lvssync(l, 'lvs1', 'rollback', '--json');
