@@ -31,7 +31,14 @@ import { loadConfig, selfNode } from '../shell/load-config.js';
 import { withLock } from '../shell/lock.js';
 import { adoptClaim, readClaim } from '../shell/primary.js';
 import { liveStart } from '../shell/proc.js';
-import { guardFor, type Revalidation, readLoaded, reloadTiming, reloadValidated } from '../shell/reload.js';
+import {
+  forgetLoaded,
+  guardFor,
+  type Revalidation,
+  readLoaded,
+  reloadTiming,
+  reloadValidated,
+} from '../shell/reload.js';
 import { readAddresses, readServiceStates, reloadService, verifyService } from '../shell/services.js';
 import { Store } from '../shell/store.js';
 import type { Workspace } from '../shell/workspace.js';
@@ -671,7 +678,10 @@ async function runGuard(config: Config, store: Store, txid: string, seconds: num
 function reloadAll(config: Config): () => Promise<ReloadResult[]> {
   return async () => {
     const out: ReloadResult[] = [];
-    for (const s of config.services) out.push(await reloadService(config, s.name));
+    for (const s of config.services) {
+      out.push(await reloadService(config, s.name));
+      forgetLoaded(config.stateDir, [s.name]);
+    }
     return out;
   };
 }

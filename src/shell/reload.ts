@@ -191,6 +191,21 @@ function recordLoaded(
   }
 }
 
+/**
+ * Forgets what `services` loaded: they were reloaded with files lvssync did not validate as a set
+ * (a rollback's), so what they run is not known (no pending reload is claimed, the next push reloads them).
+ */
+export function forgetLoaded(stateDir: string, services: readonly string[]): void {
+  try {
+    const all = readLoaded(stateDir);
+    if (!services.some((s) => s in all)) return;
+    for (const s of services) delete all[s];
+    atomicWrite(path.join(stateDir, 'loaded.json'), `${JSON.stringify(all)}\n`, 0o600);
+  } catch {
+    // as recordLoaded: a full state directory is reported by the audit
+  }
+}
+
 /** What a validation of the files on disk says, for a reload whose files changed while they were read. */
 export type Revalidation = { guard: ReloadGuard } | { diagnostics: Diagnostic[] };
 

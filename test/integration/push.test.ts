@@ -347,6 +347,10 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
       expect(failed.code).toBe(5);
       expect(failed.j.result).toBe('rolled-back');
       expect(await l.iptablesSave('lvs2')).not.toMatch(/0xca\//);
+      // what its services run now is not a set lvssync validated as such: no record of it is kept
+      // (its ferm's record would say the new mark), so no reload is claimed pending there
+      const loaded = JSON.parse(readFileSync(l.pathOn('lvs2', '/var/lib/lvssync/loaded.json'), 'utf8'));
+      expect(Object.keys(loaded)).toEqual([]);
       // the same set again: ferm reloads on lvs2 too (its files changed back there), and runs the mark
       const again = await push();
       expect(again.code).toBe(0);
