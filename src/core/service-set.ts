@@ -46,8 +46,8 @@ export interface ReloadCandidate {
  * The services a director reloads after a push (as Ansible's handlers: those whose files changed):
  * each one whose files the push changes there (a path changed, added or removed among the globs it
  * reads), and each one that did not last load this very set through lvssync (no record of it, or
- * another set's digest). A reload by a rollback is not recorded, so a record may name a set the
- * service no longer runs: the changed paths alone decide for those.
+ * another set's digest). A record can be wrong (a service reloaded by hand after an edit put back;
+ * a rollback's reload forgets it): the changed paths decide on their own as well.
  */
 export function servicesToReload(services: readonly ReloadCandidate[], changed: readonly string[]): string[] {
   return services
