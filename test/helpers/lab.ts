@@ -168,16 +168,17 @@ export function internalConfig(lab: Lab): string {
 }
 
 /**
- * A director's keepalived reload made slow (3 s) and marked when it starts: `reloading()` waits for
- * the mark; `restore()` puts the lab's script back.
+ * A director's keepalived reload made slow (3 s unless told) and marked when it starts:
+ * `reloading()` waits for the mark; `restore()` puts the lab's script back.
  */
 export function slowKeepalivedReload(
   l: Lab,
   host: Director,
+  seconds = 3,
 ): { reloading: () => Promise<void>; restore: () => void } {
   const script = l.pathOn(host, '/etc/lvssync/lab/keepalived-reload');
   const good = readFileSync(script, 'utf8');
-  writeFileSync(script, `touch /run/ka-reloading; sleep 3\n${good}`);
+  writeFileSync(script, `touch /run/ka-reloading; sleep ${seconds}\n${good}`);
   const mark = l.pathOn(host, '/run/ka-reloading');
   rmSync(mark, { force: true });
   return {

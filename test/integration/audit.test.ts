@@ -277,8 +277,8 @@ describe.skipIf(unavailable !== undefined)('lvssync audit (lab)', () => {
 
   it('status answers while a push is under way: each director as it is, and the push named', async () => {
     const l = lab();
-    // lvs2's keepalived reload, after its commit, takes 3 s: the push holds lvs1's lock meanwhile
-    const slow = slowKeepalivedReload(l, 'lvs2');
+    // lvs2's keepalived reload, after its commit, takes 6 s: the push holds lvs1's lock meanwhile
+    const slow = slowKeepalivedReload(l, 'lvs2', 6);
     try {
       l.writeFile('lvs1', FWM, l.readFile('lvs1', FWM).replace('weight 50', 'weight 51'));
       let pushed = false;
