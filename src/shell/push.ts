@@ -721,18 +721,22 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     const committedOn = new Set<string>();
     /** Peers whose transaction already ended (aborted by a failure, restored by an undo). */
     const ended = new Set<string>();
+    // every director ends its transaction at once (each one records what it was sent meanwhile)
     const close = async () => {
-      for (const leg of active) {
-        if (ended.has(leg.target.name)) continue;
-        const done = committedOn.has(leg.target.name) || leg.work === 'reload';
-        const ok = await leg
-          .session!.request(done ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
-          .then(
-            () => true,
-            () => false,
-          );
-        if (ok) leg.txOpen = false;
-      }
+      await Promise.all(
+        active
+          .filter((leg) => !ended.has(leg.target.name))
+          .map(async (leg) => {
+            const done = committedOn.has(leg.target.name) || leg.work === 'reload';
+            const ok = await leg
+              .session!.request(done ? { op: 'finish', txid } : { op: 'abort', txid, reload: false })
+              .then(
+                () => true,
+                () => false,
+              );
+            if (ok) leg.txOpen = false;
+          }),
+      );
     };
     /** A reload that was not done: the files changed since they validated. The push stops there. */
     const supersede = async (host: string, service: string, changed: string[]) => {
@@ -867,9 +871,11 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
       }
       mark(`${step.node} applied`);
     }
-    await close();
-    report.result = partial(anyCommit ? 'pushed' : 'reloaded');
+    // this director's record of the set is written while the others write theirs
+    const closing = close();
     recordBaseHere(config, desired, ws);
+    await closing;
+    report.result = partial(anyCommit ? 'pushed' : 'reloaded');
     mark('done');
     return report;
   } catch (e) {
