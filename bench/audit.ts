@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import { ADDR, DIRECTORS, type Lab, REPO, stopLab } from '../scripts/lab/lab.js';
-import { labWithSet } from './lab-set.js';
+import { labSsh, labWithSet, timedOn } from './lab-set.js';
 import { fmtMs, median, printTable, verdict } from './util.js';
 
 const MAIN = path.join(REPO, 'dist', 'src', 'main.js');
@@ -30,11 +30,7 @@ export function bigTable(lines: number): string {
   return `${out.join('\n')}\n`;
 }
 
-async function timed(lab: Lab, argv: string[]): Promise<number> {
-  const t0 = performance.now();
-  await lab.exec('lvs1', argv, { timeoutMs: 600_000, allowFail: true });
-  return performance.now() - t0;
-}
+const timed = (lab: Lab, argv: string[]) => timedOn(lab, 'lvs1', argv);
 
 export async function benchAudit(): Promise<boolean> {
   const lab = await labWithSet('abench', N, DIRECTORS);
@@ -54,8 +50,7 @@ export async function benchAudit(): Promise<boolean> {
       findings = report.findings.length;
       if (report.timings) stages.push(report.timings);
     }
-    const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
-    const sshCmd = `ssh -i ${ssh}/id_ed25519 -o UserKnownHostsFile=${ssh}/known_hosts -o StrictHostKeyChecking=yes`;
+    const sshCmd = labSsh(lab).join(' ');
     const rsync = [
       'rsync',
       '-an',

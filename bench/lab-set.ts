@@ -4,7 +4,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type Director, type Lab, type LabProgram, startLab, stopLab } from '../scripts/lab/lab.js';
+import {
+  type Director,
+  type Lab,
+  type LabHost,
+  type LabProgram,
+  startLab,
+  stopLab,
+} from '../scripts/lab/lab.js';
 import { generateSet } from './gen.js';
 
 export async function labWithSet(
@@ -49,4 +56,27 @@ export async function packagedProgram(): Promise<{ program: LabProgram; cleanup:
     },
     cleanup: () => rmSync(cache, { recursive: true, force: true }),
   };
+}
+
+/** OpenSSH from lvs1 with its lab key, against the pinned host keys only: argv, before the host. */
+export function labSsh(lab: Lab): string[] {
+  const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
+  return [
+    'ssh',
+    '-i',
+    `${ssh}/id_ed25519`,
+    '-o',
+    `UserKnownHostsFile=${ssh}/known_hosts`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+  ];
+}
+
+/** How long `argv` takes on `host` of the lab (its exit status aside: keepalived -t fails on warnings). */
+export async function timedOn(lab: Lab, host: LabHost, argv: string[]): Promise<number> {
+  const t0 = performance.now();
+  await lab.exec(host, argv, { timeoutMs: 600_000, allowFail: true });
+  return performance.now() - t0;
 }

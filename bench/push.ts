@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ADDR, type Lab, type LabProgram, REPO, startLab, stopLab } from '../scripts/lab/lab.js';
 import { generateSet, virtualServerFile } from './gen.js';
-import { packagedProgram } from './lab-set.js';
+import { labSsh, packagedProgram, timedOn } from './lab-set.js';
 import { fmtMs, median, printTable, verdict } from './util.js';
 
 const N = 1000;
@@ -85,12 +85,7 @@ async function push(lab: Lab): Promise<PushJson> {
   return j;
 }
 
-async function timed(lab: Lab, argv: string[]): Promise<number> {
-  const t0 = performance.now();
-  // keepalived -t exits non-zero for warnings too: the time is what counts here
-  await lab.exec('lvs1', argv, { timeoutMs: 600_000, allowFail: true });
-  return performance.now() - t0;
-}
+const timed = (lab: Lab, argv: string[]) => timedOn(lab, 'lvs1', argv);
 
 export async function benchPush(): Promise<boolean> {
   const name = 'bench';
@@ -123,9 +118,16 @@ export async function benchPush(): Promise<boolean> {
     const fullPush = performance.now() - t0;
 
     // rsync over a warm ControlMaster connection to lvs2's sshd
-    const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
     const ctl = path.join(lab.dir, 'ctl-%r@%h:%p');
-    const sshCmd = `ssh -i ${ssh}/id_ed25519 -o UserKnownHostsFile=${ssh}/known_hosts -o StrictHostKeyChecking=yes -o ControlMaster=auto -o ControlPath=${ctl} -o ControlPersist=60`;
+    const sshCmd = [
+      ...labSsh(lab),
+      '-o',
+      'ControlMaster=auto',
+      '-o',
+      `ControlPath=${ctl}`,
+      '-o',
+      'ControlPersist=60',
+    ].join(' ');
     await lab.exec('lvs1', [
       'sh',
       '-c',

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ADDR, DIRECTORS, type Lab, REPO, run, stopLab } from '../scripts/lab/lab.js';
 import { virtualServerFile } from './gen.js';
-import { labWithSet, packagedProgram } from './lab-set.js';
+import { labSsh, labWithSet, packagedProgram, timedOn } from './lab-set.js';
 import { fmtMs, percentile, printTable, verdict } from './util.js';
 
 const N = 1000;
@@ -216,29 +216,15 @@ prefix kad {
 async function coldFloor(
   lab: Lab,
 ): Promise<{ sshNodeMs: number; keepalivedTestMs: number; masterRssKiB: number }> {
-  const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
-  const base = [
-    'ssh',
-    '-i',
-    `${ssh}/id_ed25519`,
-    '-o',
-    `UserKnownHostsFile=${ssh}/known_hosts`,
-    '-o',
-    'StrictHostKeyChecking=yes',
-    '-o',
-    'BatchMode=yes',
-  ];
+  const base = labSsh(lab);
   const to = `root@${ADDR.crossover.lvs2}`;
-  const timed = async (host: 'lvs1' | 'lvs2', argv: string[]) => {
-    const t0 = performance.now();
-    await lab.exec(host, argv, { allowFail: true, timeoutMs: 60_000 });
-    return performance.now() - t0;
-  };
   const sshNode: number[] = [];
-  for (let i = 0; i < 5; i++) sshNode.push(await timed('lvs1', [...base, to, 'node', '-e', '0']));
+  for (let i = 0; i < 5; i++) sshNode.push(await timedOn(lab, 'lvs1', [...base, to, 'node', '-e', '0']));
   const kt: number[] = [];
   for (let i = 0; i < 3; i++)
-    kt.push(await timed('lvs2', ['keepalived', '-t', '-l', '-n', '-f', '/etc/keepalived/keepalived.conf']));
+    kt.push(
+      await timedOn(lab, 'lvs2', ['keepalived', '-t', '-l', '-n', '-f', '/etc/keepalived/keepalived.conf']),
+    );
   const ctl = path.join(lab.dir, 'bench-master.sock');
   rmSync(ctl, { force: true });
   const master = lab.spawnOn('lvs1', 'ssh-master', [...base, '-M', '-N', '-S', ctl, to]);

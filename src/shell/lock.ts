@@ -47,11 +47,8 @@ export async function withLock(stateDir: string, who: string, waitMs = 0): Promi
         throw new LvssyncError('E_WRITE', `could not create ${file}: ${(e as Error).message}`, { cause: e });
       }
     }
-    let owner: Owner | undefined;
-    try {
-      owner = JSON.parse(readFileSync(file, 'utf8')) as Owner;
-    } catch {}
-    if (!owner || liveStart(owner.pid) !== owner.start) {
+    const owner = lockHolder(stateDir);
+    if (!owner) {
       rmSync(file, { force: true }); // stale: its owner is gone
       continue;
     }

@@ -472,7 +472,7 @@ export async function runPush(opts: PushOptions): Promise<PushReport> {
     const services = config.services.map((x) => x.name);
     /** Each service of a set, as servicesToReload weighs it against what it last loaded. */
     const candidates = (
-      set: { snapshot: Snapshot; evaluation: DirectorCheck['evaluation']; model: DirectorCheck['model'] },
+      set: Parameters<typeof guardFor>[2],
       loaded: Record<string, { digest: string } | undefined>,
     ): ReloadCandidate[] =>
       services.map((name) => {

@@ -181,11 +181,18 @@ function recordLoaded(
   files: SetDigests,
   globs: readonly string[],
 ): void {
+  updateLoaded(stateDir, (all) => {
+    all[service] = { digest, at: Date.now(), files: Object.fromEntries(files), globs: [...globs] };
+    return true;
+  });
+}
+
+/** loaded.json changed by `change` (written when it says so). */
+function updateLoaded(stateDir: string, change: (all: Record<string, LoadedRecord>) => boolean): void {
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const all = readLoaded(stateDir);
-    all[service] = { digest, at: Date.now(), files: Object.fromEntries(files), globs: [...globs] };
-    atomicWrite(path.join(stateDir, 'loaded.json'), `${JSON.stringify(all)}\n`, 0o600);
+    if (change(all)) atomicWrite(path.join(stateDir, 'loaded.json'), `${JSON.stringify(all)}\n`, 0o600);
   } catch {
     // the record serves the audit's pending-reload check; a full state directory is reported there
   }
@@ -196,14 +203,11 @@ function recordLoaded(
  * (a rollback's), so what they run is not known (no pending reload is claimed, the next push reloads them).
  */
 export function forgetLoaded(stateDir: string, services: readonly string[]): void {
-  try {
-    const all = readLoaded(stateDir);
-    if (!services.some((s) => s in all)) return;
-    for (const s of services) delete all[s];
-    atomicWrite(path.join(stateDir, 'loaded.json'), `${JSON.stringify(all)}\n`, 0o600);
-  } catch {
-    // as recordLoaded: a full state directory is reported by the audit
-  }
+  updateLoaded(stateDir, (all) => {
+    const had = services.filter((s) => s in all);
+    for (const s of had) delete all[s];
+    return had.length > 0;
+  });
 }
 
 /** What a validation of the files on disk says, for a reload whose files changed while they were read. */
