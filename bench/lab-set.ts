@@ -58,13 +58,16 @@ export async function packagedProgram(): Promise<{ program: LabProgram; cleanup:
   };
 }
 
-/** OpenSSH from lvs1 with its lab key, against the pinned host keys only: argv, before the host. */
-export function labSsh(lab: Lab): string[] {
+/**
+ * OpenSSH from lvs1 with its lab key (a shell), or lvssync's key (the peers' authorized_keys force
+ * the agent), against the pinned host keys only: argv, before the host.
+ */
+export function labSsh(lab: Lab, key: 'admin' | 'lvssync' = 'admin'): string[] {
   const ssh = path.join(lab.hostDir('lvs1'), 'ssh');
   return [
     'ssh',
     '-i',
-    `${ssh}/id_ed25519`,
+    key === 'admin' ? `${ssh}/id_ed25519` : path.join(lab.hostDir('lvs1'), 'etc', 'lvssync', 'id_ed25519'),
     '-o',
     `UserKnownHostsFile=${ssh}/known_hosts`,
     '-o',

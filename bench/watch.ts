@@ -213,13 +213,29 @@ prefix kad {
  * the set there (which cannot start before the set has arrived). And what keeping the connection
  * would cost the idle daemon: the RSS of an OpenSSH master connection.
  */
-async function coldFloor(
-  lab: Lab,
-): Promise<{ sshNodeMs: number; keepalivedTestMs: number; masterRssKiB: number }> {
+async function coldFloor(lab: Lab): Promise<{
+  sshNodeMs: number;
+  keepalivedTestMs: number;
+  masterRssKiB: number;
+  agentNewMs: number;
+  agentMasterMs: number;
+}> {
   const base = labSsh(lab);
   const to = `root@${ADDR.crossover.lvs2}`;
   const sshNode: number[] = [];
   for (let i = 0; i < 5; i++) sshNode.push(await timedOn(lab, 'lvs1', [...base, to, 'node', '-e', '0']));
+  // the agent as a push starts it (lvssync's key, the forced command), told at once that nothing comes
+  const agentArgv = (extra: string[]) => [
+    'sh',
+    '-c',
+    `exec "$@" </dev/null`,
+    'sh',
+    ...labSsh(lab, 'lvssync'),
+    ...extra,
+    to,
+  ];
+  const agentNew: number[] = [];
+  for (let i = 0; i < 5; i++) agentNew.push(await timedOn(lab, 'lvs1', agentArgv([])));
   const kt: number[] = [];
   for (let i = 0; i < 3; i++)
     kt.push(
@@ -227,23 +243,31 @@ async function coldFloor(
     );
   const ctl = path.join(lab.dir, 'bench-master.sock');
   rmSync(ctl, { force: true });
-  const master = lab.spawnOn('lvs1', 'ssh-master', [...base, '-M', '-N', '-S', ctl, to]);
+  // with lvssync's key: every session through it is the agent, as with a connection of its own
+  const lv = labSsh(lab, 'lvssync');
+  const master = lab.spawnOn('lvs1', 'ssh-master', [...lv, '-M', '-N', '-S', ctl, to]);
   let masterRssKiB = Number.NaN;
+  const agentMaster: number[] = [];
   try {
     for (const t = Date.now() + 10_000; Date.now() < t; ) {
-      if ((await lab.exec('lvs1', [...base, '-S', ctl, '-O', 'check', to], { allowFail: true })).code === 0)
+      if ((await lab.exec('lvs1', [...lv, '-S', ctl, '-O', 'check', to], { allowFail: true })).code === 0)
         break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    // one session through it, as a push would make, then idle again
-    await lab.exec('lvs1', [...base, '-S', ctl, to, 'true'], { allowFail: true });
+    for (let i = 0; i < 5; i++) agentMaster.push(await timedOn(lab, 'lvs1', agentArgv(['-S', ctl])));
     await new Promise((r) => setTimeout(r, 1000));
     masterRssKiB = treeStat(master.pid).rssKiB;
   } finally {
     await lab.killProc(master);
     rmSync(ctl, { force: true });
   }
-  return { sshNodeMs: percentile(sshNode, 50), keepalivedTestMs: percentile(kt, 50), masterRssKiB };
+  return {
+    sshNodeMs: percentile(sshNode, 50),
+    keepalivedTestMs: percentile(kt, 50),
+    masterRssKiB,
+    agentNewMs: percentile(agentNew, 50),
+    agentMasterMs: percentile(agentMaster, 50),
+  };
 }
 
 export async function benchWatch(): Promise<boolean> {
@@ -422,6 +446,21 @@ export async function benchWatch(): Promise<boolean> {
           value: fmtMs(floorMs),
           note: lsyncd0.length
             ? `${floorMs > l50 ? 'above' : 'not above'} lsyncd delay 0 p50 ${fmtMs(l50)}`
+            : '',
+        },
+        {
+          name: 'the agent started and ended, a new connection (median of 5)',
+          value: fmtMs(floor.agentNewMs),
+        },
+        {
+          name: 'the agent started and ended through a kept master (median of 5)',
+          value: fmtMs(floor.agentMasterMs),
+        },
+        {
+          name: 'floor with a kept master: that, then `keepalived -t` there',
+          value: fmtMs(floor.agentMasterMs + floor.keepalivedTestMs),
+          note: lsyncd0.length
+            ? `${floor.agentMasterMs + floor.keepalivedTestMs > l50 ? 'above' : 'not above'} lsyncd delay 0 p50 ${fmtMs(l50)}`
             : '',
         },
         {
