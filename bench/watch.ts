@@ -296,27 +296,31 @@ export async function benchWatch(): Promise<boolean> {
   try {
     // lvssync watch: full validation on both directors, reloads in order; started as the unit starts it
     const idleRelease = 5;
-    const daemon = lab.spawnOn('lvs1', 'watch', [
-      'env',
-      `NODE_OPTIONS=${unitNodeOptions()}`,
-      ...Object.entries(program.env ?? {}).map(([k, v]) => `${k}=${v}`),
-      process.execPath,
-      program.path,
-      'watch',
-      '--quiet',
-      '100',
-      '--max',
-      '1000',
-      '--idle-release',
-      String(idleRelease),
-    ]);
-    const log = () => readFileSync(lab.logFile('lvs1', 'watch'), 'utf8');
-    const until = Date.now() + 120_000;
-    while (
-      !/in sync, nothing to push|"msg":"pushed"|"msg":"files in sync; reloaded/.test(log()) &&
-      Date.now() < until
-    )
-      await new Promise((r) => setTimeout(r, 100));
+    const startDaemon = async (name: string) => {
+      const proc = lab.spawnOn('lvs1', name, [
+        'env',
+        `NODE_OPTIONS=${unitNodeOptions()}`,
+        ...Object.entries(program.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        process.execPath,
+        program.path,
+        'watch',
+        '--quiet',
+        '100',
+        '--max',
+        '1000',
+        '--idle-release',
+        String(idleRelease),
+      ]);
+      const text = () => readFileSync(lab.logFile('lvs1', name), 'utf8');
+      const until = Date.now() + 120_000;
+      while (
+        !/in sync, nothing to push|"msg":"pushed"|"msg":"files in sync; reloaded/.test(text()) &&
+        Date.now() < until
+      )
+        await new Promise((r) => setTimeout(r, 100));
+      return { proc, text };
+    };
+    const { proc: daemon, text: log } = await startDaemon('watch');
     const pushes = () => (log().match(/"msg":"(pushed|in sync, nothing to push)"/g) ?? []).length;
     // The next edit comes once the daemon has finished with the last one (its reloads included): the
     // latency of an edit, not of a queue of them.
@@ -368,6 +372,44 @@ export async function benchWatch(): Promise<boolean> {
     await new Promise((r) => setTimeout(r, 10_000));
     const b = treeStat(daemon.pid);
     await lab.killProc(daemon);
+
+    // the same with ssh.keepConnection: the daemon keeps an OpenSSH master to lvs2 while idle
+    const yaml = lab.readFile('lvs1', '/etc/lvssync/lvssync.yaml');
+    lab.writeFile(
+      'lvs1',
+      '/etc/lvssync/lvssync.yaml',
+      yaml.replace(/^ssh:\n/m, 'ssh:\n  keepConnection: true\n'),
+    );
+    const kept = await startDaemon('watch-kept');
+    const keptPushes = () => (kept.text().match(/"msg":"(pushed|in sync, nothing to push)"/g) ?? []).length;
+    const keptReleased = () =>
+      (kept.text().match(/"msg":"idle: peer session closed, caches dropped"/g) ?? []).length;
+    let keptSeen = keptPushes();
+    const keptSettled = async () => {
+      const t = Date.now() + 60_000;
+      while (keptPushes() === keptSeen && Date.now() < t) await new Promise((r) => setTimeout(r, 20));
+      keptSeen = keptPushes();
+    };
+    for (const t = Date.now() + 60_000; keptReleased() === 0 && Date.now() < t; )
+      await new Promise((r) => setTimeout(r, 100));
+    const coldKept = await latency(
+      lab,
+      4,
+      (p) => lab.pathOn('lvs2', p),
+      'lvssync-cold-kept',
+      120_000,
+      keptSettled,
+      (idleRelease + 2) * 1000,
+    );
+    const keptBefore = keptReleased();
+    for (const t = Date.now() + 60_000; keptReleased() === keptBefore && Date.now() < t; )
+      await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 3000));
+    const ka = treeStat(kept.proc.pid);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const kb = treeStat(kept.proc.pid);
+    await lab.killProc(kept.proc);
+    lab.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', yaml);
 
     const floor = await coldFloor(lab);
     const lsyncd0 = tools.lsyncd ? await measureLsyncd(lab, 0, 40, 'delay0') : [];
@@ -429,6 +471,23 @@ export async function benchWatch(): Promise<boolean> {
           note: verdict(rssOk, '< 60 MiB'),
         },
         { name: 'idle daemon CPU over 10 s', value: `${b.ticks - a.ticks} ticks`, note: verdict(cpuOk, '0') },
+        {
+          name: 'with ssh.keepConnection: first edit after the idle release (median of 3)',
+          value: fmtMs(percentile(coldKept.slice(1), 50)),
+          note: lsyncd0.length
+            ? verdict(percentile(coldKept.slice(1), 50) <= l50, '<= lsyncd delay 0 p50')
+            : '',
+        },
+        {
+          name: 'with ssh.keepConnection: idle daemon RSS (its master included)',
+          value: `${(kb.rssKiB / 1024).toFixed(1)} MiB`,
+          note: verdict(kb.rssKiB < 60 * 1024, '< 60 MiB'),
+        },
+        {
+          name: 'with ssh.keepConnection: idle daemon CPU over 10 s',
+          value: `${kb.ticks - ka.ticks} ticks`,
+          note: verdict(kb.ticks - ka.ticks === 0, '0'),
+        },
       ],
     );
     const floorMs = floor.sshNodeMs + floor.keepalivedTestMs;

@@ -53,7 +53,9 @@ import type { Io } from '../io.js';
 import { serveDaemonSocket } from '../shell/daemon-socket.js';
 import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
+import type { PeerTarget } from '../shell/openssh.js';
 import { sdNotify } from '../shell/sd-notify.js';
+import { KeptConnections } from '../shell/ssh-master.js';
 import { sshAnswers } from '../shell/ssh-probe.js';
 
 /** chokidar keeps one change event per file in 50 ms: the quiet window must be at least that. */
@@ -238,6 +240,23 @@ export interface DaemonDeps {
   serve(stateDir: string, handle: (req: DaemonRequest) => Promise<DaemonReply>): Promise<() => void>;
   /** Whether an SSH server answers at host:port within timeoutMs (its banner; no login). */
   probe(host: string, port: number, timeoutMs: number): Promise<boolean>;
+  /** The connections kept to the other directors while idle (ssh.keepConnection); none in tests. */
+  keepConnections?(config: Config, self: string, log: Logger): KeptConnectionsPort;
+}
+
+/** What the daemon does with its kept connections (shell/ssh-master.ts). */
+export interface KeptConnectionsPort {
+  /** Starts the ones not running (after their retry wait). */
+  ensure(): void;
+  update(config: Config, targets: PeerTarget[]): void;
+  stop(): void;
+}
+
+/** Every other director of `config`, as SSH reaches it. */
+function otherDirectors(config: Config, self: string): PeerTarget[] {
+  return Object.entries(config.nodes)
+    .filter(([name]) => name !== self)
+    .map(([name, n]) => ({ name, host: n.address, port: n.port }));
 }
 
 /**
@@ -372,6 +391,7 @@ export class WatchDaemon {
     private readonly deps: DaemonDeps,
   ) {
     this.clock = deps.clock;
+    this.kept = deps.keepConnections?.(config, self, log);
     const args = [...(configPath ? ['--config', configPath] : []), ...(nodeFlag ? ['--node', nodeFlag] : [])];
     this.worker = deps.worker(args, {
       onEvent: (m) => {
@@ -392,12 +412,15 @@ export class WatchDaemon {
   }
 
   private readonly clock: Clock;
+  private readonly kept: KeptConnectionsPort | undefined;
 
   /** --once: one attempt to converge; a peer that cannot be reached is reported, not waited for. */
   private once = false;
 
   async run(once: boolean): Promise<number> {
     this.once = once;
+    // one attempt to converge keeps nothing for later
+    if (once) this.kept?.stop();
     await this.rewatch();
     this.log.info(
       { dirs: this.set.dirs, files: this.set.files.size, ...this.timing, self: this.self },
@@ -424,6 +447,7 @@ export class WatchDaemon {
             ? EXIT.CONFLICT
             : EXIT.PUSH_FAILED;
     }
+    this.kept?.ensure();
     void this.scheduleAudit();
     this.deps.onSignals({
       hup: () => void this.reloadConfig(),
@@ -462,6 +486,7 @@ export class WatchDaemon {
         if (!this.worker.running) return;
         this.worker.stop();
         this.log.info({}, 'idle: peer session closed, caches dropped');
+        this.kept?.ensure();
       },
       this.timing.idleReleaseMs,
       { unref: true },
@@ -580,6 +605,8 @@ export class WatchDaemon {
       .finally(() => {
         this.pushing = undefined;
         this.armIdleRelease();
+        // a kept connection that ended with the link comes back once it is reachable again
+        if (!this.stopping) this.kept?.ensure();
         this.state = onPushDone(this.state, this.clock.now(), abandoned);
         // `lvssync push` asked during this push: the next one starts now, whatever the windows
         if (this.askers.length && !this.stopping) {
@@ -910,6 +937,7 @@ export class WatchDaemon {
       this.config = config;
       // the worker read the old configuration: the next job starts a new one
       this.worker.stop();
+      this.kept?.update(config, otherDirectors(config, this.self));
       await this.rewatch();
       void this.scheduleAudit();
       this.log.info({ config: this.configPath }, 'configuration reloaded');
@@ -937,6 +965,7 @@ export class WatchDaemon {
     for (const a of this.askers.splice(0))
       a(new LvssyncError('E_LOCKED', 'the daemon stopped before pushing'));
     this.worker.stop();
+    this.kept?.stop();
     this.log.info({}, 'stopped');
     this.resolveStopped?.(EXIT.OK);
   }
@@ -982,4 +1011,5 @@ const processDeps: DaemonDeps = {
   notifyReady: () => sdNotify([`--pid=${process.pid}`, '--ready', '--status=watching']),
   serve: (stateDir, handle) => serveDaemonSocket(path.join(stateDir, DAEMON_SOCKET), handle),
   probe: sshAnswers,
+  keepConnections: (config, self, log) => new KeptConnections(config, otherDirectors(config, self), log),
 };

@@ -57,6 +57,12 @@ export interface Config {
      * checks the set) or the one built into lvssync; unset: OpenSSH when `ssh` is installed.
      */
     client?: 'openssh' | 'builtin';
+    /**
+     * The watch daemon keeps one OpenSSH master connection to each other director, also while idle
+     * (OpenSSH only): a push after the idle release opens its session through it instead of a new
+     * handshake. Its socket is in the state directory, root's only.
+     */
+    keepConnection: boolean;
   };
   files: {
     keepalived: string;
@@ -115,6 +121,7 @@ export const DEFAULTS: Config = {
     knownHosts: '/etc/lvssync/known_hosts',
     connectTimeoutMs: 10_000,
     agentTimeoutMs: 30_000,
+    keepConnection: false,
   },
   files: { keepalived: '/etc/keepalived/keepalived.conf', ferm: '/etc/ferm/ferm.conf', extra: [] },
   services: [
@@ -288,7 +295,16 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
     else {
       unknownKeys(
         raw.ssh,
-        ['user', 'identityFile', 'agent', 'knownHosts', 'connectTimeoutMs', 'agentTimeoutMs', 'client'],
+        [
+          'user',
+          'identityFile',
+          'agent',
+          'knownHosts',
+          'connectTimeoutMs',
+          'agentTimeoutMs',
+          'client',
+          'keepConnection',
+        ],
         'ssh',
         problems,
       );
@@ -299,6 +315,11 @@ export function validateConfig(raw: unknown): { config: Config; problems: string
       if (raw.ssh.agent !== undefined) {
         if (typeof raw.ssh.agent !== 'boolean') problems.push('ssh.agent: must be true or false');
         else c.ssh.agent = raw.ssh.agent;
+      }
+      if (raw.ssh.keepConnection !== undefined) {
+        if (typeof raw.ssh.keepConnection !== 'boolean')
+          problems.push('ssh.keepConnection: must be true or false');
+        else c.ssh.keepConnection = raw.ssh.keepConnection;
       }
       c.ssh.knownHosts =
         str(raw.ssh.knownHosts, 'ssh.knownHosts', problems, { fallback: c.ssh.knownHosts }) ??

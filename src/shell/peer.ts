@@ -30,18 +30,11 @@ import {
 import { classifySshFailure } from '../core/ssh-failure.js';
 import { LvssyncError } from '../errors.js';
 import { which } from './exec.js';
+import { openSshArgv, type PeerTarget, shellQuote } from './openssh.js';
 import { readClaim } from './primary.js';
 
-export interface PeerTarget {
-  name: string;
-  host: string;
-  port: number;
-}
-
-/** Quotes argv for the remote shell sshd runs it with. */
-function shellQuote(argv: readonly string[]): string {
-  return argv.map((a) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
-}
+export type { PeerTarget } from './openssh.js';
+export { openSshArgv };
 
 /** The pinned host keys: a file that cannot be read refuses every connection. */
 function readPinned(config: Config, target: PeerTarget): string {
@@ -148,44 +141,6 @@ interface AgentLink {
   /** `why` the link ended; `failure`: OpenSSH's own reason when it never reached the agent. */
   onClose(cb: (why: string, failure?: LvssyncError) => void): void;
   close(): void;
-}
-
-/** The options OpenSSH gets: lvssync's settings and nothing from any ssh_config. */
-export function openSshArgv(config: Config, target: PeerTarget, command: readonly string[]): string[] {
-  const o = (k: string, v: string | number) => ['-o', `${k}=${v}`];
-  const sock = process.env.SSH_AUTH_SOCK;
-  return [
-    '-F',
-    'none',
-    '-T',
-    '-e',
-    'none',
-    ...o('BatchMode', 'yes'),
-    ...o('StrictHostKeyChecking', 'yes'),
-    ...o('UserKnownHostsFile', config.ssh.knownHosts),
-    ...o('GlobalKnownHostsFile', 'none'),
-    ...o('CheckHostIP', 'no'),
-    ...o('UpdateHostKeys', 'no'),
-    ...o('HostKeyAlgorithms', 'ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512,rsa-sha2-256'),
-    ...o('ConnectTimeout', Math.max(1, Math.ceil(config.ssh.connectTimeoutMs / 1000))),
-    // a peer that stops answering is given up after 15 s, as with the built-in client
-    ...o('ServerAliveInterval', 5),
-    ...o('ServerAliveCountMax', 3),
-    ...(config.ssh.identityFile ? ['-i', config.ssh.identityFile, ...o('IdentitiesOnly', 'yes')] : []),
-    ...o('IdentityAgent', config.ssh.agent && sock ? sock : 'none'),
-    ...o('ForwardAgent', 'no'),
-    ...o('ForwardX11', 'no'),
-    ...o('ClearAllForwardings', 'yes'),
-    ...o('PermitLocalCommand', 'no'),
-    ...o('LogLevel', 'ERROR'),
-    '-p',
-    String(target.port),
-    '-l',
-    config.ssh.user,
-    '--',
-    target.host,
-    shellQuote(command),
-  ];
 }
 
 /** The agent over OpenSSH: `ssh` runs as a child; what it printed says why it never got there. */

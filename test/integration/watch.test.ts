@@ -1,6 +1,6 @@
 // lvssync watch in the lab: the daemon on lvs1, edits made the ways editors and tools make them,
 // lvs2 following (or not, when it must not).
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Lab, type ProcRecord, REPO } from '../../scripts/lab/lab.js';
@@ -208,6 +208,82 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     expect(opened()).toHaveLength(2);
     expect(opened()[1]!.agentPid).not.toBe(opened()[0]!.agentPid);
   });
+
+  it('with ssh.keepConnection, the daemon keeps one OpenSSH master to lvs2 while idle: a push after the idle release opens its agent session through it; a master killed is made again, and the push meanwhile connects by itself', async () => {
+    const l = lab();
+    await l.killProc(daemon!);
+    rmSync(l.logFile('lvs1', 'watch'), { force: true });
+    const yaml = l.readFile('lvs1', '/etc/lvssync/lvssync.yaml');
+    l.writeFile(
+      'lvs1',
+      '/etc/lvssync/lvssync.yaml',
+      yaml.replace(/^ssh:\n/m, 'ssh:\n  keepConnection: true\n'),
+    );
+    daemon = l.spawnOn('lvs1', 'watch', [
+      process.execPath,
+      MAIN,
+      'watch',
+      '--quiet',
+      '200',
+      '--idle-release',
+      '2',
+    ]);
+    type Line = { msg: string; pid?: number; agentPid?: number };
+    const log = (): Line[] => {
+      try {
+        return readFileSync(l.logFile('lvs1', 'watch'), 'utf8')
+          .split('\n')
+          .filter((x) => x.startsWith('{'))
+          .map((x) => JSON.parse(x) as Line);
+      } catch {
+        return [];
+      }
+    };
+    // each new SSH connection to lvs2 is one line of its sshd; a session through a master is none
+    const logins = () =>
+      (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey for root/g) ?? []).length;
+    const masters = () => log().filter((j) => j.msg === 'keeping a connection');
+    const released = () => log().filter((j) => j.msg.startsWith('idle: peer session closed')).length;
+    await until(
+      'the daemon to converge and keep a connection',
+      () => masters().length === 1 && released() >= 1,
+      30_000,
+    );
+    const master = masters()[0]!.pid!;
+    const cmd = readFileSync(`/proc/${master}/cmdline`, 'utf8').split('\0');
+    expect(cmd).toContain('-M');
+    expect(cmd).toContain('ControlPath=/var/lib/lvssync/ssh/lvs2.sock');
+    // lvssync's key: every session through it is the forced agent
+    expect(cmd).toContain('/etc/lvssync/id_ed25519');
+    expect(statSync(l.pathOn('lvs1', '/var/lib/lvssync/ssh')).mode & 0o777).toBe(0o700);
+    const before = logins();
+    const opened = () => log().filter((j) => j.msg === 'peer session opened').length;
+    const sessions = opened();
+    const pushed = () => log().filter((j) => j.msg === 'pushed').length;
+    const pushes = pushed();
+    await l.exec('lvs1', ['sed', '-i', 's/weight [0-9]*/weight 91/', FWM]);
+    await until('weight 91 on lvs2', sameOnLvs2(l, FWM));
+    await until('the push to finish', () => pushed() > pushes);
+    expect(opened()).toBe(sessions + 1);
+    expect(logins()).toBe(before);
+    // a master killed (a cut link ends it the same way): the next push connects by itself
+    await until('the idle release', () => released() >= 2, 15_000);
+    process.kill(master, 'SIGKILL');
+    await until('the daemon to see its master end', () =>
+      log().some((j) => j.msg === 'kept connection ended'),
+    );
+    await l.exec('lvs1', ['sed', '-i', 's/weight [0-9]*/weight 92/', FWM]);
+    await until('weight 92 on lvs2', sameOnLvs2(l, FWM));
+    expect(logins()).toBeGreaterThan(before);
+    // and the master is made again by itself
+    await until('a new master', () => masters().length === 2, 20_000);
+    expect(masters()[1]!.pid).not.toBe(master);
+    // the daemon stops: its master with it
+    const again = masters()[1]!.pid!;
+    await l.killProc(daemon!);
+    await until('the master to end with the daemon', () => !existsSync(`/proc/${again}`), 10_000);
+    daemon = undefined;
+  }, 120_000);
 
   it('the first save starts a push at once, committed only after the quiet window; a second save within it supersedes it', async () => {
     const l = lab();

@@ -10,7 +10,7 @@ describe('validateConfig', () => {
     const { problems } = validateConfig({
       primary: 'lvs3',
       nodes: { lvs1: { address: '203.0.113.1', port: 70000, router_id: 'LVS 1' }, lvs2: { addr: 'x' } },
-      ssh: { knownHosts: 'relative/known_hosts', agent: 'yes', agentTimeoutMs: 3000 },
+      ssh: { knownHosts: 'relative/known_hosts', agent: 'yes', agentTimeoutMs: 3000, keepConnection: 'on' },
       services: [
         { name: 'keepalived', reload: ['systemctl', 'reload', 'keepalived'] },
         { name: 'ferm', reload: [] },
@@ -26,12 +26,18 @@ describe('validateConfig', () => {
       'nodes.lvs2.address: is required',
       "primary: 'lvs3' is not one of the nodes (lvs1, lvs2)",
       'ssh.agent: must be true or false',
+      'ssh.keepConnection: must be true or false',
       'ssh.knownHosts: must be an absolute path',
       'ssh.agentTimeoutMs: must be 4000-3600000',
       'services[1].reload: is required (the command that reloads ferm)',
       'services: ferm must come before keepalived (marks must exist before the virtual servers use them)',
       'history: must be 1-1000',
     ]);
+  });
+
+  it('keeps no connection unless ssh.keepConnection says so', () => {
+    expect(DEFAULTS.ssh.keepConnection).toBe(false);
+    expect(validateConfig({ ssh: { keepConnection: true } }).config.ssh.keepConnection).toBe(true);
   });
 
   it('takes extra files by their paths only: a pattern would widen what the agent may write', () => {

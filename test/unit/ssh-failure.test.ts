@@ -124,4 +124,24 @@ describe('openSshArgv', () => {
     expect(opt('ClearAllForwardings')).toBe('ClearAllForwardings=yes');
     expect(argv.slice(-7)).toEqual(['-p', '2222', '-l', 'root', '--', '203.0.113.252', 'lvssync agent']);
   });
+
+  it('goes through the kept master only with ssh.keepConnection; the master itself runs no command and listens on its socket', () => {
+    expect(argv.some((a) => a.startsWith('ControlPath='))).toBe(false);
+    const kept = { ...config, stateDir: '/var/lib/lvssync', ssh: { ...config.ssh, keepConnection: true } };
+    const target = { name: 'lvs2', host: '203.0.113.252', port: 2222 };
+    const session = openSshArgv(kept, target, ['lvssync', 'agent']);
+    expect(session).toContain('ControlPath=/var/lib/lvssync/ssh/lvs2.sock');
+    // a session never becomes a master: with the socket gone it makes a connection of its own
+    expect(session).toContain('ControlMaster=no');
+    expect(session).not.toContain('-M');
+    expect(session.at(-1)).toBe('lvssync agent');
+    const master = openSshArgv(kept, target, undefined);
+    expect(master).toEqual(
+      expect.arrayContaining(['-M', '-N', 'ControlPath=/var/lib/lvssync/ssh/lvs2.sock']),
+    );
+    expect(master.at(-1)).toBe('203.0.113.252');
+    // the same key and host key checking as every session
+    expect(master[master.indexOf('-i') + 1]).toBe('/etc/lvssync/id_ed25519');
+    expect(master).toContain('StrictHostKeyChecking=yes');
+  });
 });

@@ -110,7 +110,14 @@ function setup(opts: { early?: boolean } = {}) {
   let ask: ((req: DaemonRequest) => Promise<DaemonReply>) | undefined;
   /** Whether lvs2's SSH server answers a probe, and the probes made. */
   const peer = { answers: false, probes: [] as string[] };
+  /** What the daemon asked of its kept connections, in order. */
+  const kept: string[] = [];
   const deps: DaemonDeps = {
+    keepConnections: (_config, self) => ({
+      ensure: () => kept.push('ensure'),
+      update: (_c, targets) => kept.push(`update ${targets.map((t) => t.name).join(',')} from ${self}`),
+      stop: () => kept.push('stop'),
+    }),
     clock,
     watchFiles: async (_dirs, onEvent) => {
       emit = onEvent;
@@ -167,6 +174,7 @@ function setup(opts: { early?: boolean } = {}) {
     worker: () => worker!,
     edit: (name = 'a.conf') => emit('change', `${CONF_D}/${name}`),
     peer,
+    kept,
   };
 }
 
@@ -384,5 +392,25 @@ describe('the watch daemon, with a manual clock and fake watcher and worker', ()
     expect(d.logLines.some((l) => l.msg === 'configuration reloaded')).toBe(true);
     expect(d.worker().stops).toBe(1);
     expect(d.worker().pushes()).toBe(before + 1);
+  });
+
+  it('keeps its connections from the start, asks for them again after each push and at the idle release, hands them a new lvssync.yaml and ends them when it stops', async () => {
+    const d = setup();
+    await d.clock.advance(400); // the converge at start
+    expect(d.kept[0]).toBe('ensure');
+    const afterStart = d.kept.length;
+    d.edit();
+    await d.clock.advance(400);
+    expect(d.kept.length).toBe(afterStart + 1);
+    await d.clock.advance(61_000); // the idle release
+    expect(d.logLines.some((l) => l.msg.startsWith('idle: peer session closed'))).toBe(true);
+    expect(d.kept.at(-1)).toBe('ensure');
+    d.signals.hup!();
+    await d.clock.advance(1000);
+    expect(d.kept).toContain('update lvs2 from lvs1');
+    d.signals.term!();
+    await d.clock.advance(1000);
+    expect(d.kept.at(-1)).toBe('stop');
+    await d.running;
   });
 });
