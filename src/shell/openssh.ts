@@ -30,13 +30,15 @@ export function openSshArgv(
   config: Config,
   target: PeerTarget,
   command: readonly string[] | undefined,
+  /** A connection of its own whatever ssh.keepConnection says (the ferm guard's proof). */
+  fresh = false,
 ): string[] {
   const o = (k: string, v: string | number) => ['-o', `${k}=${v}`];
   const sock = process.env.SSH_AUTH_SOCK;
   const control =
     command === undefined
       ? ['-M', '-N', ...o('ControlPath', controlPath(config, target))]
-      : config.ssh.keepConnection
+      : config.ssh.keepConnection && !fresh
         ? [...o('ControlPath', controlPath(config, target)), ...o('ControlMaster', 'no')]
         : [];
   return [

@@ -144,7 +144,7 @@ interface AgentLink {
 }
 
 /** The agent over OpenSSH: `ssh` runs as a child; what it printed says why it never got there. */
-function openSshLink(config: Config, target: PeerTarget): AgentLink {
+function openSshLink(config: Config, target: PeerTarget, fresh: boolean): AgentLink {
   readPinned(config, target);
   if (config.ssh.identityFile) {
     let mode: number;
@@ -175,7 +175,7 @@ function openSshLink(config: Config, target: PeerTarget): AgentLink {
   // ssh ignores SIGTERM, SIGINT and SIGHUP (an ignored signal stays ignored across exec, and ssh
   // keeps it so): systemctl stop or a Ctrl-C reaches lvssync, which finishes or ends the session
   // itself, and not the connection under a push that is committing or reloading.
-  const argv = openSshArgv(config, target, config.push.agentCommand);
+  const argv = openSshArgv(config, target, config.push.agentCommand, fresh);
   const child: ChildProcessWithoutNullStreams = spawn(
     'sh',
     ['-c', 'trap "" TERM INT HUP; exec "$0" "$@"', ssh, ...argv],
@@ -349,9 +349,11 @@ export class PeerSession {
      * the caller's thread, busy with its own work meanwhile, never holds the peer up.
      */
     pipeline?: (s: PeerSession) => void,
+    /** A connection of its own, never through a kept master (the ferm guard proves one gets through). */
+    fresh = false,
   ): Promise<PeerSession> {
     const openssh = sshClientOf(config) === 'openssh';
-    const link = openssh ? openSshLink(config, target) : await builtinLink(config, target, connected);
+    const link = openssh ? openSshLink(config, target, fresh) : await builtinLink(config, target, connected);
     const s = new PeerSession(target, link, openssh ? connected : undefined, config.ssh.agentTimeoutMs);
     // who this director takes for the primary travels with every hello (core/primary.ts)
     const claim = readClaim(config);

@@ -995,9 +995,10 @@ export async function commitOnPeer(a: {
     let ok = r.ok;
     let detail = r.output;
     if (ok && guard) {
-      // Like ferm --interactive: prove that a new connection still gets through.
+      // Like ferm --interactive: prove that a new connection still gets through (a kept master's
+      // established one would pass a firewall that refuses new ones).
       try {
-        const probe = await PeerSession.open(config, target, self);
+        const probe = await PeerSession.open(config, target, self, undefined, undefined, true);
         await probe.request({ op: 'confirm', txid });
         probe.close();
       } catch (e) {

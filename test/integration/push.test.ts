@@ -850,6 +850,66 @@ describe.skipIf(unavailable !== undefined)('lvssync push (lab)', () => {
     expect(await filterRules(l)).not.toMatch(/--dport 22 -j DROP/);
   }, 60_000);
 
+  it('the ferm guard proves a new connection even while a kept master (ssh.keepConnection) carries the push', async () => {
+    const l = lab();
+    const before = tree(l, 'lvs2');
+    const yaml = l.readFile('lvs1', '/etc/lvssync/lvssync.yaml');
+    l.writeFile(
+      'lvs1',
+      '/etc/lvssync/lvssync.yaml',
+      yaml.replace(/^ssh:\n/m, 'ssh:\n  keepConnection: true\n'),
+    );
+    // the daemon's master, made by hand: lvssync's key, its socket where the daemon keeps it
+    await l.exec('lvs1', ['install', '-d', '-m', '700', '/var/lib/lvssync/ssh']);
+    const sock = '/var/lib/lvssync/ssh/lvs2.sock';
+    const master = l.spawnOn('lvs1', 'ssh-master', [
+      'ssh',
+      '-F',
+      'none',
+      '-i',
+      '/etc/lvssync/id_ed25519',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'UserKnownHostsFile=/etc/lvssync/known_hosts',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'BatchMode=yes',
+      '-M',
+      '-N',
+      '-o',
+      `ControlPath=${sock}`,
+      `root@${ADDR.crossover.lvs2}`,
+    ]);
+    try {
+      for (const t = Date.now() + 10_000; !existsSync(l.pathOn('lvs1', sock)) && Date.now() < t; )
+        await new Promise((r) => setTimeout(r, 50));
+      expect(existsSync(l.pathOn('lvs1', sock))).toBe(true);
+      const logins = () =>
+        (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey for root/g) ?? []).length;
+      const loginsBefore = logins();
+      edit(
+        l,
+        'lvs1',
+        FERM,
+        (s) =>
+          `${s}table filter chain INPUT {\n    mod state state (ESTABLISHED RELATED) ACCEPT;\n    saddr ${ADDR.crossover.lvs1} proto tcp dport 22 DROP;\n}\n`,
+      );
+      const r = await lvssync(l, 'lvs1', 'push', '--yes', '--json');
+      const j = JSON.parse(r.stdout);
+      expect(j.result).toBe('rolled-back');
+      expect(JSON.stringify(j.steps)).toMatch(/no new SSH connection/);
+      // the push itself went through the master (no login of its own before the firewall came)
+      expect(logins()).toBe(loginsBefore);
+      await expectRestored(l, before, 20_000);
+      expect(await filterRules(l)).not.toMatch(/--dport 22 -j DROP/);
+    } finally {
+      await l.killProc(master);
+      l.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', yaml);
+    }
+  }, 60_000);
+
   it('the ferm guard restores lvs2 by itself when a new firewall cuts the primary off entirely', async () => {
     const l = lab();
     const before = tree(l, 'lvs2');
