@@ -318,30 +318,46 @@ export async function benchWatch(): Promise<boolean> {
         Date.now() < until
       )
         await new Promise((r) => setTimeout(r, 100));
-      return { proc, text };
+      const pushes = () => (text().match(/"msg":"(pushed|in sync, nothing to push)"/g) ?? []).length;
+      const released = () =>
+        (text().match(/"msg":"idle: peer session closed, caches dropped"/g) ?? []).length;
+      const nextRelease = async () => {
+        const before = released();
+        for (const t = Date.now() + 60_000; released() === before && Date.now() < t; )
+          await new Promise((r) => setTimeout(r, 100));
+      };
+      // The next edit comes once the daemon has finished with the last one (its reloads included):
+      // the latency of an edit, not of a queue of them.
+      let seen = pushes();
+      const settled = async () => {
+        const t = Date.now() + 60_000;
+        while (pushes() === seen && Date.now() < t) await new Promise((r) => setTimeout(r, 20));
+        seen = pushes();
+      };
+      return {
+        proc,
+        text,
+        settled,
+        released,
+        /** Saves each made after the daemon let its worker, session and caches go. */
+        coldSaves: (tag: string) =>
+          latency(lab, 4, (p) => lab.pathOn('lvs2', p), tag, 120_000, settled, (idleRelease + 2) * 1000),
+        /** RSS and CPU once idle (its next release, settled from it), 10 s apart. */
+        idle: async () => {
+          await nextRelease();
+          await new Promise((r) => setTimeout(r, 3000));
+          const a = treeStat(proc.pid);
+          await new Promise((r) => setTimeout(r, 10_000));
+          return { a, b: treeStat(proc.pid) };
+        },
+      };
     };
-    const { proc: daemon, text: log } = await startDaemon('watch');
-    const pushes = () => (log().match(/"msg":"(pushed|in sync, nothing to push)"/g) ?? []).length;
-    // The next edit comes once the daemon has finished with the last one (its reloads included): the
-    // latency of an edit, not of a queue of them.
-    let seen = pushes();
-    const settled = async () => {
-      const t = Date.now() + 60_000;
-      while (pushes() === seen && Date.now() < t) await new Promise((r) => setTimeout(r, 20));
-      seen = pushes();
-    };
+    const watch = await startDaemon('watch');
+    const { proc: daemon, text: log, settled } = watch;
     const ours = await latency(lab, 40, (p) => lab.pathOn('lvs2', p), 'lvssync', 120_000, settled);
     const warm = treeStat(daemon.pid);
     // the first edit after the daemon let its session and caches go
-    const cold = await latency(
-      lab,
-      4,
-      (p) => lab.pathOn('lvs2', p),
-      'lvssync-cold',
-      120_000,
-      settled,
-      (idleRelease + 2) * 1000,
-    );
+    const cold = await watch.coldSaves('lvssync-cold');
     // where a cold push spends its time (the daemon's log of each: ms from its start, here and on lvs2)
     const coldPushes = log()
       .split('\n')
@@ -363,14 +379,7 @@ export async function benchWatch(): Promise<boolean> {
     }
     // idle: no change; measured once the daemon has let the session and caches go (after the last
     // push's reloads and its --idle-release), and settled from it
-    const released = () => (log().match(/"msg":"idle: peer session closed, caches dropped"/g) ?? []).length;
-    const before = released();
-    for (const t = Date.now() + 60_000; released() === before && Date.now() < t; )
-      await new Promise((r) => setTimeout(r, 100));
-    await new Promise((r) => setTimeout(r, 3000));
-    const a = treeStat(daemon.pid);
-    await new Promise((r) => setTimeout(r, 10_000));
-    const b = treeStat(daemon.pid);
+    const { a, b } = await watch.idle();
     await lab.killProc(daemon);
 
     // the same with ssh.keepConnection: the daemon keeps an OpenSSH master to lvs2 while idle
@@ -381,33 +390,10 @@ export async function benchWatch(): Promise<boolean> {
       yaml.replace(/^ssh:\n/m, 'ssh:\n  keepConnection: true\n'),
     );
     const kept = await startDaemon('watch-kept');
-    const keptPushes = () => (kept.text().match(/"msg":"(pushed|in sync, nothing to push)"/g) ?? []).length;
-    const keptReleased = () =>
-      (kept.text().match(/"msg":"idle: peer session closed, caches dropped"/g) ?? []).length;
-    let keptSeen = keptPushes();
-    const keptSettled = async () => {
-      const t = Date.now() + 60_000;
-      while (keptPushes() === keptSeen && Date.now() < t) await new Promise((r) => setTimeout(r, 20));
-      keptSeen = keptPushes();
-    };
-    for (const t = Date.now() + 60_000; keptReleased() === 0 && Date.now() < t; )
+    for (const t = Date.now() + 60_000; kept.released() === 0 && Date.now() < t; )
       await new Promise((r) => setTimeout(r, 100));
-    const coldKept = await latency(
-      lab,
-      4,
-      (p) => lab.pathOn('lvs2', p),
-      'lvssync-cold-kept',
-      120_000,
-      keptSettled,
-      (idleRelease + 2) * 1000,
-    );
-    const keptBefore = keptReleased();
-    for (const t = Date.now() + 60_000; keptReleased() === keptBefore && Date.now() < t; )
-      await new Promise((r) => setTimeout(r, 100));
-    await new Promise((r) => setTimeout(r, 3000));
-    const ka = treeStat(kept.proc.pid);
-    await new Promise((r) => setTimeout(r, 10_000));
-    const kb = treeStat(kept.proc.pid);
+    const coldKept = await kept.coldSaves('lvssync-cold-kept');
+    const { a: ka, b: kb } = await kept.idle();
     await lab.killProc(kept.proc);
     lab.writeFile('lvs1', '/etc/lvssync/lvssync.yaml', yaml);
 

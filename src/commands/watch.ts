@@ -53,7 +53,7 @@ import type { Io } from '../io.js';
 import { serveDaemonSocket } from '../shell/daemon-socket.js';
 import { loadConfig, requireSelfNode, selfNode } from '../shell/load-config.js';
 import { createLogger, type Logger } from '../shell/logger.js';
-import type { PeerTarget } from '../shell/openssh.js';
+import { otherTargets, type PeerTarget } from '../shell/openssh.js';
 import { sdNotify } from '../shell/sd-notify.js';
 import { KeptConnections } from '../shell/ssh-master.js';
 import { sshAnswers } from '../shell/ssh-probe.js';
@@ -250,13 +250,6 @@ export interface KeptConnectionsPort {
   ensure(): void;
   update(config: Config, targets: PeerTarget[]): void;
   stop(): void;
-}
-
-/** Every other director of `config`, as SSH reaches it. */
-function otherDirectors(config: Config, self: string): PeerTarget[] {
-  return Object.entries(config.nodes)
-    .filter(([name]) => name !== self)
-    .map(([name, n]) => ({ name, host: n.address, port: n.port }));
 }
 
 /**
@@ -937,7 +930,7 @@ export class WatchDaemon {
       this.config = config;
       // the worker read the old configuration: the next job starts a new one
       this.worker.stop();
-      this.kept?.update(config, otherDirectors(config, this.self));
+      this.kept?.update(config, otherTargets(config, this.self));
       await this.rewatch();
       void this.scheduleAudit();
       this.log.info({ config: this.configPath }, 'configuration reloaded');
@@ -1011,5 +1004,5 @@ const processDeps: DaemonDeps = {
   notifyReady: () => sdNotify([`--pid=${process.pid}`, '--ready', '--status=watching']),
   serve: (stateDir, handle) => serveDaemonSocket(path.join(stateDir, DAEMON_SOCKET), handle),
   probe: sshAnswers,
-  keepConnections: (config, self, log) => new KeptConnections(config, otherDirectors(config, self), log),
+  keepConnections: (config, self, log) => new KeptConnections(config, otherTargets(config, self), log),
 };

@@ -3,11 +3,29 @@
 
 import path from 'node:path';
 import type { Config } from '../core/config.js';
+import { which } from './exec.js';
 
 export interface PeerTarget {
   name: string;
   host: string;
   port: number;
+}
+
+/** How `name` of lvssync.yaml's nodes is reached. */
+export function targetOf(config: Config, name: string): PeerTarget {
+  const n = config.nodes[name]!;
+  return { name, host: n.address, port: n.port };
+}
+
+/** Every other director of lvssync.yaml, in its order. */
+export function otherTargets(config: Config, self: string): PeerTarget[] {
+  return Object.keys(config.nodes)
+    .filter((n) => n !== self)
+    .map((n) => targetOf(config, n));
+}
+
+export function sshClientOf(config: Config): 'openssh' | 'builtin' {
+  return config.ssh.client ?? (which('ssh') ? 'openssh' : 'builtin');
 }
 
 /** Quotes argv for the remote shell sshd runs it with. */

@@ -30,11 +30,10 @@ import {
 import { classifySshFailure } from '../core/ssh-failure.js';
 import { LvssyncError } from '../errors.js';
 import { which } from './exec.js';
-import { openSshArgv, type PeerTarget, shellQuote } from './openssh.js';
+import { openSshArgv, type PeerTarget, shellQuote, sshClientOf, targetOf } from './openssh.js';
 import { readClaim } from './primary.js';
 
 export type { PeerTarget } from './openssh.js';
-export { openSshArgv };
 
 /** The pinned host keys: a file that cannot be read refuses every connection. */
 function readPinned(config: Config, target: PeerTarget): string {
@@ -50,9 +49,6 @@ function readPinned(config: Config, target: PeerTarget): string {
 }
 
 /** The client a session uses: ssh.client, or OpenSSH when `ssh` is installed. */
-export function sshClientOf(config: Config): 'openssh' | 'builtin' {
-  return config.ssh.client ?? (which('ssh') ? 'openssh' : 'builtin');
-}
 
 export async function connectSsh(config: Config, target: PeerTarget): Promise<Client> {
   const known = parseKnownHosts(readPinned(config, target));
@@ -523,8 +519,7 @@ export function peerOf(config: Config, self: string, explicit?: string): PeerTar
     );
   }
   if (name === self) throw new LvssyncError('E_USAGE', `--peer ${name} is this director`);
-  const n = config.nodes[name]!;
-  return { name, host: n.address, port: n.port };
+  return targetOf(config, name);
 }
 
 /** The other directors a command goes to: every node but this one (lvssync.yaml's order), or `explicit`. */

@@ -9,16 +9,13 @@ import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { which } from './exec.js';
 import type { Logger } from './logger.js';
-import { controlPath, openSshArgv, type PeerTarget } from './openssh.js';
+import { controlPath, openSshArgv, type PeerTarget, sshClientOf } from './openssh.js';
 
-/** A master that ended (the link cut, the peer down) is made again this much later. */
+/** A master that ended (the link cut, the peer down) or could not start is made again this much later. */
 export const MASTER_RETRY_MS = 10_000;
 
-interface Kept {
-  child: ChildProcess | undefined;
-  retryAt: number;
-  retry?: NodeJS.Timeout;
-}
+/** One director's master: running, or waiting for its retry. */
+type Kept = { child: ChildProcess } | { retry: NodeJS.Timeout };
 
 export class KeptConnections {
   private readonly kept = new Map<string, Kept>();
@@ -28,14 +25,10 @@ export class KeptConnections {
     private config: Config,
     private targets: PeerTarget[],
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
   ) {}
 
-  /** Whether this configuration keeps connections at all (OpenSSH only). */
-  get enabled(): boolean {
-    return (
-      this.config.ssh.keepConnection && this.config.ssh.client !== 'builtin' && which('ssh') !== undefined
-    );
+  private get enabled(): boolean {
+    return this.config.ssh.keepConnection && sshClientOf(this.config) === 'openssh';
   }
 
   /** lvssync.yaml read again: masters to directors no longer configured, or any if it is off, end. */
@@ -43,48 +36,37 @@ export class KeptConnections {
     this.config = config;
     this.targets = targets;
     const names = new Set(this.enabled ? targets.map((t) => t.name) : []);
-    for (const [name, k] of this.kept) if (!names.has(name)) this.end(name, k);
+    for (const name of this.kept.keys()) if (!names.has(name)) this.end(name);
     this.ensure();
   }
 
-  /** Starts a master to every director that has none (one that ended waits for MASTER_RETRY_MS). */
+  /** Starts a master to every director that has none and is not waiting for its retry. */
   ensure(): void {
     if (this.stopped || !this.enabled) return;
-    for (const t of this.targets) {
-      const k = this.kept.get(t.name);
-      if (k?.child || (k && this.now() < k.retryAt)) continue;
-      if (k?.retry) clearTimeout(k.retry);
-      this.start(t);
-    }
+    for (const t of this.targets) if (!this.kept.has(t.name)) this.start(t);
   }
 
   /** The daemon stops: every master ends. */
   stop(): void {
     this.stopped = true;
-    for (const [name, k] of this.kept) this.end(name, k);
+    for (const name of this.kept.keys()) this.end(name);
   }
 
-  /** PIDs of the running masters, by director. */
-  pids(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [name, k] of this.kept) if (k.child?.pid) out[name] = k.child.pid;
-    return out;
-  }
-
-  private end(name: string, k: Kept): void {
+  private end(name: string): void {
+    const k = this.kept.get(name);
     this.kept.delete(name);
-    if (k.retry) clearTimeout(k.retry);
-    k.child?.kill('SIGTERM');
+    if (k && 'retry' in k) clearTimeout(k.retry);
+    if (k && 'child' in k) k.child.kill('SIGTERM');
   }
 
-  /** The master to `name` is made again after MASTER_RETRY_MS (its sessions connect on their own meanwhile). */
-  private later(k: Kept): void {
-    k.retryAt = this.now() + MASTER_RETRY_MS;
-    k.retry = setTimeout(() => {
-      k.retry = undefined;
+  /** `name`'s master is made again after MASTER_RETRY_MS (its sessions connect on their own meanwhile). */
+  private later(name: string): void {
+    const retry = setTimeout(() => {
+      this.kept.delete(name);
       this.ensure();
     }, MASTER_RETRY_MS);
-    k.retry.unref();
+    retry.unref();
+    this.kept.set(name, { retry });
   }
 
   private start(t: PeerTarget): void {
@@ -99,14 +81,14 @@ export class KeptConnections {
         { peer: t.name, err: e },
         'cannot keep a connection: its socket directory is not writable',
       );
-      this.kept.set(t.name, { child: undefined, retryAt: this.now() + MASTER_RETRY_MS });
+      this.later(t.name);
       return;
     }
     const child = spawn(which('ssh') ?? 'ssh', openSshArgv(this.config, t, undefined), {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, LC_ALL: 'C' },
     });
-    const k: Kept = { child, retryAt: 0 };
+    const k: Kept = { child };
     this.kept.set(t.name, k);
     let said = '';
     child.stderr?.on('data', (b: Buffer) => {
@@ -115,8 +97,7 @@ export class KeptConnections {
     child.on('error', () => {});
     child.on('close', (code, signal) => {
       if (this.kept.get(t.name) !== k) return;
-      k.child = undefined;
-      this.later(k);
+      this.later(t.name);
       this.log.info(
         { peer: t.name, status: signal ?? code, said: said.trim() || undefined },
         'kept connection ended',

@@ -20,6 +20,18 @@ async function until(what: string, probe: () => boolean | Promise<boolean>, ms =
   throw new Error(`timed out after ${ms} ms: ${what}`);
 }
 
+/** The daemon's log on lvs1, one object per JSON line (none before the file exists). */
+function watchLog<T extends { msg: string }>(lab: Lab): T[] {
+  try {
+    return readFileSync(lab.logFile('lvs1', 'watch'), 'utf8')
+      .split('\n')
+      .filter((x) => x.startsWith('{'))
+      .map((x) => JSON.parse(x) as T);
+  } catch {
+    return [];
+  }
+}
+
 function pushesIn(lab: Lab): { result: string; changes?: string[] }[] {
   return (
     readFileSync(lab.logFile('lvs1', 'watch'), 'utf8')
@@ -171,16 +183,7 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
       '--idle-release',
       '3',
     ]);
-    const log = () => {
-      try {
-        return readFileSync(l.logFile('lvs1', 'watch'), 'utf8')
-          .split('\n')
-          .filter((x) => x.startsWith('{'))
-          .map((x) => JSON.parse(x) as { msg: string; agentPid?: number });
-      } catch {
-        return [];
-      }
-    };
+    const log = () => watchLog<{ msg: string; agentPid?: number }>(l);
     const opened = () => log().filter((j) => j.msg === 'peer session opened');
     await until('the daemon to converge', () => log().some((j) => /in sync|pushed/.test(j.msg)), 30_000);
     for (const w of [81, 82]) {
@@ -228,17 +231,7 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
       '--idle-release',
       '2',
     ]);
-    type Line = { msg: string; pid?: number; agentPid?: number };
-    const log = (): Line[] => {
-      try {
-        return readFileSync(l.logFile('lvs1', 'watch'), 'utf8')
-          .split('\n')
-          .filter((x) => x.startsWith('{'))
-          .map((x) => JSON.parse(x) as Line);
-      } catch {
-        return [];
-      }
-    };
+    const log = () => watchLog<{ msg: string; pid?: number; agentPid?: number }>(l);
     // each new SSH connection to lvs2 is one line of its sshd; a session through a master is none
     const logins = () =>
       (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey for root/g) ?? []).length;
@@ -299,17 +292,7 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
       '--max',
       '8000',
     ]);
-    type Line = { msg: string; timings?: Record<string, number>; early?: boolean };
-    const log = (): Line[] => {
-      try {
-        return readFileSync(l.logFile('lvs1', 'watch'), 'utf8')
-          .split('\n')
-          .filter((x) => x.startsWith('{'))
-          .map((x) => JSON.parse(x) as Line);
-      } catch {
-        return [];
-      }
-    };
+    const log = () => watchLog<{ msg: string; timings?: Record<string, number>; early?: boolean }>(l);
     const pushed = () => log().filter((j) => j.msg === 'pushed');
     await until('the daemon to converge', () => log().some((j) => /in sync|pushed/.test(j.msg)), 30_000);
     const before = pushed().length;

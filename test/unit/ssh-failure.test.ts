@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../src/core/config.js';
 import { classifySshFailure } from '../../src/core/ssh-failure.js';
-import { openSshArgv } from '../../src/shell/peer.js';
+import { openSshArgv } from '../../src/shell/openssh.js';
 
 const ctx = {
   name: 'lvs2',
