@@ -303,12 +303,13 @@ class Agent {
         this.tx = req.txid;
         this.finished = false;
         const staging = this.store.begin(req.txid);
-        // the staged copy (this director's set until the puts come) is read while the primary plans
-        // and uploads: the validation then reads again only what this push stages
+        // the staged copy (this director's set until the puts come) is read and checked (lvssync's
+        // own checks; no validator runs on it) while the primary checks, plans and uploads: the
+        // validation then reads and checks again only what this push stages
         const root = this.store.stagingRoot(req.txid);
         this.readAhead = this.readStaged(root, async (staged, changed, workspace) => {
-          const { readDirectorSet } = await import('../shell/check-director.js');
-          await readDirectorSet({
+          const { checkAhead } = await import('../shell/check-director.js');
+          await checkAhead({
             ...this.directorOptions(),
             root,
             snapshot: staged.snapshot,

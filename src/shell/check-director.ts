@@ -200,6 +200,18 @@ export async function readDirectorSet(
   return resolved;
 }
 
+/**
+ * Reads the set as readDirectorSet does and runs lvssync's own keepalived checks on it, no validator:
+ * what they leave in the workspace makes a later checkDirector of the same snapshot, after a few
+ * files changed, redo only those (the agent checks its staged copy while the primary uploads).
+ */
+export async function checkAhead(opts: Parameters<typeof readDirectorSet>[0]): Promise<void> {
+  await readDirectorSet(opts);
+  const evalOpts: EvaluateOptions = { memory: opts.workspace };
+  if (opts.configId !== undefined) evalOpts.configId = opts.configId;
+  checkKeepalived(opts.snapshot, opts.keepalivedPath, evalOpts);
+}
+
 export async function checkDirector(opts: DirectorCheckOptions): Promise<DirectorCheck> {
   // an untrusted set's includes are checked first: keepalived -t then never starts early
   const early =

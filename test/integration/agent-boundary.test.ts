@@ -502,4 +502,35 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     );
     rmSync(strict);
   });
+
+  it('a set checked ahead of the puts is judged again with them: a put that duplicates an unchanged file is refused', async () => {
+    const conf = (f: string) => path.join(dir, 'etc/keepalived/conf.d', f);
+    const vs = (port: number) =>
+      `virtual_server 192.0.2.10 ${port} {\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n  real_server 198.51.100.10 ${port} {\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n}\n`;
+    writeFileSync(conf('ahead-a.conf'), vs(80));
+    const txid = 'e0e0e0e0e0e0e0e0';
+    try {
+      // the first validate waits for the reading and check of the staged copy begin started; the
+      // put after it changes one file of a set whose every other file was judged before
+      const r = await session([
+        hello,
+        req(2, { op: 'begin', txid }),
+        req(3, { op: 'validate', txid }),
+        put(4, txid, conf('ahead-b.conf'), vs(80)),
+        req(5, { op: 'validate', txid }),
+        put(6, txid, conf('ahead-b.conf'), vs(443)),
+        req(7, { op: 'validate', txid }),
+        req(8, { op: 'abort', txid, reload: false }),
+      ]);
+      const answer = (id: number) => r.answers.find((a) => a.id === id)!;
+      expect(answer(3).result?.ok, JSON.stringify(answer(3))).toBe(true);
+      expect(answer(5).result?.ok).toBe(false);
+      expect(answer(5).result?.diagnostics).toContainEqual(
+        expect.objectContaining({ code: 'KA_DUPLICATE_VIRTUAL_SERVER', file: conf('ahead-b.conf') }),
+      );
+      expect(answer(7).result?.ok, JSON.stringify(answer(7))).toBe(true);
+    } finally {
+      rmSync(conf('ahead-a.conf'));
+    }
+  });
 });
