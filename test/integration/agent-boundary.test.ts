@@ -73,9 +73,12 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  /** Runs one agent session with these request lines; its answers, exit status and stderr. */
+  /**
+   * Runs one agent session with these request lines (a number: a pause of that many ms before the
+   * lines after it); its answers, exit status and stderr.
+   */
   function session(
-    lines: string[],
+    lines: (string | number)[],
     raw = '',
     config = cfg,
   ): Promise<{ answers: Answer[]; alive: number; code: number | null; stderr: string }> {
@@ -110,7 +113,18 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
         });
       });
       child.stdin.on('error', () => {});
-      child.stdin.end(`${lines.join('\n')}\n${raw}`);
+      const feed = (rest: (string | number)[]) => {
+        const at = rest.findIndex((l) => typeof l === 'number');
+        if (at === -1) return child.stdin.end(`${rest.join('\n')}\n${raw}`);
+        child.stdin.write(
+          rest
+            .slice(0, at)
+            .map((l) => `${l}\n`)
+            .join(''),
+        );
+        setTimeout(() => feed(rest.slice(at + 1)), rest[at] as number);
+      };
+      feed(lines);
     });
   }
 
@@ -510,25 +524,28 @@ describe.skipIf(missing.length > 0 || !isRoot)('lvssync agent as a boundary', ()
     writeFileSync(conf('ahead-a.conf'), vs(80));
     const txid = 'e0e0e0e0e0e0e0e0';
     try {
-      // the first validate waits for the reading and check of the staged copy begin started; the
-      // put after it changes one file of a set whose every other file was judged before
-      const r = await session([
-        hello,
-        req(2, { op: 'begin', txid }),
-        req(3, { op: 'validate', txid }),
-        put(4, txid, conf('ahead-b.conf'), vs(80)),
-        req(5, { op: 'validate', txid }),
-        put(6, txid, conf('ahead-b.conf'), vs(443)),
-        req(7, { op: 'validate', txid }),
-        req(8, { op: 'abort', txid, reload: false }),
-      ]);
-      const answer = (id: number) => r.answers.find((a) => a.id === id)!;
-      expect(answer(3).result?.ok, JSON.stringify(answer(3))).toBe(true);
-      expect(answer(5).result?.ok).toBe(false);
-      expect(answer(5).result?.diagnostics).toContainEqual(
-        expect.objectContaining({ code: 'KA_DUPLICATE_VIRTUAL_SERVER', file: conf('ahead-b.conf') }),
-      );
-      expect(answer(7).result?.ok, JSON.stringify(answer(7))).toBe(true);
+      const refusedThenAccepted = async (pause: number[]) => {
+        const r = await session([
+          hello,
+          req(2, { op: 'begin', txid }),
+          // with a pause, the staged copy is read and checked before the put arrives; without, the
+          // put lands while it is read
+          ...pause,
+          put(4, txid, conf('ahead-b.conf'), vs(80)),
+          req(5, { op: 'validate', txid }),
+          put(6, txid, conf('ahead-b.conf'), vs(443)),
+          req(7, { op: 'validate', txid }),
+          req(8, { op: 'abort', txid, reload: false }),
+        ]);
+        const answer = (id: number) => r.answers.find((a) => a.id === id)!;
+        expect(answer(5).result?.ok, JSON.stringify(answer(5))).toBe(false);
+        expect(answer(5).result?.diagnostics).toContainEqual(
+          expect.objectContaining({ code: 'KA_DUPLICATE_VIRTUAL_SERVER', file: conf('ahead-b.conf') }),
+        );
+        expect(answer(7).result?.ok, JSON.stringify(answer(7))).toBe(true);
+      };
+      await refusedThenAccepted([1500]);
+      await refusedThenAccepted([]);
     } finally {
       rmSync(conf('ahead-a.conf'));
     }
