@@ -113,12 +113,13 @@ export function workerExecArgv(daemon: readonly string[]): string[] {
 
 /**
  * The worker's environment: the unit's memory-saving V8 settings (a small young generation) suit
- * the idle watcher, not the worker, which parses and validates whole sets while it lives.
+ * the idle watcher, not the worker, which parses and validates whole sets while it lives (the same
+ * rule as for its argv).
  */
 export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const opts = (env.NODE_OPTIONS ?? '')
     .split(/\s+/)
-    .filter((o) => o && !/^--max-semi-space-size(=|$)/.test(o))
+    .filter((o) => o && !LEAN_FLAGS.test(o))
     .join(' ');
   const out = { ...env };
   if (opts) out.NODE_OPTIONS = opts;

@@ -207,9 +207,12 @@ export async function readDirectorSet(
  */
 export async function checkAhead(opts: Parameters<typeof readDirectorSet>[0]): Promise<void> {
   await readDirectorSet(opts);
-  const evalOpts: EvaluateOptions = { memory: opts.workspace };
-  if (opts.configId !== undefined) evalOpts.configId = opts.configId;
-  checkKeepalived(opts.snapshot, opts.keepalivedPath, evalOpts);
+  checkKeepalived(opts.snapshot, opts.keepalivedPath, evaluateOptions(opts.workspace, opts.configId));
+}
+
+/** How checkDirector and checkAhead ask the checker: the same, or the memo the one leaves is not the other's. */
+function evaluateOptions(ws: Workspace, configId: string | undefined): EvaluateOptions {
+  return configId === undefined ? { memory: ws } : { memory: ws, configId };
 }
 
 export async function checkDirector(opts: DirectorCheckOptions): Promise<DirectorCheck> {
@@ -288,9 +291,7 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   // What keepalived reads is known once the set is read: its keepalived -t runs beside the lints
   // (an include reaching outside the managed paths still keeps it from ever starting).
   let kaRun = early ?? (resolved ? startKeepalivedTest(resolved.files, resolved.includes) : undefined);
-  const evalOpts: EvaluateOptions = { memory: ws };
-  if (opts.configId !== undefined) evalOpts.configId = opts.configId;
-  const ka = checkKeepalived(snapshot, opts.keepalivedPath, evalOpts);
+  const ka = checkKeepalived(snapshot, opts.keepalivedPath, evaluateOptions(ws, opts.configId));
   timings.checked = performance.now() - t0;
   const external: Diagnostic[] = [];
   let marks: LocatedMark[] | undefined;
