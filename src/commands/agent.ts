@@ -434,11 +434,13 @@ class Agent {
         this.store.trimHistory();
         this.store.pruneConfirmations(CONFIRMATION_KEEP_MS(this.config));
         this.endTx();
+        this.keepFindings();
         return { done: true };
       }
       case 'abort':
         // (a reading ahead of the validation is over before the staged files go)
         await this.readAhead;
+        this.keepFindings();
         return this.abort(this.need(req.txid), req.reload);
       case 'audit':
         return gatherHere(this.config, { texts: req.texts !== false });
@@ -486,6 +488,12 @@ class Agent {
     const r = await use(staged, known ? changes.paths : undefined, workspace);
     staged.complete = true;
     return r;
+  }
+
+  /** Once the answer is sent: what the lints found in the staged set, for the next session's agent. */
+  private keepFindings(): void {
+    const ws = this.workspace;
+    if (ws) setImmediate(() => ws.saveFindings());
   }
 
   private async ensureWorkspace(): Promise<Workspace> {

@@ -25,6 +25,7 @@ export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
   const root = path.resolve(opts.root ?? '/');
   const node = selfNode(config, opts.node);
   const configId = opts.configId ?? (node ? config.nodes[node]?.configId : undefined);
+  const workspace = Workspace.kept(config.stateDir);
   const r = await checkDirector({
     root,
     keepalivedPath: config.files.keepalived,
@@ -34,9 +35,10 @@ export async function runCheck(opts: CheckOptions, io: Io): Promise<number> {
     ...(config.files.extra.length ? { extra: config.files.extra } : {}),
     boundary: boundaryOf(config),
     severity: config.check.severity,
-    workspace: Workspace.kept(config.stateDir),
+    workspace,
     ...(node ? { host: node } : {}),
   });
+  workspace.saveFindings();
   // the real validators were asked for: a missing one is a missing tool, not a passed check
   const absent = [
     ...(r.keepalivedTest && !r.keepalivedTest.available ? ['keepalived'] : []),

@@ -234,10 +234,11 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
     const reply = await askDaemon(path.join(config.stateDir, DAEMON_SOCKET));
     if (reply) return printDaemonPush(reply, self, io);
   }
+  const workspace = Workspace.kept(config.stateDir);
   const report = await runPush({
     config,
     self,
-    workspace: Workspace.kept(config.stateDir),
+    workspace,
     ...(configPath ? { configPath } : {}),
     ...(opts.peer ? { peer: opts.peer } : {}),
     dryRun,
@@ -253,6 +254,7 @@ export async function runPushCommand(opts: PushCliOptions, io: Io, mode: 'push' 
         }
       : {}),
   });
+  workspace.saveFindings();
   if (opts.json) {
     io.stdout(`${JSON.stringify(jsonReport(report))}\n`);
     return exitOf(report);

@@ -114,8 +114,11 @@ class Worker {
     switch (job) {
       case 'next-audit':
         return nextAudit(this.config.audit.schedule);
-      case 'watchset':
-        return watchInput(await checkSelf(this.config, this.self, false, { workspace: this.workspace }));
+      case 'watchset': {
+        const local = await checkSelf(this.config, this.self, false, { workspace: this.workspace });
+        this.keepFindings();
+        return watchInput(local);
+      }
       case 'push':
         return this.push(gated ? id : undefined);
       case 'audit': {
@@ -185,7 +188,13 @@ class Worker {
     if (changedOnDisk) s.changedOnDisk = changedOnDisk;
     // a reload left undone because the files changed: a new state of the set to push
     else if (report.superseded) s.changedOnDisk = report.superseded.changed[0] ?? report.superseded.service;
+    this.keepFindings();
     return s;
+  }
+
+  /** Once the answer is sent: what the lints found, for the worker started after the idle release. */
+  private keepFindings(): void {
+    setImmediate(() => this.workspace.saveFindings());
   }
 
   close(): void {

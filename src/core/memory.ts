@@ -15,8 +15,8 @@ export class CheckMemory {
   readonly checks = new WeakMap<Snapshot, unknown>();
   /** A top-level directive's own findings depend on nothing else: computed once per directive. */
   readonly topFindings = new WeakMap<Directive, Diagnostic[]>();
-  /** A virtual server's own findings (all but duplicates and group references): once per object. */
-  readonly virtualServerFindings = new WeakMap<VirtualServer, Diagnostic[]>();
+  /** A virtual server's own findings (all but duplicates and group references): once per directive. */
+  readonly virtualServerFindings = new WeakMap<Directive, Diagnostic[]>();
   /** Directives are immutable once evaluated and reused for unchanged files: their models, once. */
   readonly virtualServers = new WeakMap<Directive, VirtualServer>();
   readonly instances = new WeakMap<Directive, VrrpInstance>();

@@ -207,6 +207,7 @@ export async function readDirectorSet(
  */
 export async function checkAhead(opts: Parameters<typeof readDirectorSet>[0]): Promise<void> {
   await readDirectorSet(opts);
+  opts.workspace.primeFindings();
   checkKeepalived(opts.snapshot, opts.keepalivedPath, evaluateOptions(opts.workspace, opts.configId));
 }
 
@@ -291,6 +292,8 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   // What keepalived reads is known once the set is read: its keepalived -t runs beside the lints
   // (an include reaching outside the managed paths still keeps it from ever starting).
   let kaRun = early ?? (resolved ? startKeepalivedTest(resolved.files, resolved.includes) : undefined);
+  // what an earlier process found in the files it judged is not looked for again
+  ws.primeFindings();
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evaluateOptions(ws, opts.configId));
   timings.checked = performance.now() - t0;
   const external: Diagnostic[] = [];

@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import type { LocatedMark } from '../core/cross-check.js';
 import type { IncludeRef } from '../core/keepalived/evaluate.js';
+import { collectFindings, type KnownFile, knownFindingsOf, primeFindings } from '../core/known-findings.js';
 import { CheckMemory } from '../core/memory.js';
 import type { Snapshot } from '../core/snapshot.js';
 import { VERSION } from '../version.js';
@@ -90,6 +91,59 @@ export class ToolCache {
 
 /** The validators' kept verdicts, in the state directory. */
 export const VERDICTS_FILE = 'verdicts.json';
+/** lvssync's own findings per file digest, in the state directory. */
+export const FINDINGS_FILE = 'findings.json';
+
+/** At most this many files' findings are kept (the set's own first, then the most recent others). */
+const MAX_KNOWN_FILES = 50_000;
+
+/**
+ * lvssync's findings in each self-contained file by its digest (core/known-findings.ts), kept in
+ * `file` between processes: a worker started after the idle release, a new agent session or a CLI
+ * run lints only the files it has not seen judged. Kept with lvssync's version: another one's lints
+ * may find otherwise. A torn or foreign file is read as none.
+ */
+export class FindingsCache {
+  private known: Map<string, KnownFile> | undefined;
+  /** What was last written (or read): nothing new, nothing written. */
+  private written = '';
+  constructor(private readonly file?: string) {}
+
+  private load(): Map<string, KnownFile> {
+    if (this.known) return this.known;
+    const kept = this.file ? readJsonFile<{ by?: unknown; files?: unknown }>(this.file) : undefined;
+    this.known = kept?.by === VERSION ? knownFindingsOf(kept.files) : new Map();
+    this.written = signature(this.known);
+    return this.known;
+  }
+
+  /** Before the lints: the kept findings of the files read and not linted yet. Returns how many. */
+  prime(memory: CheckMemory, digest: (file: string, text: string) => string): number {
+    if (!this.file) return 0;
+    return primeFindings(memory, this.load(), digest);
+  }
+
+  /** After a check, off the path of a push: what the memory holds now, with the other files kept. */
+  save(memory: CheckMemory, digest: (file: string, text: string) => string): void {
+    if (!this.file) return;
+    const known = this.load();
+    const fresh = collectFindings(memory, digest);
+    for (const [f, e] of known) {
+      if (fresh.size >= MAX_KNOWN_FILES) break;
+      if (!fresh.has(f)) fresh.set(f, e);
+    }
+    this.known = fresh;
+    const sig = signature(fresh);
+    if (sig === this.written) return;
+    try {
+      replaceCacheFile(this.file, JSON.stringify({ by: VERSION, files: Object.fromEntries(fresh) }));
+      this.written = sig;
+    } catch {}
+  }
+}
+
+const signature = (m: ReadonlyMap<string, KnownFile>) =>
+  [...m].map(([f, e]) => `${f}\0${e.sha}\0${e.configId}`).join('\n');
 
 interface CachedVerdict {
   key: string;
@@ -148,13 +202,30 @@ export class Workspace extends CheckMemory {
   /** Each ferm run's marks with their ferm.conf locations (a reused verdict shares its marks array). */
   readonly located = new WeakMap<readonly unknown[], LocatedMark[]>();
 
-  /** A Workspace whose validator verdicts are kept in `stateDir` between processes. */
+  /** lvssync's findings per file digest (kept between processes by Workspace.kept). */
+  readonly findings: FindingsCache;
+
+  /** A Workspace whose validator verdicts and own findings are kept in `stateDir` between processes. */
   static kept(stateDir: string): Workspace {
-    return new Workspace(new ToolCache(undefined, undefined, path.join(stateDir, VERDICTS_FILE)));
+    return new Workspace(
+      new ToolCache(undefined, undefined, path.join(stateDir, VERDICTS_FILE)),
+      new FindingsCache(path.join(stateDir, FINDINGS_FILE)),
+    );
   }
 
-  constructor(tools: ToolCache = new ToolCache()) {
+  constructor(tools: ToolCache = new ToolCache(), findings: FindingsCache = new FindingsCache()) {
     super();
     this.tools = tools;
+    this.findings = findings;
+  }
+
+  /** The kept findings of the files read and not linted yet: the lints take them as computed. */
+  primeFindings(): number {
+    return this.findings.prime(this, this.tools.digest);
+  }
+
+  /** Keeps what the lints found for the next process (call it once a push or check is over). */
+  saveFindings(): void {
+    this.findings.save(this, this.tools.digest);
   }
 }

@@ -125,6 +125,8 @@ function checkDirectives(
           `unknown keyword '${d.name}' in ${context} (keepalived ignores it${suggest(d.name, table)})`,
         ),
       );
+      // nothing of its own is looked for: none, which the kept findings can say too
+      memoTop?.set(d, []);
       continue;
     }
     if (spec.deprecated) {
@@ -443,13 +445,13 @@ function checkModel(m: KeepalivedModel, out: Diagnostic[], memory?: CheckMemory)
 }
 
 // A virtual server's own findings (everything but duplicates and group references): with the
-// owner's memory, once per object.
+// owner's memory, once per directive (its model is built once per directive too).
 function virtualServerFindings(vs: VirtualServer, memory?: CheckMemory): Diagnostic[] {
-  let own = memory?.virtualServerFindings.get(vs);
+  let own = memory?.virtualServerFindings.get(vs.directive);
   if (!own) {
     own = [];
     checkVirtualServer(vs, own);
-    memory?.virtualServerFindings.set(vs, own);
+    memory?.virtualServerFindings.set(vs.directive, own);
   }
   return own;
 }
