@@ -14,6 +14,9 @@ import { fmtMs, percentile, printTable, verdict } from './util.js';
 
 const N = 1000;
 
+/** Cold saves per daemon (after one more as a warm-up): this VM's noise is ±100 ms on a single one. */
+const COLD_SAVES = 6;
+
 async function latency(
   lab: Lab,
   edits: number,
@@ -339,9 +342,9 @@ export async function benchWatch(): Promise<boolean> {
         text,
         settled,
         released,
-        /** Saves each made after the daemon let its worker, session and caches go. */
+        /** Saves each made after the daemon let its worker, session and caches go (the first is a warm-up). */
         coldSaves: (tag: string) =>
-          latency(lab, 4, (p) => lab.pathOn('lvs2', p), tag, 120_000, settled, (idleRelease + 2) * 1000),
+          latency(lab, COLD_SAVES + 1, (p) => lab.pathOn('lvs2', p), tag, 120_000, settled, (idleRelease + 2) * 1000),
         /** RSS and CPU once idle (its next release, settled from it), 10 s apart. */
         idle: async () => {
           await nextRelease();
@@ -418,7 +421,7 @@ export async function benchWatch(): Promise<boolean> {
         },
         { name: 'lvssync watch p95', value: fmtMs(percentile(ours, 95)) },
         {
-          name: `lvssync watch, first edit after ${idleRelease} s idle (worker and session released; median of 3)`,
+          name: `lvssync watch, first edit after ${idleRelease} s idle (worker and session released; median of ${COLD_SAVES})`,
           value: fmtMs(coldP50),
           note: lsyncd0.length ? verdict(coldOk, '<= lsyncd delay 0 p50') : '',
         },
@@ -458,7 +461,7 @@ export async function benchWatch(): Promise<boolean> {
         },
         { name: 'idle daemon CPU over 10 s', value: `${b.ticks - a.ticks} ticks`, note: verdict(cpuOk, '0') },
         {
-          name: 'with ssh.keepConnection: first edit after the idle release (median of 3)',
+          name: `with ssh.keepConnection: first edit after the idle release (median of ${COLD_SAVES})`,
           value: fmtMs(percentile(coldKept.slice(1), 50)),
           note: lsyncd0.length
             ? verdict(percentile(coldKept.slice(1), 50) <= l50, '<= lsyncd delay 0 p50')

@@ -93,8 +93,11 @@ class Agent {
   private workspace: Workspace | undefined;
   /** The staged set as the last validation read it, per staging root (read again in place). */
   private staged: { root: string; snapshot: Snapshot; complete: boolean } | undefined;
-  /** The staged copy being read ahead of the validation (begin starts it). */
-  private readAhead: Promise<unknown> | undefined;
+  /**
+   * The staged copy being read and checked ahead of the validation (begin starts it): `read` once the
+   * files are read (puts and a validation may come in while they are), `checked` once it is all over.
+   */
+  private readAhead: { read: Promise<unknown>; checked: Promise<unknown> } | undefined;
   /** The check of the open transaction's staged set, once it validated: what a reload may load. */
   private validated: { txid: string; check: DirectorCheck } | undefined;
   /** Transactions whose ferm guard runs (one each). */
@@ -299,7 +302,7 @@ class Agent {
         void import('../shell/check-director.js');
         if (!this.release) this.release = await withLock(this.store.stateDir, 'agent');
         if (this.store.journal()) await this.recover();
-        await this.readAhead;
+        await this.readAhead?.checked;
         this.tx = req.txid;
         this.finished = false;
         const staging = this.store.begin(req.txid);
@@ -307,16 +310,33 @@ class Agent {
         // own checks; no validator runs on it) while the primary checks, plans and uploads: the
         // validation then reads and checks again only what this push stages
         const root = this.store.stagingRoot(req.txid);
-        this.readAhead = this.readStaged(root, async (staged, changed, workspace) => {
-          const { checkAhead } = await import('../shell/check-director.js');
-          await checkAhead({
-            ...this.directorOptions(),
-            root,
-            snapshot: staged.snapshot,
-            ...(changed ? { changed } : {}),
-            workspace,
-          });
-        }).catch(() => undefined);
+        let read!: () => void;
+        const done = new Promise<void>((resolve) => {
+          read = resolve;
+        });
+        const checked = this.readStaged(
+          root,
+          async (staged, changed, workspace) => {
+            const { checkAhead } = await import('../shell/check-director.js');
+            await checkAhead(
+              {
+                ...this.directorOptions(),
+                root,
+                snapshot: staged.snapshot,
+                ...(changed ? { changed } : {}),
+                workspace,
+              },
+              () => {
+                staged.complete = true;
+                read();
+              },
+            );
+          },
+          true,
+        )
+          .catch(() => undefined)
+          .finally(read);
+        this.readAhead = { read: done, checked };
         return { staging };
       }
       case 'put':
@@ -328,7 +348,10 @@ class Agent {
       case 'validate': {
         const t0 = performance.now();
         const root = this.store.stagingRoot(this.need(req.txid));
-        await this.readAhead;
+        // the staged files as read ahead, then what was put since: keepalived -t may start while the
+        // check ahead is still linting (its result is then this validation's memo)
+        await this.readAhead?.read;
+        const ahead = this.readAhead?.checked;
         this.readAhead = undefined;
         const r = await this.readStaged(root, async (staged, changed, workspace) => {
           const { checkDirector } = await import('../shell/check-director.js');
@@ -339,6 +362,7 @@ class Agent {
             ...(changed ? { changed } : {}),
             workspace,
             keepalivedDirs: this.store.roots,
+            ...(ahead ? { lintsAfter: ahead } : {}),
           });
         });
         const ok = !r.diagnostics.some((d) => d.severity === 'error');
@@ -439,7 +463,7 @@ class Agent {
       }
       case 'abort':
         // (a reading ahead of the validation is over before the staged files go)
-        await this.readAhead;
+        await this.readAhead?.checked;
         this.keepFindings();
         return this.abort(this.need(req.txid), req.reload);
       case 'audit':
@@ -475,6 +499,8 @@ class Agent {
       changed: readonly string[] | undefined,
       workspace: Workspace,
     ) => Promise<T>,
+    /** `use` says itself when the reading is over (staged.complete): the check ahead. */
+    marks = false,
   ): Promise<T> {
     const workspace = await this.ensureWorkspace();
     const changes = this.store.takeStagedChanges();
@@ -486,7 +512,7 @@ class Agent {
     const staged = this.staged!;
     staged.complete = false;
     const r = await use(staged, known ? changes.paths : undefined, workspace);
-    staged.complete = true;
+    if (!marks) staged.complete = true;
     return r;
   }
 

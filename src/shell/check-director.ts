@@ -79,6 +79,11 @@ export interface DirectorCheckOptions {
   /** Start keepalived -t only once this has resolved (instead of at once or after the check). */
   keepalivedTestAfter?: Promise<unknown>;
   /**
+   * The lints wait for this (the agent's check ahead of the same snapshot, still linting when the
+   * validation came): the validators start first, and the lints then redo only what it did not see.
+   */
+  lintsAfter?: Promise<unknown>;
+  /**
    * The paths lvssync manages on this director: an include outside them is an error found before any
    * validator runs, and ferm's commands are refused unless `fermCommands` (core/boundary.ts).
    */
@@ -205,8 +210,14 @@ export async function readDirectorSet(
  * what they leave in the workspace makes a later checkDirector of the same snapshot, after a few
  * files changed, redo only those (the agent checks its staged copy while the primary uploads).
  */
-export async function checkAhead(opts: Parameters<typeof readDirectorSet>[0]): Promise<void> {
+export async function checkAhead(
+  opts: Parameters<typeof readDirectorSet>[0],
+  /** The set is read (the lints follow in a later turn: what came in meanwhile is answered first). */
+  onRead: () => void = () => {},
+): Promise<void> {
   await readDirectorSet(opts);
+  onRead();
+  await new Promise<void>((resolve) => setImmediate(resolve));
   opts.workspace.primeFindings();
   checkKeepalived(opts.snapshot, opts.keepalivedPath, evaluateOptions(opts.workspace, opts.configId));
 }
@@ -292,6 +303,8 @@ export async function checkDirector(opts: DirectorCheckOptions): Promise<Directo
   // What keepalived reads is known once the set is read: its keepalived -t runs beside the lints
   // (an include reaching outside the managed paths still keeps it from ever starting).
   let kaRun = early ?? (resolved ? startKeepalivedTest(resolved.files, resolved.includes) : undefined);
+  // the check ahead of this snapshot (the agent's) lints first: what it leaves is taken here
+  if (opts.lintsAfter) await opts.lintsAfter;
   // what an earlier process found in the files it judged is not looked for again
   ws.primeFindings();
   const ka = checkKeepalived(snapshot, opts.keepalivedPath, evaluateOptions(ws, opts.configId));

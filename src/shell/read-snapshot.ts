@@ -11,6 +11,7 @@ import { LvssyncError } from '../errors.js';
 import type { Workspace } from './workspace.js';
 
 const MAX_FILES_PER_DIR = 100_000;
+const YIELD_EVERY = 128;
 
 export function hostPath(root: string, directorPath: string): string {
   return root === '/' ? directorPath : path.join(root, directorPath);
@@ -151,6 +152,8 @@ export async function addDir(snapshot: Snapshot, root: string, dir: string, ws: 
           );
         }
         await addFile(snapshot, root, p, ws);
+        // a long reading lets what came in meanwhile be answered (the agent's puts while it reads ahead)
+        if (count % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }
   };
