@@ -247,6 +247,11 @@ export async function defineProgram(io: Io, setExit: (code: number) => void): Pr
 
   withConfig(program.command('watch-worker', { hidden: true }))
     .description("the watch daemon's pushing half (started by lvssync watch)")
+    .addOption(
+      new Option('--master <director=pid>', "a master of the daemon's that sessions may go through")
+        .argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+        .hideHelp(),
+    )
     .action(async (opts) => {
       const { runWatchWorker } = await import('./commands/watch-worker.js');
       setExit(await runWatchWorker(opts));

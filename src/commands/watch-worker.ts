@@ -22,9 +22,11 @@ import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
 import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
+import { controlPath } from '../shell/openssh.js';
 import { PeerKeeper, type PeerTarget, peersOf } from '../shell/peer.js';
 import { runPush } from '../shell/push.js';
 import { changedSinceRead } from '../shell/read-snapshot.js';
+import { awaitMaster } from '../shell/ssh-master.js';
 import { Workspace } from '../shell/workspace.js';
 
 export function memoryMiB(): Record<string, number> {
@@ -72,6 +74,8 @@ class Worker {
     private readonly configPath: string | undefined,
     private readonly self: string,
     private readonly send: (m: WorkerMessage) => void,
+    /** The daemon's masters to the other directors (their pids): a new session waits for one in its handshake. */
+    masters: ReadonlyMap<string, number> = new Map(),
   ) {
     this.workspace = Workspace.kept(config.stateDir);
     let targets: PeerTarget[] = [];
@@ -80,18 +84,26 @@ class Worker {
     } catch {
       // no peer configured: every push reports it
     }
-    for (const target of targets)
+    for (const target of targets) {
+      const pid = masters.get(target.name);
       this.keepers.set(
         target.name,
-        new PeerKeeper(config, target, self, (s) =>
-          send({
-            event: 'opened',
-            peer: target.name,
-            ...(s.hello?.pid ? { agentPid: s.hello.pid } : {}),
-            ...(s.hello?.recovered ? { recovered: s.hello.recovered } : {}),
-          }),
+        new PeerKeeper(
+          config,
+          target,
+          self,
+          (s) =>
+            send({
+              event: 'opened',
+              peer: target.name,
+              ...(s.hello?.pid ? { agentPid: s.hello.pid } : {}),
+              ...(s.hello?.recovered ? { recovered: s.hello.recovered } : {}),
+              ...(s.route === 'master' ? { viaMaster: true } : {}),
+            }),
+          pid === undefined ? undefined : () => awaitMaster(controlPath(config, target), pid),
         ),
       );
+    }
   }
 
   /** The daemon answered a gated push. */
@@ -202,13 +214,33 @@ class Worker {
   }
 }
 
-export async function runWatchWorker(opts: { config?: string; node?: string }): Promise<number> {
+/** `--master lvs2=PID`: the daemon's master to each director, by name. */
+function mastersOf(args: readonly string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const a of args) {
+    const m = /^(.+)=(\d+)$/.exec(a);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+export async function runWatchWorker(opts: {
+  config?: string;
+  node?: string;
+  master?: string[];
+}): Promise<number> {
   if (!process.send) throw new LvssyncError('E_USAGE', 'watch-worker is started by lvssync watch only');
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
   };
   const { config, path: configPath } = await loadConfig(opts.config);
-  const worker = new Worker(config, configPath, requireSelfNode(config, opts.node), send);
+  const worker = new Worker(
+    config,
+    configPath,
+    requireSelfNode(config, opts.node),
+    send,
+    mastersOf(opts.master ?? []),
+  );
   // the daemon decides when to stop; a signal sent to its whole process group is its business
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => {});
   let busy = 0;

@@ -230,6 +230,8 @@ export interface WorkerPort {
 export interface WorkerHandlers {
   onEvent: (m: Extract<WorkerMessage, { event: string }>) => void;
   onLife: (what: 'started' | 'exited', pid: number | undefined, how?: string) => void;
+  /** Right before a worker starts for `job`: the masters its sessions may go through, by director (their pids). */
+  masters?: (job: WorkerJob) => Record<string, number>;
 }
 
 /** What the daemon needs from outside, passed in: the real ones in runWatch, fakes in its tests. */
@@ -262,6 +264,10 @@ export interface DaemonDeps {
 export interface KeptConnectionsPort {
   /** Starts the ones not running (after their retry wait). */
   ensure(): void;
+  /** A worker starts: the masters for its burst (made now without ssh.keepConnection), by director. */
+  burst(): Record<string, number>;
+  /** The worker went at the idle release: the masters made for its burst end. */
+  release(): void;
   update(config: Config, targets: PeerTarget[]): void;
   stop(): void;
 }
@@ -281,6 +287,7 @@ class WorkerClient implements WorkerPort {
 
   private readonly onEvent: WorkerHandlers['onEvent'];
   private readonly onLife: WorkerHandlers['onLife'];
+  private readonly masters: WorkerHandlers['masters'];
 
   constructor(
     private readonly args: string[],
@@ -288,6 +295,7 @@ class WorkerClient implements WorkerPort {
   ) {
     this.onEvent = handlers.onEvent;
     this.onLife = handlers.onLife;
+    this.masters = handlers.masters;
   }
 
   get running(): boolean {
@@ -298,7 +306,7 @@ class WorkerClient implements WorkerPort {
     job: WorkerJob,
     gated = false,
   ): Promise<T> {
-    const child = this.ensure();
+    const child = this.ensure(job);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { child, resolve: resolve as (v: unknown) => void, reject });
@@ -312,13 +320,18 @@ class WorkerClient implements WorkerPort {
     if (this.child?.connected) this.child.send(r);
   }
 
-  private ensure(): ChildProcess {
+  private ensure(job: WorkerJob): ChildProcess {
     if (this.child) return this.child;
-    const child = fork(process.argv[1]!, ['watch-worker', ...this.args], {
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-      execArgv: workerExecArgv(process.execArgv),
-      env: workerEnv(process.env),
-    });
+    const masters = Object.entries(this.masters?.(job) ?? {}).map(([name, pid]) => `${name}=${pid}`);
+    const child = fork(
+      process.argv[1]!,
+      ['watch-worker', ...this.args, ...masters.flatMap((m) => ['--master', m])],
+      {
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        execArgv: workerExecArgv(process.execArgv),
+        env: workerEnv(process.env),
+      },
+    );
     child.on('message', (raw: unknown) => {
       const m = parseWorkerMessage(raw);
       if ('error' in m && !('id' in m)) {
@@ -402,7 +415,7 @@ export class WatchDaemon {
       onEvent: (m) => {
         if (m.event === 'opened')
           this.log.info(
-            { peer: m.peer, agentPid: m.agentPid, recovered: m.recovered },
+            { peer: m.peer, agentPid: m.agentPid, recovered: m.recovered, viaMaster: m.viaMaster },
             'peer session opened',
           );
         else if (m.event === 'gate')
@@ -413,6 +426,9 @@ export class WatchDaemon {
         if (what === 'started') this.log.info({ workerPid }, 'push worker started');
         else this.log.debug({ workerPid, how }, 'push worker exited');
       },
+      // a worker started to push: the master's handshake goes on while it starts (an audit, or the
+      // next audit's time, opens no connection for nothing)
+      masters: (job) => (job === 'push' || job === 'watchset' ? (this.kept?.burst() ?? {}) : {}),
     });
   }
 
@@ -490,6 +506,7 @@ export class WatchDaemon {
           return this.armIdleRelease();
         if (!this.worker.running) return;
         this.worker.stop();
+        this.kept?.release();
         this.log.info({}, 'idle: peer session closed, caches dropped');
         this.kept?.ensure();
       },

@@ -39,24 +39,30 @@ export function controlPath(config: Config, target: PeerTarget): string {
 }
 
 /**
+ * How a session reaches the peer: `default` through the kept master when ssh.keepConnection is on,
+ * `fresh` on a connection of its own whatever it says (the ferm guard's proof), `master` through the
+ * master the watch daemon made for this burst. Through a master whose socket is gone, ssh makes a
+ * connection of its own.
+ */
+export type LinkRoute = 'default' | 'fresh' | 'master';
+
+/**
  * The options OpenSSH gets: lvssync's settings and nothing from any ssh_config. `command`
- * undefined: the kept master itself (no session of its own, its control socket listening);
- * otherwise a session, through the kept master when ssh.keepConnection is on (ssh makes a
- * connection of its own when that socket is gone).
+ * undefined: the master itself (no session of its own, its control socket listening); otherwise a
+ * session, by `route`.
  */
 export function openSshArgv(
   config: Config,
   target: PeerTarget,
   command: readonly string[] | undefined,
-  /** A connection of its own whatever ssh.keepConnection says (the ferm guard's proof). */
-  fresh = false,
+  route: LinkRoute = 'default',
 ): string[] {
   const o = (k: string, v: string | number) => ['-o', `${k}=${v}`];
   const sock = process.env.SSH_AUTH_SOCK;
   const control =
     command === undefined
       ? ['-M', '-N', ...o('ControlPath', controlPath(config, target))]
-      : config.ssh.keepConnection && !fresh
+      : route === 'master' || (route === 'default' && config.ssh.keepConnection)
         ? [...o('ControlPath', controlPath(config, target)), ...o('ControlMaster', 'no')]
         : [];
   return [

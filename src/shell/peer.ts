@@ -30,7 +30,14 @@ import {
 import { classifySshFailure } from '../core/ssh-failure.js';
 import { LvssyncError } from '../errors.js';
 import { which } from './exec.js';
-import { openSshArgv, type PeerTarget, shellQuote, sshClientOf, targetOf } from './openssh.js';
+import {
+  type LinkRoute,
+  openSshArgv,
+  type PeerTarget,
+  shellQuote,
+  sshClientOf,
+  targetOf,
+} from './openssh.js';
 import { readClaim } from './primary.js';
 
 export type { PeerTarget } from './openssh.js';
@@ -140,7 +147,7 @@ interface AgentLink {
 }
 
 /** The agent over OpenSSH: `ssh` runs as a child; what it printed says why it never got there. */
-function openSshLink(config: Config, target: PeerTarget, fresh: boolean): AgentLink {
+function openSshLink(config: Config, target: PeerTarget, route: LinkRoute): AgentLink {
   readPinned(config, target);
   if (config.ssh.identityFile) {
     let mode: number;
@@ -171,7 +178,7 @@ function openSshLink(config: Config, target: PeerTarget, fresh: boolean): AgentL
   // ssh ignores SIGTERM, SIGINT and SIGHUP (an ignored signal stays ignored across exec, and ssh
   // keeps it so): systemctl stop or a Ctrl-C reaches lvssync, which finishes or ends the session
   // itself, and not the connection under a push that is committing or reloading.
-  const argv = openSshArgv(config, target, config.push.agentCommand, fresh);
+  const argv = openSshArgv(config, target, config.push.agentCommand, route);
   const child: ChildProcessWithoutNullStreams = spawn(
     'sh',
     ['-c', 'trap "" TERM INT HUP; exec "$0" "$@"', ssh, ...argv],
@@ -345,12 +352,13 @@ export class PeerSession {
      * the caller's thread, busy with its own work meanwhile, never holds the peer up.
      */
     pipeline?: (s: PeerSession) => void,
-    /** A connection of its own, never through a kept master (the ferm guard proves one gets through). */
-    fresh = false,
+    /** How OpenSSH reaches the peer: `fresh` never through a master (the ferm guard proves one gets through). */
+    route: LinkRoute = 'default',
   ): Promise<PeerSession> {
     const openssh = sshClientOf(config) === 'openssh';
-    const link = openssh ? openSshLink(config, target, fresh) : await builtinLink(config, target, connected);
+    const link = openssh ? openSshLink(config, target, route) : await builtinLink(config, target, connected);
     const s = new PeerSession(target, link, openssh ? connected : undefined, config.ssh.agentTimeoutMs);
+    s.route = openssh ? route : 'fresh';
     // who this director takes for the primary travels with every hello (core/primary.ts)
     const claim = readClaim(config);
     const helloing = s.request({
@@ -381,6 +389,8 @@ export class PeerSession {
   }
 
   hello: Responses['hello'] | undefined;
+  /** How OpenSSH reached the peer (through a master or not); `fresh` for the built-in client. */
+  route: LinkRoute = 'default';
 
   private onLine(line: string): void {
     let msg: { id: number; ok: boolean; result?: unknown; error?: { code: string; message: string } };
@@ -458,6 +468,11 @@ export class PeerKeeper {
     private readonly primary: string,
     /** Told of each new session (the daemon logs it). */
     private readonly onOpen?: (s: PeerSession) => void,
+    /**
+     * The watch daemon's master to this peer, if it made one: resolves to whether a session can go
+     * through it (it is up) before a new session opens (shell/ssh-master.ts awaitMaster).
+     */
+    private readonly master?: () => Promise<boolean>,
   ) {}
 
   /** True when this keeper's session goes to `t`. */
@@ -480,18 +495,22 @@ export class PeerKeeper {
         pipeline?.(s);
         return s;
       });
-    this.opening = PeerSession.open(this.config, this.target, this.primary, undefined, pipeline).then(
-      (s) => {
-        this.opening = undefined;
-        this.session = s;
-        this.onOpen?.(s);
-        return s;
-      },
-      (e: unknown) => {
-        this.opening = undefined;
-        throw e;
-      },
-    );
+    const master = this.master;
+    const route = async (): Promise<LinkRoute> => (master && (await master()) ? 'master' : 'default');
+    this.opening = route()
+      .then((r) => PeerSession.open(this.config, this.target, this.primary, undefined, pipeline, r))
+      .then(
+        (s) => {
+          this.opening = undefined;
+          this.session = s;
+          this.onOpen?.(s);
+          return s;
+        },
+        (e: unknown) => {
+          this.opening = undefined;
+          throw e;
+        },
+      );
     return this.opening;
   }
 

@@ -998,7 +998,7 @@ export async function commitOnPeer(a: {
       // Like ferm --interactive: prove that a new connection still gets through (a kept master's
       // established one would pass a firewall that refuses new ones).
       try {
-        const probe = await PeerSession.open(config, target, self, undefined, undefined, true);
+        const probe = await PeerSession.open(config, target, self, undefined, undefined, 'fresh');
         await probe.request({ op: 'confirm', txid });
         probe.close();
       } catch (e) {

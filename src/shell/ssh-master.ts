@@ -1,10 +1,12 @@
-// The watch daemon's kept OpenSSH master connections (ssh.keepConnection): one per other director,
-// kept while the daemon is idle, so that a push after the idle release opens its agent session
-// through it instead of paying a new handshake. Each is made with lvssync's key, so every session
+// The watch daemon's OpenSSH master connections, one per other director: with ssh.keepConnection
+// kept while the daemon is idle; without it made at the start of each burst of edits (when the
+// worker is started, so the handshake goes on while the worker starts) and ended with the worker at
+// the idle release. The worker's session goes through it, so a push after the idle release opens its
+// agent session without a handshake of its own. Each is made with lvssync's key, so every session
 // through it is still the peer's forced agent; its socket is in a directory only root may enter.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { which } from './exec.js';
@@ -14,8 +16,11 @@ import { controlPath, openSshArgv, type PeerTarget, sshClientOf } from './openss
 /** A master that ended (the link cut, the peer down) or could not start is made again this much later. */
 export const MASTER_RETRY_MS = 10_000;
 
-/** One director's master: running, or waiting for its retry. */
-type Kept = { child: ChildProcess } | { retry: NodeJS.Timeout };
+/** How long a new session waits for a master still in its handshake before it makes its own connection. */
+export const MASTER_WAIT_MS = 1500;
+
+/** One director's master: running (`burst`: made for a burst of edits, never made again), or waiting for its retry. */
+type Kept = { child: ChildProcess; burst: boolean } | { retry: NodeJS.Timeout };
 
 export class KeptConnections {
   private readonly kept = new Map<string, Kept>();
@@ -31,12 +36,29 @@ export class KeptConnections {
     return this.config.ssh.keepConnection && sshClientOf(this.config) === 'openssh';
   }
 
+  /**
+   * A worker starts (a burst of edits begins): without ssh.keepConnection a master is made to every
+   * director now, for the burst. The masters running, by director: their pids, for the worker.
+   */
+  burst(): Record<string, number> {
+    if (!this.stopped && !this.enabled && sshClientOf(this.config) === 'openssh')
+      for (const t of this.targets) if (!this.kept.has(t.name)) this.start(t, true);
+    const out: Record<string, number> = {};
+    for (const [name, k] of this.kept) if ('child' in k && k.child.pid) out[name] = k.child.pid;
+    return out;
+  }
+
+  /** The burst is over (the worker went at the idle release): the masters made for it end. */
+  release(): void {
+    for (const [name, k] of [...this.kept]) if ('child' in k && k.burst) this.end(name);
+  }
+
   /** lvssync.yaml read again: masters to directors no longer configured, or any if it is off, end. */
   update(config: Config, targets: PeerTarget[]): void {
     this.config = config;
     this.targets = targets;
     const names = new Set(this.enabled ? targets.map((t) => t.name) : []);
-    for (const name of this.kept.keys()) if (!names.has(name)) this.end(name);
+    for (const [name, k] of [...this.kept]) if (!names.has(name) || ('child' in k && k.burst)) this.end(name);
     this.ensure();
   }
 
@@ -69,7 +91,7 @@ export class KeptConnections {
     this.kept.set(name, { retry });
   }
 
-  private start(t: PeerTarget): void {
+  private start(t: PeerTarget, burst = false): void {
     const sock = controlPath(this.config, t);
     try {
       mkdirSync(path.dirname(sock), { recursive: true, mode: 0o700 });
@@ -88,7 +110,7 @@ export class KeptConnections {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, LC_ALL: 'C' },
     });
-    const k: Kept = { child };
+    const k: Kept = { child, burst };
     this.kept.set(t.name, k);
     let said = '';
     child.stderr?.on('data', (b: Buffer) => {
@@ -97,12 +119,43 @@ export class KeptConnections {
     child.on('error', () => {});
     child.on('close', (code, signal) => {
       if (this.kept.get(t.name) !== k) return;
-      this.later(t.name);
+      // one made for a burst is not made again: the worker's sessions connect by themselves
+      if (burst) this.kept.delete(t.name);
+      else this.later(t.name);
       this.log.info(
         { peer: t.name, status: signal ?? code, said: said.trim() || undefined },
         'kept connection ended',
       );
     });
-    this.log.info({ peer: t.name, pid: child.pid }, 'keeping a connection');
+    this.log.info({ peer: t.name, pid: child.pid, burst }, 'keeping a connection');
+  }
+}
+
+/**
+ * Waits, before a session opens, for the master `pid` to `target` to listen on its socket: true once
+ * it does, false when the master is gone first or `waitMs` passed (a handshake that long is not
+ * waited for: the session makes its own connection). `alive` and the clock are the caller's.
+ */
+export async function awaitMaster(
+  socket: string,
+  pid: number,
+  waitMs = MASTER_WAIT_MS,
+  alive: (pid: number) => boolean = processAlive,
+  now: () => number = Date.now,
+): Promise<boolean> {
+  const until = now() + waitMs;
+  for (;;) {
+    if (existsSync(socket)) return true;
+    if (!alive(pid) || now() >= until) return false;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -212,6 +212,46 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     expect(opened()[1]!.agentPid).not.toBe(opened()[0]!.agentPid);
   });
 
+  it('without ssh.keepConnection, each burst makes one OpenSSH master as its worker starts: the worker’s session goes through it (one login for the burst), and it ends at the idle release', async () => {
+    const l = lab();
+    await l.killProc(daemon!);
+    rmSync(l.logFile('lvs1', 'watch'), { force: true });
+    daemon = l.spawnOn('lvs1', 'watch', [
+      process.execPath,
+      MAIN,
+      'watch',
+      '--quiet',
+      '200',
+      '--idle-release',
+      '2',
+    ]);
+    const log = () => watchLog<{ msg: string; pid?: number; burst?: boolean; viaMaster?: boolean }>(l);
+    const logins = () =>
+      (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey for root/g) ?? []).length;
+    const masters = () => log().filter((j) => j.msg === 'keeping a connection');
+    const released = () => log().filter((j) => j.msg.startsWith('idle: peer session closed')).length;
+    const opened = () => log().filter((j) => j.msg === 'peer session opened');
+    await until('the daemon to converge and go idle', () => released() >= 1, 30_000);
+    // the converge at start was a burst of its own: its master ended with its worker
+    expect(masters()).toHaveLength(1);
+    expect(masters()[0]!.burst).toBe(true);
+    await until('the first master to end', () => !existsSync(`/proc/${masters()[0]!.pid}`), 10_000);
+    const before = logins();
+    await l.exec('lvs1', ['sed', '-i', 's/weight [0-9]*/weight 87/', FWM]);
+    await until('weight 87 on lvs2', sameOnLvs2(l, FWM));
+    await until('a second master and session', () => masters().length === 2 && opened().length === 2);
+    const master = masters()[1]!.pid!;
+    const cmd = readFileSync(`/proc/${master}/cmdline`, 'utf8').split('\0');
+    expect(cmd).toContain('-M');
+    expect(cmd).toContain('ControlPath=/var/lib/lvssync/ssh/lvs2.sock');
+    // the session went through the master: the burst made one connection to lvs2, the master's
+    expect(opened()[1]!.viaMaster).toBe(true);
+    expect(logins()).toBe(before + 1);
+    await until('the idle release', () => released() >= 2, 15_000);
+    await until('the master to end with the burst', () => !existsSync(`/proc/${master}`), 10_000);
+    expect(existsSync(l.pathOn('lvs1', '/var/lib/lvssync/ssh/lvs2.sock'))).toBe(false);
+  }, 90_000);
+
   it('with ssh.keepConnection, the daemon keeps one OpenSSH master to lvs2 while idle: a push after the idle release opens its agent session through it; a master killed is made again, and the push meanwhile connects by itself', async () => {
     const l = lab();
     await l.killProc(daemon!);

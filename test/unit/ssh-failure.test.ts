@@ -1,9 +1,13 @@
 // OpenSSH's own words (OpenSSH 9.2, LogLevel=ERROR, as lvssync runs it) become the same errors as the
 // built-in client's; the argv gives ssh lvssync's settings and nothing from any ssh_config.
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../src/core/config.js';
 import { classifySshFailure } from '../../src/core/ssh-failure.js';
 import { openSshArgv } from '../../src/shell/openssh.js';
+import { awaitMaster } from '../../src/shell/ssh-master.js';
 
 const ctx = {
   name: 'lvs2',
@@ -143,5 +147,50 @@ describe('openSshArgv', () => {
     // the same key and host key checking as every session
     expect(master[master.indexOf('-i') + 1]).toBe('/etc/lvssync/id_ed25519');
     expect(master).toContain('StrictHostKeyChecking=yes');
+    // the ferm guard's proof: a connection of its own, kept master or not
+    expect(
+      openSshArgv(kept, target, ['lvssync', 'agent'], 'fresh').some((a) => a.startsWith('Control')),
+    ).toBe(false);
+    // the daemon's master for a burst: its worker's sessions go through it without ssh.keepConnection
+    const burst = openSshArgv(
+      { ...config, stateDir: '/var/lib/lvssync' },
+      target,
+      ['lvssync', 'agent'],
+      'master',
+    );
+    expect(burst).toEqual(
+      expect.arrayContaining(['ControlPath=/var/lib/lvssync/ssh/lvs2.sock', 'ControlMaster=no']),
+    );
+  });
+});
+
+describe('awaitMaster', () => {
+  // a clock and a process table of the test's own: nothing waits for real but the socket's 5 ms polls
+  const dir = mkdtempSync(path.join(tmpdir(), 'lvssync-master-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('goes through a master once its socket listens, and not through one that ended or takes too long', async () => {
+    const sock = path.join(dir, 'lvs2.sock');
+    let t = 0;
+    const now = () => t;
+    // the socket appears while the master is alive: through it
+    setTimeout(() => writeFileSync(sock, ''), 30);
+    expect(await awaitMaster(sock, 1, 1500, () => true, now)).toBe(true);
+    rmSync(sock);
+    // the master ended before it listened: at once, a connection of its own
+    let polls = 0;
+    expect(await awaitMaster(sock, 1, 1500, () => ++polls < 3, now)).toBe(false);
+    expect(polls).toBe(3);
+    // a handshake longer than the wait: a connection of its own
+    expect(
+      await awaitMaster(
+        sock,
+        1,
+        1500,
+        () => true,
+        () => (t += 400),
+      ),
+    ).toBe(false);
+    expect(t).toBeGreaterThanOrEqual(1500);
   });
 });

@@ -61,11 +61,15 @@ class FakeWorker implements WorkerPort {
   running = false;
   readonly jobs: WorkerJob[] = [];
   stops = 0;
+  /** The masters handed to each worker started. */
+  readonly masters: Record<string, number>[] = [];
   /** The answers to the next pushes, in order (default: pushed). */
   readonly answers: (Answer | Error | Promise<Answer>)[] = [];
   constructor(readonly handlers: WorkerHandlers) {}
   async request<T>(job: WorkerJob): Promise<T> {
     if (!this.running) {
+      // as the real one: the masters asked for right before the worker starts
+      this.masters.push(this.handlers.masters?.(job) ?? {});
       this.running = true;
       this.handlers.onLife('started', 4242);
     }
@@ -115,6 +119,11 @@ function setup(opts: { early?: boolean } = {}) {
   const deps: DaemonDeps = {
     keepConnections: (_config, self) => ({
       ensure: () => kept.push('ensure'),
+      burst: () => {
+        kept.push('burst');
+        return { lvs2: 5151 };
+      },
+      release: () => kept.push('release'),
       update: (_c, targets) => kept.push(`update ${targets.map((t) => t.name).join(',')} from ${self}`),
       stop: () => kept.push('stop'),
     }),
@@ -397,14 +406,23 @@ describe('the watch daemon, with a manual clock and fake watcher and worker', ()
   it('keeps its connections from the start, asks for them again after each push and at the idle release, hands them a new lvssync.yaml and ends them when it stops', async () => {
     const d = setup();
     await d.clock.advance(400); // the converge at start
-    expect(d.kept[0]).toBe('ensure');
+    // the worker for the converge at start is handed the masters of its burst as it starts
+    expect(d.kept.slice(0, 1)).toEqual(['burst']);
+    expect(d.worker().masters).toEqual([{ lvs2: 5151 }]);
+    expect(d.kept).toContain('ensure');
     const afterStart = d.kept.length;
     d.edit();
     await d.clock.advance(400);
     expect(d.kept.length).toBe(afterStart + 1);
     await d.clock.advance(61_000); // the idle release
     expect(d.logLines.some((l) => l.msg.startsWith('idle: peer session closed'))).toBe(true);
-    expect(d.kept.at(-1)).toBe('ensure');
+    // the burst's masters end with the worker; the kept ones are asked for again
+    expect(d.kept.slice(-2)).toEqual(['release', 'ensure']);
+    // the next burst's worker gets them anew
+    d.edit();
+    await d.clock.advance(400);
+    expect(d.worker().masters).toHaveLength(2);
+    expect(d.kept.filter((k) => k === 'burst')).toHaveLength(2);
     d.signals.hup!();
     await d.clock.advance(1000);
     expect(d.kept).toContain('update lvs2 from lvs1');
