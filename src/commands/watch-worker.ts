@@ -22,11 +22,9 @@ import { LvssyncError } from '../errors.js';
 import { runAudit, storeReport } from '../shell/audit.js';
 import { checkSelf, type DirectorCheck } from '../shell/check-director.js';
 import { loadConfig, requireSelfNode } from '../shell/load-config.js';
-import { controlPath } from '../shell/openssh.js';
 import { PeerKeeper, type PeerTarget, peersOf } from '../shell/peer.js';
 import { runPush } from '../shell/push.js';
 import { changedSinceRead } from '../shell/read-snapshot.js';
-import { awaitMaster } from '../shell/ssh-master.js';
 import { Workspace } from '../shell/workspace.js';
 
 export function memoryMiB(): Record<string, number> {
@@ -98,9 +96,8 @@ class Worker {
               peer: target.name,
               ...(s.hello?.pid ? { agentPid: s.hello.pid } : {}),
               ...(s.hello?.recovered ? { recovered: s.hello.recovered } : {}),
-              ...(s.route === 'master' ? { viaMaster: true } : {}),
             }),
-          pid === undefined ? undefined : () => awaitMaster(controlPath(config, target), pid),
+          pid,
         ),
       );
     }

@@ -415,7 +415,7 @@ export class WatchDaemon {
       onEvent: (m) => {
         if (m.event === 'opened')
           this.log.info(
-            { peer: m.peer, agentPid: m.agentPid, recovered: m.recovered, viaMaster: m.viaMaster },
+            { peer: m.peer, agentPid: m.agentPid, recovered: m.recovered },
             'peer session opened',
           );
         else if (m.event === 'gate')

@@ -148,7 +148,7 @@ export type WorkerMessage =
   | { id: number; ok: false; error: { code: string; message: string } }
   | { event: 'progress'; step: string }
   | { event: 'gate'; id: number }
-  | { event: 'opened'; peer: string; agentPid?: number; recovered?: string; viaMaster?: boolean };
+  | { event: 'opened'; peer: string; agentPid?: number; recovered?: string };
 
 const JOBS: ReadonlySet<string> = new Set(['push', 'watchset', 'audit', 'next-audit']);
 
@@ -187,7 +187,6 @@ export function parseWorkerMessage(raw: unknown): WorkerMessage | { error: strin
           event: 'opened',
           peer: raw.peer,
           ...(typeof raw.agentPid === 'number' ? { agentPid: raw.agentPid } : {}),
-          ...(raw.viaMaster === true ? { viaMaster: true } : {}),
           ...(typeof raw.recovered === 'string' ? { recovered: raw.recovered } : {}),
         };
       default:

@@ -40,11 +40,11 @@ export function controlPath(config: Config, target: PeerTarget): string {
 
 /**
  * How a session reaches the peer: `default` through the kept master when ssh.keepConnection is on,
- * `fresh` on a connection of its own whatever it says (the ferm guard's proof), `master` through the
- * master the watch daemon made for this burst. Through a master whose socket is gone, ssh makes a
- * connection of its own.
+ * `fresh` on a connection of its own whatever it says (the ferm guard's proof), `{ master }` through
+ * the master (that pid) the watch daemon made for this burst. Through a master whose socket is gone,
+ * ssh makes a connection of its own.
  */
-export type LinkRoute = 'default' | 'fresh' | 'master';
+export type LinkRoute = 'default' | 'fresh' | { master: number };
 
 /**
  * The options OpenSSH gets: lvssync's settings and nothing from any ssh_config. `command`
@@ -62,7 +62,7 @@ export function openSshArgv(
   const control =
     command === undefined
       ? ['-M', '-N', ...o('ControlPath', controlPath(config, target))]
-      : route === 'master' || (route === 'default' && config.ssh.keepConnection)
+      : typeof route === 'object' || (route === 'default' && config.ssh.keepConnection)
         ? [...o('ControlPath', controlPath(config, target)), ...o('ControlMaster', 'no')]
         : [];
   return [

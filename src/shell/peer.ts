@@ -31,6 +31,7 @@ import { classifySshFailure } from '../core/ssh-failure.js';
 import { LvssyncError } from '../errors.js';
 import { which } from './exec.js';
 import {
+  controlPath,
   type LinkRoute,
   openSshArgv,
   type PeerTarget,
@@ -39,6 +40,7 @@ import {
   targetOf,
 } from './openssh.js';
 import { readClaim } from './primary.js';
+import { MASTER_WAIT_MS, waitForMaster } from './ssh-master.js';
 
 export type { PeerTarget } from './openssh.js';
 
@@ -179,9 +181,13 @@ function openSshLink(config: Config, target: PeerTarget, route: LinkRoute): Agen
   // keeps it so): systemctl stop or a Ctrl-C reaches lvssync, which finishes or ends the session
   // itself, and not the connection under a push that is committing or reloading.
   const argv = openSshArgv(config, target, config.push.agentCommand, route);
+  // through a master still in its handshake: the shell waits for its socket, whatever this process
+  // is busy with meanwhile (the worker checks the set), and ssh starts the moment it listens
   const child: ChildProcessWithoutNullStreams = spawn(
     'sh',
-    ['-c', 'trap "" TERM INT HUP; exec "$0" "$@"', ssh, ...argv],
+    typeof route === 'object'
+      ? waitForMaster(controlPath(config, target), route.master, MASTER_WAIT_MS, [ssh, ...argv])
+      : ['-c', 'trap "" TERM INT HUP; exec "$0" "$@"', ssh, ...argv],
     { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
   );
   let said = '';
@@ -358,7 +364,6 @@ export class PeerSession {
     const openssh = sshClientOf(config) === 'openssh';
     const link = openssh ? openSshLink(config, target, route) : await builtinLink(config, target, connected);
     const s = new PeerSession(target, link, openssh ? connected : undefined, config.ssh.agentTimeoutMs);
-    s.route = openssh ? route : 'fresh';
     // who this director takes for the primary travels with every hello (core/primary.ts)
     const claim = readClaim(config);
     const helloing = s.request({
@@ -389,8 +394,6 @@ export class PeerSession {
   }
 
   hello: Responses['hello'] | undefined;
-  /** How OpenSSH reached the peer (through a master or not); `fresh` for the built-in client. */
-  route: LinkRoute = 'default';
 
   private onLine(line: string): void {
     let msg: { id: number; ok: boolean; result?: unknown; error?: { code: string; message: string } };
@@ -468,11 +471,8 @@ export class PeerKeeper {
     private readonly primary: string,
     /** Told of each new session (the daemon logs it). */
     private readonly onOpen?: (s: PeerSession) => void,
-    /**
-     * The watch daemon's master to this peer, if it made one: resolves to whether a session can go
-     * through it (it is up) before a new session opens (shell/ssh-master.ts awaitMaster).
-     */
-    private readonly master?: () => Promise<boolean>,
+    /** The pid of the watch daemon's master to this peer, if it made one: sessions go through it. */
+    private readonly master?: number,
   ) {}
 
   /** True when this keeper's session goes to `t`. */
@@ -495,22 +495,19 @@ export class PeerKeeper {
         pipeline?.(s);
         return s;
       });
-    const master = this.master;
-    const route = async (): Promise<LinkRoute> => (master && (await master()) ? 'master' : 'default');
-    this.opening = route()
-      .then((r) => PeerSession.open(this.config, this.target, this.primary, undefined, pipeline, r))
-      .then(
-        (s) => {
-          this.opening = undefined;
-          this.session = s;
-          this.onOpen?.(s);
-          return s;
-        },
-        (e: unknown) => {
-          this.opening = undefined;
-          throw e;
-        },
-      );
+    const route: LinkRoute = this.master === undefined ? 'default' : { master: this.master };
+    this.opening = PeerSession.open(this.config, this.target, this.primary, undefined, pipeline, route).then(
+      (s) => {
+        this.opening = undefined;
+        this.session = s;
+        this.onOpen?.(s);
+        return s;
+      },
+      (e: unknown) => {
+        this.opening = undefined;
+        throw e;
+      },
+    );
     return this.opening;
   }
 

@@ -6,7 +6,7 @@
 // through it is still the peer's forced agent; its socket is in a directory only root may enter.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { which } from './exec.js';
@@ -132,30 +132,21 @@ export class KeptConnections {
 }
 
 /**
- * Waits, before a session opens, for the master `pid` to `target` to listen on its socket: true once
- * it does, false when the master is gone first or `waitMs` passed (a handshake that long is not
- * waited for: the session makes its own connection). `alive` and the clock are the caller's.
+ * `sh` arguments that run `argv` (ssh, ignoring SIGTERM, SIGINT and SIGHUP as every session's) once
+ * the master `pid` listens on `socket`, or at once when it is gone, or after `waitMs` (a handshake
+ * that long is not waited for: ssh then makes a connection of its own).
  */
-export async function awaitMaster(
+export function waitForMaster(
   socket: string,
   pid: number,
-  waitMs = MASTER_WAIT_MS,
-  alive: (pid: number) => boolean = processAlive,
-  now: () => number = Date.now,
-): Promise<boolean> {
-  const until = now() + waitMs;
-  for (;;) {
-    if (existsSync(socket)) return true;
-    if (!alive(pid) || now() >= until) return false;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  waitMs: number,
+  argv: readonly string[],
+): string[] {
+  const script = [
+    'trap "" TERM INT HUP',
+    'sock=$1; pid=$2; n=$3; shift 3',
+    'while [ "$n" -gt 0 ] && [ ! -S "$sock" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.005; n=$((n - 1)); done',
+    'exec "$@"',
+  ].join('\n');
+  return ['-c', script, 'sh', socket, String(pid), String(Math.ceil(waitMs / 5)), ...argv];
 }

@@ -1,13 +1,15 @@
 // OpenSSH's own words (OpenSSH 9.2, LogLevel=ERROR, as lvssync runs it) become the same errors as the
 // built-in client's; the argv gives ssh lvssync's settings and nothing from any ssh_config.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../src/core/config.js';
 import { classifySshFailure } from '../../src/core/ssh-failure.js';
 import { openSshArgv } from '../../src/shell/openssh.js';
-import { awaitMaster } from '../../src/shell/ssh-master.js';
+import { waitForMaster } from '../../src/shell/ssh-master.js';
 
 const ctx = {
   name: 'lvs2',
@@ -152,45 +154,62 @@ describe('openSshArgv', () => {
       openSshArgv(kept, target, ['lvssync', 'agent'], 'fresh').some((a) => a.startsWith('Control')),
     ).toBe(false);
     // the daemon's master for a burst: its worker's sessions go through it without ssh.keepConnection
-    const burst = openSshArgv(
-      { ...config, stateDir: '/var/lib/lvssync' },
-      target,
-      ['lvssync', 'agent'],
-      'master',
-    );
+    const burst = openSshArgv({ ...config, stateDir: '/var/lib/lvssync' }, target, ['lvssync', 'agent'], {
+      master: 4242,
+    });
     expect(burst).toEqual(
       expect.arrayContaining(['ControlPath=/var/lib/lvssync/ssh/lvs2.sock', 'ControlMaster=no']),
     );
   });
 });
 
-describe('awaitMaster', () => {
-  // a clock and a process table of the test's own: nothing waits for real but the socket's 5 ms polls
+describe('waitForMaster', () => {
+  // the real sh, a real unix socket and real processes: what runs once the wait is over says when
   const dir = mkdtempSync(path.join(tmpdir(), 'lvssync-master-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** ms until the command ran (it prints the time), with the master `pid` and the socket at `sock`. */
+  const ranAfter = (sock: string, pid: number, waitMs: number) => {
+    const t0 = Date.now();
+    const r = spawnSync('sh', waitForMaster(sock, pid, waitMs, ['sh', '-c', 'date +%s%3N']), {
+      encoding: 'utf8',
+    });
+    return Number(r.stdout.trim()) - t0;
+  };
 
-  it('goes through a master once its socket listens, and not through one that ended or takes too long', async () => {
+  it('starts ssh once the master listens, at once when the master is gone, and after the wait at most', async () => {
     const sock = path.join(dir, 'lvs2.sock');
-    let t = 0;
-    const now = () => t;
-    // the socket appears while the master is alive: through it
-    setTimeout(() => writeFileSync(sock, ''), 30);
-    expect(await awaitMaster(sock, 1, 1500, () => true, now)).toBe(true);
-    rmSync(sock);
-    // the master ended before it listened: at once, a connection of its own
-    let polls = 0;
-    expect(await awaitMaster(sock, 1, 1500, () => ++polls < 3, now)).toBe(false);
-    expect(polls).toBe(3);
-    // a handshake longer than the wait: a connection of its own
-    expect(
-      await awaitMaster(
-        sock,
-        1,
-        1500,
-        () => true,
-        () => (t += 400),
-      ),
-    ).toBe(false);
-    expect(t).toBeGreaterThanOrEqual(1500);
+    const master = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      // the master listens 300 ms from now
+      const server = net.createServer();
+      const listening = new Promise<void>((resolve) => setTimeout(() => server.listen(sock, resolve), 300));
+      const waited = await new Promise<number>((resolve) => {
+        const t0 = Date.now();
+        const child = spawn('sh', waitForMaster(sock, master.pid!, 5000, ['true']), { stdio: 'ignore' });
+        child.on('close', () => resolve(Date.now() - t0));
+      });
+      await listening;
+      server.close();
+      expect(waited).toBeGreaterThanOrEqual(250);
+      expect(waited).toBeLessThan(3000);
+      // no socket, the master's handshake longer than the wait: ssh goes after the wait
+      const slow = ranAfter(path.join(dir, 'none.sock'), master.pid!, 400);
+      expect(slow).toBeGreaterThanOrEqual(350);
+      expect(slow).toBeLessThan(3000);
+    } finally {
+      master.kill();
+    }
+    // the master ended before it listened: no wait
+    const gone = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
+    expect(ranAfter(path.join(dir, 'none.sock'), Number(gone), 5000)).toBeLessThan(1000);
+  });
+
+  it('keeps ssh deaf to SIGTERM, SIGINT and SIGHUP, as every session', () => {
+    const r = spawnSync('sh', waitForMaster('/nonexistent', 1, 0, ['grep', 'SigIgn', '/proc/self/status']), {
+      encoding: 'utf8',
+    });
+    const ignored = BigInt(`0x${r.stdout.split(/\s+/)[1]}`);
+    // HUP 1, INT 2, TERM 15: bits 0, 1 and 14
+    expect(ignored & 0x4003n).toBe(0x4003n);
   });
 });
