@@ -145,8 +145,9 @@ export function waitForMaster(
   const script = [
     'trap "" TERM INT HUP',
     'sock=$1; pid=$2; n=$3; shift 3',
-    'while [ "$n" -gt 0 ] && [ ! -S "$sock" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.005; n=$((n - 1)); done',
+    // every 20 ms: each look is a `sleep` process, on the same cores as the worker's check
+    'while [ "$n" -gt 0 ] && [ ! -S "$sock" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.02; n=$((n - 1)); done',
     'exec "$@"',
   ].join('\n');
-  return ['-c', script, 'sh', socket, String(pid), String(Math.ceil(waitMs / 5)), ...argv];
+  return ['-c', script, 'sh', socket, String(pid), String(Math.ceil(waitMs / 20)), ...argv];
 }
