@@ -344,7 +344,15 @@ export async function benchWatch(): Promise<boolean> {
         released,
         /** Saves each made after the daemon let its worker, session and caches go (the first is a warm-up). */
         coldSaves: (tag: string) =>
-          latency(lab, COLD_SAVES + 1, (p) => lab.pathOn('lvs2', p), tag, 120_000, settled, (idleRelease + 2) * 1000),
+          latency(
+            lab,
+            COLD_SAVES + 1,
+            (p) => lab.pathOn('lvs2', p),
+            tag,
+            120_000,
+            settled,
+            (idleRelease + 2) * 1000,
+          ),
         /** RSS and CPU once idle (its next release, settled from it), 10 s apart. */
         idle: async () => {
           await nextRelease();
