@@ -106,9 +106,13 @@ export class KeptConnections {
       this.later(t.name);
       return;
     }
+    // a process group of its own: a Ctrl-C at the daemon's terminal does not cut the sessions it
+    // carries (under systemd, KillMode=mixed sends SIGTERM to the daemon alone, which ends it after
+    // the push in hand)
     const child = spawn(which('ssh') ?? 'ssh', openSshArgv(this.config, t, undefined), {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, LC_ALL: 'C' },
+      detached: true,
     });
     const k: Kept = { child, burst };
     this.kept.set(t.name, k);
