@@ -123,11 +123,8 @@ class Worker {
     switch (job) {
       case 'next-audit':
         return nextAudit(this.config.audit.schedule);
-      case 'watchset': {
-        const local = await checkSelf(this.config, this.self, false, { workspace: this.workspace });
-        this.keepFindings();
-        return watchInput(local);
-      }
+      case 'watchset':
+        return watchInput(await checkSelf(this.config, this.self, false, { workspace: this.workspace }));
       case 'push':
         return this.push(gated ? id : undefined);
       case 'audit': {
@@ -197,17 +194,13 @@ class Worker {
     if (changedOnDisk) s.changedOnDisk = changedOnDisk;
     // a reload left undone because the files changed: a new state of the set to push
     else if (report.superseded) s.changedOnDisk = report.superseded.changed[0] ?? report.superseded.service;
-    this.keepFindings();
     return s;
   }
 
-  /** Once the answer is sent: what the lints found, for the worker started after the idle release. */
-  private keepFindings(): void {
-    setImmediate(() => this.workspace.saveFindings());
-  }
-
+  /** The burst is over: what the lints found is kept for the worker started after the idle release. */
   close(): void {
     for (const k of this.keepers.values()) k.close();
+    this.workspace.saveFindings();
   }
 }
 

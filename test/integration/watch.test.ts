@@ -32,6 +32,19 @@ function watchLog<T extends { msg: string }>(lab: Lab): T[] {
   }
 }
 
+/** What the tests of the daemon's masters read: its log, and lvs2's logins. */
+function masterProbes(l: Lab) {
+  const log = () => watchLog<{ msg: string; pid?: number; burst?: boolean }>(l);
+  return {
+    log,
+    // each new SSH connection to lvs2 is one line of its sshd; a session through a master is none
+    logins: () =>
+      (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey for root/g) ?? []).length,
+    masters: () => log().filter((j) => j.msg === 'keeping a connection'),
+    released: () => log().filter((j) => j.msg.startsWith('idle: peer session closed')).length,
+  };
+}
+
 function pushesIn(lab: Lab): { result: string; changes?: string[] }[] {
   return (
     readFileSync(lab.logFile('lvs1', 'watch'), 'utf8')
@@ -73,6 +86,21 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     if (daemon) await lab().killProc(daemon);
     await lab().restoreCrossover();
   });
+
+  /** The daemon started again with a 200 ms quiet window and this idle release (seconds), its log new. */
+  const restartWatch = async (l: Lab, idleRelease: number) => {
+    await l.killProc(daemon!);
+    rmSync(l.logFile('lvs1', 'watch'), { force: true });
+    daemon = l.spawnOn('lvs1', 'watch', [
+      process.execPath,
+      MAIN,
+      'watch',
+      '--quiet',
+      '200',
+      '--idle-release',
+      String(idleRelease),
+    ]);
+  };
 
   const sameOnLvs2 = (l: Lab, p: string) => () => {
     try {
@@ -172,17 +200,7 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
 
   it('one agent session serves a burst of pushes and is closed when the daemon goes idle', async () => {
     const l = lab();
-    await l.killProc(daemon!);
-    rmSync(l.logFile('lvs1', 'watch'), { force: true });
-    daemon = l.spawnOn('lvs1', 'watch', [
-      process.execPath,
-      MAIN,
-      'watch',
-      '--quiet',
-      '200',
-      '--idle-release',
-      '3',
-    ]);
+    await restartWatch(l, 3);
     const log = () => watchLog<{ msg: string; agentPid?: number }>(l);
     const opened = () => log().filter((j) => j.msg === 'peer session opened');
     await until('the daemon to converge', () => log().some((j) => /in sync|pushed/.test(j.msg)), 30_000);
@@ -214,22 +232,8 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
 
   it('without ssh.keepConnection, each burst makes one OpenSSH master as its worker starts: the worker’s session goes through it (one login for the burst), and it ends at the idle release', async () => {
     const l = lab();
-    await l.killProc(daemon!);
-    rmSync(l.logFile('lvs1', 'watch'), { force: true });
-    daemon = l.spawnOn('lvs1', 'watch', [
-      process.execPath,
-      MAIN,
-      'watch',
-      '--quiet',
-      '200',
-      '--idle-release',
-      '2',
-    ]);
-    const log = () => watchLog<{ msg: string; pid?: number; burst?: boolean }>(l);
-    const logins = () =>
-      (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey for root/g) ?? []).length;
-    const masters = () => log().filter((j) => j.msg === 'keeping a connection');
-    const released = () => log().filter((j) => j.msg.startsWith('idle: peer session closed')).length;
+    await restartWatch(l, 2);
+    const { log, logins, masters, released } = masterProbes(l);
     const opened = () => log().filter((j) => j.msg === 'peer session opened');
     await until('the daemon to converge and go idle', () => released() >= 1, 30_000);
     // the converge at start was a burst of its own: its master ended with its worker
@@ -247,35 +251,27 @@ describe.skipIf(unavailable !== undefined)('lvssync watch (lab)', () => {
     // the session went through the master: the burst made one connection to lvs2, the master's
     expect(logins()).toBe(before + 1);
     await until('the idle release', () => released() >= 2, 15_000);
+    // what each side's lints found is kept for the next worker and agent: the worker's as it went,
+    // the agent's when the push finished
+    await until('the worker to keep its findings', () =>
+      existsSync(l.pathOn('lvs1', '/var/lib/lvssync/findings.json')),
+    );
+    for (const d of ['lvs1', 'lvs2'] as const)
+      expect(Object.keys(JSON.parse(l.readFile(d, '/var/lib/lvssync/findings.json')).files)).toContain(FWM);
     await until('the master to end with the burst', () => !existsSync(`/proc/${master}`), 10_000);
     expect(existsSync(l.pathOn('lvs1', '/var/lib/lvssync/ssh/lvs2.sock'))).toBe(false);
   }, 90_000);
 
   it('with ssh.keepConnection, the daemon keeps one OpenSSH master to lvs2 while idle: a push after the idle release opens its agent session through it; a master killed is made again, and the push meanwhile connects by itself', async () => {
     const l = lab();
-    await l.killProc(daemon!);
-    rmSync(l.logFile('lvs1', 'watch'), { force: true });
     const yaml = l.readFile('lvs1', '/etc/lvssync/lvssync.yaml');
     l.writeFile(
       'lvs1',
       '/etc/lvssync/lvssync.yaml',
       yaml.replace(/^ssh:\n/m, 'ssh:\n  keepConnection: true\n'),
     );
-    daemon = l.spawnOn('lvs1', 'watch', [
-      process.execPath,
-      MAIN,
-      'watch',
-      '--quiet',
-      '200',
-      '--idle-release',
-      '2',
-    ]);
-    const log = () => watchLog<{ msg: string; pid?: number; agentPid?: number }>(l);
-    // each new SSH connection to lvs2 is one line of its sshd; a session through a master is none
-    const logins = () =>
-      (readFileSync(l.logFile('lvs2', 'sshd'), 'utf8').match(/Accepted publickey for root/g) ?? []).length;
-    const masters = () => log().filter((j) => j.msg === 'keeping a connection');
-    const released = () => log().filter((j) => j.msg.startsWith('idle: peer session closed')).length;
+    await restartWatch(l, 2);
+    const { log, logins, masters, released } = masterProbes(l);
     await until(
       'the daemon to converge and keep a connection',
       () => masters().length === 1 && released() >= 1,
